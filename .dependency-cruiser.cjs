@@ -1,0 +1,77 @@
+/**
+ * Architecture boundaries, checked in `npm test`.
+ *
+ * Data flows left to right:
+ *   devices → edge/gateway → edge/log → edge/forwarder → edge/link → cloud/ingest
+ *     → cloud/kafka-log → cloud/read-api
+ * A stage never imports a stage to its right: it is handed what it pushes into, and only the
+ * composition roots (site/, cli/, bench/) wire stages together. core/ (record identity,
+ * errors, contracts) is below every stage and imports none of them. tools/ (a Kafka broker
+ * and a Mosquitto for tests and benchmarks) is used by composition roots and tests only.
+ */
+const STAGES = [
+  'devices',
+  'edge/gateway',
+  'edge/log',
+  'edge/forwarder',
+  'edge/link',
+  'cloud/ingest',
+  'cloud/kafka-log',
+  'cloud/read-api',
+];
+
+const escape = (path) => path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+const rightwardRules = STAGES.flatMap((stage, index) => {
+  const rightOf = STAGES.slice(index + 1);
+  if (rightOf.length === 0) return [];
+  return [
+    {
+      name: `no-rightward-import-from-${stage.replace('/', '-')}`,
+      comment: `${stage} may not import a stage to its right (${rightOf.join(', ')}); have the composition root hand it what it pushes into`,
+      severity: 'error',
+      from: { path: `^${escape(stage)}/` },
+      to: { path: `^(${rightOf.map(escape).join('|')})/` },
+    },
+  ];
+});
+
+module.exports = {
+  forbidden: [
+    ...rightwardRules,
+    {
+      name: 'stages-do-not-import-composition-roots',
+      comment: 'only composition roots (site/, cli/, bench/) wire stages; a stage never imports one',
+      severity: 'error',
+      from: { path: `^(core|${STAGES.map(escape).join('|')})/` },
+      to: { path: '^(site|cli|bench)/' },
+    },
+    {
+      name: 'core-imports-no-stage',
+      comment: 'core/ holds identity, errors and contracts; it depends on no stage',
+      severity: 'error',
+      from: { path: '^core/' },
+      to: { path: '^(devices|edge|cloud|tools)/' },
+    },
+    {
+      name: 'stages-do-not-import-tools',
+      comment: 'tools/ are test and benchmark fixtures (brokers); production stages never depend on them',
+      severity: 'error',
+      from: { path: `^(core|${STAGES.map(escape).join('|')})/` },
+      to: { path: '^tools/' },
+    },
+    {
+      name: 'no-circular',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '(^dist/|\\.test\\.ts$)' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { extensions: ['.ts', '.js'] },
+  },
+};

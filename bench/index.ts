@@ -1,0 +1,7 @@
+import type { Scenario } from './harness.js';
+import { thinPathScenario } from './scenarios/thin-path.js';
+
+export { formatTable, formatJsonLines, type Figure, type Scenario, type BenchContext } from './harness.js';
+
+/** Every named scenario `portcall bench` knows, in the order `all` runs them. */
+export const SCENARIOS: readonly Scenario[] = [thinPathScenario];

@@ -1,0 +1,149 @@
+/**
+ * `portcall demo`: one shore site and one ship gateway on this machine, an emulated reefer
+ * fleet publishing to the gateway, and a live status line of readings per second through
+ * each stage. Composition root: it wires devices → edge site → shore site.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { ReeferFleet } from '../devices/emulator/index.js';
+import { parseSiteConfig, startSite, type RunningSite } from '../site/index.js';
+import type { KafkaBroker } from '../tools/kafka/index.js';
+
+export interface DemoOptions {
+  readonly shorePort: number;
+  readonly mqttPort: number;
+  readonly edgeHttpPort: number;
+  readonly containers: number;
+  readonly intervalMs: number;
+  readonly durationS: number | undefined;
+  readonly dataDir: string | undefined;
+  readonly kafka: boolean;
+  readonly logger: Logger;
+  readonly logFile: string;
+  /** Where the status goes; a TTY gets one line rewritten in place. */
+  readonly out: NodeJS.WriteStream;
+}
+
+export interface DemoHandle {
+  readonly shoreUrl: string;
+  readonly mqttUrl: string;
+  stop(): Promise<void>;
+}
+
+function containerIds(count: number): string[] {
+  return Array.from({ length: count }, (_unused, index) => `Y${String(index + 1).padStart(2, '0')}`);
+}
+
+export async function runDemo(options: DemoOptions): Promise<DemoHandle> {
+  const { out, logger } = options;
+  const temporaryDir = options.dataDir === undefined ? mkdtempSync(join(tmpdir(), 'portcall-demo-')) : undefined;
+  const dataDir = options.dataDir ?? temporaryDir!;
+  const token = randomBytes(24).toString('hex');
+  const stoppers: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stoppers.reverse()) await stop().catch(() => undefined);
+    if (temporaryDir !== undefined) rmSync(temporaryDir, { recursive: true, force: true });
+  };
+
+  try {
+    let kafkaBrokers: string[] | undefined;
+    if (options.kafka) {
+      const { ensureKafkaJars, startKafkaBroker } = await import('../tools/kafka/index.js');
+      const progress = (line: string) => out.write(`kafka: ${line}\n`);
+      await ensureKafkaJars({ onProgress: progress });
+      const broker: KafkaBroker = await startKafkaBroker({ onProgress: progress });
+      stoppers.push(() => broker.stop());
+      kafkaBrokers = [broker.bootstrap];
+      out.write(`Kafka is up at ${broker.bootstrap}\n`);
+    }
+
+    const shore: RunningSite = await startSite(
+      parseSiteConfig({
+        site: 'TOKYO',
+        dataDir,
+        log: kafkaBrokers === undefined ? { backend: 'sqlite' } : { backend: 'kafka', kafka: { brokers: kafkaBrokers } },
+        http: { port: options.shorePort },
+        ingest: { peers: [{ site: 'AURORA', token }] },
+      }),
+      { logger },
+    );
+    stoppers.push(() => shore.close());
+
+    const edge: RunningSite = await startSite(
+      parseSiteConfig({
+        site: 'AURORA',
+        dataDir,
+        mqtt: { port: options.mqttPort },
+        http: { port: options.edgeHttpPort },
+        links: [{ name: 'TOKYO', url: shore.httpUrl!, token }],
+      }),
+      { logger },
+    );
+    stoppers.push(() => edge.close());
+
+    const mqttUrl = `mqtt://127.0.0.1:${edge.mqttPort!}`;
+    const ids = containerIds(options.containers);
+    const fleet = new ReeferFleet({
+      brokerUrl: mqttUrl,
+      topicPrefix: 'bigblue/containers',
+      containerIds: ids,
+      intervalMs: options.intervalMs,
+      qos: 1,
+      seed: 42,
+      clientId: 'demo-reefer-fleet',
+    });
+    await fleet.start();
+    stoppers.push(() => fleet.stop());
+
+    const shoreUrl = shore.httpUrl!;
+    out.write(
+      [
+        `portcall demo: ship AURORA → shore TOKYO (${options.kafka ? 'Apache Kafka' : 'embedded SQLite'} log)`,
+        `  MQTT gateway:   ${mqttUrl}   (topics bigblue/containers/<id>/<sensor>)`,
+        `  shore read API: ${shoreUrl}/v1/streams/containers/topics/${ids[0]}/latest`,
+        `  metrics:        ${shoreUrl}/metrics   ${edge.httpUrl!}/metrics`,
+        `  logs:           ${options.logFile}`,
+        `Ctrl-C stops everything.`,
+        '',
+      ].join('\n'),
+    );
+
+    const startedAtMs = Date.now();
+    let previous = { published: 0, stored: 0, forwarded: 0, shore: 0, atMs: startedAtMs };
+    const status = setInterval(() => {
+      const nowMs = Date.now();
+      const seconds = (nowMs - previous.atMs) / 1000;
+      const current = {
+        published: fleet.stats().published,
+        stored: edge.stats().gatewayMessagesStored,
+        forwarded: edge.stats().links[0]?.recordsForwarded ?? 0,
+        shore: shore.stats().ingest?.recordsStored ?? 0,
+        atMs: nowMs,
+      };
+      const rate = (now: number, before: number) => ((now - before) / seconds).toFixed(1).padStart(6);
+      const linkError = edge.stats().links[0]?.lastError;
+      const line =
+        `t=${String(Math.round((nowMs - startedAtMs) / 1000)).padStart(4)}s  ` +
+        `sensors ${rate(current.published, previous.published)}/s  ` +
+        `gateway→log ${rate(current.stored, previous.stored)}/s  ` +
+        `forwarded ${rate(current.forwarded, previous.forwarded)}/s  ` +
+        `shore stored ${rate(current.shore, previous.shore)}/s  ` +
+        `(total at shore ${current.shore})` +
+        (linkError === undefined ? '' : `  link: ${linkError}`);
+      out.write(out.isTTY ? `\r${line}\u001b[K` : `${line}\n`);
+      previous = current;
+    }, 1000);
+    stoppers.push(async () => {
+      clearInterval(status);
+      if (out.isTTY) out.write('\n');
+    });
+
+    return { shoreUrl, mqttUrl, stop: stopAll };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}

@@ -1,0 +1,7 @@
+import { pino, type Logger } from 'pino';
+
+/** JSON logs to stderr (stdout stays for a command's own output), or to a file for the demo. */
+export function createLogger(options: { level?: string; file?: string } = {}): Logger {
+  const destination = options.file === undefined ? pino.destination(2) : pino.destination({ dest: options.file, mkdir: true, sync: false });
+  return pino({ level: options.level ?? process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid } }, destination);
+}

@@ -1,0 +1,216 @@
+/**
+ * The `portcall` command line. Each subcommand is a composition root: it reads its
+ * configuration, wires the stages and runs until stopped. Stages are imported lazily so
+ * `--help` is instant and `portcall kafka` does not load the MQTT broker.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { PortcallError } from '../core/index.js';
+import { createLogger } from './logger.js';
+
+function integer(name: string, min: number, max: number) {
+  return (raw: string): number => {
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}`);
+    }
+    return value;
+  };
+}
+
+function positiveNumber(name: string) {
+  return (raw: string): number => {
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value <= 0) throw new InvalidArgumentError(`${name} must be a number above 0`);
+    return value;
+  };
+}
+
+/** Runs until SIGINT/SIGTERM, then calls stop once; a second signal exits at once. */
+function untilSignalled(stop: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const onSignal = () => {
+      process.once('SIGINT', () => process.exit(130));
+      process.stderr.write('\nstopping…\n');
+      void stop().then(resolve, (error: unknown) => {
+        process.stderr.write(`error while stopping: ${(error as Error).message}\n`);
+        process.exitCode = 1;
+        resolve();
+      });
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+}
+
+async function runSiteCommand(kind: 'edge' | 'shore', options: { config?: string; logLevel?: string }): Promise<void> {
+  const { loadSiteConfig, startSite } = await import('../site/index.js');
+  const config = loadSiteConfig(options.config);
+  if (kind === 'edge' && config.mqtt === undefined) {
+    throw new PortcallError('CONFIG_INVALID', `${options.config ?? 'configuration'}: mqtt: an edge site needs an mqtt section (the gateway)`);
+  }
+  if (kind === 'shore' && (config.http === undefined || config.ingest === undefined)) {
+    throw new PortcallError(
+      'CONFIG_INVALID',
+      `${options.config ?? 'configuration'}: a shore site needs an http section and an ingest section (its receiving endpoint)`,
+    );
+  }
+  const logger = createLogger({ level: options.logLevel });
+  const site = await startSite(config, { logger });
+  process.stdout.write(
+    `${kind} site ${site.name} is up` +
+      (site.mqttPort === undefined ? '' : `; MQTT on ${config.mqtt!.host}:${site.mqttPort}`) +
+      (site.httpUrl === undefined ? '' : `; HTTP on ${site.httpUrl} (/healthz, /metrics)`) +
+      '. Ctrl-C stops it.\n',
+  );
+  await untilSignalled(() => site.close());
+}
+
+export function buildProgram(): Command {
+  const program = new Command('portcall')
+    .description(
+      'Ship-to-shore container telemetry: edge MQTT gateways with a durable log, exactly-once ' +
+        'forwarding to shore sites over flaky links, shore sites on SQLite or Apache Kafka.',
+    )
+    .showHelpAfterError('(add --help for usage)')
+    .configureHelp({ sortSubcommands: false });
+
+  const configHelp =
+    '\nConfiguration is a YAML file (--config) plus environment overrides PORTCALL_<FIELD_PATH>,\n' +
+    'levels joined by "__", e.g. PORTCALL_HTTP__PORT=8081 or PORTCALL_LOG__BACKEND=kafka.\n' +
+    'See docs/CONFIGURATION.md and the examples in config/.';
+
+  program
+    .command('edge')
+    .description('Run an edge site (ship, truck, train): MQTT gateway → durable log → forwarders to shore')
+    .option('-c, --config <file>', 'site configuration (YAML)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']))
+    .addHelpText('after', `${configHelp}\nExample: portcall edge --config config/aurora.yaml`)
+    .action((options: { config?: string; logLevel?: string }) => runSiteCommand('edge', options));
+
+  program
+    .command('shore')
+    .description('Run a shore site (port, headquarters): receiving endpoint → SQLite or Kafka log → read API')
+    .option('-c, --config <file>', 'site configuration (YAML)')
+    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error']))
+    .addHelpText('after', `${configHelp}\nExample: portcall shore --config config/tokyo.yaml`)
+    .action((options: { config?: string; logLevel?: string }) => runSiteCommand('shore', options));
+
+  program
+    .command('devices')
+    .description('Run emulated reefer containers that publish readings to an MQTT gateway')
+    .option('--broker <url>', 'MQTT URL of the gateway', 'mqtt://127.0.0.1:1884')
+    .option('--containers <n>', 'number of containers', integer('--containers', 1, 100_000), 10)
+    .option('--interval-ms <ms>', 'time between readings of one container', integer('--interval-ms', 1, 3_600_000), 1000)
+    .addOption(new Option('--qos <qos>', 'MQTT QoS of readings').choices(['0', '1', '2']).default('1'))
+    .option('--seed <n>', 'seed of the deterministic generator', integer('--seed', 0, 2 ** 31), 1)
+    .option('--topic-prefix <prefix>', 'MQTT topic prefix', 'bigblue/containers')
+    .action(
+      async (options: { broker: string; containers: number; intervalMs: number; qos: string; seed: number; topicPrefix: string }) => {
+        const { ReeferFleet } = await import('../devices/emulator/index.js');
+        const ids = Array.from({ length: options.containers }, (_u, i) => `C${String(i + 1).padStart(5, '0')}`);
+        const fleet = new ReeferFleet({
+          brokerUrl: options.broker,
+          topicPrefix: options.topicPrefix,
+          containerIds: ids,
+          intervalMs: options.intervalMs,
+          qos: Number(options.qos) as 0 | 1 | 2,
+          seed: options.seed,
+        });
+        await fleet.start();
+        process.stdout.write(`${ids.length} reefers publishing to ${options.broker} every ${options.intervalMs} ms. Ctrl-C stops.\n`);
+        const progress = setInterval(() => {
+          const stats = fleet.stats();
+          process.stderr.write(`published ${stats.published}, acknowledged ${stats.acknowledged}\n`);
+        }, 5000);
+        await untilSignalled(async () => {
+          clearInterval(progress);
+          await fleet.stop();
+        });
+      },
+    );
+
+  program
+    .command('demo')
+    .description('Run the demo on this machine: emulated reefers → ship gateway → shore site, with live status')
+    .option('--shore-port <port>', 'HTTP port of the shore site (0 = any free port)', integer('--shore-port', 0, 65535), 8080)
+    .option('--mqtt-port <port>', 'MQTT port of the ship gateway (0 = any free port)', integer('--mqtt-port', 0, 65535), 1884)
+    .option('--edge-http-port <port>', 'HTTP port of the ship site (0 = any free port)', integer('--edge-http-port', 0, 65535), 8081)
+    .option('--containers <n>', 'number of emulated reefer containers', integer('--containers', 1, 10_000), 10)
+    .option('--interval-ms <ms>', 'time between readings of one container', integer('--interval-ms', 10, 3_600_000), 1000)
+    .option('--duration-s <s>', 'stop by itself after this many seconds', positiveNumber('--duration-s'))
+    .option('--data-dir <dir>', 'keep the sites\' data here (default: a temporary directory, removed at exit)')
+    .option('--kafka', 'run the shore site on a real Apache Kafka broker started for the demo')
+    .action(
+      async (options: {
+        shorePort: number;
+        mqttPort: number;
+        edgeHttpPort: number;
+        containers: number;
+        intervalMs: number;
+        durationS?: number;
+        dataDir?: string;
+        kafka?: boolean;
+      }) => {
+        const { runDemo } = await import('./demo.js');
+        const logFile = join(tmpdir(), `portcall-demo-${process.pid}.log`);
+        const demo = await runDemo({
+          ...options,
+          durationS: options.durationS,
+          dataDir: options.dataDir,
+          kafka: options.kafka === true,
+          logger: createLogger({ file: logFile }),
+          logFile,
+          out: process.stdout,
+        });
+        if (options.durationS !== undefined) {
+          await new Promise((resolve) => setTimeout(resolve, options.durationS! * 1000));
+          await demo.stop();
+          return;
+        }
+        await untilSignalled(() => demo.stop());
+      },
+    );
+
+  program
+    .command('bench')
+    .description('Run named benchmark scenarios; prints a table (or JSON lines) with the baseline measured in the same run')
+    .argument('[scenario...]', 'scenario names, or "all"', ['all'])
+    .option('--json', 'print one JSON object per figure instead of a table')
+    .option('--scale <factor>', 'scale the amount of work (1 = default)', positiveNumber('--scale'), 1)
+    .option('--list', 'list the scenarios and exit')
+    .action(async (names: string[], options: { json?: boolean; scale: number; list?: boolean }) => {
+      const { SCENARIOS, formatJsonLines, formatTable } = await import('../bench/index.js');
+      if (options.list) {
+        for (const scenario of SCENARIOS) process.stdout.write(`${scenario.name.padEnd(16)} ${scenario.description}\n`);
+        return;
+      }
+      const selected = names.includes('all') ? [...SCENARIOS] : names.map((name) => {
+        const scenario = SCENARIOS.find((candidate) => candidate.name === name);
+        if (scenario === undefined) {
+          throw new PortcallError('USAGE', `unknown scenario "${name}"; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+        }
+        return scenario;
+      });
+      const figures = [];
+      for (const scenario of selected) {
+        figures.push(
+          ...(await scenario.run({ scale: options.scale, progress: (line) => process.stderr.write(`${line}\n`) })),
+        );
+      }
+      process.stdout.write(`${options.json ? formatJsonLines(figures) : formatTable(figures)}\n`);
+    });
+
+  program
+    .command('kafka')
+    .description('Start a single-node Apache Kafka (KRaft) on free loopback ports for local runs; Ctrl-C stops it')
+    .option('--heap-mb <mb>', 'JVM heap of the broker', integer('--heap-mb', 128, 16384), 512)
+    .action(async (options: { heapMb: number }) => {
+      const { runKafkaCommand } = await import('../tools/kafka/main.js');
+      await runKafkaCommand({ heapMb: options.heapMb });
+    });
+
+  return program;
+}
+

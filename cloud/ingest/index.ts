@@ -1,0 +1,7 @@
+export {
+  registerIngestRoutes,
+  DEFAULT_INGEST_LIMITS,
+  type IngestLimits,
+  type IngestOptions,
+  type IngestStats,
+} from './ingest-routes.js';

@@ -1,0 +1,150 @@
+/**
+ * How a LogRecord and a topic's high water look on Kafka (DESIGN.md decision 5).
+ *
+ * Data: one Kafka topic per stream, key = logical topic so every record of a container lands
+ * in one partition in offset order, identity in `pc-*` headers, the record's own headers
+ * prefixed `h-` so they can never collide with ours, value = payload bytes.
+ * High water: a compacted topic keyed by `${stream}\u0000${topic}`, value JSON
+ * `{nextOffset, origin}` of the last record held, so compaction keeps exactly one entry per
+ * logical topic and a restart reads back only as many entries as there are topics.
+ */
+import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
+
+import { topicKey, type LogRecord } from '../../core/index.js';
+
+export const HEADER_ORIGIN = 'pc-origin';
+export const HEADER_STREAM = 'pc-stream';
+export const HEADER_TOPIC = 'pc-topic';
+export const HEADER_OFFSET = 'pc-offset';
+export const HEADER_EVENT_TIME_MS = 'pc-event-time-ms';
+export const HEADER_INGEST_TIME_MS = 'pc-ingest-time-ms';
+export const USER_HEADER_PREFIX = 'h-';
+
+/** Bytes Kafka's record format spends per record beyond key, value and headers (upper bound). */
+const RECORD_OVERHEAD_BYTES = 64;
+
+/** What the log remembers of a logical topic: enough to dedupe and to check a fork cheaply. */
+export interface HeldTopic {
+  /** One past the last offset held. */
+  readonly nextOffset: number;
+  /** Origin of the record at `nextOffset - 1`. */
+  readonly origin: string;
+}
+
+export function dataTopicName(prefix: string, stream: string): string {
+  return `${prefix}.${stream}`;
+}
+
+export function highWaterTopicName(prefix: string): string {
+  return `${prefix}.highwater`;
+}
+
+/**
+ * A view on the payload's bytes, not a copy: the producer serializes it before the
+ * transaction commits and the caller's promise is still pending until then.
+ */
+function payloadBuffer(payload: Uint8Array): Buffer {
+  return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+}
+
+export function encodeRecord(record: LogRecord): Message {
+  const headers: IHeaders = {
+    [HEADER_ORIGIN]: record.origin,
+    [HEADER_STREAM]: record.stream,
+    [HEADER_TOPIC]: record.topic,
+    [HEADER_OFFSET]: String(record.offset),
+    [HEADER_EVENT_TIME_MS]: String(record.eventTimeMs),
+    [HEADER_INGEST_TIME_MS]: String(record.ingestTimeMs),
+  };
+  for (const [name, value] of Object.entries(record.headers)) headers[USER_HEADER_PREFIX + name] = value;
+  // No Kafka timestamp of our own: the broker's time-based retention keys on it, and a
+  // backlog weeks old stamped with its event time would be deleted as soon as it landed.
+  return { key: record.topic, value: payloadBuffer(record.payload), headers };
+}
+
+/** Upper bound of the bytes a record takes in a produce request, for batching and limits. */
+export function encodedSizeBytes(record: LogRecord): number {
+  let bytes = RECORD_OVERHEAD_BYTES + Buffer.byteLength(record.topic) + record.payload.byteLength;
+  bytes += Buffer.byteLength(record.origin) + Buffer.byteLength(record.stream) + Buffer.byteLength(record.topic);
+  bytes += 3 * 20 + 6 * 24; // three decimal numbers, six header names
+  for (const [name, value] of Object.entries(record.headers)) {
+    bytes += 8 + USER_HEADER_PREFIX.length + Buffer.byteLength(name) + Buffer.byteLength(value);
+  }
+  return bytes;
+}
+
+function headerText(headers: IHeaders | undefined, name: string): string | undefined {
+  const value = headers?.[name];
+  const single = Array.isArray(value) ? value[value.length - 1] : value;
+  if (single === undefined) return undefined;
+  return typeof single === 'string' ? single : single.toString('utf8');
+}
+
+function headerNumber(headers: IHeaders | undefined, name: string): number | undefined {
+  const text = headerText(headers, name);
+  if (text === undefined || !/^-?\d+$/.test(text)) return undefined;
+  const value = Number(text);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
+/**
+ * Reads a record back from a data topic; undefined when the message was not written by a
+ * KafkaLog (someone else producing to the topic), which readers skip rather than trust.
+ */
+export function decodeRecord(message: KafkaMessage): LogRecord | undefined {
+  const headers = message.headers;
+  const origin = headerText(headers, HEADER_ORIGIN);
+  const stream = headerText(headers, HEADER_STREAM);
+  const topic = headerText(headers, HEADER_TOPIC);
+  const offset = headerNumber(headers, HEADER_OFFSET);
+  const eventTimeMs = headerNumber(headers, HEADER_EVENT_TIME_MS);
+  const ingestTimeMs = headerNumber(headers, HEADER_INGEST_TIME_MS);
+  if (
+    origin === undefined ||
+    stream === undefined ||
+    topic === undefined ||
+    offset === undefined ||
+    eventTimeMs === undefined ||
+    ingestTimeMs === undefined
+  ) {
+    return undefined;
+  }
+  const userHeaders: Record<string, string> = {};
+  for (const name of Object.keys(headers ?? {})) {
+    if (!name.startsWith(USER_HEADER_PREFIX)) continue;
+    const value = headerText(headers, name);
+    if (value !== undefined) userHeaders[name.slice(USER_HEADER_PREFIX.length)] = value;
+  }
+  // A copy, because kafkajs hands out slices of the whole fetch response, and keeping one
+  // slice in a long-lived map would keep megabytes of response alive with it.
+  const payload = message.value === null ? new Uint8Array(0) : new Uint8Array(message.value);
+  return { origin, stream, topic, offset, eventTimeMs, ingestTimeMs, headers: userHeaders, payload };
+}
+
+export function encodeHighWater(stream: string, topic: string, held: HeldTopic): Message {
+  return {
+    key: topicKey(stream, topic),
+    value: JSON.stringify({ nextOffset: held.nextOffset, origin: held.origin }),
+  };
+}
+
+/** The error text says which entry is bad, because a corrupt high water must stop a start. */
+export function decodeHighWater(message: KafkaMessage): { key: string; held: HeldTopic | undefined } {
+  if (message.key === null) throw new Error(`high-water entry at offset ${message.offset} has no key`);
+  const key = message.key.toString('utf8');
+  if (key.indexOf('\u0000') <= 0) throw new Error(`high-water entry at offset ${message.offset} has a malformed key`);
+  // A tombstone (null value) would mean the topic was deleted on purpose; nothing writes one
+  // today, but honouring it is what compaction readers are expected to do.
+  if (message.value === null) return { key, held: undefined };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(message.value.toString('utf8'));
+  } catch (error) {
+    throw new Error(`high-water entry at offset ${message.offset} is not JSON: ${(error as Error).message}`);
+  }
+  const { nextOffset, origin } = (parsed ?? {}) as { nextOffset?: unknown; origin?: unknown };
+  if (typeof nextOffset !== 'number' || !Number.isSafeInteger(nextOffset) || nextOffset < 0 || typeof origin !== 'string') {
+    throw new Error(`high-water entry at offset ${message.offset} has no valid nextOffset/origin`);
+  }
+  return { key, held: { nextOffset, origin } };
+}

@@ -1,0 +1,1 @@
+export { registerReadRoutes, recordToJson, type ReadApiOptions } from './read-routes.js';

@@ -1,0 +1,81 @@
+/**
+ * Typed errors with stable codes. `retriable` tells a caller whether trying the same thing
+ * again later can succeed (a full disk, a link down) or cannot (a malformed batch), which is
+ * what retry policies and HTTP status mapping key on.
+ */
+export class PortcallError extends Error {
+  readonly code: string;
+  readonly retriable: boolean;
+  constructor(code: string, message: string, options: { retriable?: boolean; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retriable = options.retriable ?? false;
+  }
+}
+
+/** A configuration file or override that does not satisfy the schema. */
+export class ConfigError extends PortcallError {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message);
+  }
+}
+
+/** Input from a device, a peer site or a user that is refused. Never retriable as sent. */
+export class InvalidInputError extends PortcallError {
+  /** Short stable reason, used as a metric label. */
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super('INVALID_INPUT', message);
+    this.reason = reason;
+  }
+}
+
+/** A replicated record does not continue its topic: offsets would skip. */
+export class OffsetGapError extends PortcallError {
+  constructor(stream: string, topic: string, expectedOffset: number, gotOffset: number) {
+    super(
+      'OFFSET_GAP',
+      `topic ${stream}/${topic}: expected offset ${expectedOffset} next, got ${gotOffset}; records in between are missing`,
+    );
+  }
+}
+
+/** Two sites claim the same offset of a topic with different origins: a fork. */
+export class TopicForkError extends PortcallError {
+  constructor(stream: string, topic: string, offset: number, heldOrigin: string, offeredOrigin: string) {
+    super(
+      'TOPIC_FORK',
+      `topic ${stream}/${topic} offset ${offset} is held from origin ${heldOrigin}, refused a copy from origin ${offeredOrigin}`,
+    );
+  }
+}
+
+/** The store cannot take writes now (disk full, backend down); the caller must not acknowledge. */
+export class StoreUnavailableError extends PortcallError {
+  constructor(message: string, cause?: unknown) {
+    super('STORE_UNAVAILABLE', message, { retriable: true, cause });
+  }
+}
+
+/** A link to a peer failed; the batch may or may not have arrived, so it will be resent. */
+export class LinkError extends PortcallError {
+  readonly status: number | undefined;
+  constructor(message: string, options: { status?: number; retriable: boolean; cause?: unknown }) {
+    super('LINK_FAILED', message, options);
+    this.status = options.status;
+  }
+}
+
+export class ClosedError extends PortcallError {
+  constructor(what: string) {
+    super('CLOSED', `${what} is closed`);
+  }
+}
+
+/** A listening port is taken by another process. */
+export class PortInUseError extends PortcallError {
+  constructor(what: string, host: string, port: number, howToChange: string) {
+    super('PORT_IN_USE', `${what} cannot listen on ${host}:${port}: the port is taken. ${howToChange}`);
+  }
+}

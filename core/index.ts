@@ -1,0 +1,3 @@
+export * from './record.js';
+export * from './errors.js';
+export * from './site-log.js';

@@ -1,0 +1,1 @@
+export { ReeferFleet, seededRandom, type ReeferFleetOptions, type ReeferReading } from './reefer-fleet.js';

@@ -1,0 +1,180 @@
+/**
+ * Site configuration: one YAML file plus environment overrides, validated before anything
+ * starts. Ship, port and headquarters run the same software; only this differs.
+ *
+ * Environment overrides: `PORTCALL_<PATH>` where PATH is the field path in upper snake case
+ * with `__` between levels, e.g. `PORTCALL_HTTP__PORT=8081`, `PORTCALL_LOG__BACKEND=kafka`,
+ * `PORTCALL_LOG__KAFKA__BROKERS='[127.0.0.1:9092]'`. Values are read as YAML scalars or
+ * flow collections, so numbers, booleans and lists work.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../core/index.js';
+
+const siteName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'must be 1-64 letters, digits, "-" or "_", starting with a letter or digit');
+const port = z.number().int().min(0).max(65535);
+const streamName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'must be lower case letters, digits, "-" or "_"');
+
+const topicRule = z.strictObject({
+  pattern: z.string().min(1),
+  stream: streamName,
+  topic: z.string().min(1),
+});
+
+export const DEFAULT_TOPIC_RULES: z.infer<typeof topicRule>[] = [
+  { pattern: 'bigblue/containers/{container}/{sensor}', stream: 'containers', topic: '{container}' },
+  { pattern: 'bigblue/ships/{ship}/{sensor}', stream: 'ships', topic: '{ship}' },
+  { pattern: 'bigblue/alerts/{subject}', stream: 'alerts', topic: '{subject}' },
+  { pattern: 'bigblue/manifests/{subject}', stream: 'manifests', topic: '{subject}' },
+];
+
+export const DEFAULT_STREAM_PRIORITY = ['alerts', 'manifests', 'ships', 'containers'];
+
+const kafkaConfig = z.strictObject({
+  brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'must be host:port')).min(1),
+  topicPrefix: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/).default('portcall'),
+  partitions: z.number().int().min(1).max(10_000).default(6),
+  replicationFactor: z.number().int().min(1).max(32).default(1),
+});
+
+export const siteConfigSchema = z
+  .strictObject({
+    site: siteName,
+    dataDir: z.string().min(1).default('.data'),
+    log: z
+      .strictObject({
+        backend: z.enum(['sqlite', 'kafka']).default('sqlite'),
+        kafka: kafkaConfig.optional(),
+      })
+      .default({ backend: 'sqlite' }),
+    http: z
+      .strictObject({
+        host: z.string().default('127.0.0.1'),
+        port: port.default(8080),
+      })
+      .optional(),
+    mqtt: z
+      .strictObject({
+        host: z.string().default('127.0.0.1'),
+        port: port.default(1883),
+        maxTopicLength: z.number().int().min(1).max(65535).default(256),
+        topicRules: z.array(topicRule).min(1).default(DEFAULT_TOPIC_RULES),
+      })
+      .optional(),
+    ingest: z
+      .strictObject({
+        peers: z.array(z.strictObject({ site: siteName, token: z.string().min(16, 'must be at least 16 characters') })),
+        maxBatchBytes: z.number().int().positive().default(16 * 1024 * 1024),
+        maxDecompressedBytes: z.number().int().positive().default(64 * 1024 * 1024),
+        maxRecordsPerBatch: z.number().int().positive().default(100_000),
+      })
+      .optional(),
+    links: z
+      .array(
+        z.strictObject({
+          name: siteName,
+          url: z.url({ protocol: /^https?$/ }),
+          token: z.string().min(16, 'must be at least 16 characters'),
+          streams: z.array(streamName).min(1).default(DEFAULT_STREAM_PRIORITY),
+          maxBatchRecords: z.number().int().positive().default(5000),
+          maxBatchBytes: z.number().int().positive().default(2 * 1024 * 1024),
+        }),
+      )
+      .default([]),
+  })
+  .superRefine((config, context) => {
+    if (config.log.backend === 'kafka' && config.log.kafka === undefined) {
+      context.addIssue({ code: 'custom', path: ['log', 'kafka'], message: 'required when log.backend is "kafka"' });
+    }
+    if (config.log.backend === 'kafka' && config.mqtt !== undefined) {
+      context.addIssue({
+        code: 'custom',
+        path: ['mqtt'],
+        message: 'an MQTT gateway writes to the embedded log; use log.backend "sqlite" on a site with devices',
+      });
+    }
+    if (config.log.backend === 'kafka' && config.links.length > 0) {
+      context.addIssue({
+        code: 'custom',
+        path: ['links'],
+        message: 'forwarding from a Kafka-backed site is not available yet; use log.backend "sqlite"',
+      });
+    }
+  });
+
+export type SiteConfig = z.infer<typeof siteConfigSchema>;
+export type SiteConfigInput = z.input<typeof siteConfigSchema>;
+
+function describeIssue(issue: z.core.$ZodIssue, source: string): string {
+  const path = issue.path.length === 0 ? '(top level)' : issue.path.join('.');
+  return `${source}: ${path}: ${issue.message}`;
+}
+
+export function parseSiteConfig(input: unknown, source = 'configuration'): SiteConfig {
+  const result = siteConfigSchema.safeParse(input);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((issue) => describeIssue(issue, source)).join('\n'));
+  }
+  return result.data;
+}
+
+const ENV_PREFIX = 'PORTCALL_';
+
+function snakeToCamel(segment: string): string {
+  return segment.toLowerCase().replace(/_([a-z0-9])/g, (_match, letter: string) => letter.toUpperCase());
+}
+
+/** Applies `PORTCALL_A__B_C=value` as `a.bC = value` onto a parsed YAML document. */
+export function applyEnvOverrides(document: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const result = structuredClone(document);
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || raw === undefined) continue;
+    const path = name.slice(ENV_PREFIX.length).split('__').map(snakeToCamel);
+    // Variables the tools themselves read (PORTCALL_CACHE_DIR, PORTCALL_KAFKA_BOOTSTRAP) are
+    // not configuration fields; only known top-level fields are overridden.
+    if (!(path[0]! in siteConfigSchema.shape)) continue;
+    let target: Record<string, unknown> = result;
+    for (const key of path.slice(0, -1)) {
+      const next = target[key];
+      if (typeof next !== 'object' || next === null || Array.isArray(next)) target[key] = {};
+      target = target[key] as Record<string, unknown>;
+    }
+    let value: unknown;
+    try {
+      value = parseYaml(raw);
+    } catch {
+      value = raw;
+    }
+    target[path.at(-1)!] = value;
+  }
+  return result;
+}
+
+export function loadSiteConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): SiteConfig {
+  let document: Record<string, unknown> = {};
+  if (path !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`cannot read config file ${path}: ${(error as Error).message}`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(text);
+    } catch (error) {
+      throw new ConfigError(`${path}: not valid YAML: ${(error as Error).message}`);
+    }
+    if (parsed !== null && parsed !== undefined) {
+      if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+        throw new ConfigError(`${path}: (top level): expected a mapping of settings`);
+      }
+      document = parsed as Record<string, unknown>;
+    }
+  }
+  const source = path ?? 'environment';
+  return parseSiteConfig(applyEnvOverrides(document, env), source);
+}

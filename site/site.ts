@@ -1,0 +1,192 @@
+/**
+ * Composition root of a site: the one place that wires stages together. Ship, port and
+ * headquarters all start here; the configuration decides which stages run.
+ *
+ *   devices → [gateway] → log → [forwarder → link] → peer's [ingest] → log / Kafka → [read API]
+ */
+import { join } from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { PortInUseError, type ReplicaSink, type TopicReader } from '../core/index.js';
+import { SqliteLog } from '../edge/log/index.js';
+import { MqttGateway } from '../edge/gateway/index.js';
+import { Forwarder } from '../edge/forwarder/index.js';
+import { HttpUplink } from '../edge/link/index.js';
+import { registerIngestRoutes, type IngestStats } from '../cloud/ingest/index.js';
+import { registerReadRoutes } from '../cloud/read-api/index.js';
+import { DEFAULT_STREAM_PRIORITY, type SiteConfig } from './config.js';
+
+export interface SiteStats {
+  readonly gatewayMessagesStored: number;
+  readonly gatewayClients: number;
+  readonly ingest: IngestStats | undefined;
+  readonly links: readonly { name: string; recordsForwarded: number; lastError: string | undefined }[];
+}
+
+export interface RunningSite {
+  readonly name: string;
+  readonly httpUrl: string | undefined;
+  readonly mqttPort: number | undefined;
+  readonly registry: Registry;
+  stats(): SiteStats;
+  close(): Promise<void>;
+}
+
+export interface StartSiteOptions {
+  readonly logger: Logger;
+}
+
+export async function startSite(config: SiteConfig, options: StartSiteOptions): Promise<RunningSite> {
+  const logger = options.logger.child({ site: config.site });
+  const registry = new Registry();
+  registry.setDefaultLabels({ site: config.site });
+  collectDefaultMetrics({ register: registry });
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) {
+      try {
+        await close();
+      } catch (error) {
+        logger.error({ err: (error as Error).message }, 'error while stopping');
+      }
+    }
+  };
+
+  try {
+    let sqliteLog: SqliteLog | undefined;
+    let sink: ReplicaSink;
+    let reader: TopicReader;
+    if (config.log.backend === 'kafka' && config.log.kafka !== undefined) {
+      const kafka = config.log.kafka;
+      // Loaded only on Kafka-backed sites, so a ship never loads the Kafka client.
+      const { KafkaLog } = await import('../cloud/kafka-log/index.js');
+      const kafkaLog = await KafkaLog.open({
+        siteId: config.site,
+        brokers: kafka.brokers,
+        topicPrefix: kafka.topicPrefix,
+        partitions: kafka.partitions,
+        replicationFactor: kafka.replicationFactor,
+        streams: DEFAULT_STREAM_PRIORITY,
+        logger: logger.child({ component: 'kafka-log' }),
+      });
+      closers.push(() => kafkaLog.close());
+      sink = kafkaLog;
+      reader = kafkaLog;
+    } else {
+      const log = SqliteLog.open({ siteId: config.site, path: join(config.dataDir, config.site, 'log.sqlite') });
+      closers.push(() => log.close());
+      sqliteLog = log;
+      sink = log;
+      reader = log;
+    }
+
+    let gateway: MqttGateway | undefined;
+    if (config.mqtt !== undefined && sqliteLog !== undefined) {
+      const mqtt = config.mqtt;
+      gateway = await MqttGateway.start({
+        appender: sqliteLog,
+        topicRules: config.mqtt.topicRules,
+        host: config.mqtt.host,
+        port: config.mqtt.port,
+        maxTopicLength: config.mqtt.maxTopicLength,
+        logger: logger.child({ component: 'gateway' }),
+        registry,
+      }).catch((error: unknown) => {
+        if ((error as { code?: string }).code === 'EADDRINUSE') {
+          throw new PortInUseError(
+            `site ${config.site} MQTT gateway`,
+            mqtt.host,
+            mqtt.port,
+            'Pick another with mqtt.port in the config file or PORTCALL_MQTT__PORT.',
+          );
+        }
+        throw error;
+      });
+      const started = gateway;
+      closers.push(() => started.close());
+      logger.info({ port: gateway.port }, 'MQTT gateway listening');
+    }
+
+    const forwarders: { name: string; forwarder: Forwarder }[] = [];
+    if (sqliteLog !== undefined) {
+      for (const link of config.links) {
+        const forwarder = new Forwarder({
+          linkName: link.name,
+          source: sqliteLog,
+          sender: new HttpUplink({ url: link.url, sender: config.site, token: link.token }),
+          streams: link.streams,
+          maxBatchRecords: link.maxBatchRecords,
+          maxBatchBytes: link.maxBatchBytes,
+          logger: logger.child({ component: 'forwarder', link: link.name }),
+          registry,
+        });
+        await forwarder.start();
+        closers.push(() => forwarder.stop());
+        forwarders.push({ name: link.name, forwarder });
+      }
+    }
+
+    let app: FastifyInstance | undefined;
+    let ingestStats: (() => IngestStats) | undefined;
+    let httpUrl: string | undefined;
+    if (config.http !== undefined) {
+      app = Fastify({ logger: false });
+      if (config.ingest !== undefined) {
+        ingestStats = registerIngestRoutes(app, {
+          sink,
+          peers: config.ingest.peers,
+          limits: config.ingest,
+          registry,
+        }).stats;
+      }
+      registerReadRoutes(app, { reader });
+      app.get('/healthz', async () => ({ status: 'ok', site: config.site, backend: config.log.backend }));
+      app.get('/metrics', async (_request, reply) => {
+        reply.header('content-type', registry.contentType);
+        return registry.metrics();
+      });
+      try {
+        await app.listen({ host: config.http.host, port: config.http.port });
+      } catch (error) {
+        if ((error as { code?: string }).code === 'EADDRINUSE') {
+          throw new PortInUseError(
+            `site ${config.site} HTTP`,
+            config.http.host,
+            config.http.port,
+            'Pick another with http.port in the config file or PORTCALL_HTTP__PORT.',
+          );
+        }
+        throw error;
+      }
+      const address = app.server.address();
+      const boundPort = typeof address === 'object' && address !== null ? address.port : config.http.port;
+      httpUrl = `http://${config.http.host}:${boundPort}`;
+      const started = app;
+      // Stop taking batches before the log closes beneath the handlers.
+      closers.push(() => started.close());
+      logger.info({ url: httpUrl }, 'HTTP listening');
+    }
+
+    return {
+      name: config.site,
+      httpUrl,
+      mqttPort: gateway?.port,
+      registry,
+      stats: () => ({
+        gatewayMessagesStored: gateway?.stats().messagesStored ?? 0,
+        gatewayClients: gateway?.stats().clientsConnected ?? 0,
+        ingest: ingestStats?.(),
+        links: forwarders.map(({ name, forwarder }) => ({
+          name,
+          recordsForwarded: forwarder.stats().recordsForwarded,
+          lastError: forwarder.stats().lastError,
+        })),
+      }),
+      close: closeAll,
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Runs the built `portcall` command line as a real child process, the way an operator would,
+ * and waits for the line that says it is up.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
+import { stringify } from 'yaml';
+
+export const PORTCALL_BIN = fileURLToPath(new URL('../../dist/cli/portcall.js', import.meta.url));
+
+export interface PortcallProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** Everything the process printed so far. */
+  output(): string;
+  /** Resolves with the first match of `pattern` in the output. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number | null>;
+  kill9(): Promise<void>;
+}
+
+export function startPortcall(args: readonly string[], env: NodeJS.ProcessEnv = {}): PortcallProcess {
+  const child = spawn(process.execPath, [PORTCALL_BIN, ...args], {
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const waiters = new Set<() => void>();
+  const onData = (chunk: Buffer) => {
+    output += chunk.toString();
+    for (const check of waiters) check();
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
+    for (const check of waiters) check();
+    resolve(code);
+  }));
+  return {
+    child,
+    pid: child.pid!,
+    output: () => output,
+    waitFor(pattern, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`timed out waiting for ${pattern} in output:\n${output}`));
+        }, timeoutMs);
+        const check = () => {
+          const match = output.match(pattern);
+          if (match) {
+            clearTimeout(timer);
+            waiters.delete(check);
+            resolve(match);
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            clearTimeout(timer);
+            waiters.delete(check);
+            reject(new Error(`portcall exited (${child.exitCode ?? child.signalCode}) before ${pattern}; output:\n${output}`));
+          }
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+    async kill9() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+export function writeYaml(path: string, document: unknown): string {
+  writeFileSync(path, stringify(document));
+  return path;
+}
