@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, open, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -73,6 +73,15 @@ function newClusterId(): string {
   for (;;) {
     const id = randomBytes(16).toString('base64url');
     if (!id.startsWith('-')) return id;
+  }
+}
+
+async function existingClusterId(kraftLogDir: string): Promise<string | null> {
+  try {
+    const metaProperties = await readFile(join(kraftLogDir, 'meta.properties'), 'utf8');
+    return /^cluster\.id=(\S+)$/m.exec(metaProperties)?.[1] ?? null;
+  } catch {
+    return null;
   }
 }
 
@@ -432,7 +441,9 @@ export async function startKafkaBroker(opts: StartKafkaBrokerOptions = {}): Prom
     await writeFile(layout.log4jProperties, LOG4J_PROPERTIES);
 
     progress(`formatting KRaft storage in ${layout.kraftLogDir}`);
-    // --ignore-formatted keeps a caller-supplied data dir's cluster ID and data across runs.
+    // A reused data dir keeps its data only if formatted with its own cluster ID again: 3.9's
+    // --ignore-formatted still rejects a different ID instead of skipping.
+    const clusterId = (await existingClusterId(layout.kraftLogDir)) ?? newClusterId();
     const format = await runCommand('java', [
       `-Dlog4j.configuration=${pathToFileURL(layout.log4jProperties).href}`,
       '-cp',
@@ -440,7 +451,7 @@ export async function startKafkaBroker(opts: StartKafkaBrokerOptions = {}): Prom
       'kafka.tools.StorageTool',
       'format',
       '--cluster-id',
-      newClusterId(),
+      clusterId,
       '--config',
       layout.serverProperties,
       '--ignore-formatted',

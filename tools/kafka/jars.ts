@@ -41,9 +41,9 @@ function isComplete(libsDir: string): boolean {
 
 /**
  * kafka-tools brings ProducerPerformance for the benchmark, but also connect-runtime and with
- * it Jetty, Jersey and HK2 (about 60 more jars) that no tool we run touches; excluding it
- * halves the download. kafka_2.13 declares no slf4j binding, so without slf4j-reload4j the
- * broker would log nothing at all; the versions match the official 3.9 tarball's libs/.
+ * it Jetty, Jersey and HK2 (42 more jars) that no tool we run touches, so it is excluded.
+ * kafka_2.13 itself declares no slf4j binding (kafka-tools only happens to), and without one
+ * the broker logs nothing at all; the versions match the libs/ of the official 3.9 tarball.
  */
 export function kafkaPomXml(): string {
   const dep = (groupId: string, artifactId: string, version: string, extra = ''): string =>
@@ -75,7 +75,7 @@ export function kafkaPomXml(): string {
  * a fresh machine; one short line per downloaded jar shows progress without the noise.
  */
 export function progressLineFromMaven(rawLine: string): string | null {
-  const line = rawLine.replace(/\x1b\[[0-9;]*m/g, '').replace(/^\[INFO\] /, '');
+  const line = rawLine.replace(/^\[INFO\] /, '');
   const downloaded = /^Downloaded from [^:]+: \S*\/([^/\s]+\.jar)(?: \((.*)\))?$/.exec(line);
   if (downloaded) return `downloaded ${downloaded[1]}${downloaded[2] ? ` (${downloaded[2]})` : ''}`;
   if (line.startsWith('[WARNING]') || line.startsWith('[ERROR]')) return line;
@@ -154,7 +154,7 @@ export async function ensureKafkaJars(opts: { onProgress?: (line: string) => voi
       throw new KafkaUnavailableError(
         'fetch-failed',
         `mvn could not fetch the Kafka ${KAFKA_VERSION} jars from Maven Central (exit ${String(result.exitCode ?? result.signal)}). ` +
-          'Check that https://repo1.maven.org/maven2/ is reachable, or that a mirror in ~/.m2/settings.xml is; ' +
+          'Check that https://repo.maven.apache.org/maven2/ is reachable (or the mirror in ~/.m2/settings.xml, if any); ' +
           `then run again. Last Maven output:\n${result.outputTail.join('\n')}`,
       );
     }

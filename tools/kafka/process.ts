@@ -27,7 +27,8 @@ export function runCommand(command: string, args: readonly string[], opts: RunCo
     const outputTail: string[] = [];
     const pending = { stdout: '', stderr: '' };
     const emit = (line: string): void => {
-      const clean = line.replace(/\r$/, '');
+      // Debian's mvn wrapper emits ANSI resets even in batch mode; they would garble messages.
+      const clean = line.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r$/, '');
       if (clean.trim() === '') return;
       outputTail.push(clean);
       if (outputTail.length > tailLines) outputTail.shift();

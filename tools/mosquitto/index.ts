@@ -1,6 +1,9 @@
 /**
  * A private Mosquitto broker (Debian's package) on a free loopback port, for benchmarks and
- * interop tests. Default settings, in memory: the baseline users would compare against.
+ * interop tests. Default settings, in memory: the baseline users would compare against,
+ * except that a subscriber's queue is unbounded: by default Mosquitto silently drops QoS 1
+ * messages beyond 1,000 queued per subscriber, which would make a pub→sub run lose readings
+ * instead of measuring how fast it relays them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,7 +40,7 @@ export async function startMosquitto(options: { binary?: string } = {}): Promise
   const port = await freeLoopbackPort();
   const dir = mkdtempSync(join(tmpdir(), 'portcall-mosquitto-'));
   const configFile = join(dir, 'mosquitto.conf');
-  writeFileSync(configFile, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  writeFileSync(configFile, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n`);
   const child: ChildProcess = spawn(options.binary ?? '/usr/sbin/mosquitto', ['-c', configFile], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });

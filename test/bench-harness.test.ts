@@ -1,0 +1,24 @@
+import { describe, expect, it } from 'vitest';
+import { formatJsonLines, formatTable, type Figure } from '../bench/index.js';
+
+const figures: Figure[] = [
+  { scenario: 'thin-path', metric: 'readings', value: 12_345.6, unit: 'readings/s', baseline: 'mosquitto', baselineValue: 24_691.2 },
+  { scenario: 'log', metric: 'open time', value: 0.5, unit: 's' },
+];
+
+describe('bench output', () => {
+  it('prints one JSON object per figure with the agreed fields', () => {
+    const lines = formatJsonLines(figures).split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines).toEqual([
+      { scenario: 'thin-path', metric: 'readings', value: 12_345.6, unit: 'readings/s', baseline: 'mosquitto', baselineValue: 24_691.2 },
+      { scenario: 'log', metric: 'open time', value: 0.5, unit: 's', baseline: null, baselineValue: null },
+    ]);
+  });
+
+  it('prints a table with the ratio to the baseline', () => {
+    const table = formatTable(figures);
+    expect(table.split('\n')[0]).toMatch(/^scenario\s+metric\s+value\s+baseline\s+baseline value\s+ratio$/);
+    expect(table).toContain('12,346 readings/s');
+    expect(table).toContain('0.50×');
+  });
+});

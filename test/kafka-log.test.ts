@@ -1,0 +1,437 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { Kafka, logLevel, Partitioners, type KafkaMessage } from 'kafkajs';
+import { afterEach, expect, it } from 'vitest';
+
+import { KafkaLog, type KafkaLogOptions } from '../cloud/kafka-log/index.js';
+import { highWaterTopicName } from '../cloud/kafka-log/codec.js';
+import { OffsetGapError, StoreUnavailableError, TopicForkError, type LogRecord } from '../core/index.js';
+import { startKafkaBroker, type KafkaBroker } from '../tools/kafka/index.js';
+import { describeKafka, kafkaBootstrap } from './support/kafka.js';
+
+const STREAMS = ['containers', 'ships'];
+/** Short, so a recovery that cannot find the end of the high-water topic fails the test, not the suite. */
+const RECOVERY_TIMEOUT_MS = 20_000;
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+});
+
+function bootstrap(): string {
+  const value = kafkaBootstrap();
+  if (value === null) throw new Error('describeKafka ran without a broker');
+  return value;
+}
+
+function client(brokers: string): Kafka {
+  return new Kafka({ clientId: 'portcall-kafka-log-test', brokers: [brokers], logLevel: logLevel.NOTHING });
+}
+
+function uniquePrefix(): string {
+  return `kltest-${randomUUID().slice(0, 8)}`;
+}
+
+async function openLog(options: Partial<KafkaLogOptions> & { topicPrefix: string }): Promise<KafkaLog> {
+  const log = await KafkaLog.open({
+    siteId: `site-${randomUUID().slice(0, 8)}`,
+    brokers: [bootstrap()],
+    streams: STREAMS,
+    partitions: 3,
+    recoveryTimeoutMs: RECOVERY_TIMEOUT_MS,
+    ...options,
+  });
+  cleanups.push(() => log.close());
+  return log;
+}
+
+function rec(stream: string, topic: string, offset: number, origin = 'TOKYO'): LogRecord {
+  return {
+    origin,
+    stream,
+    topic,
+    offset,
+    eventTimeMs: 1_700_000_000_000 + offset,
+    ingestTimeMs: 1_700_000_000_500 + offset,
+    headers: { unit: 'C', seq: String(offset) },
+    payload: new TextEncoder().encode(JSON.stringify({ topic, offset, tempC: 4 + (offset % 3) })),
+  };
+}
+
+function range(stream: string, topic: string, from: number, toExclusive: number, origin?: string): LogRecord[] {
+  const records: LogRecord[] = [];
+  for (let offset = from; offset < toExclusive; offset++) records.push(rec(stream, topic, offset, origin));
+  return records;
+}
+
+interface ReadMessage {
+  partition: number;
+  message: KafkaMessage;
+}
+
+function header(message: KafkaMessage, name: string): string | undefined {
+  const value = message.headers?.[name];
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? String(value[0]) : value.toString();
+}
+
+/**
+ * Everything committed in a Kafka topic, read by a plain kafkajs consumer (read_committed).
+ * It knows it has read everything when it sees a sentinel that it wrote itself to every
+ * partition after the writes under test: independent of how KafkaLog finds the end of a topic.
+ */
+async function readBack(brokers: string, topic: string): Promise<ReadMessage[]> {
+  const kafka = client(brokers);
+  const admin = kafka.admin();
+  await admin.connect();
+  const partitions = (await admin.fetchTopicOffsets(topic)).map(({ partition }) => partition);
+  await admin.disconnect();
+
+  const marker = randomUUID();
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  await producer.send({
+    topic,
+    messages: partitions.map((partition) => ({ partition, key: 'sentinel', value: marker, headers: { 'test-sentinel': marker } })),
+  });
+  await producer.disconnect();
+
+  const consumer = kafka.consumer({ groupId: `kltest-read-${randomUUID()}`, readUncommitted: false, maxWaitTimeInMs: 200 });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true });
+    const read: ReadMessage[] = [];
+    const waiting = new Set(partitions);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`read back of ${topic}: no sentinel on partitions ${[...waiting].join(',')}`)), 30_000);
+      consumer
+        .run({
+          eachMessage: async ({ partition, message }) => {
+            if (header(message, 'test-sentinel') === marker) {
+              waiting.delete(partition);
+              if (waiting.size === 0) {
+                clearTimeout(timer);
+                resolve();
+              }
+            } else if (header(message, 'test-sentinel') === undefined) {
+              read.push({ partition, message });
+            }
+          },
+        })
+        .catch(reject);
+    });
+    return read;
+  } finally {
+    await consumer.disconnect();
+  }
+}
+
+/** (topic, offset) of each read message, in read order per logical topic. */
+function offsetsByTopic(read: readonly ReadMessage[]): Map<string, number[]> {
+  const byTopic = new Map<string, number[]>();
+  for (const { message } of read) {
+    const topic = header(message, 'pc-topic') ?? '?';
+    byTopic.set(topic, [...(byTopic.get(topic) ?? []), Number(header(message, 'pc-offset'))]);
+  }
+  return byTopic;
+}
+
+function sequence(from: number, toExclusive: number): number[] {
+  return Array.from({ length: toExclusive - from }, (_, i) => from + i);
+}
+
+async function pollUntil<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(value)} after ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+describeKafka('KafkaLog on a real broker', () => {
+  it('stores two batches exactly once, keyed by logical topic, identity in headers, in order per key', async () => {
+    const topicPrefix = uniquePrefix();
+    const log = await openLog({ topicPrefix, siteId: 'SINGAPORE' });
+
+    const first = [...range('containers', 'Y01', 0, 5), ...range('containers', 'Y02', 0, 3), ...range('ships', 'AURORA', 0, 4)];
+    const second = [...range('containers', 'Y01', 5, 10), ...range('containers', 'Y02', 3, 6), ...range('containers', 'B01', 0, 2)];
+    const r1 = await log.replicate(first);
+    expect(r1).toMatchObject({ stored: 12, duplicates: 0 });
+    expect(r1.highWater).toEqual([
+      { stream: 'containers', topic: 'Y01', nextOffset: 5 },
+      { stream: 'containers', topic: 'Y02', nextOffset: 3 },
+      { stream: 'ships', topic: 'AURORA', nextOffset: 4 },
+    ]);
+    const r2 = await log.replicate(second);
+    expect(r2).toMatchObject({ stored: 10, duplicates: 0 });
+    expect(await log.highWater('containers', 'Y01')).toBe(10);
+    expect(await log.highWater('containers', 'B01')).toBe(2);
+    expect(await log.highWater('containers', 'never-seen')).toBe(0);
+
+    const containers = await readBack(bootstrap(), `${topicPrefix}.containers`);
+    const ships = await readBack(bootstrap(), `${topicPrefix}.ships`);
+    expect(containers).toHaveLength(18);
+    expect(ships).toHaveLength(4);
+    expect(offsetsByTopic(containers)).toEqual(
+      new Map([
+        ['Y01', sequence(0, 10)],
+        ['Y02', sequence(0, 6)],
+        ['B01', sequence(0, 2)],
+      ]),
+    );
+    expect(offsetsByTopic(ships)).toEqual(new Map([['AURORA', sequence(0, 4)]]));
+
+    const expected = new Map([...first, ...second].map((r) => [`${r.stream}/${r.topic}/${r.offset}`, r]));
+    const partitionOfKey = new Map<string, number>();
+    for (const { partition, message } of [...containers, ...ships]) {
+      const stream = header(message, 'pc-stream');
+      const topic = header(message, 'pc-topic');
+      const original = expected.get(`${stream}/${topic}/${header(message, 'pc-offset')}`);
+      expect(original, `unexpected record ${stream}/${topic}`).toBeDefined();
+      if (original === undefined) continue;
+      expect(message.key?.toString()).toBe(original.topic);
+      expect(header(message, 'pc-origin')).toBe('TOKYO');
+      expect(header(message, 'pc-event-time-ms')).toBe(String(original.eventTimeMs));
+      expect(header(message, 'pc-ingest-time-ms')).toBe(String(original.ingestTimeMs));
+      expect(header(message, 'h-unit')).toBe('C');
+      expect(header(message, 'h-seq')).toBe(String(original.offset));
+      expect(new Uint8Array(message.value ?? Buffer.alloc(0))).toEqual(original.payload);
+      // One partition per logical topic is what keeps a container's records in order.
+      const key = `${stream}/${topic}`;
+      expect(partitionOfKey.get(key) ?? partition).toBe(partition);
+      partitionOfKey.set(key, partition);
+    }
+
+    // Its own commits feed the read model at once.
+    expect((await log.latest('containers', 'Y01'))?.offset).toBe(9);
+  });
+
+  it('drops replayed and overlapping records as duplicates and stores each record once', async () => {
+    const topicPrefix = uniquePrefix();
+    const log = await openLog({ topicPrefix });
+    const batch = [...range('containers', 'Y01', 0, 5), ...range('containers', 'Y02', 0, 2)];
+
+    expect(await log.replicate(batch)).toMatchObject({ stored: 7, duplicates: 0 });
+    expect(await log.replicate(batch)).toEqual({
+      stored: 0,
+      duplicates: 7,
+      highWater: [
+        { stream: 'containers', topic: 'Y01', nextOffset: 5 },
+        { stream: 'containers', topic: 'Y02', nextOffset: 2 },
+      ],
+    });
+    const overlap = await log.replicate([...range('containers', 'Y01', 3, 8), ...range('containers', 'Y02', 1, 2)]);
+    expect(overlap).toEqual({
+      stored: 3,
+      duplicates: 3,
+      highWater: [
+        { stream: 'containers', topic: 'Y01', nextOffset: 8 },
+        { stream: 'containers', topic: 'Y02', nextOffset: 2 },
+      ],
+    });
+    // Duplicates inside one call (a resend glued to the original) are dropped as well.
+    expect(await log.replicate([...range('containers', 'Y02', 2, 4), ...range('containers', 'Y02', 2, 4)])).toMatchObject({
+      stored: 2,
+      duplicates: 2,
+    });
+
+    const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
+    expect(offsetsByTopic(read)).toEqual(
+      new Map([
+        ['Y01', sequence(0, 8)],
+        ['Y02', sequence(0, 4)],
+      ]),
+    );
+  });
+
+  it('refuses a copy of the last held offset from another origin as a fork, storing nothing of the call', async () => {
+    const topicPrefix = uniquePrefix();
+    const log = await openLog({ topicPrefix });
+    await log.replicate(range('containers', 'Y01', 0, 3, 'TOKYO'));
+
+    const forked = log.replicate([...range('containers', 'Y05', 0, 2), rec('containers', 'Y01', 2, 'SINGAPORE')]);
+    await expect(forked).rejects.toBeInstanceOf(TopicForkError);
+    expect(await log.highWater('containers', 'Y05')).toBe(0);
+    // The same copy from the topic's own origin is an ordinary duplicate.
+    expect(await log.replicate([rec('containers', 'Y01', 2, 'TOKYO')])).toMatchObject({ stored: 0, duplicates: 1 });
+
+    const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
+    expect(offsetsByTopic(read)).toEqual(new Map([['Y01', sequence(0, 3)]]));
+  });
+
+  it('rejects a call with a gap with OffsetGapError and stores nothing of it', async () => {
+    const topicPrefix = uniquePrefix();
+    const log = await openLog({ topicPrefix });
+    await log.replicate(range('containers', 'Y01', 0, 3));
+
+    const gapped = log.replicate([
+      ...range('containers', 'Y02', 0, 2),
+      rec('containers', 'Y01', 3),
+      rec('containers', 'Y01', 5),
+    ]);
+    await expect(gapped).rejects.toBeInstanceOf(OffsetGapError);
+    await expect(gapped).rejects.toThrow(/expected offset 4 next, got 5/);
+    expect(await log.highWater('containers', 'Y01')).toBe(3);
+    expect(await log.highWater('containers', 'Y02')).toBe(0);
+
+    // The state is intact: the records that were valid in the refused call are accepted now.
+    expect(await log.replicate([rec('containers', 'Y01', 3)])).toMatchObject({ stored: 1, duplicates: 0 });
+
+    const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
+    expect(offsetsByTopic(read)).toEqual(new Map([['Y01', sequence(0, 4)]]));
+  });
+
+  it('recovers its high water and latest records after close and reopen', async () => {
+    const topicPrefix = uniquePrefix();
+    const siteId = `SYDNEY-${randomUUID().slice(0, 6)}`;
+    const before = await openLog({ topicPrefix, siteId });
+    const history = [...range('containers', 'Y01', 0, 10), ...range('containers', 'Y02', 0, 4), ...range('ships', 'AURORA', 0, 3)];
+    // Several transactions, so every partition ends in a commit marker the reader never sees.
+    for (let i = 0; i < history.length; i += 5) await before.replicate(history.slice(i, i + 5));
+    await before.close();
+    await before.close(); // idempotent
+    await expect(before.replicate([rec('containers', 'Y01', 10)])).rejects.toThrow(/closed/);
+
+    const openedAtMs = Date.now();
+    const after = await openLog({ topicPrefix, siteId });
+    expect(Date.now() - openedAtMs).toBeLessThan(RECOVERY_TIMEOUT_MS);
+    expect(await after.highWater('containers', 'Y01')).toBe(10);
+    expect(await after.highWater('containers', 'Y02')).toBe(4);
+    expect(await after.highWater('ships', 'AURORA')).toBe(3);
+
+    // Nothing written since the restart: these come from the rebuilt read model alone.
+    const latestY01 = await pollUntil('latest Y01', () => after.latest('containers', 'Y01'), (r) => r?.offset === 9);
+    expect(latestY01).toEqual(rec('containers', 'Y01', 9));
+    await pollUntil('latest AURORA', () => after.latest('ships', 'AURORA'), (r) => r?.offset === 2);
+
+    expect(await after.replicate(history)).toMatchObject({ stored: 0, duplicates: history.length });
+    expect(await after.replicate([rec('containers', 'Y01', 10), rec('containers', 'Y02', 4)])).toMatchObject({
+      stored: 2,
+      duplicates: 0,
+    });
+    expect((await after.latest('containers', 'Y01'))?.offset).toBe(10);
+
+    const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
+    expect(offsetsByTopic(read)).toEqual(
+      new Map([
+        ['Y01', sequence(0, 11)],
+        ['Y02', sequence(0, 5)],
+      ]),
+    );
+  });
+
+  it('settles a transaction a crashed predecessor left open before reading the high water', async () => {
+    const topicPrefix = uniquePrefix();
+    const siteId = `HQ-${randomUUID().slice(0, 6)}`;
+    const first = await openLog({ topicPrefix, siteId });
+    await first.replicate(range('containers', 'Y01', 0, 3));
+    await first.close();
+
+    // A "crashed" instance of the same site: its transaction claims Y01 up to 999 and never ends.
+    const zombie = client(bootstrap()).producer({
+      transactionalId: `portcall-${siteId}-ingest`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    await zombie.connect();
+    cleanups.push(() => zombie.disconnect());
+    const dangling = await zombie.transaction();
+    await dangling.send({
+      topic: highWaterTopicName(topicPrefix),
+      messages: [{ key: 'containers\u0000Y01', value: JSON.stringify({ nextOffset: 999, origin: 'ZOMBIE' }) }],
+    });
+
+    const reopened = await openLog({ topicPrefix, siteId });
+    expect(await reopened.highWater('containers', 'Y01')).toBe(3);
+    expect(await reopened.replicate([rec('containers', 'Y01', 3)])).toMatchObject({ stored: 1 });
+    // The zombie was fenced by the reopen: it can no longer commit its claim.
+    await expect(dangling.commit()).rejects.toThrow();
+  });
+
+  it('serializes concurrent calls into group commits; a gap fails only its own call', async () => {
+    const topicPrefix = uniquePrefix();
+    const log = await openLog({ topicPrefix });
+    const gapIndex = 7;
+    const calls = Array.from({ length: 20 }, (_, i) => {
+      const topic = `C${String(i).padStart(2, '0')}`;
+      const records = i === gapIndex ? [rec('containers', topic, 0), rec('containers', topic, 1), rec('containers', topic, 3)] : range('containers', topic, 0, 5);
+      return log.replicate(records);
+    });
+    const outcomes = await Promise.allSettled(calls);
+
+    outcomes.forEach((outcome, i) => {
+      if (i === gapIndex) {
+        expect(outcome.status).toBe('rejected');
+        if (outcome.status === 'rejected') expect(outcome.reason).toBeInstanceOf(OffsetGapError);
+      } else {
+        expect(outcome).toMatchObject({ status: 'fulfilled', value: { stored: 5, duplicates: 0 } });
+      }
+    });
+    expect(await log.highWater('containers', 'C07')).toBe(0);
+    expect(await log.highWater('containers', 'C19')).toBe(5);
+
+    // Another wave while the first is still fresh: calls on the same topic, queued together.
+    const sameTopic = await Promise.all([
+      log.replicate(range('containers', 'C00', 5, 8)),
+      log.replicate(range('containers', 'C00', 8, 10)),
+      log.replicate(range('containers', 'C00', 5, 10)),
+    ]);
+    expect(sameTopic.map((r) => [r.stored, r.duplicates])).toEqual([
+      [3, 0],
+      [2, 0],
+      [0, 5],
+    ]);
+
+    const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
+    const expected = new Map<string, number[]>();
+    for (let i = 0; i < 20; i++) {
+      if (i !== gapIndex) expected.set(`C${String(i).padStart(2, '0')}`, sequence(0, i === 0 ? 10 : 5));
+    }
+    expect(read).toHaveLength(19 * 5 + 5);
+    expect(new Map([...offsetsByTopic(read)].sort(([a], [b]) => a.localeCompare(b)))).toEqual(expected);
+  });
+
+  it(
+    'rejects with StoreUnavailableError while its broker is down and writes exactly once after it is back',
+    { timeout: 180_000 },
+    async () => {
+      let broker: KafkaBroker | undefined;
+      cleanups.push(async () => broker?.stop());
+      broker = await startKafkaBroker({ heapMb: 256, startTimeoutMs: 60_000 });
+      const topicPrefix = uniquePrefix();
+      const log = await openLog({ topicPrefix, brokers: [broker.bootstrap], connectTimeoutMs: 1_000 });
+      await log.replicate(range('containers', 'Y01', 0, 3));
+
+      broker.kill9();
+      const failedAtMs = Date.now();
+      const during = log.replicate(range('containers', 'Y01', 3, 6));
+      await expect(during).rejects.toBeInstanceOf(StoreUnavailableError);
+      await expect(during).rejects.toMatchObject({ retriable: true });
+      const failMs = Date.now() - failedAtMs;
+      expect(failMs).toBeLessThan(60_000);
+      expect(await log.highWater('containers', 'Y01')).toBe(3);
+
+      await broker.restart();
+      // The sender retries the same batch until it is acknowledged.
+      let retried: Awaited<ReturnType<KafkaLog['replicate']>> | undefined;
+      for (let attempt = 0; retried === undefined; attempt++) {
+        try {
+          retried = await log.replicate(range('containers', 'Y01', 3, 6));
+        } catch (error) {
+          if (!(error instanceof StoreUnavailableError) || attempt >= 10) throw error;
+          await sleep(500);
+        }
+      }
+      expect(retried).toMatchObject({ stored: 3, duplicates: 0 });
+      expect(await log.replicate(range('containers', 'Y01', 0, 6))).toMatchObject({ stored: 0, duplicates: 6 });
+
+      const read = await readBack(broker.bootstrap, `${topicPrefix}.containers`);
+      expect(offsetsByTopic(read)).toEqual(new Map([['Y01', sequence(0, 6)]]));
+      process.stderr.write(`[kafka-log] replicate against a dead broker failed after ${failMs} ms\n`);
+    },
+  );
+});
