@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { PortInUseError } from '../core/index.js';
 import { ReeferFleet } from '../devices/emulator/index.js';
 import { parseSiteConfig, startSite, type RunningSite } from '../site/index.js';
 import type { KafkaBroker } from '../tools/kafka/index.js';
@@ -144,6 +145,11 @@ export async function runDemo(options: DemoOptions): Promise<DemoHandle> {
     return { shoreUrl, mqttUrl, stop: stopAll };
   } catch (error) {
     await stopAll();
+    if (error instanceof PortInUseError) {
+      const flag =
+        error.listener === 'mqtt' ? '--mqtt-port' : error.what.includes('TOKYO') ? '--shore-port' : '--edge-http-port';
+      throw new PortInUseError(error.listener, error.what, error.host, error.port, `Pick another with ${flag} N (0 = any free port).`);
+    }
     throw error;
   }
 }

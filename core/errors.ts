@@ -75,7 +75,13 @@ export class ClosedError extends PortcallError {
 
 /** A listening port is taken by another process. */
 export class PortInUseError extends PortcallError {
-  constructor(what: string, host: string, port: number, howToChange: string) {
+  constructor(
+    readonly listener: 'http' | 'mqtt',
+    readonly what: string,
+    readonly host: string,
+    readonly port: number,
+    howToChange: string,
+  ) {
     super('PORT_IN_USE', `${what} cannot listen on ${host}:${port}: the port is taken. ${howToChange}`);
   }
 }

@@ -95,6 +95,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       }).catch((error: unknown) => {
         if ((error as { code?: string }).code === 'EADDRINUSE') {
           throw new PortInUseError(
+            'mqtt',
             `site ${config.site} MQTT gateway`,
             mqtt.host,
             mqtt.port,
@@ -151,6 +152,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       } catch (error) {
         if ((error as { code?: string }).code === 'EADDRINUSE') {
           throw new PortInUseError(
+            'http',
             `site ${config.site} HTTP`,
             config.http.host,
             config.http.port,

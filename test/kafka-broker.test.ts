@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { Kafka, logLevel, Partitioners, type Consumer, type KafkaMessage } from 'kafkajs';
 import { afterEach, expect, it } from 'vitest';
 
-import { startKafkaBroker, type KafkaBroker } from '../tools/kafka/index.js';
+import { startKafkaBroker } from '../tools/kafka/index.js';
 import { describeKafka, kafkaBootstrap } from './support/kafka.js';
 
 /** kafkajs logs retriable coordinator-loading errors at ERROR; real failures still throw. */
@@ -110,9 +110,8 @@ describeKafka('real Kafka broker', () => {
   });
 
   it('keeps acknowledged records across kill -9 and restart of its own broker', { timeout: 120_000 }, async () => {
-    let broker: KafkaBroker | undefined;
-    cleanups.push(async () => broker?.stop());
-    broker = await startKafkaBroker({ heapMb: 256, startTimeoutMs: 60_000 });
+    const broker = await startKafkaBroker({ heapMb: 256, startTimeoutMs: 60_000 });
+    cleanups.push(() => broker.stop());
     expect(broker.bootstrap).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(broker.bootstrap).not.toBe(kafkaBootstrap());
     const topic = `portcall-test-crash-${randomUUID()}`;

@@ -401,7 +401,9 @@ describeKafka('KafkaLog on a real broker', () => {
     async () => {
       let broker: KafkaBroker | undefined;
       cleanups.push(async () => broker?.stop());
+      const t0 = Date.now(); const mark = (w: string) => process.stderr.write(`[t] ${w} ${Date.now() - t0}\n`);
       broker = await startKafkaBroker({ heapMb: 256, startTimeoutMs: 60_000 });
+      mark('started');
       const topicPrefix = uniquePrefix();
       const log = await openLog({ topicPrefix, brokers: [broker.bootstrap], connectTimeoutMs: 1_000 });
       await log.replicate(range('containers', 'Y01', 0, 3));
@@ -415,7 +417,9 @@ describeKafka('KafkaLog on a real broker', () => {
       expect(failMs).toBeLessThan(60_000);
       expect(await log.highWater('containers', 'Y01')).toBe(3);
 
+      mark('before restart');
       await broker.restart();
+      mark('restarted');
       // The sender retries the same batch until it is acknowledged.
       let retried: Awaited<ReturnType<KafkaLog['replicate']>> | undefined;
       for (let attempt = 0; retried === undefined; attempt++) {
@@ -426,11 +430,13 @@ describeKafka('KafkaLog on a real broker', () => {
           await sleep(500);
         }
       }
+      mark('retried');
       expect(retried).toMatchObject({ stored: 3, duplicates: 0 });
       expect(await log.replicate(range('containers', 'Y01', 0, 6))).toMatchObject({ stored: 0, duplicates: 6 });
 
       const read = await readBack(broker.bootstrap, `${topicPrefix}.containers`);
       expect(offsetsByTopic(read)).toEqual(new Map([['Y01', sequence(0, 6)]]));
+      mark('read');
       process.stderr.write(`[kafka-log] replicate against a dead broker failed after ${failMs} ms\n`);
     },
   );

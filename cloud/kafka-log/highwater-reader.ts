@@ -30,6 +30,7 @@
  * so compaction cannot remove the record the position has to reach.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { Admin, Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
@@ -49,6 +50,25 @@ export interface ReadHighWaterOptions {
 
 /** Kept short so the consumer's disconnect, which waits for a pending fetch, is quick. */
 const FETCH_MAX_WAIT_MS = 200;
+const RETRY_DELAY_MS = 100;
+
+/**
+ * kafkajs's fetchTopicOffsets retries only UNKNOWN_TOPIC_OR_PARTITION and gives up at once on
+ * the other retriable errors, such as NOT_LEADER_FOR_PARTITION, which a topic created moments
+ * ago answers while its leader is still being announced.
+ */
+async function fetchEndOffsets(admin: Admin, topic: string, deadlineMs: number): ReturnType<Admin['fetchTopicOffsets']> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await admin.fetchTopicOffsets(topic);
+    } catch (error) {
+      if ((error as { retriable?: unknown }).retriable !== true || Date.now() + RETRY_DELAY_MS > deadlineMs) throw error;
+      await sleep(Math.min(RETRY_DELAY_MS * attempt, 1_000));
+      // Refreshes the admin client's metadata, which is what stale leader errors need.
+      await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => {});
+    }
+  }
+}
 
 export async function readHighWater(options: ReadHighWaterOptions): Promise<Map<string, HeldTopic>> {
   const { kafka, admin, topic, timeoutMs } = options;
@@ -57,7 +77,7 @@ export async function readHighWater(options: ReadHighWaterOptions): Promise<Map<
 
   /** Partition → the offset the position has to reach. */
   const behind = new Map<number, number>();
-  for (const { partition, low, high } of await admin.fetchTopicOffsets(topic)) {
+  for (const { partition, low, high } of await fetchEndOffsets(admin, topic, startedAtMs + timeoutMs)) {
     if (Number(high) > Number(low)) behind.set(partition, Number(high));
   }
   if (behind.size === 0) return held;

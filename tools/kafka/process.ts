@@ -28,6 +28,7 @@ export function runCommand(command: string, args: readonly string[], opts: RunCo
     const pending = { stdout: '', stderr: '' };
     const emit = (line: string): void => {
       // Debian's mvn wrapper emits ANSI resets even in batch mode; they would garble messages.
+      // eslint-disable-next-line no-control-regex -- matching the ESC byte is the point
       const clean = line.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r$/, '');
       if (clean.trim() === '') return;
       outputTail.push(clean);

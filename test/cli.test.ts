@@ -1,0 +1,87 @@
+/**
+ * The command line as a user meets it: help on every command, clear refusals of bad
+ * configuration and taken ports, and the demo showing readings at the shore.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PORTCALL_BIN, startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
+
+const run = promisify(execFile);
+
+async function portcall(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [PORTCALL_BIN, ...args], { timeout: 30_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+describe('portcall command line', () => {
+  const started: PortcallProcess[] = [];
+  const dirs: string[] = [];
+  const servers: Server[] = [];
+  afterEach(async () => {
+    for (const child of started.splice(0)) await child.stop();
+    for (const server of servers.splice(0)) server.close();
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('has useful --help for every subcommand', async () => {
+    const top = await portcall(['--help']);
+    expect(top.code).toBe(0);
+    for (const command of ['edge', 'shore', 'devices', 'demo', 'bench', 'kafka']) {
+      expect(top.stdout).toContain(command);
+      const help = await portcall([command, '--help']);
+      expect(help.code, command).toBe(0);
+      expect(help.stdout, command).toMatch(new RegExp(`Usage: portcall ${command}`));
+    }
+    expect((await portcall(['shore', '--help'])).stdout).toContain('PORTCALL_HTTP__PORT');
+    expect((await portcall(['bench', '--list'])).stdout).toContain('thin-path');
+  });
+
+  it('refuses a bad config naming the field and the allowed values, exit code 2', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcall-cli-'));
+    dirs.push(dir);
+    const file = writeYaml(join(dir, 'bad.yaml'), { site: 'TOKYO', log: { backend: 'postgres' }, http: { port: 0 } });
+    const result = await portcall(['shore', '--config', file]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`${file}: log.backend`);
+    expect(result.stderr).toMatch(/"sqlite".*"kafka"/);
+  });
+
+  it('says which port is taken and how to pick another', async () => {
+    const server = createServer();
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const port = (server.address() as { port: number }).port;
+    const dir = mkdtempSync(join(tmpdir(), 'portcall-cli-'));
+    dirs.push(dir);
+    const file = writeYaml(join(dir, 'tokyo.yaml'), { site: 'TOKYO', dataDir: dir, http: { port }, ingest: { peers: [] } });
+    const result = await portcall(['shore', '--config', file]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`127.0.0.1:${port}: the port is taken`);
+    expect(result.stderr).toContain('PORTCALL_HTTP__PORT');
+
+    const demo = await portcall(['demo', '--shore-port', String(port), '--duration-s', '1']);
+    expect(demo.code).toBe(2);
+    expect(demo.stderr).toContain('--shore-port');
+  });
+
+  it('demo: readings reach the shore within 30 seconds, and the read API serves them', async () => {
+    const demo = startPortcall(['demo', '--shore-port', '0', '--mqtt-port', '0', '--edge-http-port', '0', '--containers', '5', '--interval-ms', '200']);
+    started.push(demo);
+    const [, url] = await demo.waitFor(/shore read API: (\S+)/);
+    await demo.waitFor(/total at shore [1-9]\d*/, 30_000);
+    const response = await fetch(url!);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ origin: 'AURORA', stream: 'containers', topic: 'Y01' });
+    expect(await demo.stop()).toBe(0);
+  });
+});
