@@ -405,7 +405,8 @@ describeKafka('KafkaLog on a real broker', () => {
       broker = await startKafkaBroker({ heapMb: 256, startTimeoutMs: 60_000 });
       mark('started');
       const topicPrefix = uniquePrefix();
-      const log = await openLog({ topicPrefix, brokers: [broker.bootstrap], connectTimeoutMs: 1_000 });
+      const { pino } = await import('pino');
+      const log = await openLog({ topicPrefix, brokers: [broker.bootstrap], connectTimeoutMs: 1_000, logger: pino({ level: 'warn' }, pino.destination(2)) });
       await log.replicate(range('containers', 'Y01', 0, 3));
 
       broker.kill9();
@@ -437,6 +438,9 @@ describeKafka('KafkaLog on a real broker', () => {
       const read = await readBack(broker.bootstrap, `${topicPrefix}.containers`);
       expect(offsetsByTopic(read)).toEqual(new Map([['Y01', sequence(0, 6)]]));
       mark('read');
+      process.stderr.write('CLOSING\n');
+      await log.close(); mark('closed');
+      await broker.stop(); mark('stopped');
       process.stderr.write(`[kafka-log] replicate against a dead broker failed after ${failMs} ms\n`);
     },
   );

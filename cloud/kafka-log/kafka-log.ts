@@ -640,12 +640,15 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     this.closed = true;
     const producer = this.producer;
     this.producer = undefined;
+    const t0 = Date.now();
     await Promise.allSettled([
-      producer?.disconnect(),
-      this.latestConsumer?.disconnect(),
+      producer?.disconnect().then(() => console.error('producer', Date.now() - t0)),
+      this.latestConsumer?.disconnect().then(() => console.error('consumer', Date.now() - t0)),
       ...this.retiring,
     ]);
+    console.error('all', Date.now() - t0);
     if (this.latestGroupId !== undefined) await this.admin.deleteGroups([this.latestGroupId]).catch(() => {});
+    console.error('groups', Date.now() - t0);
     await this.admin.disconnect().catch(() => {});
   }
 }

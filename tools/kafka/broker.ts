@@ -149,22 +149,38 @@ const LOG4J_PROPERTIES = [
   '',
 ].join('\n');
 
-export async function readLogTail(logFile: string, fromByte = 0): Promise<string> {
+/** The log written since `fromByte`, capped so a runaway log cannot exhaust memory. */
+async function readLogSince(logFile: string, fromByte = 0): Promise<string> {
   let handle: FileHandle | undefined;
   try {
     handle = await open(logFile, 'r');
     const { size } = await handle.stat();
-    // The tail we want is small; reading the last 64 KiB bounds memory on a long log.
-    const start = Math.max(fromByte, size - 64 * 1024);
+    const start = Math.max(fromByte, size - 1024 * 1024);
     const buffer = Buffer.alloc(size - start);
     await handle.read(buffer, 0, buffer.length, start);
-    const lines = buffer.toString('utf8').split('\n').filter((line) => line.trim() !== '');
-    return lines.slice(-LOG_TAIL_LINES).join('\n');
+    return buffer.toString('utf8');
   } catch {
-    return '(no broker log written)';
+    return '';
   } finally {
     await handle?.close();
   }
+}
+
+function lastLines(text: string): string {
+  const lines = text.split('\n').filter((line) => line.trim() !== '');
+  return lines.length === 0 ? '(no broker log written)' : lines.slice(-LOG_TAIL_LINES).join('\n');
+}
+
+export async function readLogTail(logFile: string, fromByte = 0): Promise<string> {
+  return lastLines(await readLogSince(logFile, fromByte));
+}
+
+/**
+ * A failing broker logs its cause once and then a hundred lines of orderly shutdown, so the
+ * last lines alone rarely say why; the first ERROR or FATAL line usually does.
+ */
+function firstErrorLine(text: string): string | undefined {
+  return text.split('\n').find((line) => / (ERROR|FATAL) /.test(line));
 }
 
 async function fileSize(path: string): Promise<number> {
@@ -200,7 +216,7 @@ class ManagedBroker {
   constructor(
     private readonly layout: BrokerLayout,
     private readonly libsDir: string,
-    private readonly brokerPort: number,
+    brokerPort: number,
     private readonly heapMb: number,
     private readonly ownsDataDir: boolean,
     private readonly startTimeoutMs: number,
@@ -246,17 +262,22 @@ class ManagedBroker {
         this.progress(`broker ready at ${this.bootstrap} after ${((Date.now() - startedAtMs) / 1000).toFixed(1)} s`);
         return;
       } catch (err) {
+        const exitedOnItsOwn = launch.hasExited();
         this.killCurrent();
         await launch.exited;
-        const tail = await readLogTail(this.layout.logFile, logOffset);
-        if (launch.hasExited() && /Address already in use/.test(tail) && Date.now() + 1_000 < deadlineMs) {
+        const launchLog = await readLogSince(this.layout.logFile, logOffset);
+        if (exitedOnItsOwn && /Address already in use/.test(launchLog) && Date.now() + 1_000 < deadlineMs) {
+          this.progress(`port ${this.bootstrap} or the controller port is still taken; retrying`);
           await sleep(500);
           continue;
         }
         const why = err instanceof Error ? err.message : String(err);
+        const firstError = firstErrorLine(launchLog);
         throw new KafkaUnavailableError(
           'start-failed',
-          `Kafka ${KAFKA_VERSION} broker did not start: ${why} (full log: ${this.layout.logFile}). Last ${LOG_TAIL_LINES} log lines:\n${tail}`,
+          `Kafka ${KAFKA_VERSION} broker did not start: ${why} (full log: ${this.layout.logFile}).` +
+            `${firstError === undefined ? '' : `\nFirst error: ${firstError}`}` +
+            `\nLast ${LOG_TAIL_LINES} log lines:\n${lastLines(launchLog)}`,
           { cause: err },
         );
       }
@@ -267,7 +288,7 @@ class ManagedBroker {
     const args = [
       `-Xms${this.heapMb}m`,
       `-Xmx${this.heapMb}m`,
-      // The flags kafka-server-start.sh uses: short pauses matter more than throughput here.
+      // kafka-run-class.sh's defaults: short GC pauses matter more than throughput for a broker.
       '-XX:+UseG1GC',
       '-XX:MaxGCPauseMillis=20',
       '-XX:InitiatingHeapOccupancyPercent=35',
