@@ -1,7 +1,8 @@
 import type { Scenario } from './harness.js';
 import { thinPathScenario } from './scenarios/thin-path.js';
+import { logScenario } from './scenarios/log.js';
 
 export { formatTable, formatJsonLines, type Figure, type Scenario, type BenchContext } from './harness.js';
 
 /** Every named scenario `portcall bench` knows, in the order `all` runs them. */
-export const SCENARIOS: readonly Scenario[] = [thinPathScenario];
+export const SCENARIOS: readonly Scenario[] = [thinPathScenario, logScenario];

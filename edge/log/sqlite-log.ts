@@ -1,25 +1,43 @@
 /**
- * The embedded site log: streams of topics in one SQLite file.
+ * The embedded site log: streams of topics in SQLite.
+ *
+ * Layout (chosen by measurement; see docs/LOG.md):
+ * - `log.sqlite` holds the records, one table per stream (`records_<id>`), rowid = the
+ *   stream's position (this site's append order). An append is a b-tree append; a stream
+ *   scan is a range read. Written with `journal_mode=WAL` and `synchronous=FULL`.
+ * - `index.sqlite` holds the (topic, offset) → position index and per-topic statistics,
+ *   built in bulk by a worker thread (topic-indexer.ts). It is derived, never the only copy.
+ *   Records newer than the index are found by scanning the short unindexed tail.
  *
  * Invariants, and why they hold:
- * 1. Acknowledged means durable. `append` and `replicate` resolve only after the SQLite
- *    transaction holding the records has committed with `journal_mode=WAL` and
- *    `synchronous=FULL`, which fsyncs the WAL on every commit.
- * 2. Offsets are dense per topic. A topic's next offset lives in `topics.next_offset` and is
- *    only changed in the same transaction that inserts the records; the in-memory copy is
- *    restored whenever that transaction (or one caller's savepoint in it) rolls back.
- * 3. An identity is stored once. `(topic_id, topic_offset)` is UNIQUE; `replicate` drops a
- *    record below the topic's next offset as a duplicate after checking its origin, and
- *    refuses one above it (a gap), so a copy can never skip or repeat an offset.
- * 4. Group commit. Calls arriving while a commit is pending are gathered and written in one
- *    transaction; each caller has its own savepoint, so one caller's refused batch does not
- *    fail the others.
- * 5. SQL never contains a topic or stream name: names are bound parameters and map to ids.
+ * 1. Acknowledged means durable. `append` and `replicate` resolve only after the
+ *    transaction holding the records has committed with `synchronous=FULL`, which fsyncs
+ *    the WAL on commit.
+ * 2. Offsets are dense per topic. A topic's next offset is kept in memory, advanced only by
+ *    records inserted in the current transaction, and put back whenever that transaction
+ *    (or one caller's savepoint in it) rolls back. At open it is rebuilt from the index's
+ *    per-topic statistics plus the unindexed tail, both of which derive from committed
+ *    records only.
+ * 3. An identity is stored once. `replicate` drops a record below the topic's next offset
+ *    as a duplicate after checking its origin and refuses one above it (a gap), so a copy
+ *    never skips or repeats an offset. `verify` checks it on disk.
+ * 4. Group commit. Calls arriving in the same turn of the event loop are written in one
+ *    transaction. A replicated batch is validated in full before any of it is written, so
+ *    one caller's refused batch never fails the others and needs nothing undone.
+ * 5. Retention deletes only a prefix of a stream (lowest positions first), and therefore
+ *    only a prefix of each topic: what remains of a topic is always dense from its first
+ *    offset. TTL never deletes a record a required forwarding cursor has not yet passed;
+ *    only disk pressure may, and every such drop is counted and logged.
+ * 6. Positions are never reused: the lowest position retention left is kept per stream.
+ * 7. SQL never contains a topic or stream name: names are bound parameters mapped to ids.
  */
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import {
   ClosedError,
   OffsetGapError,
@@ -34,24 +52,93 @@ import {
   type StreamPage,
   type TopicHighWater,
 } from '../../core/index.js';
+import {
+  createRecordsSchema,
+  createStreamRecordsTable,
+  indexTable,
+  readMeta,
+  recordsTable,
+  RECORDS_SCHEMA_VERSION,
+  writeMeta,
+} from './schema.js';
+import { openIndexFile, TopicIndexer } from './topic-indexer.js';
+import type { IndexerReply } from './indexer-worker.js';
 
-const SCHEMA_VERSION = 1;
 const DEFAULT_MAX_RECORDS = 1000;
 const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;
+const TIME_MARK_INTERVAL_MS = 1000;
+const RETENTION_CHUNK_RECORDS = 5000;
+
+export interface StreamPolicy {
+  /** Records older than this (time stored at this site) may be deleted. */
+  readonly ttlMs?: number;
+  /** The stream's records are trimmed, oldest first, to stay under this many payload bytes. */
+  readonly maxBytes?: number;
+  /** Under disk pressure, streams with lower priority lose records first (alerts highest). */
+  readonly priority?: number;
+  /** Cursor names (e.g. `forward/TOKYO/containers`) that must pass a record before TTL may expire it. */
+  readonly requireCursors?: readonly string[];
+}
 
 export interface SqliteLogOptions {
   /** This site's name: the origin of every record appended here. */
   readonly siteId: string;
-  /** Path of the SQLite file; created with its directory if missing. */
+  /** Path of the records file; the index file sits beside it (`<name>.index.sqlite`). */
   readonly path: string;
+  readonly streams?: Readonly<Record<string, StreamPolicy>>;
+  /** Hard limit on the bytes the log uses; above it the log drops by priority. */
+  readonly maxLogBytes?: number;
+  /** When the disk has less free space than this, the log drops by priority. */
+  readonly minFreeDiskBytes?: number;
+  /** How often retention runs. 0 disables the timer (tests call `runRetention`). */
+  readonly retentionIntervalMs?: number;
+  /** `thread` (default) builds the topic index on a worker thread; `inline` on this one. */
+  readonly indexer?: 'thread' | 'inline';
+  readonly logger?: Logger;
+  readonly registry?: Registry;
+}
+
+export interface TopicStats {
+  readonly stream: string;
+  readonly topic: string;
+  /** Lowest offset still held (retention may have removed earlier ones). */
+  readonly firstOffset: number;
+  /** One past the last offset held. */
+  readonly nextOffset: number;
+  readonly count: number;
+  readonly bytes: number;
+  /** Ingest time of the last record, epoch ms; undefined for an empty topic. */
+  readonly lastAppendMs: number | undefined;
+}
+
+export interface RetentionReport {
+  readonly stream: string;
+  readonly reason: 'ttl' | 'size' | 'pressure';
+  readonly records: number;
+  readonly bytes: number;
+  /** Records dropped before every required cursor had passed them (pressure only). */
+  readonly unforwarded: number;
 }
 
 interface TopicState {
   readonly id: number;
-  readonly streamId: number;
-  readonly stream: string;
+  readonly stream: StreamState;
   readonly name: string;
   nextOffset: number;
+  firstOffset: number;
+  appendedBytes: number;
+  droppedBytes: number;
+  lastPosition: number;
+  lastAppendMs: number;
+}
+
+interface StreamState {
+  readonly id: number;
+  readonly name: string;
+  readonly insert: Statement;
+  nextPosition: number;
+  lastMarkMs: number;
+  liveBytes: number;
 }
 
 type PendingWrite =
@@ -64,63 +151,143 @@ type PendingWrite =
     };
 
 interface RecordRow {
-  seq: number;
+  position: number;
+  topic_id: number;
   topic_offset: number;
-  origin: string;
+  origin_id: number;
   event_time_ms: number;
   ingest_time_ms: number;
   headers: string | null;
   payload: Buffer;
-  topic: string;
-  stream: string;
+}
+
+/** What one write changed in memory, so a rollback can undo exactly that. */
+class CacheChanges {
+  readonly offsetsBefore = new Map<TopicState, [nextOffset: number, appendedBytes: number, lastPosition: number, lastAppendMs: number]>();
+  readonly positionsBefore = new Map<StreamState, [nextPosition: number, liveBytes: number, lastMarkMs: number]>();
+  readonly createdTopics: TopicState[] = [];
+  readonly createdStreams: StreamState[] = [];
+  readonly createdSites: string[] = [];
 }
 
 /** Disk full, I/O error and the like: the caller must not acknowledge, and may retry later. */
 function isStorageFailure(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' && /^SQLITE_(FULL|IOERR|CANTOPEN|BUSY|READONLY|NOMEM)/.test(code);
+  return typeof code === 'string' && /^SQLITE_(FULL|IOERR|CANTOPEN|BUSY|READONLY|NOMEM|CORRUPT)/.test(code);
 }
 
-/** What one write changed in the in-memory caches, so a rollback can undo exactly that. */
-class CacheChanges {
-  readonly offsetsBefore = new Map<TopicState, number>();
-  readonly createdTopics: string[] = [];
-  readonly createdStreams: string[] = [];
-  readonly createdSites: string[] = [];
+export function indexPathFor(recordsPath: string): string {
+  return `${recordsPath.replace(/\.sqlite$/, '')}.index.sqlite`;
+}
 
-  absorb(other: CacheChanges): void {
-    for (const [state, before] of other.offsetsBefore) {
-      if (!this.offsetsBefore.has(state)) this.offsetsBefore.set(state, before);
-    }
-    this.createdTopics.push(...other.createdTopics);
-    this.createdStreams.push(...other.createdStreams);
-    this.createdSites.push(...other.createdSites);
-  }
+function workerScript(): URL {
+  // Under the test runner this module runs from TypeScript source; worker threads need the
+  // compiled JavaScript, which `npm test` builds first.
+  return import.meta.url.endsWith('.ts')
+    ? new URL('../../dist/edge/log/indexer-worker.js', import.meta.url)
+    : new URL('./indexer-worker.js', import.meta.url);
 }
 
 export class SqliteLog implements SiteLog {
   readonly siteId: string;
+  readonly path: string;
+  readonly indexPath: string;
   private readonly db: SqliteDatabase;
+  private readonly reader: SqliteDatabase;
   private readonly topics = new Map<string, TopicState>();
-  private readonly streamIds = new Map<string, number>();
+  private readonly topicsById = new Map<number, TopicState>();
+  private readonly streams = new Map<string, StreamState>();
+  private readonly streamsById = new Map<number, StreamState>();
   private readonly siteIds = new Map<string, number>();
   private readonly siteNames = new Map<number, string>();
   private readonly listeners = new Set<(stream: string) => void>();
+  private readonly policies: Readonly<Record<string, StreamPolicy>>;
+  private readonly options: SqliteLogOptions;
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
   private closed = false;
-  private readonly sql: ReturnType<SqliteLog['prepareStatements']>;
+  private worker: Worker | undefined;
+  private inlineIndexer: TopicIndexer | undefined;
+  private indexerPoked = false;
+  private retentionTimer: NodeJS.Timeout | undefined;
+  private retentionRunning: Promise<RetentionReport[]> | undefined;
+  private readonly readerStatements = new Map<string, Statement>();
+  private readonly sql;
+  private readonly metrics;
 
   private constructor(options: SqliteLogOptions) {
+    this.options = options;
     this.siteId = options.siteId;
+    this.path = options.path;
+    this.indexPath = indexPathFor(options.path);
+    this.policies = options.streams ?? {};
     mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('foreign_keys = OFF');
-    this.migrate();
-    this.sql = this.prepareStatements();
-    this.loadCaches();
+    try {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma('busy_timeout = 5000');
+      // The indexer thread checkpoints; this is only the safety net if it cannot.
+      this.db.pragma('wal_autocheckpoint = 16384');
+      this.migrate();
+      this.sql = {
+        insertSite: this.db.prepare(`INSERT INTO sites (name) VALUES (?)`),
+        insertStream: this.db.prepare(`INSERT INTO streams (name) VALUES (?)`),
+        insertTopic: this.db.prepare(`INSERT INTO topics (stream_id, name) VALUES (?, ?)`),
+        insertMark: this.db.prepare(`INSERT OR REPLACE INTO time_marks (stream_id, position, at_ms) VALUES (?, ?, ?)`),
+        getCursor: this.db.prepare(`SELECT position FROM cursors WHERE name = ?`).pluck(),
+        putCursor: this.db.prepare(
+          `INSERT INTO cursors (name, position) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position`,
+        ),
+      };
+      this.loadState();
+    } catch (error) {
+      this.db.close();
+      throw error;
+    }
+    this.reader = new Database(options.path, { readonly: true });
+    this.reader.pragma('busy_timeout = 5000');
+    this.reader.prepare(`ATTACH DATABASE ? AS ix`).run(this.indexPath);
+
+    const registers = options.registry === undefined ? [] : [options.registry];
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client calls collect() with the gauge as `this`
+    const self = this;
+    this.metrics = {
+      dropped: new Counter({
+        name: 'portcall_log_dropped_records_total',
+        help: 'Records deleted by retention, by stream and reason (ttl, size, pressure)',
+        labelNames: ['stream', 'reason'],
+        registers,
+      }),
+      droppedUnforwarded: new Counter({
+        name: 'portcall_log_dropped_unforwarded_records_total',
+        help: 'Records dropped under disk pressure before every required cursor had passed them',
+        labelNames: ['stream'],
+        registers,
+      }),
+      appendFailures: new Counter({
+        name: 'portcall_log_append_failures_total',
+        help: 'Commits that failed (disk full, I/O error); their callers were not acknowledged',
+        labelNames: ['code'],
+        registers,
+      }),
+      bytes: new Gauge({
+        name: 'portcall_log_used_bytes',
+        help: 'Bytes of the records file in use (excluding free pages)',
+        registers,
+        collect() {
+          if (!self.closed) this.set(self.usedBytes());
+        },
+      }),
+    };
+
+    if ((options.indexer ?? 'thread') === 'thread') this.startWorker();
+    else this.inlineIndexer = new TopicIndexer({ recordsPath: this.path, indexPath: this.indexPath });
+    const intervalMs = options.retentionIntervalMs ?? 1000;
+    if (intervalMs > 0) {
+      this.retentionTimer = setInterval(() => void this.runRetention().catch(() => undefined), intervalMs);
+      this.retentionTimer.unref();
+    }
   }
 
   static open(options: SqliteLogOptions): SqliteLog {
@@ -128,101 +295,180 @@ export class SqliteLog implements SiteLog {
   }
 
   private migrate(): void {
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS sites (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-      CREATE TABLE IF NOT EXISTS streams (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-      CREATE TABLE IF NOT EXISTS topics (
-        id INTEGER PRIMARY KEY,
-        stream_id INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        next_offset INTEGER NOT NULL,
-        UNIQUE (stream_id, name)
-      );
-      CREATE TABLE IF NOT EXISTS records (
-        seq INTEGER PRIMARY KEY,
-        stream_id INTEGER NOT NULL,
-        topic_id INTEGER NOT NULL,
-        topic_offset INTEGER NOT NULL,
-        origin_id INTEGER NOT NULL,
-        event_time_ms INTEGER NOT NULL,
-        ingest_time_ms INTEGER NOT NULL,
-        headers TEXT,
-        payload BLOB NOT NULL,
-        UNIQUE (topic_id, topic_offset)
-      );
-      CREATE INDEX IF NOT EXISTS records_by_stream ON records (stream_id, seq);
-      CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
-    `);
-    const row = this.db.prepare(`SELECT value FROM meta WHERE key = 'schema_version'`).get() as
-      | { value: string }
-      | undefined;
-    if (row === undefined) {
-      this.db.prepare(`INSERT INTO meta (key, value) VALUES ('schema_version', ?)`).run(String(SCHEMA_VERSION));
-    } else if (Number(row.value) !== SCHEMA_VERSION) {
+    const legacy = this.db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records'`).get();
+    if (legacy !== undefined) {
       throw new StoreUnavailableError(
-        `log schema version ${row.value} is not supported by this build (expects ${SCHEMA_VERSION})`,
+        `${this.path} is a log from an earlier development build (format 1), which this build cannot read; move it away`,
+      );
+    }
+    createRecordsSchema(this.db);
+    const version = readMeta(this.db, 'schema_version');
+    if (version === undefined) writeMeta(this.db, 'schema_version', String(RECORDS_SCHEMA_VERSION));
+    else if (Number(version) !== RECORDS_SCHEMA_VERSION) {
+      throw new StoreUnavailableError(
+        `${this.path}: log format ${version} is not supported by this build (expects ${RECORDS_SCHEMA_VERSION})`,
       );
     }
   }
 
-  private prepareStatements() {
-    const db = this.db;
-    const recordColumns = `r.seq, r.topic_offset, s.name AS origin, r.event_time_ms, r.ingest_time_ms,
-      r.headers, r.payload, t.name AS topic, st.name AS stream`;
-    const recordJoins = `JOIN topics t ON t.id = r.topic_id JOIN streams st ON st.id = r.stream_id
-      JOIN sites s ON s.id = r.origin_id`;
+  private streamState(id: number, name: string): StreamState {
+    createStreamRecordsTable(this.db, id);
+    const table = recordsTable(id);
     return {
-      insertSite: db.prepare(`INSERT INTO sites (name) VALUES (?)`),
-      insertStream: db.prepare(`INSERT INTO streams (name) VALUES (?)`),
-      insertTopic: db.prepare(`INSERT INTO topics (stream_id, name, next_offset) VALUES (?, ?, 0)`),
-      updateTopicNext: db.prepare(`UPDATE topics SET next_offset = ? WHERE id = ?`),
-      insertRecord: db.prepare(
-        `INSERT INTO records (stream_id, topic_id, topic_offset, origin_id, event_time_ms, ingest_time_ms, headers, payload)
+      id,
+      name,
+      insert: this.db.prepare(
+        `INSERT INTO ${table} (position, topic_id, topic_offset, origin_id, event_time_ms, ingest_time_ms, headers, payload)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      originAt: db.prepare(`SELECT origin_id FROM records WHERE topic_id = ? AND topic_offset = ?`).pluck(),
-      readTopic: db.prepare(
-        `SELECT ${recordColumns} FROM records r ${recordJoins}
-         WHERE r.topic_id = ? AND r.topic_offset >= ? ORDER BY r.topic_offset LIMIT ?`,
-      ),
-      readStream: db.prepare(
-        `SELECT ${recordColumns} FROM records r ${recordJoins}
-         WHERE r.stream_id = ? AND r.seq > ? ORDER BY r.seq LIMIT ?`,
-      ),
-      getCursor: db.prepare(`SELECT position FROM cursors WHERE name = ?`).pluck(),
-      putCursor: db.prepare(
-        `INSERT INTO cursors (name, position) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position`,
-      ),
+      nextPosition: 1,
+      lastMarkMs: 0,
+      liveBytes: 0,
     };
   }
 
-  private loadCaches(): void {
+  /** Rebuilds the in-memory state from committed data: invariant 2. */
+  private loadState(): void {
     for (const row of this.db.prepare(`SELECT id, name FROM sites`).all() as { id: number; name: string }[]) {
       this.siteIds.set(row.name, row.id);
       this.siteNames.set(row.id, row.name);
     }
     for (const row of this.db.prepare(`SELECT id, name FROM streams`).all() as { id: number; name: string }[]) {
-      this.streamIds.set(row.name, row.id);
+      const state = this.streamState(row.id, row.name);
+      const maxPosition = (this.db.prepare(`SELECT max(position) FROM ${recordsTable(row.id)}`).pluck().get() as number | null) ?? 0;
+      const floor = (this.db.prepare(`SELECT min_position FROM stream_floor WHERE stream_id = ?`).pluck().get(row.id) as number | undefined) ?? 1;
+      state.nextPosition = Math.max(maxPosition + 1, floor);
+      this.streams.set(row.name, state);
+      this.streamsById.set(row.id, state);
     }
-    const streamNames = new Map([...this.streamIds].map(([name, id]) => [id, name]));
-    const topicRows = this.db.prepare(`SELECT id, stream_id, name, next_offset FROM topics`).all() as {
+    const topicRows = this.db.prepare(`SELECT id, stream_id, name, first_offset, dropped_bytes FROM topics`).all() as {
       id: number;
       stream_id: number;
       name: string;
-      next_offset: number;
+      first_offset: number;
+      dropped_bytes: number;
     }[];
     for (const row of topicRows) {
-      const stream = streamNames.get(row.stream_id) ?? '';
-      this.topics.set(topicKey(stream, row.name), {
+      const stream = this.streamsById.get(row.stream_id);
+      if (stream === undefined) continue;
+      const state: TopicState = {
         id: row.id,
-        streamId: row.stream_id,
         stream,
         name: row.name,
-        nextOffset: row.next_offset,
+        nextOffset: row.first_offset,
+        firstOffset: row.first_offset,
+        appendedBytes: 0,
+        droppedBytes: row.dropped_bytes,
+        lastPosition: 0,
+        lastAppendMs: 0,
+      };
+      this.topics.set(topicKey(stream.name, row.name), state);
+      this.topicsById.set(row.id, state);
+    }
+
+    // Statistics over the indexed prefix, then the unindexed tail on top.
+    let index: SqliteDatabase;
+    try {
+      index = openIndexFile(this.indexPath);
+      index.prepare(`SELECT count(*) FROM progress`).get();
+    } catch (error) {
+      this.options.logger?.warn({ err: (error as Error).message }, 'topic index unreadable; rebuilding it from the records');
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${this.indexPath}${suffix}`, { force: true });
+      index = openIndexFile(this.indexPath);
+    }
+    try {
+      const stats = index.prepare(`SELECT topic_id, next_offset, appended_bytes, last_position, last_ingest_ms FROM topic_stats`).all() as {
+        topic_id: number;
+        next_offset: number;
+        appended_bytes: number;
+        last_position: number;
+        last_ingest_ms: number;
+      }[];
+      for (const row of stats) {
+        const topic = this.topicsById.get(row.topic_id);
+        if (topic === undefined) continue;
+        topic.nextOffset = Math.max(topic.nextOffset, row.next_offset);
+        topic.appendedBytes = row.appended_bytes;
+        topic.lastPosition = row.last_position;
+        topic.lastAppendMs = row.last_ingest_ms;
+      }
+      const progress = new Map(
+        (index.prepare(`SELECT stream_id, indexed_position FROM progress`).all() as { stream_id: number; indexed_position: number }[]).map(
+          (row) => [row.stream_id, row.indexed_position],
+        ),
+      );
+      for (const stream of this.streams.values()) {
+        const tail = this.db
+          .prepare(
+            `SELECT topic_id, max(topic_offset) AS last_offset, sum(length(payload)) AS bytes,
+                    max(position) AS last_position, max(ingest_time_ms) AS last_ingest_ms
+             FROM ${recordsTable(stream.id)} WHERE position > ? GROUP BY topic_id`,
+          )
+          .all(progress.get(stream.id) ?? 0) as {
+          topic_id: number;
+          last_offset: number;
+          bytes: number;
+          last_position: number;
+          last_ingest_ms: number;
+        }[];
+        for (const row of tail) {
+          const topic = this.topicsById.get(row.topic_id);
+          if (topic === undefined) continue;
+          topic.nextOffset = Math.max(topic.nextOffset, row.last_offset + 1);
+          topic.appendedBytes += row.bytes;
+          topic.lastPosition = Math.max(topic.lastPosition, row.last_position);
+          topic.lastAppendMs = Math.max(topic.lastAppendMs, row.last_ingest_ms);
+        }
+      }
+    } finally {
+      index.close();
+    }
+    for (const topic of this.topicsById.values()) {
+      topic.stream.liveBytes += Math.max(0, topic.appendedBytes - topic.droppedBytes);
+    }
+  }
+
+  private startWorker(): void {
+    const worker = new Worker(workerScript(), {
+      workerData: { recordsPath: this.path, indexPath: this.indexPath },
+    });
+    worker.unref();
+    worker.on('message', (message: IndexerReply) => {
+      if (message.type === 'error') this.options.logger?.warn({ err: message.message }, 'topic indexer failed a pass; retrying');
+    });
+    worker.on('error', (error) => {
+      this.options.logger?.error({ err: error.message }, 'topic indexer thread died; restarting it');
+      if (!this.closed) setTimeout(() => !this.closed && this.startWorker(), 1000).unref();
+    });
+    this.worker = worker;
+  }
+
+  private pokeIndexer(): void {
+    if (this.worker !== undefined) {
+      if (this.indexerPoked) return;
+      this.indexerPoked = true;
+      // One poke per turn is enough: the worker indexes everything committed when it runs.
+      setImmediate(() => {
+        this.indexerPoked = false;
+        this.worker?.postMessage({ type: 'poke' });
       });
     }
   }
+
+  /** Builds the topic index now, on this thread (inline mode, tools and tests). */
+  indexNow(): number {
+    const indexer = this.inlineIndexer ?? new TopicIndexer({ recordsPath: this.path, indexPath: this.indexPath });
+    try {
+      let total = 0;
+      for (let indexed = indexer.runOnce(); indexed > 0; indexed = indexer.runOnce()) total += indexed;
+      indexer.reconcileRetention();
+      return total;
+    } finally {
+      if (indexer !== this.inlineIndexer) indexer.close();
+    }
+  }
+
+  // ----- writing -------------------------------------------------------------------------
 
   append(records: readonly NewRecord[]): Promise<LogRecord[]> {
     return new Promise((resolve, reject) => this.enqueue({ kind: 'append', records, resolve, reject }));
@@ -252,33 +498,40 @@ export class SqliteLog implements SiteLog {
     this.pending = [];
     if (writes.length === 0) return;
 
-    const flushChanges = new CacheChanges();
+    // One set of changes for the whole flush: a write is either valid and applied in full,
+    // or refused before it touches anything (replicate validates first), so only a failed
+    // commit has anything to undo, and then it undoes everything. No savepoints: they cost
+    // two statements per caller, which dominated single-record appends.
+    const changes = new CacheChanges();
     const outcomes: (() => void)[] = [];
     const touchedStreams = new Set<string>();
-    const ingestTimeMs = Date.now();
-
-    // Nested better-sqlite3 transaction = SAVEPOINT: a refused caller rolls back alone.
-    const applyOne = this.db.transaction((write: PendingWrite, changes: CacheChanges): (() => void) => {
-      if (write.kind === 'append') {
-        const stored = this.applyAppend(write.records, ingestTimeMs, changes);
-        return () => write.resolve(stored);
-      }
-      const result = this.applyReplicate(write.records, changes);
-      return () => write.resolve(result);
-    });
-
+    const nowMs = Date.now();
     try {
       this.db.exec('BEGIN IMMEDIATE');
       for (const write of writes) {
-        const changes = new CacheChanges();
-        try {
-          outcomes.push(applyOne(write, changes));
-          flushChanges.absorb(changes);
-          for (const record of write.records) touchedStreams.add(record.stream);
-        } catch (error) {
-          this.restore(changes);
-          if (isStorageFailure(error)) throw error;
-          outcomes.push(() => write.reject(error));
+        if (write.kind === 'append') {
+          const stored = this.applyAppend(write.records, nowMs, changes);
+          outcomes.push(() => write.resolve(stored));
+        } else {
+          let refusal: unknown;
+          try {
+            this.validateReplicate(write.records);
+          } catch (error) {
+            refusal = error;
+          }
+          if (refusal !== undefined) {
+            outcomes.push(() => write.reject(refusal));
+            continue;
+          }
+          const result = this.applyReplicate(write.records, changes);
+          outcomes.push(() => write.resolve(result));
+        }
+        for (const record of write.records) touchedStreams.add(record.stream);
+      }
+      for (const stream of changes.positionsBefore.keys()) {
+        if (nowMs - stream.lastMarkMs >= TIME_MARK_INTERVAL_MS) {
+          this.sql.insertMark.run(stream.id, stream.nextPosition - 1, nowMs);
+          stream.lastMarkMs = nowMs;
         }
       }
       this.db.exec('COMMIT');
@@ -291,24 +544,71 @@ export class SqliteLog implements SiteLog {
           // rolls back from the WAL on the next open. The in-memory state is restored below.
         }
       }
-      this.restore(flushChanges);
+      this.restore(changes);
+      const code = (error as { code?: string }).code ?? 'UNKNOWN';
+      this.metrics.appendFailures.inc({ code });
       const failure = isStorageFailure(error)
-        ? new StoreUnavailableError(`log write failed: ${(error as Error).message}`, error)
+        ? new StoreUnavailableError(`log write failed (${code}): ${(error as Error).message}`, error)
         : error;
+      this.options.logger?.warn({ code, err: (error as Error).message, callers: writes.length }, 'log commit failed; callers not acknowledged');
       for (const write of writes) write.reject(failure);
+      if (code === 'SQLITE_FULL') void this.runRetention().catch(() => undefined);
       return;
     }
     for (const settle of outcomes) settle();
+    this.pokeIndexer();
     for (const stream of touchedStreams) {
       for (const listener of this.listeners) listener(stream);
     }
   }
 
+  /**
+   * Checks a replicated batch against the topics as they stand (including earlier writes of
+   * this flush) without changing anything: throws the first gap or fork.
+   */
+  private validateReplicate(records: readonly LogRecord[]): void {
+    const expected = new Map<string, number>();
+    for (const record of records) {
+      const key = topicKey(record.stream, record.topic);
+      const topic = this.topics.get(key);
+      const next = expected.get(key) ?? topic?.nextOffset ?? 0;
+      if (record.offset < next) {
+        if (topic !== undefined && record.offset < topic.nextOffset && record.offset >= topic.firstOffset) {
+          const held = this.recordAt(topic, record.offset);
+          // A held offset that retention already removed cannot be compared; it was
+          // accepted once, so the copy is a duplicate.
+          if (held !== undefined && held.origin !== record.origin) {
+            throw new TopicForkError(record.stream, record.topic, record.offset, held.origin, record.origin);
+          }
+        }
+        continue;
+      }
+      if (record.offset > next) throw new OffsetGapError(record.stream, record.topic, next, record.offset);
+      expected.set(key, next + 1);
+    }
+  }
+
   /** Puts the in-memory caches back to what the file holds after a rollback. */
   private restore(changes: CacheChanges): void {
-    for (const [state, nextOffset] of changes.offsetsBefore) state.nextOffset = nextOffset;
-    for (const key of changes.createdTopics) this.topics.delete(key);
-    for (const name of changes.createdStreams) this.streamIds.delete(name);
+    for (const [state, [nextOffset, appendedBytes, lastPosition, lastAppendMs]] of changes.offsetsBefore) {
+      state.nextOffset = nextOffset;
+      state.appendedBytes = appendedBytes;
+      state.lastPosition = lastPosition;
+      state.lastAppendMs = lastAppendMs;
+    }
+    for (const [state, [nextPosition, liveBytes, lastMarkMs]] of changes.positionsBefore) {
+      state.nextPosition = nextPosition;
+      state.liveBytes = liveBytes;
+      state.lastMarkMs = lastMarkMs;
+    }
+    for (const topic of changes.createdTopics) {
+      this.topics.delete(topicKey(topic.stream.name, topic.name));
+      this.topicsById.delete(topic.id);
+    }
+    for (const stream of changes.createdStreams) {
+      this.streams.delete(stream.name);
+      this.streamsById.delete(stream.id);
+    }
     for (const name of changes.createdSites) {
       const id = this.siteIds.get(name);
       this.siteIds.delete(name);
@@ -327,97 +627,109 @@ export class SqliteLog implements SiteLog {
     return id;
   }
 
-  private topicOf(stream: string, name: string, changes: CacheChanges): TopicState {
-    const key = topicKey(stream, name);
+  private topicOf(streamName: string, name: string, changes: CacheChanges): TopicState {
+    const key = topicKey(streamName, name);
     let state = this.topics.get(key);
     if (state === undefined) {
-      let streamId = this.streamIds.get(stream);
-      if (streamId === undefined) {
-        streamId = Number(this.sql.insertStream.run(stream).lastInsertRowid);
-        this.streamIds.set(stream, streamId);
+      let stream = this.streams.get(streamName);
+      if (stream === undefined) {
+        const streamId = Number(this.sql.insertStream.run(streamName).lastInsertRowid);
+        stream = this.streamState(streamId, streamName);
+        this.streams.set(streamName, stream);
+        this.streamsById.set(streamId, stream);
         changes.createdStreams.push(stream);
       }
-      const id = Number(this.sql.insertTopic.run(streamId, name).lastInsertRowid);
-      state = { id, streamId, stream, name, nextOffset: 0 };
+      const id = Number(this.sql.insertTopic.run(stream.id, name).lastInsertRowid);
+      state = { id, stream, name, nextOffset: 0, firstOffset: 0, appendedBytes: 0, droppedBytes: 0, lastPosition: 0, lastAppendMs: 0 };
       this.topics.set(key, state);
-      changes.createdTopics.push(key);
+      this.topicsById.set(id, state);
+      changes.createdTopics.push(state);
     }
-    if (!changes.offsetsBefore.has(state)) changes.offsetsBefore.set(state, state.nextOffset);
+    if (!changes.offsetsBefore.has(state)) {
+      changes.offsetsBefore.set(state, [state.nextOffset, state.appendedBytes, state.lastPosition, state.lastAppendMs]);
+    }
+    if (!changes.positionsBefore.has(state.stream)) {
+      changes.positionsBefore.set(state.stream, [state.stream.nextPosition, state.stream.liveBytes, state.stream.lastMarkMs]);
+    }
     return state;
   }
 
-  private insert(state: TopicState, offset: number, originId: number, record: Omit<LogRecord, 'offset' | 'origin' | 'stream' | 'topic'>): void {
+  private insert(topic: TopicState, offset: number, originId: number, record: Omit<LogRecord, 'offset' | 'origin' | 'stream' | 'topic'>): void {
+    const stream = topic.stream;
+    const position = stream.nextPosition;
     const headers = record.headers;
-    this.sql.insertRecord.run(
-      state.streamId,
-      state.id,
+    let hasHeaders = false;
+    for (const _key in headers) {
+      hasHeaders = true;
+      break;
+    }
+    stream.insert.run(
+      position,
+      topic.id,
       offset,
       originId,
       record.eventTimeMs,
       record.ingestTimeMs,
-      Object.keys(headers).length === 0 ? null : JSON.stringify(headers),
+      hasHeaders ? JSON.stringify(headers) : null,
       record.payload,
     );
-    state.nextOffset = offset + 1;
+    stream.nextPosition = position + 1;
+    stream.liveBytes += record.payload.byteLength;
+    topic.nextOffset = offset + 1;
+    topic.appendedBytes += record.payload.byteLength;
+    topic.lastPosition = position;
+    topic.lastAppendMs = record.ingestTimeMs;
   }
 
   private applyAppend(records: readonly NewRecord[], ingestTimeMs: number, changes: CacheChanges): LogRecord[] {
     const originId = this.siteIdOf(this.siteId, changes);
-    const stored: LogRecord[] = [];
-    for (const newRecord of records) {
-      const state = this.topicOf(newRecord.stream, newRecord.topic, changes);
+    const stored: LogRecord[] = new Array(records.length);
+    for (let i = 0; i < records.length; i += 1) {
+      const newRecord = records[i]!;
+      const topic = this.topicOf(newRecord.stream, newRecord.topic, changes);
       const record: LogRecord = {
         origin: this.siteId,
         stream: newRecord.stream,
         topic: newRecord.topic,
-        offset: state.nextOffset,
+        offset: topic.nextOffset,
         eventTimeMs: newRecord.eventTimeMs ?? ingestTimeMs,
         ingestTimeMs,
         headers: newRecord.headers ?? {},
         payload: newRecord.payload,
       };
-      this.insert(state, record.offset, originId, record);
-      stored.push(record);
+      this.insert(topic, record.offset, originId, record);
+      stored[i] = record;
     }
-    for (const state of changes.offsetsBefore.keys()) this.sql.updateTopicNext.run(state.nextOffset, state.id);
     return stored;
   }
 
+  /** Stores a batch `validateReplicate` accepted: new records inserted, the rest counted. */
   private applyReplicate(records: readonly LogRecord[], changes: CacheChanges): ReplicateResult {
     let stored = 0;
     let duplicates = 0;
+    const touched = new Set<TopicState>();
     for (const record of records) {
-      const state = this.topicOf(record.stream, record.topic, changes);
-      if (record.offset < state.nextOffset) {
-        const heldOriginId = this.sql.originAt.get(state.id, record.offset) as number | undefined;
-        const heldOrigin = heldOriginId === undefined ? undefined : this.siteNames.get(heldOriginId);
-        // A held offset whose row retention already removed cannot be compared; it was
-        // accepted once, so the copy is a duplicate.
-        if (heldOrigin !== undefined && heldOrigin !== record.origin) {
-          throw new TopicForkError(record.stream, record.topic, record.offset, heldOrigin, record.origin);
-        }
+      const topic = this.topicOf(record.stream, record.topic, changes);
+      touched.add(topic);
+      if (record.offset < topic.nextOffset) {
         duplicates += 1;
         continue;
       }
-      if (record.offset > state.nextOffset) {
-        throw new OffsetGapError(record.stream, record.topic, state.nextOffset, record.offset);
-      }
-      this.insert(state, record.offset, this.siteIdOf(record.origin, changes), record);
+      this.insert(topic, record.offset, this.siteIdOf(record.origin, changes), record);
       stored += 1;
     }
     const highWater: TopicHighWater[] = [];
-    for (const state of changes.offsetsBefore.keys()) {
-      this.sql.updateTopicNext.run(state.nextOffset, state.id);
-      highWater.push({ stream: state.stream, topic: state.name, nextOffset: state.nextOffset });
-    }
+    for (const topic of touched) highWater.push({ stream: topic.stream.name, topic: topic.name, nextOffset: topic.nextOffset });
     return { stored, duplicates, highWater };
   }
 
-  private toRecord(row: RecordRow): LogRecord {
+  // ----- reading -------------------------------------------------------------------------
+
+  private toRecord(row: RecordRow, stream: string): LogRecord {
     return {
-      origin: row.origin,
-      stream: row.stream,
-      topic: row.topic,
+      origin: this.siteNames.get(row.origin_id) ?? this.readSiteName(row.origin_id),
+      stream,
+      topic: this.topicsById.get(row.topic_id)?.name ?? '',
       offset: row.topic_offset,
       eventTimeMs: row.event_time_ms,
       ingestTimeMs: row.ingest_time_ms,
@@ -426,30 +738,108 @@ export class SqliteLog implements SiteLog {
     };
   }
 
-  private readRows(statement: Statement, params: unknown[], limits: ReadLimits | undefined): RecordRow[] {
-    this.assertOpen();
-    const maxRecords = limits?.maxRecords ?? DEFAULT_MAX_RECORDS;
-    const maxBytes = limits?.maxBytes ?? DEFAULT_MAX_BYTES;
+  private readSiteName(id: number): string {
+    const name = this.db.prepare(`SELECT name FROM sites WHERE id = ?`).pluck().get(id) as string | undefined;
+    if (name !== undefined) {
+      this.siteNames.set(id, name);
+      this.siteIds.set(name, id);
+    }
+    return name ?? `#${id}`;
+  }
+
+  private readerStatement(key: string, sql: () => string): Statement {
+    let statement = this.readerStatements.get(key);
+    if (statement === undefined) {
+      statement = this.reader.prepare(sql());
+      this.readerStatements.set(key, statement);
+    }
+    return statement;
+  }
+
+  private indexExists(streamId: number): boolean {
+    return (
+      this.reader.prepare(`SELECT 1 FROM ix.sqlite_master WHERE type = 'table' AND name = ?`).get(indexTable(streamId)) !==
+      undefined
+    );
+  }
+
+  private recordAt(topic: TopicState, offset: number): LogRecord | undefined {
+    const [record] = this.readTopicRows(topic, offset, 1, Number.MAX_SAFE_INTEGER);
+    return record?.topic_offset === offset ? this.toRecord(record, topic.stream.name) : undefined;
+  }
+
+  /** One consistent snapshot: indexed records first, then the unindexed tail. */
+  private readTopicRows(topic: TopicState, fromOffset: number, maxRecords: number, maxBytes: number): RecordRow[] {
+    // Records written in this process but not yet visible to the reader connection cannot
+    // exist: commits are synchronous and the reader starts its snapshot after them.
+    const streamId = topic.stream.id;
     const rows: RecordRow[] = [];
     let bytes = 0;
-    for (const row of statement.iterate(...params, maxRecords) as IterableIterator<RecordRow>) {
-      // Always return at least one record, so a record larger than maxBytes cannot stall a reader.
-      if (rows.length > 0 && bytes + row.payload.length > maxBytes) break;
+    const take = (row: RecordRow): boolean => {
+      if (rows.length > 0 && bytes + row.payload.length > maxBytes) return false;
       rows.push(row);
       bytes += row.payload.length;
+      return rows.length < maxRecords;
+    };
+    const start = Math.max(fromOffset, topic.firstOffset);
+    if (start >= topic.nextOffset) return rows;
+    // Fast path: the topic's last record, by its known position.
+    if (start === topic.nextOffset - 1 && topic.lastPosition > 0) {
+      const row = this.readerStatement(`at:${streamId}`, () => `SELECT * FROM main.${recordsTable(streamId)} WHERE position = ?`).get(
+        topic.lastPosition,
+      ) as RecordRow | undefined;
+      if (row !== undefined && row.topic_offset === start) return [row];
+    }
+    const hasIndex = this.indexExists(streamId);
+    this.reader.exec('BEGIN');
+    try {
+      let indexedPosition = 0;
+      let lastOffset = start - 1;
+      let more = true;
+      if (hasIndex) {
+        indexedPosition =
+          (this.readerStatement('progress', () => `SELECT indexed_position FROM ix.progress WHERE stream_id = ?`)
+            .pluck()
+            .get(streamId) as number | undefined) ?? 0;
+        const indexed = this.readerStatement(
+          `ix:${streamId}`,
+          () => `SELECT r.* FROM ix.${indexTable(streamId)} i JOIN main.${recordsTable(streamId)} r ON r.position = i.position
+                 WHERE i.topic_id = ? AND i.topic_offset >= ? ORDER BY i.topic_offset LIMIT ?`,
+        );
+        for (const row of indexed.iterate(topic.id, start, maxRecords) as IterableIterator<RecordRow>) {
+          if (row.topic_id !== topic.id) continue;
+          if (!(more = take(row))) break;
+          lastOffset = row.topic_offset;
+        }
+        if (rows.length > 0 && bytes >= maxBytes) more = false;
+      }
+      if (more && lastOffset + 1 < topic.nextOffset) {
+        const tail = this.readerStatement(
+          `tail:${streamId}`,
+          () => `SELECT * FROM main.${recordsTable(streamId)} WHERE position > ? AND topic_id = ? AND topic_offset > ?
+                 ORDER BY position LIMIT ?`,
+        );
+        for (const row of tail.iterate(indexedPosition, topic.id, lastOffset, maxRecords - rows.length) as IterableIterator<RecordRow>) {
+          if (!take(row)) break;
+        }
+      }
+    } finally {
+      this.reader.exec('COMMIT');
     }
     return rows;
   }
 
   async readTopic(stream: string, topic: string, fromOffset: number, limits?: ReadLimits): Promise<LogRecord[]> {
+    this.assertOpen();
     const state = this.topics.get(topicKey(stream, topic));
     if (state === undefined) return [];
-    return this.readRows(this.sql.readTopic, [state.id, fromOffset], limits).map((row) => this.toRecord(row));
+    const rows = this.readTopicRows(state, fromOffset, limits?.maxRecords ?? DEFAULT_MAX_RECORDS, limits?.maxBytes ?? DEFAULT_MAX_BYTES);
+    return rows.map((row) => this.toRecord(row, stream));
   }
 
   async latest(stream: string, topic: string): Promise<LogRecord | undefined> {
     const state = this.topics.get(topicKey(stream, topic));
-    if (state === undefined || state.nextOffset === 0) return undefined;
+    if (state === undefined || state.nextOffset === state.firstOffset) return undefined;
     const [record] = await this.readTopic(stream, topic, state.nextOffset - 1, { maxRecords: 1 });
     return record;
   }
@@ -459,14 +849,45 @@ export class SqliteLog implements SiteLog {
   }
 
   async readStream(stream: string, afterPosition: number, limits?: ReadLimits): Promise<StreamPage> {
-    const streamId = this.streamIds.get(stream);
-    if (streamId === undefined) return { records: [], nextPosition: afterPosition };
-    const rows = this.readRows(this.sql.readStream, [streamId, afterPosition], limits);
-    const last = rows.at(-1);
-    return {
-      records: rows.map((row) => this.toRecord(row)),
-      nextPosition: last === undefined ? afterPosition : last.seq,
-    };
+    this.assertOpen();
+    const state = this.streams.get(stream);
+    if (state === undefined) return { records: [], nextPosition: afterPosition };
+    const maxRecords = limits?.maxRecords ?? DEFAULT_MAX_RECORDS;
+    const maxBytes = limits?.maxBytes ?? DEFAULT_MAX_BYTES;
+    const statement = this.readerStatement(
+      `scan:${state.id}`,
+      () => `SELECT * FROM main.${recordsTable(state.id)} WHERE position > ? ORDER BY position LIMIT ?`,
+    );
+    const records: LogRecord[] = [];
+    let bytes = 0;
+    let nextPosition = afterPosition;
+    for (const row of statement.iterate(afterPosition, maxRecords) as IterableIterator<RecordRow>) {
+      // Always return at least one record, so one larger than maxBytes cannot stall a reader.
+      if (records.length > 0 && bytes + row.payload.length > maxBytes) break;
+      records.push(this.toRecord(row, stream));
+      bytes += row.payload.length;
+      nextPosition = row.position;
+    }
+    return { records, nextPosition };
+  }
+
+  /** Resolves true as soon as the stream holds a record after `afterPosition`, false on timeout. */
+  waitForRecords(stream: string, afterPosition: number, timeoutMs: number): Promise<boolean> {
+    const has = () => (this.streams.get(stream)?.nextPosition ?? 1) - 1 > afterPosition;
+    if (has()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const unsubscribe = this.onDurable((name) => {
+        if (name === stream && has()) {
+          clearTimeout(timer);
+          unsubscribe();
+          resolve(true);
+        }
+      });
+      const timer = setTimeout(() => {
+        unsubscribe();
+        resolve(false);
+      }, timeoutMs);
+    });
   }
 
   onDurable(listener: (stream: string) => void): () => void {
@@ -481,20 +902,222 @@ export class SqliteLog implements SiteLog {
 
   async commitCursor(name: string, position: number): Promise<void> {
     this.assertOpen();
-    // A cursor is a single-row upsert; under synchronous=FULL it is durable on return.
+    // A single-row upsert; under synchronous=FULL it is durable on return.
     this.sql.putCursor.run(name, position);
   }
 
-  /** Every topic of a stream with its next offset, for stats and verification. */
+  // ----- stats ---------------------------------------------------------------------------
+
+  listStreams(): string[] {
+    return [...this.streams.keys()].sort();
+  }
+
+  /** Every topic of a stream (or of all) with its next offset. */
   listTopics(stream?: string): TopicHighWater[] {
     const result: TopicHighWater[] = [];
     for (const state of this.topics.values()) {
-      if (stream === undefined || state.stream === stream) {
-        result.push({ stream: state.stream, topic: state.name, nextOffset: state.nextOffset });
+      if (stream === undefined || state.stream.name === stream) {
+        result.push({ stream: state.stream.name, topic: state.name, nextOffset: state.nextOffset });
       }
     }
     return result;
   }
+
+  topicStats(stream: string, topic: string): TopicStats | undefined {
+    const state = this.topics.get(topicKey(stream, topic));
+    if (state === undefined) return undefined;
+    return {
+      stream,
+      topic,
+      firstOffset: state.firstOffset,
+      nextOffset: state.nextOffset,
+      count: state.nextOffset - state.firstOffset,
+      bytes: Math.max(0, state.appendedBytes - state.droppedBytes),
+      lastAppendMs: state.nextOffset > 0 ? state.lastAppendMs : undefined,
+    };
+  }
+
+  streamStats(stream: string): { topics: number; records: number; bytes: number; lastPosition: number } | undefined {
+    const state = this.streams.get(stream);
+    if (state === undefined) return undefined;
+    let topics = 0;
+    let records = 0;
+    for (const topic of this.topics.values()) {
+      if (topic.stream !== state) continue;
+      topics += 1;
+      records += topic.nextOffset - topic.firstOffset;
+    }
+    return { topics, records, bytes: state.liveBytes, lastPosition: state.nextPosition - 1 };
+  }
+
+  /** Bytes of the records file in use: pages minus free pages. */
+  usedBytes(): number {
+    const pageSize = this.db.pragma('page_size', { simple: true }) as number;
+    const pages = this.db.pragma('page_count', { simple: true }) as number;
+    const free = this.db.pragma('freelist_count', { simple: true }) as number;
+    return (pages - free) * pageSize;
+  }
+
+  // ----- retention -----------------------------------------------------------------------
+
+  private cursorPosition(name: string): number {
+    return (this.sql.getCursor.get(name) as number | undefined) ?? 0;
+  }
+
+  private underPressure(): boolean {
+    if (this.options.maxLogBytes !== undefined && this.usedBytes() > this.options.maxLogBytes) return true;
+    if (this.options.minFreeDiskBytes !== undefined) {
+      try {
+        const fs = statfsSync(dirname(this.path));
+        const freeBytes = fs.bavail * fs.bsize;
+        const reusable = (this.db.pragma('freelist_count', { simple: true }) as number) * (this.db.pragma('page_size', { simple: true }) as number);
+        // Free pages inside the file are space appends can use without the disk.
+        if (freeBytes + reusable < this.options.minFreeDiskBytes) return true;
+      } catch {
+        return false;
+      }
+    }
+    return false;
+  }
+
+  /** The position below which TTL and size policy allow deleting, or 0. */
+  private policyBoundary(stream: StreamState, nowMs: number): { below: number; reason: 'ttl' | 'size' } | undefined {
+    const policy = this.policies[stream.name];
+    if (policy === undefined) return undefined;
+    let ttlBelow = 0;
+    if (policy.ttlMs !== undefined) {
+      const mark = this.db
+        .prepare(`SELECT max(position) FROM time_marks WHERE stream_id = ? AND at_ms <= ?`)
+        .pluck()
+        .get(stream.id, nowMs - policy.ttlMs) as number | null;
+      if (mark !== null) ttlBelow = mark + 1;
+      for (const cursor of policy.requireCursors ?? []) ttlBelow = Math.min(ttlBelow, this.cursorPosition(cursor) + 1);
+    }
+    let sizeBelow = 0;
+    if (policy.maxBytes !== undefined && stream.liveBytes > policy.maxBytes) {
+      // Walk from the oldest record until enough bytes are covered, one chunk at a time.
+      let excess = stream.liveBytes - policy.maxBytes;
+      const rows = this.db
+        .prepare(`SELECT position, length(payload) AS bytes FROM ${recordsTable(stream.id)} ORDER BY position LIMIT ?`)
+        .all(RETENTION_CHUNK_RECORDS) as { position: number; bytes: number }[];
+      for (const row of rows) {
+        excess -= row.bytes;
+        sizeBelow = row.position + 1;
+        if (excess <= 0) break;
+      }
+    }
+    if (ttlBelow === 0 && sizeBelow === 0) return undefined;
+    return sizeBelow > ttlBelow ? { below: sizeBelow, reason: 'size' } : { below: ttlBelow, reason: 'ttl' };
+  }
+
+  /** Deletes at most one chunk of a stream's oldest records below `below`. */
+  private deleteChunk(stream: StreamState, below: number, reason: RetentionReport['reason']): RetentionReport | undefined {
+    const table = recordsTable(stream.id);
+    const chunkEnd = this.db
+      .prepare(`SELECT position FROM ${table} WHERE position < ? ORDER BY position LIMIT 1 OFFSET ?`)
+      .pluck()
+      .get(below, RETENTION_CHUNK_RECORDS - 1) as number | undefined;
+    const upTo = chunkEnd ?? below - 1;
+    const perTopic = this.db
+      .prepare(
+        `SELECT topic_id, max(topic_offset) AS last_offset, count(*) AS records, sum(length(payload)) AS bytes, max(position) AS last_position
+         FROM ${table} WHERE position <= ? GROUP BY topic_id`,
+      )
+      .all(upTo) as { topic_id: number; last_offset: number; records: number; bytes: number; last_position: number }[];
+    if (perTopic.length === 0) return undefined;
+    const policy = this.policies[stream.name];
+    let unforwarded = 0;
+    if (reason === 'pressure') {
+      const forwardedTo = Math.min(...(policy?.requireCursors ?? []).map((cursor) => this.cursorPosition(cursor)), Number.MAX_SAFE_INTEGER);
+      if (forwardedTo < upTo) {
+        unforwarded = this.db.prepare(`SELECT count(*) FROM ${table} WHERE position > ? AND position <= ?`).pluck().get(forwardedTo, upTo) as number;
+      }
+    }
+    const epoch = Number(readMeta(this.db, 'retention_epoch') ?? '0') + 1;
+    const updateTopic = this.db.prepare(
+      `UPDATE topics SET first_offset = ?, dropped_bytes = dropped_bytes + ?, retention_epoch = ? WHERE id = ?`,
+    );
+    let records = 0;
+    let bytes = 0;
+    this.db.transaction(() => {
+      for (const row of perTopic) {
+        updateTopic.run(row.last_offset + 1, row.bytes, epoch, row.topic_id);
+        records += row.records;
+        bytes += row.bytes;
+      }
+      this.db.prepare(`DELETE FROM ${table} WHERE position <= ?`).run(upTo);
+      this.db.prepare(`DELETE FROM time_marks WHERE stream_id = ? AND position <= ?`).run(stream.id, upTo);
+      this.db
+        .prepare(`INSERT INTO stream_floor (stream_id, min_position) VALUES (?, ?) ON CONFLICT (stream_id) DO UPDATE SET min_position = excluded.min_position`)
+        .run(stream.id, upTo + 1);
+      writeMeta(this.db, 'retention_epoch', String(epoch));
+    }).immediate();
+    for (const row of perTopic) {
+      const topic = this.topicsById.get(row.topic_id);
+      if (topic === undefined) continue;
+      topic.firstOffset = Math.max(topic.firstOffset, row.last_offset + 1);
+      topic.droppedBytes += row.bytes;
+    }
+    stream.liveBytes = Math.max(0, stream.liveBytes - bytes);
+    this.metrics.dropped.inc({ stream: stream.name, reason }, records);
+    if (unforwarded > 0) {
+      this.metrics.droppedUnforwarded.inc({ stream: stream.name }, unforwarded);
+      this.options.logger?.error(
+        { stream: stream.name, records, unforwarded },
+        'disk pressure: dropped records that were not yet forwarded',
+      );
+    } else {
+      this.options.logger?.info({ stream: stream.name, reason, records, bytes }, 'retention deleted records');
+    }
+    return { stream: stream.name, reason, records, bytes, unforwarded };
+  }
+
+  /**
+   * One retention pass: TTL and size caps per stream, then, while the disk is under
+   * pressure, the oldest records of the lowest-priority stream. Deletes in chunks and yields
+   * between them, so appends keep committing.
+   */
+  runRetention(): Promise<RetentionReport[]> {
+    if (this.retentionRunning !== undefined) return this.retentionRunning;
+    const run = async (): Promise<RetentionReport[]> => {
+      const reports: RetentionReport[] = [];
+      const yieldToAppends = () => new Promise((resolve) => setImmediate(resolve));
+      for (const stream of this.streams.values()) {
+        for (;;) {
+          if (this.closed) return reports;
+          const boundary = this.policyBoundary(stream, Date.now());
+          if (boundary === undefined) break;
+          const report = this.deleteChunk(stream, boundary.below, boundary.reason);
+          if (report === undefined) break;
+          reports.push(report);
+          await yieldToAppends();
+        }
+      }
+      const byPriority = [...this.streams.values()].sort(
+        (a, b) => (this.policies[a.name]?.priority ?? 0) - (this.policies[b.name]?.priority ?? 0),
+      );
+      while (!this.closed && this.underPressure()) {
+        const victim = byPriority.find((stream) => stream.nextPosition > 1 && this.streamStats(stream.name)!.records > 0);
+        if (victim === undefined) break;
+        const report = this.deleteChunk(victim, victim.nextPosition, 'pressure');
+        if (report === undefined) break;
+        reports.push(report);
+        await yieldToAppends();
+      }
+      return reports;
+    };
+    this.retentionRunning = run()
+      .catch((error: unknown) => {
+        this.options.logger?.warn({ err: (error as Error).message }, 'retention pass failed; will retry');
+        return [] as RetentionReport[];
+      })
+      .finally(() => {
+        this.retentionRunning = undefined;
+      });
+    return this.retentionRunning;
+  }
+
+  // ----- lifecycle -----------------------------------------------------------------------
 
   private assertOpen(): void {
     if (this.closed) throw new ClosedError('log');
@@ -506,8 +1129,23 @@ export class SqliteLog implements SiteLog {
     while (this.pending.length > 0 || this.flushScheduled) {
       await new Promise((resolve) => setImmediate(resolve));
     }
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
+    await this.retentionRunning;
     this.closed = true;
     this.listeners.clear();
+    if (this.worker !== undefined) {
+      const worker = this.worker;
+      this.worker = undefined;
+      const stopped = new Promise<void>((resolve) => {
+        worker.on('message', (message: IndexerReply) => message.type === 'stopped' && resolve());
+        worker.once('exit', () => resolve());
+      });
+      worker.postMessage({ type: 'stop' });
+      await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      await worker.terminate();
+    }
+    this.inlineIndexer?.close();
+    this.reader.close();
     this.db.close();
   }
 }

@@ -1,0 +1,62 @@
+/**
+ * Worker thread running the topic indexer, so index building and WAL checkpoints use the
+ * second core instead of the thread that appends.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { TopicIndexer, type IndexerOptions } from './topic-indexer.js';
+
+export type IndexerMessage = { type: 'poke' } | { type: 'stop' };
+export type IndexerReply = { type: 'indexed'; records: number } | { type: 'error'; message: string } | { type: 'stopped' };
+
+const IDLE_POLL_MS = 250;
+const CHECKPOINT_EVERY_MS = 1000;
+
+const port = parentPort!;
+const indexer = new TopicIndexer(workerData as IndexerOptions);
+let poked = true;
+let stopping = false;
+let wake: (() => void) | undefined;
+let lastCheckpointMs = 0;
+
+port.on('message', (message: IndexerMessage) => {
+  if (message.type === 'stop') stopping = true;
+  poked = true;
+  wake?.();
+});
+
+async function loop(): Promise<void> {
+  while (!stopping) {
+    if (!poked) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, IDLE_POLL_MS);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+    poked = false;
+    try {
+      let total = 0;
+      for (;;) {
+        const indexed = indexer.runOnce();
+        total += indexed;
+        if (indexed === 0 || stopping) break;
+      }
+      indexer.reconcileRetention();
+      if (Date.now() - lastCheckpointMs >= CHECKPOINT_EVERY_MS) {
+        indexer.checkpointRecords();
+        lastCheckpointMs = Date.now();
+      }
+      if (total > 0) port.postMessage({ type: 'indexed', records: total } satisfies IndexerReply);
+    } catch (error) {
+      port.postMessage({ type: 'error', message: (error as Error).message } satisfies IndexerReply);
+      await new Promise((resolve) => setTimeout(resolve, IDLE_POLL_MS));
+    }
+  }
+  indexer.close();
+  port.postMessage({ type: 'stopped' } satisfies IndexerReply);
+}
+
+void loop();

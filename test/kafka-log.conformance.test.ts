@@ -1,0 +1,23 @@
+import { randomBytes } from 'node:crypto';
+import { describe } from 'vitest';
+import { KafkaLog } from '../cloud/kafka-log/index.js';
+import { kafkaBootstrap } from './support/kafka.js';
+import { replicaSinkConformance } from './conformance/replica-sink.js';
+
+const bootstrap = kafkaBootstrap();
+const run = randomBytes(3).toString('hex');
+
+describe.skipIf(bootstrap === null)('Kafka log', () => {
+  replicaSinkConformance('KafkaLog', {
+    open: (name) =>
+      KafkaLog.open({
+        siteId: `conf-${run}-${name}`,
+        brokers: [bootstrap!],
+        topicPrefix: `conf${run}${name}`,
+        streams: ['containers'],
+        partitions: 2,
+      }),
+    detectsForks: false,
+    latestLagMs: 15_000,
+  });
+});
