@@ -200,6 +200,7 @@ export class SqliteLog implements SiteLog {
   private readonly streamsById = new Map<number, StreamState>();
   private readonly siteIds = new Map<string, number>();
   private readonly siteNames = new Map<number, string>();
+  private readonly otherTopicNames = new Map<number, string>();
   private readonly listeners = new Set<(stream: string) => void>();
   private readonly policies: Readonly<Record<string, StreamPolicy>>;
   private readonly options: SqliteLogOptions;
@@ -398,6 +399,28 @@ export class SqliteLog implements SiteLog {
         ),
       );
       for (const stream of this.streams.values()) {
+        const floor = (this.db.prepare(`SELECT min_position FROM stream_floor WHERE stream_id = ?`).pluck().get(stream.id) as number | undefined) ?? 1;
+        if ((progress.get(stream.id) ?? 0) < floor - 1) {
+          // The index lost records retention has since deleted (index file rebuilt, or a
+          // power loss rolled it back): its byte counts cannot be trusted, so count the
+          // stream's records now. Rare, and the only open that reads a whole stream.
+          this.options.logger?.warn({ stream: stream.name }, 'topic index is behind retention; recounting the stream');
+          const counts = this.db
+            .prepare(`SELECT topic_id, max(topic_offset) AS last_offset, sum(length(payload)) AS bytes, max(position) AS last_position, max(ingest_time_ms) AS last_ingest_ms FROM ${recordsTable(stream.id)} GROUP BY topic_id`)
+            .all() as { topic_id: number; last_offset: number; bytes: number; last_position: number; last_ingest_ms: number }[];
+          for (const topic of this.topicsById.values()) {
+            if (topic.stream === stream) topic.appendedBytes = topic.droppedBytes;
+          }
+          for (const row of counts) {
+            const topic = this.topicsById.get(row.topic_id);
+            if (topic === undefined) continue;
+            topic.appendedBytes = topic.droppedBytes + row.bytes;
+            topic.nextOffset = Math.max(topic.nextOffset, row.last_offset + 1);
+            topic.lastPosition = row.last_position;
+            topic.lastAppendMs = row.last_ingest_ms;
+          }
+          progress.set(stream.id, Number.MAX_SAFE_INTEGER);
+        }
         const tail = this.db
           .prepare(
             `SELECT topic_id, max(topic_offset) AS last_offset, sum(length(payload)) AS bytes,
@@ -729,13 +752,27 @@ export class SqliteLog implements SiteLog {
     return {
       origin: this.siteNames.get(row.origin_id) ?? this.readSiteName(row.origin_id),
       stream,
-      topic: this.topicsById.get(row.topic_id)?.name ?? '',
+      topic: this.topicsById.get(row.topic_id)?.name ?? this.readTopicName(row.topic_id),
       offset: row.topic_offset,
       eventTimeMs: row.event_time_ms,
       ingestTimeMs: row.ingest_time_ms,
       headers: row.headers === null ? {} : (JSON.parse(row.headers) as Record<string, string>),
       payload: row.payload,
     };
+  }
+
+  /**
+   * The name of a topic another process created after this one opened the file (a reader
+   * such as `portcall log tail` beside a running site); a writer knows all of its topics.
+   */
+  private readTopicName(id: number): string {
+    let name = this.otherTopicNames.get(id);
+    if (name === undefined) {
+      name = this.db.prepare(`SELECT name FROM topics WHERE id = ?`).pluck().get(id) as string | undefined;
+      if (name === undefined) return `#${id}`;
+      this.otherTopicNames.set(id, name);
+    }
+    return name;
   }
 
   private readSiteName(id: number): string {
@@ -980,6 +1017,16 @@ export class SqliteLog implements SiteLog {
     return false;
   }
 
+  /** Highest position of the stream the topic index holds. */
+  private indexedPosition(streamId: number): number {
+    if (!this.indexExists(streamId)) return 0;
+    return (
+      (this.readerStatement('progress', () => `SELECT indexed_position FROM ix.progress WHERE stream_id = ?`)
+        .pluck()
+        .get(streamId) as number | undefined) ?? 0
+    );
+  }
+
   /** The position below which TTL and size policy allow deleting, or 0. */
   private policyBoundary(stream: StreamState, nowMs: number): { below: number; reason: 'ttl' | 'size' } | undefined {
     const policy = this.policies[stream.name];
@@ -1007,11 +1054,16 @@ export class SqliteLog implements SiteLog {
       }
     }
     if (ttlBelow === 0 && sizeBelow === 0) return undefined;
-    return sizeBelow > ttlBelow ? { below: sizeBelow, reason: 'size' } : { below: ttlBelow, reason: 'ttl' };
+    const boundary = sizeBelow > ttlBelow ? { below: sizeBelow, reason: 'size' as const } : { below: ttlBelow, reason: 'ttl' as const };
+    return { ...boundary, below: Math.min(boundary.below, this.indexedPosition(stream.id) + 1) };
   }
 
   /** Deletes at most one chunk of a stream's oldest records below `below`. */
-  private deleteChunk(stream: StreamState, below: number, reason: RetentionReport['reason']): RetentionReport | undefined {
+  private deleteChunk(stream: StreamState, requestedBelow: number, reason: RetentionReport['reason']): RetentionReport | undefined {
+    // Only records the index has seen are deleted, so the index's per-topic byte counts
+    // always include every record retention counts as dropped (the indexer is at most a
+    // batch behind, so this delays deletion by moments).
+    const below = Math.min(requestedBelow, this.indexedPosition(stream.id) + 1);
     const table = recordsTable(stream.id);
     const chunkEnd = this.db
       .prepare(`SELECT position FROM ${table} WHERE position < ? ORDER BY position LIMIT 1 OFFSET ?`)

@@ -24,10 +24,19 @@ export function verifyLog(path: string, onProgress?: (line: string) => void): Ve
     if (problems.length < MAX_PROBLEMS) problems.push(text);
   };
   const db = new Database(path, { readonly: true, fileMustExist: true });
+  const indexPath = indexPathFor(path);
+  const index = existsSync(indexPath) ? new Database(indexPath, { readonly: true }) : undefined;
   let records = 0;
   let topicsCount = 0;
   let streamsCount = 0;
   try {
+    // One snapshot per file, the index's taken first: a site writing meanwhile (new topics,
+    // retention) then cannot show up half-seen as problems, and every index entry refers to
+    // a record the records snapshot holds or retention removed.
+    index?.exec('BEGIN');
+    index?.prepare(`SELECT count(*) FROM sqlite_master`).get();
+    db.exec('BEGIN');
+    db.prepare(`SELECT count(*) FROM sqlite_master`).get();
     onProgress?.('verify: SQLite integrity check of the records file…');
     for (const row of db.pragma('integrity_check') as { integrity_check: string }[]) {
       if (row.integrity_check !== 'ok') problem(`records file: ${row.integrity_check}`);
@@ -81,36 +90,31 @@ export function verifyLog(path: string, onProgress?: (line: string) => void): Ve
         expected = row.topic_offset + 1;
       }
     }
-    const indexPath = indexPathFor(path);
-    if (existsSync(indexPath)) {
+    if (index !== undefined) {
       onProgress?.('verify: topic index against the records…');
-      const index = new Database(indexPath, { readonly: true });
-      try {
-        for (const row of index.pragma('integrity_check') as { integrity_check: string }[]) {
-          if (row.integrity_check !== 'ok') problem(`index file (derived, rebuildable): ${row.integrity_check}`);
-        }
-        for (const stream of streams) {
-          const hasIndex = index.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(indexTable(stream.id));
-          if (hasIndex === undefined) continue;
-          const lookup = db.prepare(`SELECT topic_id, topic_offset FROM ${recordsTable(stream.id)} WHERE position = ?`);
-          for (const entry of index.prepare(`SELECT topic_id, topic_offset, position FROM ${indexTable(stream.id)}`).iterate() as IterableIterator<{
-            topic_id: number;
-            topic_offset: number;
-            position: number;
-          }>) {
-            const topic = topics.get(entry.topic_id);
-            if (topic !== undefined && entry.topic_offset < topic.first_offset) continue; // retention already removed it
-            const record = lookup.get(entry.position) as { topic_id: number; topic_offset: number } | undefined;
-            if (record === undefined || record.topic_id !== entry.topic_id || record.topic_offset !== entry.topic_offset) {
-              problem(`index: ${stream.name} topic ${entry.topic_id}@${entry.topic_offset} points at position ${entry.position}, which holds ${record === undefined ? 'nothing' : `${record.topic_id}@${record.topic_offset}`}`);
-            }
+      for (const row of index.pragma('integrity_check') as { integrity_check: string }[]) {
+        if (row.integrity_check !== 'ok') problem(`index file (derived, rebuildable): ${row.integrity_check}`);
+      }
+      for (const stream of streams) {
+        const hasIndex = index.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(indexTable(stream.id));
+        if (hasIndex === undefined) continue;
+        const lookup = db.prepare(`SELECT topic_id, topic_offset FROM ${recordsTable(stream.id)} WHERE position = ?`);
+        for (const entry of index.prepare(`SELECT topic_id, topic_offset, position FROM ${indexTable(stream.id)}`).iterate() as IterableIterator<{
+          topic_id: number;
+          topic_offset: number;
+          position: number;
+        }>) {
+          const topic = topics.get(entry.topic_id);
+          if (topic !== undefined && entry.topic_offset < topic.first_offset) continue; // retention already removed it
+          const record = lookup.get(entry.position) as { topic_id: number; topic_offset: number } | undefined;
+          if (record === undefined || record.topic_id !== entry.topic_id || record.topic_offset !== entry.topic_offset) {
+            problem(`index: ${stream.name} topic ${entry.topic_id}@${entry.topic_offset} points at position ${entry.position}, which holds ${record === undefined ? 'nothing' : `${record.topic_id}@${record.topic_offset}`}`);
           }
         }
-      } finally {
-        index.close();
       }
     }
   } finally {
+    index?.close();
     db.close();
   }
   return { ok: problems.length === 0, problems, streams: streamsCount, topics: topicsCount, records };
