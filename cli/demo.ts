@@ -77,7 +77,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoHandle> {
       parseSiteConfig({
         site: 'AURORA',
         dataDir,
-        mqtt: { port: options.mqttPort },
+        // The demo's emulated reefers have no credentials; a ship uses a credentials file.
+        mqtt: { port: options.mqttPort, auth: { allowAnonymous: true } },
         http: { port: options.edgeHttpPort },
         links: [{ name: 'TOKYO', url: shore.httpUrl!, token }],
       }),

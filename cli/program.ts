@@ -61,6 +61,10 @@ async function runSiteCommand(kind: 'edge' | 'shore', options: { config?: string
   process.stdout.write(
     `${kind} site ${site.name} is up` +
       (site.mqttPort === undefined ? '' : `; MQTT on ${config.mqtt!.host}:${site.mqttPort}`) +
+      (site.mqttTlsPort === undefined ? '' : `; MQTT/TLS on ${config.mqtt!.tls!.host ?? config.mqtt!.host}:${site.mqttTlsPort}`) +
+      (site.mqttWebSocketPort === undefined
+        ? ''
+        : `; MQTT/WebSocket on ws://${config.mqtt!.websocket!.host ?? config.mqtt!.host}:${site.mqttWebSocketPort}${config.mqtt!.websocket!.path}`) +
       (site.httpUrl === undefined ? '' : `; HTTP on ${site.httpUrl} (/healthz, /metrics)`) +
       '. Ctrl-C stops it.\n',
   );
@@ -128,6 +132,71 @@ export function buildProgram(): Command {
           clearInterval(progress);
           await fleet.stop();
         });
+      },
+    );
+
+  const gateway = program
+    .command('gateway')
+    .description('Manage the MQTT gateway\'s device credentials file (scrypt-hashed secrets, access rules)');
+
+  gateway
+    .command('hash-secret')
+    .description('Print the scrypt hash of a device secret, for the "secret" field of a credentials file')
+    .option('--secret-stdin', 'read the secret from standard input (otherwise a random one is generated and printed)')
+    .addHelpText('after', '\nExample: printf %s "$SECRET" | portcall gateway hash-secret --secret-stdin')
+    .action(async (options: { secretStdin?: boolean }) => {
+      const { readSecret } = await import('./gateway-credentials.js');
+      const { hashSecret } = await import('../edge/gateway/index.js');
+      const given = await readSecret(options, process.stdin);
+      const secret = given ?? (await import('node:crypto')).randomBytes(18).toString('base64url');
+      if (given === undefined) process.stderr.write(`generated secret (give it to the device, it is not stored): ${secret}\n`);
+      process.stdout.write(`${await hashSecret(secret)}\n`);
+    });
+
+  const collect = (value: string, previous: string[]) => [...previous, value];
+  gateway
+    .command('add-device')
+    .description('Add a device to a credentials file (created if missing), with a hashed secret and access rules')
+    .requiredOption('--credentials <file>', 'the credentials file (YAML), as named by mqtt.auth.credentialsFile')
+    .requiredOption('--id <id>', 'device id: its MQTT username and client id (no "+", "#", "/")')
+    .option('--profile <name>', 'a profile of the file whose publish/subscribe rules apply')
+    .option('--attribute <name=value>', 'substituted for {name} in rules, e.g. container=Y01 (repeatable)', collect, [])
+    .option('--publish <filter>', 'topic filter the device may publish to; {id} and {attributes} substituted (repeatable)', collect, [])
+    .option('--subscribe <filter>', 'topic filter the device may subscribe to (repeatable)', collect, [])
+    .option('--certificate-cn <name>', 'subject CN of the TLS client certificate that identifies the device')
+    .option('--secret-stdin', 'read the secret from standard input (otherwise one is generated and printed once)')
+    .addHelpText(
+      'after',
+      '\nExample: portcall gateway add-device --credentials config/aurora-devices.yaml \\\n' +
+        '           --id Y01-reefer --profile reefer --attribute container=Y01',
+    )
+    .action(
+      async (options: {
+        credentials: string;
+        id: string;
+        profile?: string;
+        attribute: string[];
+        publish: string[];
+        subscribe: string[];
+        certificateCn?: string;
+        secretStdin?: boolean;
+      }) => {
+        const { addDevice, readSecret } = await import('./gateway-credentials.js');
+        const secret = await readSecret(options, process.stdin);
+        const { generatedSecret } = await addDevice({
+          credentials: options.credentials,
+          id: options.id,
+          ...(options.profile === undefined ? {} : { profile: options.profile }),
+          attribute: options.attribute,
+          publish: options.publish,
+          subscribe: options.subscribe,
+          ...(options.certificateCn === undefined ? {} : { certificateCommonName: options.certificateCn }),
+          ...(secret === undefined ? {} : { secret }),
+        });
+        process.stdout.write(`added ${options.id} to ${options.credentials}\n`);
+        if (generatedSecret !== undefined) {
+          process.stdout.write(`secret (shown once, give it to the device): ${generatedSecret}\n`);
+        }
       },
     );
 

@@ -33,6 +33,80 @@ export const DEFAULT_TOPIC_RULES: z.infer<typeof topicRule>[] = [
 
 export const DEFAULT_STREAM_PRIORITY = ['alerts', 'manifests', 'ships', 'containers'];
 
+const streamPolicy = z.strictObject({
+  payload: z.enum(['json-reading', 'json', 'binary']).default('json-reading'),
+  silenceAlertMs: z.number().int().min(1000).max(30 * 24 * 3600 * 1000).optional(),
+});
+
+/** Payload policy per stream; streams not listed take JSON readings and raise no silence alerts. */
+export const DEFAULT_STREAM_POLICIES: Record<string, z.infer<typeof streamPolicy>> = {
+  containers: { payload: 'json-reading' },
+  ships: { payload: 'json-reading' },
+  alerts: { payload: 'json' },
+  manifests: { payload: 'json' },
+};
+
+const mqttConfig = z
+  .strictObject({
+    host: z.string().default('127.0.0.1'),
+    port: port.default(1883),
+    tls: z
+      .strictObject({
+        host: z.string().optional(),
+        port: port.default(8883),
+        certFile: z.string().min(1),
+        keyFile: z.string().min(1),
+        /** CA of device certificates; set it to let devices authenticate with certificates. */
+        caFile: z.string().min(1).optional(),
+        requireClientCertificate: z.boolean().default(false),
+      })
+      .optional(),
+    websocket: z
+      .strictObject({
+        host: z.string().optional(),
+        port: port.default(8083),
+        path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/, 'must be a URL path such as /mqtt').default('/mqtt'),
+      })
+      .optional(),
+    maxTopicLength: z.number().int().min(1).max(65535).default(256),
+    maxTopicLevels: z.number().int().min(1).max(100).default(16),
+    maxPacketBytes: z.number().int().min(64).max(256 * 1024 * 1024).default(256 * 1024),
+    topicRules: z.array(topicRule).min(1).default(DEFAULT_TOPIC_RULES),
+    streams: z.record(streamName, streamPolicy).default(DEFAULT_STREAM_POLICIES),
+    auth: z
+      .strictObject({
+        credentialsFile: z.string().min(1).optional(),
+        allowAnonymous: z.boolean().default(false),
+      })
+      .default({ allowAnonymous: false }),
+    bridge: z
+      .strictObject({
+        url: z.url({ protocol: /^mqtt$/, error: 'must be mqtt://host:port' }),
+        clientId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, "-" or "_"').optional(),
+        username: z.string().min(1).optional(),
+        password: z.string().min(1).optional(),
+        topics: z.array(z.string().min(1)).min(1).default(['bigblue/#']),
+      })
+      .optional(),
+    /** Run the gateway (aedes, MQTT parsing) on its own thread, beside the thread that commits the log. */
+    ownThread: z.boolean().default(true),
+    liveness: z
+      .strictObject({ checkIntervalMs: z.number().int().min(100).max(3_600_000).default(1000) })
+      .default({ checkIntervalMs: 1000 }),
+  })
+  .superRefine((mqtt, context) => {
+    if (mqtt.auth.credentialsFile === undefined && !mqtt.auth.allowAnonymous) {
+      context.addIssue({
+        code: 'custom',
+        path: ['auth'],
+        message: 'set credentialsFile (devices and their access rules), or allowAnonymous: true to accept any client (development only)',
+      });
+    }
+    if (mqtt.tls?.requireClientCertificate === true && mqtt.tls.caFile === undefined) {
+      context.addIssue({ code: 'custom', path: ['tls', 'caFile'], message: 'required when requireClientCertificate is true' });
+    }
+  });
+
 const kafkaConfig = z.strictObject({
   brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'must be host:port')).min(1),
   topicPrefix: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/).default('portcall'),
@@ -56,14 +130,7 @@ export const siteConfigSchema = z
         port: port.default(8080),
       })
       .optional(),
-    mqtt: z
-      .strictObject({
-        host: z.string().default('127.0.0.1'),
-        port: port.default(1883),
-        maxTopicLength: z.number().int().min(1).max(65535).default(256),
-        topicRules: z.array(topicRule).min(1).default(DEFAULT_TOPIC_RULES),
-      })
-      .optional(),
+    mqtt: mqttConfig.optional(),
     ingest: z
       .strictObject({
         peers: z.array(z.strictObject({ site: siteName, token: z.string().min(16, 'must be at least 16 characters') })),

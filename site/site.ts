@@ -4,13 +4,14 @@
  *
  *   devices → [gateway] → log → [forwarder → link] → peer's [ingest] → log / Kafka → [read API]
  */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { Registry, collectDefaultMetrics } from 'prom-client';
-import { PortInUseError, type ReplicaSink, type TopicReader } from '../core/index.js';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { ConfigError, PortInUseError, type ReplicaSink, type TopicReader } from '../core/index.js';
 import { SqliteLog } from '../edge/log/index.js';
-import { MqttGateway } from '../edge/gateway/index.js';
+import { startGateway, type RunningGateway } from '../edge/gateway/index.js';
 import { Forwarder } from '../edge/forwarder/index.js';
 import { HttpUplink } from '../edge/link/index.js';
 import { registerIngestRoutes, type IngestStats } from '../cloud/ingest/index.js';
@@ -20,6 +21,7 @@ import { DEFAULT_STREAM_PRIORITY, type SiteConfig } from './config.js';
 export interface SiteStats {
   readonly gatewayMessagesStored: number;
   readonly gatewayClients: number;
+  readonly bridgeState: string | undefined;
   readonly ingest: IngestStats | undefined;
   readonly links: readonly { name: string; recordsForwarded: number; lastError: string | undefined }[];
 }
@@ -28,6 +30,8 @@ export interface RunningSite {
   readonly name: string;
   readonly httpUrl: string | undefined;
   readonly mqttPort: number | undefined;
+  readonly mqttTlsPort: number | undefined;
+  readonly mqttWebSocketPort: number | undefined;
   readonly registry: Registry;
   stats(): SiteStats;
   close(): Promise<void>;
@@ -81,32 +85,93 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       reader = log;
     }
 
-    let gateway: MqttGateway | undefined;
+    let gateway: RunningGateway | undefined;
     if (config.mqtt !== undefined && sqliteLog !== undefined) {
       const mqtt = config.mqtt;
-      gateway = await MqttGateway.start({
+      const readPem = (path: string, field: string) => {
+        try {
+          return readFileSync(path);
+        } catch (error) {
+          throw new ConfigError(`mqtt.tls.${field}: cannot read ${path}: ${(error as Error).message}`);
+        }
+      };
+      if (mqtt.auth.allowAnonymous) {
+        logger.warn('MQTT gateway accepts anonymous clients (mqtt.auth.allowAnonymous); use a credentials file on a ship');
+      }
+      const upstream = mqtt.bridge === undefined ? undefined : new URL(mqtt.bridge.url);
+      gateway = await startGateway({
+        ownThread: mqtt.ownThread,
         appender: sqliteLog,
-        topicRules: config.mqtt.topicRules,
-        host: config.mqtt.host,
-        port: config.mqtt.port,
-        maxTopicLength: config.mqtt.maxTopicLength,
+        topicRules: mqtt.topicRules,
+        streams: mqtt.streams,
+        host: mqtt.host,
+        port: mqtt.port,
+        ...(mqtt.tls === undefined
+          ? {}
+          : {
+              tls: {
+                host: mqtt.tls.host ?? mqtt.host,
+                port: mqtt.tls.port,
+                cert: readPem(mqtt.tls.certFile, 'certFile'),
+                key: readPem(mqtt.tls.keyFile, 'keyFile'),
+                ...(mqtt.tls.caFile === undefined ? {} : { ca: readPem(mqtt.tls.caFile, 'caFile') }),
+                requireClientCertificate: mqtt.tls.requireClientCertificate,
+              },
+            }),
+        ...(mqtt.websocket === undefined
+          ? {}
+          : { websocket: { host: mqtt.websocket.host ?? mqtt.host, port: mqtt.websocket.port, path: mqtt.websocket.path } }),
+        maxTopicLength: mqtt.maxTopicLength,
+        maxTopicLevels: mqtt.maxTopicLevels,
+        maxPacketBytes: mqtt.maxPacketBytes,
+        ...(mqtt.auth.credentialsFile === undefined ? {} : { credentialsFile: mqtt.auth.credentialsFile }),
+        allowAnonymous: mqtt.auth.allowAnonymous,
+        livenessCheckIntervalMs: mqtt.liveness.checkIntervalMs,
+        ...(mqtt.bridge === undefined || upstream === undefined
+          ? {}
+          : {
+              bridge: {
+                host: upstream.hostname,
+                port: upstream.port === '' ? 1883 : Number(upstream.port),
+                clientId: mqtt.bridge.clientId ?? `portcall-${config.site}-bridge`,
+                ...(mqtt.bridge.username === undefined ? {} : { username: mqtt.bridge.username }),
+                ...(mqtt.bridge.password === undefined ? {} : { password: mqtt.bridge.password }),
+                topics: mqtt.bridge.topics,
+              },
+            }),
         logger: logger.child({ component: 'gateway' }),
         registry,
       }).catch((error: unknown) => {
-        if ((error as { code?: string }).code === 'EADDRINUSE') {
-          throw new PortInUseError(
-            'mqtt',
-            `site ${config.site} MQTT gateway`,
-            mqtt.host,
-            mqtt.port,
-            'Pick another with mqtt.port in the config file or PORTCALL_MQTT__PORT.',
-          );
-        }
-        throw error;
+        if ((error as { code?: string }).code !== 'EADDRINUSE') throw error;
+        const port = (error as { port?: number }).port;
+        const [what, field] =
+          port !== undefined && port === mqtt.tls?.port
+            ? ['TLS', 'mqtt.tls.port']
+            : port !== undefined && port === mqtt.websocket?.port
+              ? ['WebSocket', 'mqtt.websocket.port']
+              : ['TCP', 'mqtt.port or PORTCALL_MQTT__PORT'];
+        throw new PortInUseError('mqtt', `site ${config.site} MQTT gateway (${what})`, mqtt.host, port ?? mqtt.port, `Pick another with ${field}.`);
       });
       const started = gateway;
       closers.push(() => started.close());
-      logger.info({ port: gateway.port }, 'MQTT gateway listening');
+      const logDir = join(config.dataDir, config.site);
+      new Gauge({
+        name: 'portcall_gateway_log_file_bytes',
+        help: 'Size of the log the gateway appends to (SQLite files and WAL)',
+        registers: [registry],
+        collect() {
+          let bytes = 0;
+          try {
+            for (const name of readdirSync(logDir)) {
+              if (name.includes('.sqlite')) bytes += statSync(join(logDir, name)).size;
+            }
+          } catch {
+            // No log directory yet: nothing written.
+          }
+          this.set(bytes);
+        },
+      });
+      logger.info({ port: gateway.port, tlsPort: gateway.tlsPort, webSocketPort: gateway.webSocketPort }, 'MQTT gateway listening');
     }
 
     const forwarders: { name: string; forwarder: Forwarder }[] = [];
@@ -174,10 +239,13 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       name: config.site,
       httpUrl,
       mqttPort: gateway?.port,
+      mqttTlsPort: gateway?.tlsPort,
+      mqttWebSocketPort: gateway?.webSocketPort,
       registry,
       stats: () => ({
         gatewayMessagesStored: gateway?.stats().messagesStored ?? 0,
         gatewayClients: gateway?.stats().clientsConnected ?? 0,
+        bridgeState: gateway?.bridgeState,
         ingest: ingestStats?.(),
         links: forwarders.map(({ name, forwarder }) => ({
           name,

@@ -86,7 +86,7 @@ describe('thin path: sensor → gateway → log → forwarder → link → inges
       writeYaml(join(dir, 'aurora.yaml'), {
         site: 'AURORA',
         dataDir: dir,
-        mqtt: { port: 0 },
+        mqtt: { port: 0, auth: { allowAnonymous: true } },
         links: [{ name: 'TOKYO', url: shoreUrl, token }],
       }),
     ]);

@@ -31,7 +31,7 @@ async function measurePortcall(messages: number, containers: number): Promise<nu
     { logger },
   );
   const ship = await startSite(
-    parseSiteConfig({ site: 'SHIP', dataDir, mqtt: { port: 0 }, links: [{ name: 'SHORE', url: shore.httpUrl!, token: TOKEN }] }),
+    parseSiteConfig({ site: 'SHIP', dataDir, mqtt: { port: 0, auth: { allowAnonymous: true } }, links: [{ name: 'SHORE', url: shore.httpUrl!, token: TOKEN }] }),
     { logger },
   );
   try {

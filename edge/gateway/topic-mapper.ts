@@ -24,6 +24,7 @@ interface CompiledRule {
   readonly topicTemplate: readonly ({ literal: string } | { variable: string })[];
 }
 
+const MAX_CACHED_TOPICS = 200_000;
 const PLACEHOLDER = /^\{([A-Za-z][A-Za-z0-9_]*)\}$/;
 
 function parseTemplate(template: string): ({ literal: string } | { variable: string })[] {
@@ -67,7 +68,20 @@ export class TopicMapper {
     });
   }
 
+  /** Devices publish to the same few topics over and over; mapping each once is enough. */
+  private readonly cache = new Map<string, MappedTopic | undefined>();
+
   map(mqttTopic: string): MappedTopic | undefined {
+    const cached = this.cache.get(mqttTopic);
+    if (cached !== undefined || this.cache.has(mqttTopic)) return cached;
+    const mapped = this.mapUncached(mqttTopic);
+    // Bounded: a client cycling through random topics must not grow it without end.
+    if (this.cache.size >= MAX_CACHED_TOPICS) this.cache.clear();
+    this.cache.set(mqttTopic, mapped);
+    return mapped;
+  }
+
+  private mapUncached(mqttTopic: string): MappedTopic | undefined {
     const levels = mqttTopic.split('/');
     for (const rule of this.rules) {
       if (rule.levels.length !== levels.length) continue;

@@ -1,0 +1,248 @@
+/**
+ * Device credentials and access rules, as data: a YAML or JSON file listing each device, its
+ * scrypt-hashed secret and/or the TLS client certificate that identifies it, and the topics
+ * it may publish (and subscribe) to. Rules are MQTT filters in which `{id}` and the device's
+ * attributes are substituted, so one profile serves a thousand containers:
+ *
+ *   profiles:
+ *     reefer: { publish: ["bigblue/containers/{container}/+"] }
+ *   devices:
+ *     - id: Y01-reefer
+ *       profile: reefer
+ *       attributes: { container: Y01 }
+ *       secret: "scrypt$16384$8$1$<salt>$<hash>"     # portcall gateway hash-secret
+ *
+ * Identities and attribute values are refused if they contain `+`, `#`, `/` or NUL: a value
+ * like `#` substituted into a rule would grant every topic.
+ */
+import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../../core/index.js';
+import { isSafeIdentity, substitute, topicMatches } from './topic-filter.js';
+
+const SCRYPT_PREFIX = 'scrypt';
+/** 2^14 takes ~30-50 ms per CONNECT on a small onboard computer: slow for guessing, fine for devices. */
+const DEFAULT_COST = 16384;
+const BLOCK_SIZE = 8;
+const PARALLELISM = 1;
+const KEY_BYTES = 32;
+
+function scrypt(secret: string, salt: Buffer, keyBytes: number, options: ScryptOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scryptCallback(secret, salt, keyBytes, options, (error, key) => (error ? reject(error) : resolve(key))),
+  );
+}
+
+/** `scrypt$N$r$p$<salt base64>$<key base64>`, the form stored in credentials files. */
+export async function hashSecret(secret: string, cost = DEFAULT_COST): Promise<string> {
+  if (secret.length < 8) throw new ConfigError('a device secret must be at least 8 characters');
+  const salt = randomBytes(16);
+  const key = await scrypt(secret, salt, KEY_BYTES, { N: cost, r: BLOCK_SIZE, p: PARALLELISM, maxmem: 256 * cost * BLOCK_SIZE });
+  return [SCRYPT_PREFIX, cost, BLOCK_SIZE, PARALLELISM, salt.toString('base64'), key.toString('base64')].join('$');
+}
+
+interface ParsedHash {
+  readonly cost: number;
+  readonly blockSize: number;
+  readonly parallelism: number;
+  readonly salt: Buffer;
+  readonly key: Buffer;
+}
+
+function parseHash(stored: string): ParsedHash | undefined {
+  const parts = stored.split('$');
+  if (parts.length !== 6 || parts[0] !== SCRYPT_PREFIX) return undefined;
+  const [cost, blockSize, parallelism] = parts.slice(1, 4).map(Number) as [number, number, number];
+  if (![cost, blockSize, parallelism].every((value) => Number.isInteger(value) && value > 0)) return undefined;
+  if (cost > 1 << 20 || (cost & (cost - 1)) !== 0) return undefined;
+  const salt = Buffer.from(parts[4]!, 'base64');
+  const key = Buffer.from(parts[5]!, 'base64');
+  if (salt.length < 8 || key.length < 16) return undefined;
+  return { cost, blockSize, parallelism, salt, key };
+}
+
+export async function verifySecret(secret: Buffer | string, stored: string): Promise<boolean> {
+  const parsed = parseHash(stored);
+  if (parsed === undefined) return false;
+  const key = await scrypt(typeof secret === 'string' ? secret : secret.toString('utf8'), parsed.salt, parsed.key.length, {
+    N: parsed.cost,
+    r: parsed.blockSize,
+    p: parsed.parallelism,
+    maxmem: 256 * parsed.cost * parsed.blockSize,
+  });
+  return timingSafeEqual(key, parsed.key);
+}
+
+const identity = z
+  .string()
+  .min(1)
+  .max(128)
+  .refine(isSafeIdentity, 'must not contain "+", "#", "/" or NUL (they would widen topic rules)');
+const topicFilter = z
+  .string()
+  .min(1)
+  .refine((filter) => !filter.includes('\u0000'), 'must not contain NUL')
+  .refine(
+    (filter) => filter.split('/').every((level, index, levels) => (level === '#' ? index === levels.length - 1 : !/[#]/.test(level) && (level === '+' || !level.includes('+')))),
+    'wildcards must be whole levels, "#" only last',
+  );
+const rules = {
+  publish: z.array(topicFilter).default([]),
+  subscribe: z.array(topicFilter).default([]),
+};
+
+export const credentialsFileSchema = z.strictObject({
+  profiles: z.record(identity, z.strictObject(rules)).default({}),
+  devices: z
+    .array(
+      z.strictObject({
+        id: identity,
+        /** `scrypt$…` from `portcall gateway hash-secret`. */
+        secret: z
+          .string()
+          .refine((value) => parseHash(value) !== undefined, 'must be a "scrypt$N$r$p$salt$key" hash (portcall gateway hash-secret)')
+          .optional(),
+        /** Subject common name of the TLS client certificate that identifies this device. */
+        certificateCommonName: z.string().min(1).optional(),
+        profile: identity.optional(),
+        attributes: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/), identity).default({}),
+        ...{ publish: rules.publish.optional(), subscribe: rules.subscribe.optional() },
+      }),
+    )
+    .default([]),
+});
+
+export type CredentialsFile = z.infer<typeof credentialsFileSchema>;
+
+/** A device as the gateway knows it once its credentials check out. */
+export interface DeviceIdentity {
+  readonly id: string;
+  readonly publish: readonly string[];
+  readonly subscribe: readonly string[];
+}
+
+interface DeviceEntry extends DeviceIdentity {
+  readonly secret: string | undefined;
+  readonly certificateCommonName: string | undefined;
+}
+
+export type AuthenticationResult =
+  | { readonly ok: true; readonly device: DeviceIdentity }
+  | { readonly ok: false; readonly reason: 'unknown-device' | 'bad-credentials' | 'certificate-mismatch' };
+
+export class DeviceDirectory {
+  private readonly devices = new Map<string, DeviceEntry>();
+  private readonly byCertificate = new Map<string, DeviceEntry>();
+
+  constructor(file: CredentialsFile, source = 'credentials') {
+    for (const [index, device] of file.devices.entries()) {
+      const where = `${source}: devices[${index}] (${device.id})`;
+      if (this.devices.has(device.id)) throw new ConfigError(`${where}: id is listed twice`);
+      if (device.secret === undefined && device.certificateCommonName === undefined) {
+        throw new ConfigError(`${where}: needs a secret or a certificateCommonName, or it could never connect`);
+      }
+      const profile = device.profile === undefined ? undefined : file.profiles[device.profile];
+      if (device.profile !== undefined && profile === undefined) {
+        throw new ConfigError(`${where}: profile "${device.profile}" is not defined under profiles`);
+      }
+      const values = { ...device.attributes, id: device.id };
+      const expand = (filters: readonly string[], field: string) =>
+        filters.map((filter) => {
+          const expanded = substitute(filter, values);
+          const missing = /\{([A-Za-z][A-Za-z0-9_]*)\}/.exec(expanded);
+          if (missing) throw new ConfigError(`${where}: ${field} rule "${filter}" uses {${missing[1]}}, which this device has no attribute for`);
+          return expanded;
+        });
+      const entry: DeviceEntry = {
+        id: device.id,
+        secret: device.secret,
+        certificateCommonName: device.certificateCommonName,
+        publish: expand([...(profile?.publish ?? []), ...(device.publish ?? [])], 'publish'),
+        subscribe: expand([...(profile?.subscribe ?? []), ...(device.subscribe ?? [])], 'subscribe'),
+      };
+      this.devices.set(device.id, entry);
+      if (device.certificateCommonName !== undefined) {
+        if (this.byCertificate.has(device.certificateCommonName)) {
+          throw new ConfigError(`${where}: certificateCommonName "${device.certificateCommonName}" is used by two devices`);
+        }
+        this.byCertificate.set(device.certificateCommonName, entry);
+      }
+    }
+  }
+
+  static load(path: string): DeviceDirectory {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`cannot read credentials file ${path}: ${(error as Error).message}`);
+    }
+    return DeviceDirectory.parse(text, path);
+  }
+
+  static parse(text: string, source: string): DeviceDirectory {
+    let document: unknown;
+    try {
+      document = parseYaml(text) ?? {};
+    } catch (error) {
+      throw new ConfigError(`${source}: not valid YAML or JSON: ${(error as Error).message}`);
+    }
+    const result = credentialsFileSchema.safeParse(document);
+    if (!result.success) {
+      throw new ConfigError(
+        result.error.issues.map((issue) => `${source}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`).join('\n'),
+      );
+    }
+    return new DeviceDirectory(result.data, source);
+  }
+
+  get size(): number {
+    return this.devices.size;
+  }
+
+  /**
+   * Who is connecting. `certificateCommonName` is set only when TLS verified the client's
+   * certificate against the configured CA; a username must then name the same device.
+   */
+  async authenticate(
+    username: string | undefined,
+    password: Buffer | undefined,
+    certificateCommonName: string | undefined,
+  ): Promise<AuthenticationResult> {
+    if (certificateCommonName !== undefined) {
+      const device = this.byCertificate.get(certificateCommonName);
+      if (device === undefined) return { ok: false, reason: 'unknown-device' };
+      if (username !== undefined && username !== device.id) return { ok: false, reason: 'certificate-mismatch' };
+      return { ok: true, device };
+    }
+    if (username === undefined) return { ok: false, reason: 'unknown-device' };
+    const device = this.devices.get(username);
+    if (device === undefined) return { ok: false, reason: 'unknown-device' };
+    if (device.secret === undefined || password === undefined) return { ok: false, reason: 'bad-credentials' };
+    return (await verifySecret(password, device.secret)) ? { ok: true, device } : { ok: false, reason: 'bad-credentials' };
+  }
+}
+
+export function mayPublish(device: DeviceIdentity, topic: string): boolean {
+  return device.publish.some((filter) => topicMatches(filter, topic));
+}
+
+/** A subscription is allowed if it is no wider than one of the device's subscribe rules. */
+export function maySubscribe(device: DeviceIdentity, filter: string): boolean {
+  return device.subscribe.some((allowed) => filterCovers(allowed, filter));
+}
+
+function filterCovers(allowed: string, requested: string): boolean {
+  const allowedLevels = allowed.split('/');
+  const requestedLevels = requested.split('/');
+  for (let i = 0; i < allowedLevels.length; i += 1) {
+    const level = allowedLevels[i]!;
+    if (level === '#') return true;
+    const asked = requestedLevels[i];
+    if (asked === undefined || asked === '#') return false;
+    if (level !== '+' && (asked === '+' || asked !== level)) return false;
+  }
+  return allowedLevels.length === requestedLevels.length;
+}
