@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { OffsetGapError, TopicForkError, type LogRecord } from '../core/index.js';
-import { SqliteLog } from '../edge/log/index.js';
+import { SqliteLog, indexPathFor } from '../edge/log/index.js';
 
 const STREAMS = ['a', 'b'] as const;
 const LOCAL_TOPICS = ['L0', 'L1', 'L2'];
@@ -205,6 +205,18 @@ class Reopen implements Command {
   toString = () => 'reopen()';
 }
 
+/** The index file is derived: losing it must lose nothing. */
+class LoseIndex implements Command {
+  check = () => true;
+  async run(model: Model, real: Real) {
+    await real.log.close();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(`${indexPathFor(real.path)}${suffix}`, { force: true });
+    real.log = openLog(real.path);
+    await checkHighWaters(model, real);
+  }
+  toString = () => 'loseIndex()';
+}
+
 function openLog(path: string): SqliteLog {
   return SqliteLog.open({
     siteId: 'LOCAL',
@@ -237,6 +249,7 @@ describe('SqliteLog against an in-memory model', () => {
       fc.constant(new Retention()),
       fc.constant(new IndexNow()),
       fc.constant(new Reopen()),
+      fc.constant(new LoseIndex()),
     ];
     let run = 0;
     await fc.assert(

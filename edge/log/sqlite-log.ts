@@ -368,14 +368,44 @@ export class SqliteLog implements SiteLog {
     }
 
     // Statistics over the indexed prefix, then the unindexed tail on top.
+    const floors = new Map(
+      (this.db.prepare(`SELECT stream_id, min_position FROM stream_floor`).all() as { stream_id: number; min_position: number }[]).map(
+        (row) => [row.stream_id, row.min_position],
+      ),
+    );
+    const discardIndex = () => {
+      for (const suffix of ['', '-wal', '-shm']) rmSync(`${this.indexPath}${suffix}`, { force: true });
+    };
     let index: SqliteDatabase;
+    let rebuilding = false;
     try {
       index = openIndexFile(this.indexPath);
       index.prepare(`SELECT count(*) FROM progress`).get();
     } catch (error) {
       this.options.logger?.warn({ err: (error as Error).message }, 'topic index unreadable; rebuilding it from the records');
-      for (const suffix of ['', '-wal', '-shm']) rmSync(`${this.indexPath}${suffix}`, { force: true });
+      discardIndex();
       index = openIndexFile(this.indexPath);
+      rebuilding = true;
+    }
+    let progress = new Map(
+      (index.prepare(`SELECT stream_id, indexed_position FROM progress`).all() as { stream_id: number; indexed_position: number }[]).map(
+        (row) => [row.stream_id, row.indexed_position],
+      ),
+    );
+    const behindRetention = [...this.streams.values()].some((stream) => (progress.get(stream.id) ?? 0) < (floors.get(stream.id) ?? 1) - 1);
+    if (rebuilding || behindRetention) {
+      // The index does not cover records retention has deleted (file lost, or rolled back
+      // by a power loss): its byte counts and the dropped-byte counts no longer describe the
+      // same records. Start both afresh: a new index counts only the records that remain.
+      if (!rebuilding) {
+        this.options.logger?.warn('topic index is behind retention; rebuilding it from the records');
+        index.close();
+        discardIndex();
+        index = openIndexFile(this.indexPath);
+      }
+      this.db.exec(`UPDATE topics SET dropped_bytes = 0`);
+      for (const topic of this.topicsById.values()) topic.droppedBytes = 0;
+      progress = new Map();
     }
     try {
       const stats = index.prepare(`SELECT topic_id, next_offset, appended_bytes, last_position, last_ingest_ms FROM topic_stats`).all() as {
@@ -393,34 +423,7 @@ export class SqliteLog implements SiteLog {
         topic.lastPosition = row.last_position;
         topic.lastAppendMs = row.last_ingest_ms;
       }
-      const progress = new Map(
-        (index.prepare(`SELECT stream_id, indexed_position FROM progress`).all() as { stream_id: number; indexed_position: number }[]).map(
-          (row) => [row.stream_id, row.indexed_position],
-        ),
-      );
       for (const stream of this.streams.values()) {
-        const floor = (this.db.prepare(`SELECT min_position FROM stream_floor WHERE stream_id = ?`).pluck().get(stream.id) as number | undefined) ?? 1;
-        if ((progress.get(stream.id) ?? 0) < floor - 1) {
-          // The index lost records retention has since deleted (index file rebuilt, or a
-          // power loss rolled it back): its byte counts cannot be trusted, so count the
-          // stream's records now. Rare, and the only open that reads a whole stream.
-          this.options.logger?.warn({ stream: stream.name }, 'topic index is behind retention; recounting the stream');
-          const counts = this.db
-            .prepare(`SELECT topic_id, max(topic_offset) AS last_offset, sum(length(payload)) AS bytes, max(position) AS last_position, max(ingest_time_ms) AS last_ingest_ms FROM ${recordsTable(stream.id)} GROUP BY topic_id`)
-            .all() as { topic_id: number; last_offset: number; bytes: number; last_position: number; last_ingest_ms: number }[];
-          for (const topic of this.topicsById.values()) {
-            if (topic.stream === stream) topic.appendedBytes = topic.droppedBytes;
-          }
-          for (const row of counts) {
-            const topic = this.topicsById.get(row.topic_id);
-            if (topic === undefined) continue;
-            topic.appendedBytes = topic.droppedBytes + row.bytes;
-            topic.nextOffset = Math.max(topic.nextOffset, row.last_offset + 1);
-            topic.lastPosition = row.last_position;
-            topic.lastAppendMs = row.last_ingest_ms;
-          }
-          progress.set(stream.id, Number.MAX_SAFE_INTEGER);
-        }
         const tail = this.db
           .prepare(
             `SELECT topic_id, max(topic_offset) AS last_offset, sum(length(payload)) AS bytes,
