@@ -28,6 +28,12 @@
  * coordinator finish any transaction of ours left open, so no transaction of ours straddles
  * the end. Offset `end - 1` lies in the active segment, which the log cleaner never touches,
  * so compaction cannot remove the record the position has to reach.
+ *
+ * The one shape this cannot pass: the cleaner may keep an empty batch header (all its
+ * records compacted away) to preserve producer state, and kafkajs neither delivers nor
+ * resolves a fetch made only of such headers, so it would fetch the same offset again.
+ * Records after such a header arrive in the same fetch and move the position on, so this
+ * needs a fetch's worth of consecutive empty headers; the timeout turns it into an error.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';

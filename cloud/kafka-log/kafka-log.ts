@@ -106,6 +106,10 @@ const DEFAULT_MAX_RECORD_BYTES = 1_000_000;
  * group commit in pieces of this size keeps each batch under it.
  */
 const SEND_CHUNK_BYTES = 512 * 1024;
+/** Record framing plus the JSON around nextOffset and origin, as an upper bound. */
+const HIGH_WATER_ENTRY_OVERHEAD_BYTES = 128;
+/** Payload bytes gathered into one transaction at most (unless a single call is larger). */
+const MAX_TRANSACTION_BYTES = 16 * 1024 * 1024;
 /** The coordinator aborts a transaction of ours left open this long (a crashed process). */
 const TRANSACTION_TIMEOUT_MS = 60_000;
 /**
@@ -117,6 +121,17 @@ const RETRY = { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 };
 const ABORT_TIMEOUT_MS = 5_000;
 /** Kept short so closing, which waits for a pending fetch, is quick. */
 const LATEST_FETCH_MAX_WAIT_MS = 500;
+/**
+ * After a broker restart the group still lists the reader's previous member until its session
+ * expires, and the reader's JoinGroup waits for that. The reader commits nothing, so a short
+ * session costs nothing but shortens that wait (the broker's minimum is 6 s by default).
+ */
+const LATEST_SESSION_TIMEOUT_MS = 10_000;
+/**
+ * kafkajs's disconnect waits for in-flight requests, including such a JoinGroup; close() stops
+ * waiting after this and lets the disconnect finish in the background.
+ */
+const CLOSE_WAIT_MS = 5_000;
 /** Kafka's own rule for topic names. */
 const KAFKA_TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
 
@@ -300,8 +315,10 @@ export class KafkaLog implements ReplicaSink, TopicReader {
   private async start(): Promise<void> {
     await this.admin.connect();
     await this.ensureTopics();
-    // The high water must be read after the transactional id is registered: that is what
-    // settles a transaction a crashed predecessor left open, so its outcome is in the topic.
+    // The high water is read after the transactional id is registered. Registering it makes
+    // the coordinator settle a transaction a crashed predecessor left open: abort it, or, if
+    // the predecessor had already asked to commit, complete the commit. Read before that, the
+    // last stable offset would stop short of entries that are committed a moment later.
     this.producer = await this.connectProducer();
     this.held = await this.recoverHighWater();
     await this.startLatestReader();
@@ -391,13 +408,13 @@ export class KafkaLog implements ReplicaSink, TopicReader {
       readUncommitted: false,
       allowAutoTopicCreation: false,
       maxWaitTimeInMs: LATEST_FETCH_MAX_WAIT_MS,
+      sessionTimeout: LATEST_SESSION_TIMEOUT_MS,
     });
     this.latestConsumer = consumer;
     consumer.on(consumer.events.CRASH, ({ payload }) => {
-      this.options.logger?.error(
-        { err: payload.error, restart: payload.restart },
-        payload.restart ? 'latest-record reader crashed; kafkajs restarts it' : 'latest-record reader stopped',
-      );
+      // kafkajs restarts it by itself, every second or so while a broker is away: warn, not error.
+      if (payload.restart) this.options.logger?.warn({ err: payload.error }, 'latest-record reader crashed; kafkajs restarts it');
+      else this.options.logger?.error({ err: payload.error }, 'latest-record reader stopped; latest() no longer follows Kafka');
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [...this.dataTopics.values()], fromBeginning: true });
@@ -445,9 +462,11 @@ export class KafkaLog implements ReplicaSink, TopicReader {
       // Lets every call made in this turn of the event loop join the first transaction.
       await new Promise((resolve) => setImmediate(resolve));
       while (this.queue.length > 0) {
-        const calls = this.queue;
-        this.queue = [];
-        await this.commitGroup(calls);
+        const calls = this.takeGroup();
+        // commitGroup settles every call itself; this only guards against a bug leaving one hanging.
+        await this.commitGroup(calls).catch((error: unknown) => {
+          for (const call of calls) call.reject(error);
+        });
       }
     })().finally(() => {
       this.draining = undefined;
@@ -456,13 +475,31 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     });
   }
 
+  /**
+   * The calls for the next transaction: all that are queued, up to a size that keeps one
+   * transaction well inside its timeout; a backlog larger than that goes in several.
+   */
+  private takeGroup(): PendingReplicate[] {
+    let bytes = 0;
+    let count = 0;
+    for (const call of this.queue) {
+      const callBytes = call.records.reduce((sum, record) => sum + (record.payload?.byteLength ?? 0), 0);
+      if (count > 0 && bytes + callBytes > MAX_TRANSACTION_BYTES) break;
+      bytes += callBytes;
+      count += 1;
+    }
+    return this.queue.splice(0, count);
+  }
+
   private async commitGroup(calls: readonly PendingReplicate[]): Promise<void> {
-    try {
-      await this.ensureWritable();
-    } catch (error) {
-      const failure = asStoreError('Kafka is not accepting writes', error);
-      for (const call of calls) call.reject(failure);
-      return;
+    if (this.resyncNeeded) {
+      try {
+        await this.resync();
+      } catch (error) {
+        const failure = asStoreError('cannot re-read the high water from Kafka', error);
+        for (const call of calls) call.reject(failure);
+        return;
+      }
     }
 
     const staged = new Map<string, StagedTopic>();
@@ -475,8 +512,10 @@ export class KafkaLog implements ReplicaSink, TopicReader {
       }
     }
     const stored = accepted.flatMap((entry) => entry.stored);
+    // A resend of records already held is answered from memory, even while Kafka is away.
     if (stored.length > 0) {
       try {
+        this.producer ??= await this.connectProducer();
         await this.writeTransaction(stored, staged);
       } catch (error) {
         this.options.logger?.warn({ err: error, records: stored.length }, 'Kafka transaction failed; nothing of it was acknowledged');
@@ -548,6 +587,13 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     if (!Number.isSafeInteger(record.eventTimeMs) || !Number.isSafeInteger(record.ingestTimeMs)) {
       throw new InvalidInputError('bad-time', `${where}: eventTimeMs and ingestTimeMs must be integers`);
     }
+    if (
+      typeof record.headers !== 'object' ||
+      record.headers === null ||
+      Object.values(record.headers).some((value) => typeof value !== 'string')
+    ) {
+      throw new InvalidInputError('bad-headers', `${where}: headers must map names to strings`);
+    }
     if (!(record.payload instanceof Uint8Array)) {
       throw new InvalidInputError('bad-payload', `${where}: payload must be bytes`);
     }
@@ -560,14 +606,16 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     }
   }
 
-  /** A producer that can start a transaction, and a map that reflects what Kafka holds. */
-  private async ensureWritable(): Promise<void> {
-    if (this.producer === undefined) this.producer = await this.connectProducer();
-    if (this.resyncNeeded) {
-      this.held = await this.recoverHighWater();
-      this.resyncNeeded = false;
-      this.options.logger?.info({ topics: this.held.size }, 'high water re-read from Kafka after an ambiguous commit');
-    }
+  /**
+   * After a commit with an unknown outcome: a new producer registers the transactional id,
+   * which makes the coordinator finish that transaction one way or the other, and then the map
+   * is rebuilt from what Kafka actually holds.
+   */
+  private async resync(): Promise<void> {
+    this.producer ??= await this.connectProducer();
+    this.held = await this.recoverHighWater();
+    this.resyncNeeded = false;
+    this.options.logger?.info({ topics: this.held.size }, 'high water re-read from Kafka after a commit with unknown outcome');
   }
 
   private async writeTransaction(records: readonly LogRecord[], staged: ReadonlyMap<string, StagedTopic>): Promise<void> {
@@ -579,7 +627,11 @@ export class KafkaLog implements ReplicaSink, TopicReader {
       sizeBytes: encodedSizeBytes(record),
     }));
     for (const { stream, topic, held } of staged.values()) {
-      items.push({ topic: this.highWaterTopic, message: encodeHighWater(stream, topic, held), sizeBytes: 128 + topic.length });
+      items.push({
+        topic: this.highWaterTopic,
+        message: encodeHighWater(stream, topic, held),
+        sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(stream) + Buffer.byteLength(topic) + Buffer.byteLength(held.origin),
+      });
     }
     let transaction: Transaction | undefined;
     let commitSent = false;
@@ -640,15 +692,17 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     this.closed = true;
     const producer = this.producer;
     this.producer = undefined;
-    const t0 = Date.now();
+    const consumer = this.latestConsumer;
     await Promise.allSettled([
-      producer?.disconnect().then(() => console.error('producer', Date.now() - t0)),
-      this.latestConsumer?.disconnect().then(() => console.error('consumer', Date.now() - t0)),
+      producer?.disconnect(),
+      consumer === undefined
+        ? undefined
+        : withTimeout(consumer.disconnect(), CLOSE_WAIT_MS, 'disconnect timed out').catch((error: unknown) => {
+            this.options.logger?.warn({ err: error }, 'latest-record reader is still disconnecting; close() goes on without it');
+          }),
       ...this.retiring,
     ]);
-    console.error('all', Date.now() - t0);
     if (this.latestGroupId !== undefined) await this.admin.deleteGroups([this.latestGroupId]).catch(() => {});
-    console.error('groups', Date.now() - t0);
     await this.admin.disconnect().catch(() => {});
   }
 }
