@@ -33,6 +33,9 @@ export const DEFAULT_TOPIC_RULES: z.infer<typeof topicRule>[] = [
 
 export const DEFAULT_STREAM_PRIORITY = ['alerts', 'manifests', 'ships', 'containers'];
 
+/** Disk-pressure priority when a stream's policy does not set one: alerts are dropped last. */
+export const DEFAULT_DROP_PRIORITY: Readonly<Record<string, number>> = { alerts: 100, manifests: 80, ships: 40, containers: 20 };
+
 const streamPolicy = z.strictObject({
   payload: z.enum(['json-reading', 'json', 'binary']).default('json-reading'),
   silenceAlertMs: z.number().int().min(1000).max(30 * 24 * 3600 * 1000).optional(),
@@ -122,8 +125,27 @@ export const siteConfigSchema = z
       .strictObject({
         backend: z.enum(['sqlite', 'kafka']).default('sqlite'),
         kafka: kafkaConfig.optional(),
+        /** Hard limit on the embedded log's size; above it, records are dropped by stream priority. */
+        maxBytes: z.number().int().positive().optional(),
+        /** Keep at least this much disk free; below it, records are dropped by stream priority. */
+        minFreeDiskBytes: z.number().int().nonnegative().default(256 * 1024 * 1024),
       })
-      .default({ backend: 'sqlite' }),
+      .default({ backend: 'sqlite', minFreeDiskBytes: 256 * 1024 * 1024 }),
+    streams: z
+      .record(
+        streamName,
+        z.strictObject({
+          /** Records stored longer ago than this may be deleted (never before forwarding, see mustForward). */
+          ttlHours: z.number().positive().optional(),
+          /** The stream is trimmed, oldest first, to stay under this many payload bytes. */
+          maxBytes: z.number().int().positive().optional(),
+          /** Under disk pressure, lower priorities lose records first. */
+          priority: z.number().int().min(0).max(1000).optional(),
+          /** TTL waits until every link forwarding this stream has sent the record. */
+          mustForward: z.boolean().default(true),
+        }),
+      )
+      .default({}),
     http: z
       .strictObject({
         host: z.string().default('127.0.0.1'),

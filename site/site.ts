@@ -10,13 +10,13 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { ConfigError, PortInUseError, type ReplicaSink, type TopicReader } from '../core/index.js';
-import { SqliteLog } from '../edge/log/index.js';
+import { SqliteLog, type StreamPolicy } from '../edge/log/index.js';
 import { startGateway, type RunningGateway } from '../edge/gateway/index.js';
-import { Forwarder } from '../edge/forwarder/index.js';
+import { Forwarder, forwardCursorName } from '../edge/forwarder/index.js';
 import { HttpUplink } from '../edge/link/index.js';
 import { registerIngestRoutes, type IngestStats } from '../cloud/ingest/index.js';
 import { registerReadRoutes } from '../cloud/read-api/index.js';
-import { DEFAULT_STREAM_PRIORITY, type SiteConfig } from './config.js';
+import { DEFAULT_DROP_PRIORITY, DEFAULT_STREAM_PRIORITY, type SiteConfig } from './config.js';
 
 export interface SiteStats {
   readonly gatewayMessagesStored: number;
@@ -35,6 +35,25 @@ export interface RunningSite {
   readonly registry: Registry;
   stats(): SiteStats;
   close(): Promise<void>;
+}
+
+/** Retention policy per stream: configured values, default priorities, and the forwarding cursors TTL must wait for. */
+function streamPolicies(config: SiteConfig): Record<string, StreamPolicy> {
+  const names = new Set([...DEFAULT_STREAM_PRIORITY, ...Object.keys(config.streams), ...config.links.flatMap((link) => link.streams)]);
+  const policies: Record<string, StreamPolicy> = {};
+  for (const stream of names) {
+    const configured = config.streams[stream];
+    const mustForward = configured?.mustForward ?? true;
+    policies[stream] = {
+      ...(configured?.ttlHours === undefined ? {} : { ttlMs: configured.ttlHours * 3_600_000 }),
+      ...(configured?.maxBytes === undefined ? {} : { maxBytes: configured.maxBytes }),
+      priority: configured?.priority ?? DEFAULT_DROP_PRIORITY[stream] ?? 10,
+      requireCursors: mustForward
+        ? config.links.filter((link) => link.streams.includes(stream)).map((link) => forwardCursorName(link.name, stream))
+        : [],
+    };
+  }
+  return policies;
 }
 
 export interface StartSiteOptions {
@@ -78,7 +97,15 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       sink = kafkaLog;
       reader = kafkaLog;
     } else {
-      const log = SqliteLog.open({ siteId: config.site, path: join(config.dataDir, config.site, 'log.sqlite') });
+      const log = SqliteLog.open({
+        siteId: config.site,
+        path: join(config.dataDir, config.site, 'log.sqlite'),
+        streams: streamPolicies(config),
+        ...(config.log.maxBytes === undefined ? {} : { maxLogBytes: config.log.maxBytes }),
+        minFreeDiskBytes: config.log.minFreeDiskBytes,
+        logger: logger.child({ component: 'log' }),
+        registry,
+      });
       closers.push(() => log.close());
       sqliteLog = log;
       sink = log;

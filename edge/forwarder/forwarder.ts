@@ -45,6 +45,11 @@ export interface ForwarderStats {
   lastAckAtMs: number | undefined;
 }
 
+/** Name of the durable cursor of one link and stream; retention waits for it (mustForward). */
+export function forwardCursorName(linkName: string, stream: string): string {
+  return `forward/${linkName}/${stream}`;
+}
+
 export class Forwarder {
   private readonly cursors = new Map<string, number>();
   private running = false;
@@ -91,7 +96,7 @@ export class Forwarder {
   }
 
   private cursorName(stream: string): string {
-    return `forward/${this.options.linkName}/${stream}`;
+    return forwardCursorName(this.options.linkName, stream);
   }
 
   stats(): Readonly<ForwarderStats> {

@@ -1,1 +1,1 @@
-export { Forwarder, type BatchSender, type ForwarderOptions, type ForwarderStats } from './forwarder.js';
+export { Forwarder, forwardCursorName, type BatchSender, type ForwarderOptions, type ForwarderStats } from './forwarder.js';
