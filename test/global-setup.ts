@@ -17,6 +17,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
     return async () => {};
   }
 
+  // A developer iterating on tests that need no Kafka can skip the broker start; CI never does.
+  if (process.env.PORTCALL_KAFKA === 'off' && process.env.CI !== 'true') {
+    process.stderr.write('\n*** Kafka tests SKIPPED: PORTCALL_KAFKA=off ***\n\n');
+    project.provide('kafkaBootstrap', null);
+    return async () => {};
+  }
+
   let broker: KafkaBroker;
   try {
     // Only the one-time jar fetch is worth narrating; a normal start prints one line.
