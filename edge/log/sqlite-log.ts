@@ -1056,6 +1056,9 @@ export class SqliteLog implements SiteLog {
         if (excess <= 0) break;
       }
     }
+    // Neither TTL nor the size cap removes what a required cursor has not passed (invariant
+    // 5): only disk pressure may, and it counts those drops as unforwarded.
+    for (const cursor of policy.requireCursors ?? []) sizeBelow = Math.min(sizeBelow, this.cursorPosition(cursor) + 1);
     if (ttlBelow === 0 && sizeBelow === 0) return undefined;
     const boundary = sizeBelow > ttlBelow ? { below: sizeBelow, reason: 'size' as const } : { below: ttlBelow, reason: 'ttl' as const };
     return { ...boundary, below: Math.min(boundary.below, this.indexedPosition(stream.id) + 1) };
