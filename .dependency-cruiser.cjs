@@ -20,7 +20,7 @@ const STAGES = [
   'cloud/read-api',
 ];
 
-const escape = (path) => path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+const escapeRegex = (path) => path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 const rightwardRules = STAGES.flatMap((stage, index) => {
   const rightOf = STAGES.slice(index + 1);
@@ -30,8 +30,8 @@ const rightwardRules = STAGES.flatMap((stage, index) => {
       name: `no-rightward-import-from-${stage.replace('/', '-')}`,
       comment: `${stage} may not import a stage to its right (${rightOf.join(', ')}); have the composition root hand it what it pushes into`,
       severity: 'error',
-      from: { path: `^${escape(stage)}/` },
-      to: { path: `^(${rightOf.map(escape).join('|')})/` },
+      from: { path: `^${escapeRegex(stage)}/` },
+      to: { path: `^(${rightOf.map(escapeRegex).join('|')})/` },
     },
   ];
 });
@@ -43,7 +43,7 @@ module.exports = {
       name: 'stages-do-not-import-composition-roots',
       comment: 'only composition roots (site/, cli/, bench/) wire stages; a stage never imports one',
       severity: 'error',
-      from: { path: `^(core|${STAGES.map(escape).join('|')})/` },
+      from: { path: `^(core|${STAGES.map(escapeRegex).join('|')})/` },
       to: { path: '^(site|cli|bench)/' },
     },
     {
@@ -57,7 +57,7 @@ module.exports = {
       name: 'stages-do-not-import-tools',
       comment: 'tools/ are test and benchmark fixtures (brokers); production stages never depend on them',
       severity: 'error',
-      from: { path: `^(core|${STAGES.map(escape).join('|')})/` },
+      from: { path: `^(core|${STAGES.map(escapeRegex).join('|')})/` },
       to: { path: '^tools/' },
     },
     {
