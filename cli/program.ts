@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { PortcallError } from '../core/index.js';
 import { createLogger } from './logger.js';
+import { registerLogCommand } from './log-command.js';
 
 function integer(name: string, min: number, max: number) {
   return (raw: string): number => {
@@ -279,6 +280,8 @@ export function buildProgram(): Command {
       const { runKafkaCommand } = await import('../tools/kafka/main.js');
       await runKafkaCommand({ heapMb: options.heapMb });
     });
+
+  registerLogCommand(program);
 
   return program;
 }
