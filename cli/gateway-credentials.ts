@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { isSeq, parseDocument } from 'yaml';
 import { ConfigError } from '../core/index.js';
 import { DeviceDirectory, hashSecret } from '../edge/gateway/index.js';
 
@@ -25,6 +25,8 @@ export interface AddDeviceOptions {
   readonly certificateCommonName?: string;
   /** When absent, a random secret is generated and returned for the operator to hand over once. */
   readonly secret?: string;
+  /** No secret at all: the device authenticates with its TLS certificate only. */
+  readonly certificateOnly?: boolean;
 }
 
 /** Adds the device (refusing a duplicate id) and checks the whole file still loads. */
@@ -35,9 +37,7 @@ export async function addDevice(options: AddDeviceOptions): Promise<{ generatedS
     if (at <= 0) throw new ConfigError(`--attribute ${pair}: expected name=value, e.g. container=Y01`);
     attributes[pair.slice(0, at)] = pair.slice(at + 1);
   }
-  const generatedSecret = options.secret === undefined && options.certificateCommonName === undefined
-    ? randomBytes(18).toString('base64url')
-    : undefined;
+  const generatedSecret = options.secret === undefined && !options.certificateOnly ? randomBytes(18).toString('base64url') : undefined;
   const secret = options.secret ?? generatedSecret;
   const entry: Record<string, unknown> = { id: options.id };
   if (options.profile !== undefined) entry.profile = options.profile;
@@ -56,6 +56,9 @@ export async function addDevice(options: AddDeviceOptions): Promise<{ generatedS
   }
   if (!document.has('devices')) document.set('devices', document.createNode([]));
   document.addIn(['devices'], document.createNode(entry));
+  // `devices: []` is a flow sequence; entries read better one per block.
+  const list = document.get('devices', true);
+  if (isSeq(list)) list.flow = false;
   const updated = document.toString();
   DeviceDirectory.parse(updated, options.credentials);
   const temporary = `${options.credentials}.tmp-${process.pid}`;

@@ -166,6 +166,7 @@ export function buildProgram(): Command {
     .option('--subscribe <filter>', 'topic filter the device may subscribe to (repeatable)', collect, [])
     .option('--certificate-cn <name>', 'subject CN of the TLS client certificate that identifies the device')
     .option('--secret-stdin', 'read the secret from standard input (otherwise one is generated and printed once)')
+    .option('--certificate-only', 'no secret: the device authenticates with its TLS client certificate (--certificate-cn)')
     .addHelpText(
       'after',
       '\nExample: portcall gateway add-device --credentials config/aurora-devices.yaml \\\n' +
@@ -181,7 +182,11 @@ export function buildProgram(): Command {
         subscribe: string[];
         certificateCn?: string;
         secretStdin?: boolean;
+        certificateOnly?: boolean;
       }) => {
+        if (options.certificateOnly && options.certificateCn === undefined) {
+          throw new PortcallError('USAGE', '--certificate-only needs --certificate-cn');
+        }
         const { addDevice, readSecret } = await import('./gateway-credentials.js');
         const secret = await readSecret(options, process.stdin);
         const { generatedSecret } = await addDevice({
@@ -193,6 +198,7 @@ export function buildProgram(): Command {
           subscribe: options.subscribe,
           ...(options.certificateCn === undefined ? {} : { certificateCommonName: options.certificateCn }),
           ...(secret === undefined ? {} : { secret }),
+          certificateOnly: options.certificateOnly === true,
         });
         process.stdout.write(`added ${options.id} to ${options.credentials}\n`);
         if (generatedSecret !== undefined) {
