@@ -23,6 +23,8 @@ import { SqliteLog, verifyLog } from '../edge/log/index.js';
 const CHILD = fileURLToPath(new URL('./support/log-crash-child.mjs', import.meta.url));
 const COMPILED_LOG = fileURLToPath(new URL('../dist/edge/log/index.js', import.meta.url));
 const KILLS_WHILE_ACKING = 50;
+/** The time budget stops the rounds early on an overloaded machine; CI must still reach all 50. */
+const MIN_KILLS = process.env.CI === 'true' ? KILLS_WHILE_ACKING : 20;
 /** Every EARLY_KILL_EVERY-th round also kills a child while it opens (recovery) or starts up. */
 const EARLY_KILL_EVERY = 10;
 const TIME_BUDGET_MS = 120_000;
@@ -195,10 +197,13 @@ describe('site log under kill -9', () => {
     }
 
     const elapsedS = (Date.now() - startedMs) / 1000;
+    if (killsWhileAcking < KILLS_WHILE_ACKING) {
+      process.stderr.write(`\n*** log-crash: time budget reached after ${killsWhileAcking} of ${KILLS_WHILE_ACKING} kills (machine overloaded?) ***\n\n`);
+    }
     expect(
       killsWhileAcking,
       `only ${killsWhileAcking} kills while acknowledging in ${TIME_BUDGET_MS / 1000} s (machine overloaded?)`,
-    ).toBeGreaterThanOrEqual(KILLS_WHILE_ACKING);
+    ).toBeGreaterThanOrEqual(MIN_KILLS);
 
     // The whole log, once more from offset 0: every acknowledged record of every round.
     const log = SqliteLog.open({ siteId: 'CHECKER', path, retentionIntervalMs: 0, indexer: 'inline' });
