@@ -62,10 +62,11 @@ class Acknowledged {
 }
 
 describe('site log on a full disk (8 MiB tmpfs)', () => {
-  const mountPoint = mkdtempSync(join(tmpdir(), 'portcall-disk-full-'));
+  let mountPoint = '';
   let mounted = false;
   let mountError = '';
   beforeAll(() => {
+    mountPoint = mkdtempSync(join(tmpdir(), 'portcall-disk-full-'));
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint], { stdio: 'pipe' });
       mounted = true;
