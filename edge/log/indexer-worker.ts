@@ -42,13 +42,15 @@ async function loop(): Promise<void> {
       for (;;) {
         const indexed = indexer.runOnce();
         total += indexed;
+        // Under continuous appends the loop may never run dry, so the WAL is checkpointed
+        // from inside it; otherwise the WAL would grow without bound.
+        if (Date.now() - lastCheckpointMs >= CHECKPOINT_EVERY_MS) {
+          indexer.checkpointRecords();
+          lastCheckpointMs = Date.now();
+        }
         if (indexed === 0 || stopping) break;
       }
       indexer.reconcileRetention();
-      if (Date.now() - lastCheckpointMs >= CHECKPOINT_EVERY_MS) {
-        indexer.checkpointRecords();
-        lastCheckpointMs = Date.now();
-      }
       if (total > 0) port.postMessage({ type: 'indexed', records: total } satisfies IndexerReply);
     } catch (error) {
       port.postMessage({ type: 'error', message: (error as Error).message } satisfies IndexerReply);

@@ -230,6 +230,9 @@ export class SqliteLog implements SiteLog {
       this.db.pragma('busy_timeout = 5000');
       // The indexer thread checkpoints; this is only the safety net if it cannot.
       this.db.pragma('wal_autocheckpoint = 16384');
+      // After a checkpoint the WAL file is cut back to this size, so a burst does not leave
+      // a large file behind that a full disk would need again to checkpoint.
+      this.db.pragma('journal_size_limit = 67108864');
       this.migrate();
       this.sql = {
         insertSite: this.db.prepare(`INSERT INTO sites (name) VALUES (?)`),
@@ -938,7 +941,14 @@ export class SqliteLog implements SiteLog {
   async commitCursor(name: string, position: number): Promise<void> {
     this.assertOpen();
     // A single-row upsert; under synchronous=FULL it is durable on return.
-    this.sql.putCursor.run(name, position);
+    try {
+      this.sql.putCursor.run(name, position);
+    } catch (error) {
+      if (isStorageFailure(error)) {
+        throw new StoreUnavailableError(`cursor ${name} not committed: ${(error as Error).message}`, error);
+      }
+      throw error;
+    }
   }
 
   // ----- stats ---------------------------------------------------------------------------
