@@ -28,8 +28,7 @@
  */
 import { randomUUID } from 'node:crypto';
 
-import {
-  ConfigResourceTypes,
+import kafkajs, {
   Kafka,
   Partitioners,
   type Admin,
@@ -40,6 +39,10 @@ import {
   type Transaction,
 } from 'kafkajs';
 import type { Logger } from 'pino';
+
+// Node's CommonJS named-export detection misses this one (the test runner's transform does
+// not), so it comes from the default export.
+const { ConfigResourceTypes } = kafkajs;
 
 import {
   ClosedError,

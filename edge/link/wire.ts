@@ -128,16 +128,19 @@ export function decodeBatch(bytes: Buffer, limits: DecodeLimits): Batch {
       `batch holds ${result.data.records.length} records, the limit is ${limits.maxRecords}`,
     );
   }
+  // Headers come from the parsed JSON, not the validator's copy: the copy drops a header
+  // named "__proto__", and a record must arrive exactly as it was sent.
+  const rawRecords = (parsed as { records: { h?: Record<string, string> }[] }).records;
   return {
     sender: result.data.sender,
-    records: result.data.records.map((r) => ({
+    records: result.data.records.map((r, index) => ({
       origin: r.o,
       stream: r.s,
       topic: r.t,
       offset: r.n,
       eventTimeMs: r.e,
       ingestTimeMs: r.i,
-      headers: r.h ?? {},
+      headers: rawRecords[index]!.h ?? {},
       payload: Buffer.from(r.p, 'base64'),
     })),
   };
