@@ -27,14 +27,24 @@ export function logPath(dataDir: string): string {
 }
 
 export async function readLogTopic(dataDir: string, stream: string, topic: string): Promise<LogRecord[]> {
+  return (await readLogTopics(dataDir, stream, [topic]))[0]!;
+}
+
+/** Every record of each topic, in offset order, from one opening of the log. */
+export async function readLogTopics(dataDir: string, stream: string, topics: readonly string[]): Promise<LogRecord[][]> {
   const log = SqliteLog.open({ siteId: SITE, path: logPath(dataDir) });
   try {
-    const records: LogRecord[] = [];
-    for (;;) {
-      const page = await log.readTopic(stream, topic, records.length, { maxRecords: 10_000 });
-      if (page.length === 0) return records;
-      records.push(...page);
+    const result: LogRecord[][] = [];
+    for (const topic of topics) {
+      const records: LogRecord[] = [];
+      for (;;) {
+        const page = await log.readTopic(stream, topic, records.length, { maxRecords: 10_000 });
+        if (page.length === 0) break;
+        records.push(...page);
+      }
+      result.push(records);
     }
+    return result;
   } finally {
     await log.close();
   }

@@ -6,7 +6,7 @@
  * instead of measuring how fast it relays them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,11 +36,31 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
-export async function startMosquitto(options: { binary?: string } = {}): Promise<MosquittoBroker> {
-  const port = await freeLoopbackPort();
+export interface MosquittoOptions {
+  readonly binary?: string;
+  /** A fixed port, e.g. to restart a broker where its clients expect it; default a free one. */
+  readonly port?: number;
+  /**
+   * Keep sessions and queued messages in this directory across restarts (saved when the
+   * broker stops); default in memory, as the baseline. Started as root, Mosquitto saves as
+   * its own user, so the directory's parents must let that user through (e.g. a fresh
+   * directory directly under the temporary directory).
+   */
+  readonly persistenceDir?: string;
+}
+
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<MosquittoBroker> {
+  const port = options.port ?? (await freeLoopbackPort());
   const dir = mkdtempSync(join(tmpdir(), 'portcall-mosquitto-'));
   const configFile = join(dir, 'mosquitto.conf');
-  writeFileSync(configFile, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n`);
+  // Started as root, Mosquitto drops to its own user before it saves: the directory must be
+  // writable for that user.
+  if (options.persistenceDir !== undefined) chmodSync(options.persistenceDir, 0o777);
+  const persistence =
+    options.persistenceDir === undefined
+      ? 'persistence false\n'
+      : `persistence true\npersistence_location ${options.persistenceDir}/\nautosave_interval 0\n`;
+  writeFileSync(configFile, `listener ${port} 127.0.0.1\nallow_anonymous true\n${persistence}max_queued_messages 0\n`);
   const child: ChildProcess = spawn(options.binary ?? '/usr/sbin/mosquitto', ['-c', configFile], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });

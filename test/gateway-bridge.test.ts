@@ -1,0 +1,119 @@
+/**
+ * Bridge mode against the real Mosquitto: the `portcall edge` process subscribes to an
+ * onboard broker (a private Mosquitto with persistence, as a ship would run it) and stores
+ * what it carries. The gateway is killed with -9 and the broker restarted, with readings
+ * published while the gateway is away: afterwards the log holds every reading once, in order.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import mqtt from 'mqtt';
+import { startMosquitto, type MosquittoBroker } from '../tools/mosquitto/index.js';
+import { readLogTopics, SITE } from './support/gateway-site.js';
+import { startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
+
+const CONTAINERS = ['U01', 'U02', 'U03', 'U04'];
+const BATCH = 120;
+
+async function publishBatch(brokerUrl: string, first: number, count: number): Promise<void> {
+  const client = await mqtt.connectAsync(brokerUrl, { clientId: `onboard-sensor-${first}`, protocolVersion: 4, reconnectPeriod: 0 });
+  await Promise.all(
+    Array.from({ length: count }, (_unused, index) => {
+      const seq = first + index;
+      return client.publishAsync(
+        `bigblue/containers/${CONTAINERS[seq % CONTAINERS.length]!}/reefer`,
+        JSON.stringify({ ts: 1_763_769_600_000 + seq, seq }),
+        { qos: 1 },
+      );
+    }),
+  );
+  await client.endAsync();
+}
+
+async function waitFor(condition: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+async function stored(httpUrl: string): Promise<number> {
+  let total = 0;
+  for (const container of CONTAINERS) {
+    const response = await fetch(`${httpUrl}/v1/streams/containers/topics/${container}/latest`);
+    if (response.ok) total += ((await response.json()) as { offset: number }).offset + 1;
+  }
+  return total;
+}
+
+describe('bridge mode against Mosquitto', () => {
+  const processes: PortcallProcess[] = [];
+  const brokers: MosquittoBroker[] = [];
+  const dirs: string[] = [];
+  afterEach(async () => {
+    for (const process of processes.splice(0)) await process.kill9();
+    for (const broker of brokers.splice(0)) await broker.stop().catch(() => undefined);
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('stores the broker\'s messages after commit and resumes without loss after either side restarts', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'portcall-bridge-'));
+    dirs.push(dataDir);
+    // Its own directory under the temporary root: a root-started Mosquitto saves as its own
+    // user, which cannot enter a private test directory.
+    const persistenceDir = mkdtempSync(join(tmpdir(), 'portcall-mosquitto-data-'));
+    dirs.push(persistenceDir);
+    let broker = await startMosquitto({ persistenceDir });
+    brokers.push(broker);
+    const config = writeYaml(join(dataDir, 'edge.yaml'), {
+      site: SITE,
+      dataDir,
+      http: { port: 0 },
+      mqtt: { port: 0, auth: { allowAnonymous: true }, bridge: { url: broker.url, topics: ['bigblue/#'] } },
+    });
+    const startEdge = async () => {
+      const edge = startPortcall(['edge', '--config', config]);
+      processes.push(edge);
+      const [, httpUrl] = await edge.waitFor(/HTTP on (http:\/\/\S+) /);
+      await waitFor(async () => (await (await fetch(`${httpUrl!}/metrics`)).text()).includes('portcall_gateway_bridge_up{site="AURORA"} 1'), 'bridge up');
+      return httpUrl!;
+    };
+
+    let httpUrl = await startEdge();
+    await publishBatch(broker.url, 0, BATCH);
+    await waitFor(async () => (await stored(httpUrl)) === BATCH, 'first batch stored');
+
+    // The gateway dies; the broker keeps its session and queues for it.
+    await processes.pop()!.kill9();
+    await publishBatch(broker.url, BATCH, BATCH);
+    // The broker restarts too, with the queue in its persistence.
+    await broker.stop();
+    brokers.pop();
+    broker = await startMosquitto({ port: broker.port, persistenceDir });
+    brokers.push(broker);
+    await publishBatch(broker.url, 2 * BATCH, BATCH);
+
+    httpUrl = await startEdge();
+    await waitFor(async () => (await stored(httpUrl)) === 3 * BATCH, 'queued batches stored after restarts');
+
+    // The broker restarts under a running gateway: the bridge reconnects on its own.
+    await broker.stop();
+    brokers.pop();
+    broker = await startMosquitto({ port: broker.port, persistenceDir });
+    brokers.push(broker);
+    await waitFor(async () => (await (await fetch(`${httpUrl}/metrics`)).text()).includes('portcall_gateway_bridge_up{site="AURORA"} 1'), 'bridge back up');
+    await publishBatch(broker.url, 3 * BATCH, BATCH);
+    await waitFor(async () => (await stored(httpUrl)) === 4 * BATCH, 'batch after broker restart stored');
+    await processes.pop()!.stop();
+
+    const topics = await readLogTopics(dataDir, 'containers', CONTAINERS);
+    for (const [index, container] of CONTAINERS.entries()) {
+      const seqs = topics[index]!.map((record) => (JSON.parse(Buffer.from(record.payload).toString()) as { seq: number }).seq);
+      const expected = Array.from({ length: 4 * BATCH }, (_unused, seq) => seq).filter((seq) => CONTAINERS[seq % CONTAINERS.length] === container);
+      expect(seqs).toEqual(expected);
+      expect(topics[index]!.every((record) => record.headers['mqtt-topic'] === `bigblue/containers/${container}/reefer`)).toBe(true);
+    }
+  });
+});
