@@ -109,12 +109,14 @@ export function decodeRecord(message: KafkaMessage): LogRecord | undefined {
   ) {
     return undefined;
   }
-  const userHeaders: Record<string, string> = {};
+  const userHeaderEntries: [string, string][] = [];
   for (const name of Object.keys(headers ?? {})) {
     if (!name.startsWith(USER_HEADER_PREFIX)) continue;
     const value = headerText(headers, name);
-    if (value !== undefined) userHeaders[name.slice(USER_HEADER_PREFIX.length)] = value;
+    if (value !== undefined) userHeaderEntries.push([name.slice(USER_HEADER_PREFIX.length), value]);
   }
+  // fromEntries defines own properties, so even a header named "__proto__" survives.
+  const userHeaders: Record<string, string> = Object.fromEntries(userHeaderEntries);
   // A copy, because kafkajs hands out slices of the whole fetch response, and keeping one
   // slice in a long-lived map would keep megabytes of response alive with it.
   const payload = message.value === null ? new Uint8Array(0) : new Uint8Array(message.value);

@@ -31,7 +31,8 @@ export function record(topic: string, offset: number, origin = 'AURORA', stream 
     offset,
     eventTimeMs: 1_763_769_600_000 + offset * 60_000,
     ingestTimeMs: 1_763_769_600_500 + offset * 60_000,
-    headers: { 'mqtt-topic': `bigblue/${stream}/${topic}/reefer` },
+    // A header named __proto__ must survive every store like any other name.
+    headers: JSON.parse(`{"mqtt-topic": "bigblue/${stream}/${topic}/reefer", "__proto__": "x"}`) as Record<string, string>,
     payload: Buffer.from(JSON.stringify({ topic, offset, origin })),
   };
 }
