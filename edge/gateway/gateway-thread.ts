@@ -175,7 +175,7 @@ export class GatewayThread {
     return this.bridgeStateValue;
   }
 
-  /** As of the gateway thread's last report (every 200 ms). */
+  /** As of the gateway thread's last report (every 50 ms). */
   stats(): Readonly<GatewayStats> {
     return this.statsValue;
   }

@@ -59,7 +59,7 @@ try {
   }
   const started = gateway;
   const reportStats = () => send({ type: 'stats', stats: { ...started.stats() }, bridgeState: bridge?.state });
-  setInterval(reportStats, 200).unref();
+  setInterval(reportStats, 50).unref();
   send({
     type: 'ready',
     ports: { tcp: gateway.port, tls: gateway.tlsPort, websocket: gateway.webSocketPort },

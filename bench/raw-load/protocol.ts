@@ -1,0 +1,38 @@
+/**
+ * Messages between the benchmark process and its load generator / ack-sink child processes
+ * (Node IPC). Kept in one place so both sides agree on the shape.
+ */
+export interface LoadRequest {
+  readonly kind: 'load';
+  readonly port: number;
+  readonly connections: number;
+  readonly messages: number;
+  readonly containers: number;
+  readonly topicPrefix: string;
+  readonly qos: 0 | 1;
+  /** Unacknowledged QoS 1 messages allowed per connection. */
+  readonly windowPerConnection: number;
+  /** Messages per second over all connections; 0 = as fast as the broker takes them. */
+  readonly ratePerSecond: number;
+  readonly username?: string;
+  readonly password?: string;
+  /** Gives up (and reports what it got) after this long. */
+  readonly timeoutMs: number;
+}
+
+export interface LoadResult {
+  readonly kind: 'result';
+  readonly sent: number;
+  readonly acknowledged: number;
+  readonly elapsedMs: number;
+  /** PUBACK latencies in ms (QoS 1 only), percentiles over every message. */
+  readonly latencyP50Ms: number;
+  readonly latencyP99Ms: number;
+  readonly latencyMaxMs: number;
+  readonly error?: string;
+}
+
+export interface SinkReady {
+  readonly kind: 'ready';
+  readonly port: number;
+}

@@ -1,0 +1,184 @@
+/**
+ * ingest: messages per second into the edge gateway, 150-byte JSON readings over 1,000
+ * container topics, QoS 0 and QoS 1 — portcall acknowledging only after the durable commit —
+ * against Debian's Mosquitto (in memory, default settings) driven by the same load generator
+ * in the same run; then PUBACK latency at half of each broker's maximum QoS 1 rate.
+ *
+ * The generator (bench/raw-load) runs in its own process and sends pre-encoded packets over
+ * several raw sockets; its ceiling is measured against a sink that only acknowledges, so a
+ * broker figure close to it would mean the generator, not the broker, was the limit.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { parseSiteConfig, startSite, type RunningSite } from '../../site/index.js';
+import { startMosquitto } from '../../tools/mosquitto/index.js';
+import type { BenchContext, Figure, Scenario } from '../harness.js';
+import { runLoad, startAckSink, type LoadResult } from '../raw-load/index.js';
+
+const CONTAINERS = 1000;
+const CONNECTIONS = 8;
+const WINDOW_PER_CONNECTION = 1000;
+const PACED_SECONDS = 5;
+const TOPIC_PREFIX = 'bigblue/containers';
+
+interface Target {
+  readonly name: string;
+  /** Starts a fresh broker; `storedCount` tells how many messages it made durable (portcall). */
+  start(): Promise<{ port: number; storedCount?: () => number; stop(): Promise<void> }>;
+}
+
+async function startPortcallTarget(): Promise<{ port: number; storedCount: () => number; stop(): Promise<void> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'portcall-bench-ingest-'));
+  const site: RunningSite = await startSite(
+    parseSiteConfig({ site: 'BENCH', dataDir, mqtt: { port: 0, auth: { allowAnonymous: true } } }),
+    { logger: pino({ level: 'error' }, pino.destination(2)) },
+  );
+  return {
+    port: site.mqttPort!,
+    storedCount: () => site.stats().gatewayMessagesStored,
+    stop: async () => {
+      await site.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const portcall: Target = { name: 'portcall', start: startPortcallTarget };
+const mosquitto: Target = {
+  name: 'mosquitto',
+  start: async () => {
+    const broker = await startMosquitto();
+    return { port: broker.port, stop: () => broker.stop() };
+  },
+};
+
+function check(result: LoadResult, what: string): LoadResult {
+  if (result.error !== undefined) throw new Error(`${what}: ${result.error}`);
+  return result;
+}
+
+/** Messages per second, best of `repeats` fresh runs (other tenants of a small machine add noise). */
+async function maxRate(target: Target, qos: 0 | 1, messages: number, repeats: number, context: BenchContext): Promise<number> {
+  let best = 0;
+  for (let run = 0; run < repeats; run += 1) {
+    const broker = await target.start();
+    try {
+      const startedAt = performance.now();
+      const result = check(
+        await runLoad({
+          port: broker.port,
+          connections: CONNECTIONS,
+          messages,
+          containers: CONTAINERS,
+          topicPrefix: TOPIC_PREFIX,
+          qos,
+          windowPerConnection: WINDOW_PER_CONNECTION,
+          ratePerSecond: 0,
+          timeoutMs: 180_000,
+        }),
+        `${target.name} QoS ${qos}`,
+      );
+      let elapsedMs = result.elapsedMs;
+      if (broker.storedCount !== undefined) {
+        // QoS 0 is counted when durable too, not when the socket took it.
+        const deadline = Date.now() + 60_000;
+        while (broker.storedCount() < messages && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+        elapsedMs = Math.max(elapsedMs, performance.now() - startedAt);
+      }
+      const rate = messages / (elapsedMs / 1000);
+      context.progress(`ingest: ${target.name} QoS ${qos} run ${run + 1}: ${Math.round(rate).toLocaleString('en-US')} msg/s`);
+      best = Math.max(best, rate);
+    } finally {
+      await broker.stop();
+    }
+  }
+  return best;
+}
+
+async function pacedLatency(target: Target, ratePerSecond: number, context: BenchContext): Promise<LoadResult> {
+  const broker = await target.start();
+  try {
+    const result = check(
+      await runLoad({
+        port: broker.port,
+        connections: CONNECTIONS,
+        messages: Math.round(ratePerSecond * PACED_SECONDS),
+        containers: CONTAINERS,
+        topicPrefix: TOPIC_PREFIX,
+        qos: 1,
+        windowPerConnection: WINDOW_PER_CONNECTION,
+        ratePerSecond,
+        timeoutMs: 120_000,
+      }),
+      `${target.name} paced`,
+    );
+    context.progress(
+      `ingest: ${target.name} at ${Math.round(ratePerSecond).toLocaleString('en-US')} msg/s: PUBACK p50 ${result.latencyP50Ms.toFixed(2)} ms, p99 ${result.latencyP99Ms.toFixed(2)} ms`,
+    );
+    return result;
+  } finally {
+    await broker.stop();
+  }
+}
+
+export const ingestScenario: Scenario = {
+  name: 'ingest',
+  description: 'Gateway msgs/s (QoS 0, QoS 1 durable) and PUBACK p99 at half max rate, vs Mosquitto in memory, same raw-socket generator',
+  async run(context: BenchContext): Promise<Figure[]> {
+    const messages = Math.round(200_000 * context.scale);
+    const repeats = 2;
+
+    context.progress(`ingest: generator ceiling against an ack-only sink (${messages} QoS 1 messages, ${CONNECTIONS} connections)…`);
+    const sink = await startAckSink();
+    let ceiling: number;
+    try {
+      const result = check(
+        await runLoad({
+          port: sink.port,
+          connections: CONNECTIONS,
+          messages,
+          containers: CONTAINERS,
+          topicPrefix: TOPIC_PREFIX,
+          qos: 1,
+          windowPerConnection: WINDOW_PER_CONNECTION,
+          ratePerSecond: 0,
+          timeoutMs: 60_000,
+        }),
+        'ack sink',
+      );
+      ceiling = result.acknowledged / (result.elapsedMs / 1000);
+    } finally {
+      await sink.stop();
+    }
+
+    const rates: Record<string, Record<0 | 1, number>> = {};
+    for (const target of [mosquitto, portcall]) {
+      rates[target.name] = {
+        0: await maxRate(target, 0, messages, repeats, context),
+        1: await maxRate(target, 1, messages, repeats, context),
+      };
+    }
+    const latency: Record<string, LoadResult> = {};
+    for (const target of [mosquitto, portcall]) {
+      latency[target.name] = await pacedLatency(target, rates[target.name]![1] / 2, context);
+    }
+
+    const versus = (metric: string, value: number, baselineValue: number, unit: string): Figure => ({
+      scenario: 'ingest',
+      metric,
+      value,
+      unit,
+      baseline: 'mosquitto (in memory, default settings)',
+      baselineValue,
+    });
+    return [
+      { scenario: 'ingest', metric: 'load generator ceiling (QoS 1, ack-only sink)', value: ceiling, unit: 'msg/s' },
+      versus('QoS 0 (portcall: until durable)', rates.portcall![0], rates.mosquitto![0], 'msg/s'),
+      versus('QoS 1 (portcall: PUBACK after durable commit)', rates.portcall![1], rates.mosquitto![1], 'msg/s'),
+      versus('PUBACK p50 at half of own max QoS 1 rate', latency.portcall!.latencyP50Ms, latency.mosquitto!.latencyP50Ms, 'ms'),
+      versus('PUBACK p99 at half of own max QoS 1 rate', latency.portcall!.latencyP99Ms, latency.mosquitto!.latencyP99Ms, 'ms'),
+    ];
+  },
+};
