@@ -33,43 +33,71 @@ export class MessageIntake {
 
   /** Checks the message; if it passes, appends it and calls `done` once it is durable. */
   admit(topic: string, payload: Buffer, qos: number, source: 'device' | 'bridge', done: CommitCallback): Refusal | undefined {
-    const refusal = this.check(topic, payload);
-    if ('reason' in refusal) {
-      this.metrics.refusals.inc({ reason: refusal.reason });
-      this.metrics.countMessage(qos, 'refused', source);
-      return refusal;
-    }
-    this.liveness.record(refusal.record.stream, refusal.record.topic, refusal.document);
-    this.batcher.add(refusal.record, (error) => {
+    const destination = this.destinationOf(topic);
+    if ('reason' in destination) return this.refuse(destination, qos, source);
+    const verdict = checkPayload(destination.kind, payload);
+    if (!verdict.ok) return this.refuse(verdict, qos, source);
+    this.liveness.record(destination.stream, destination.topic, verdict.document);
+    const record: NewRecord = {
+      stream: destination.stream,
+      topic: destination.topic,
+      eventTimeMs: verdict.eventTimeMs,
+      headers: destination.headers,
+      payload,
+    };
+    this.batcher.add(record, (error) => {
       this.metrics.countMessage(qos, error === undefined ? 'stored' : 'store-failed', source);
       done(error);
     });
     return undefined;
   }
 
-  private check(topic: string, payload: Buffer): Refusal | { record: NewRecord; document: unknown } {
+  private refuse(refusal: Refusal, qos: number, source: 'device' | 'bridge'): Refusal {
+    this.metrics.refusals.inc({ reason: refusal.reason });
+    this.metrics.countMessage(qos, 'refused', source);
+    return refusal;
+  }
+
+  /**
+   * Where an MQTT topic goes, or why it may not. Devices publish to the same topics over and
+   * over, so the answer is kept per topic (bounded), with one shared headers object each.
+   */
+  private destinationOf(topic: string): Destination | Refusal {
+    let destination = this.destinations.get(topic);
+    if (destination === undefined) {
+      destination = this.route(topic);
+      if (this.destinations.size >= MAX_CACHED_TOPICS) this.destinations.clear();
+      this.destinations.set(topic, destination);
+    }
+    return destination;
+  }
+
+  private readonly destinations = new Map<string, Destination | Refusal>();
+
+  private route(topic: string): Destination | Refusal {
     if (topic.length > this.limits.maxTopicLength) {
       return { reason: 'topic-too-long', message: `topic longer than ${this.limits.maxTopicLength} characters` };
     }
-    let levels = 1;
-    for (let i = 0; i < topic.length; i += 1) if (topic.charCodeAt(i) === 0x2f /* / */) levels += 1;
-    if (levels > this.limits.maxTopicLevels) {
+    if (topic.split('/').length > this.limits.maxTopicLevels) {
       return { reason: 'topic-too-deep', message: `topic deeper than ${this.limits.maxTopicLevels} levels` };
     }
     if (topic.startsWith('$')) return { reason: 'reserved-topic', message: 'topics starting with "$" are reserved' };
     const mapped = this.mapper.map(topic);
     if (mapped === undefined) return { reason: 'unmapped-topic', message: `no topic rule matches "${topic}"` };
-    const verdict = checkPayload(this.payloadKinds.get(mapped.stream) ?? 'json-reading', payload);
-    if (!verdict.ok) return { reason: verdict.reason, message: verdict.message };
     return {
-      record: {
-        stream: mapped.stream,
-        topic: mapped.topic,
-        ...(verdict.eventTimeMs === undefined ? {} : { eventTimeMs: verdict.eventTimeMs }),
-        headers: { 'mqtt-topic': topic },
-        payload,
-      },
-      document: verdict.document,
+      stream: mapped.stream,
+      topic: mapped.topic,
+      kind: this.payloadKinds.get(mapped.stream) ?? 'json-reading',
+      headers: Object.freeze({ 'mqtt-topic': topic }),
     };
   }
 }
+
+interface Destination {
+  readonly stream: string;
+  readonly topic: string;
+  readonly kind: PayloadKind;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+const MAX_CACHED_TOPICS = 200_000;
