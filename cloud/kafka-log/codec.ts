@@ -18,7 +18,17 @@ export const HEADER_TOPIC = 'pc-topic';
 export const HEADER_OFFSET = 'pc-offset';
 export const HEADER_EVENT_TIME_MS = 'pc-event-time-ms';
 export const HEADER_INGEST_TIME_MS = 'pc-ingest-time-ms';
+export const HEADER_CONTENT_TYPE = 'pc-content-type';
+export const HEADER_SCHEMA = 'pc-schema';
 export const USER_HEADER_PREFIX = 'h-';
+/**
+ * Version of this layout (header names and meanings, key, value), in every record's
+ * `pc-schema` header so a third-party consumer can tell a future layout apart. Bump it when a
+ * header changes meaning or a required one is added; adding an optional header needs no bump.
+ */
+export const SCHEMA_VERSION = '1';
+/** A record's own header that, when present, names its content type instead of the stream's. */
+export const RECORD_CONTENT_TYPE_HEADER = 'content-type';
 
 /** Bytes Kafka's record format spends per record beyond key, value and headers (upper bound). */
 const RECORD_OVERHEAD_BYTES = 64;
@@ -47,7 +57,11 @@ function payloadBuffer(payload: Uint8Array): Buffer {
   return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
 }
 
-export function encodeRecord(record: LogRecord): Message {
+/**
+ * `partition` is set by the caller (TopicLayout), never left to the producer, because the
+ * topic index records where each record went.
+ */
+export function encodeRecord(record: LogRecord, streamContentType: string, partition: number): Message {
   const headers: IHeaders = {
     [HEADER_ORIGIN]: record.origin,
     [HEADER_STREAM]: record.stream,
@@ -55,18 +69,20 @@ export function encodeRecord(record: LogRecord): Message {
     [HEADER_OFFSET]: String(record.offset),
     [HEADER_EVENT_TIME_MS]: String(record.eventTimeMs),
     [HEADER_INGEST_TIME_MS]: String(record.ingestTimeMs),
+    [HEADER_CONTENT_TYPE]: record.headers[RECORD_CONTENT_TYPE_HEADER] ?? streamContentType,
+    [HEADER_SCHEMA]: SCHEMA_VERSION,
   };
-  for (const [name, value] of Object.entries(record.headers)) headers[USER_HEADER_PREFIX + name] = value;
+  for (const name in record.headers) headers[USER_HEADER_PREFIX + name] = record.headers[name]!;
   // No Kafka timestamp of our own: the broker's time-based retention keys on it, and a
   // backlog weeks old stamped with its event time would be deleted as soon as it landed.
-  return { key: record.topic, value: payloadBuffer(record.payload), headers };
+  return { key: record.topic, value: payloadBuffer(record.payload), headers, partition };
 }
 
 /** Upper bound of the bytes a record takes in a produce request, for batching and limits. */
 export function encodedSizeBytes(record: LogRecord): number {
   let bytes = RECORD_OVERHEAD_BYTES + Buffer.byteLength(record.topic) + record.payload.byteLength;
   bytes += Buffer.byteLength(record.origin) + Buffer.byteLength(record.stream) + Buffer.byteLength(record.topic);
-  bytes += 3 * 20 + 6 * 24; // three decimal numbers, six header names
+  bytes += 3 * 20 + 8 * 24 + 64; // three decimal numbers, eight header names, content type and schema
   for (const [name, value] of Object.entries(record.headers)) {
     bytes += 8 + USER_HEADER_PREFIX.length + Buffer.byteLength(name) + Buffer.byteLength(value);
   }
@@ -88,10 +104,22 @@ function headerNumber(headers: IHeaders | undefined, name: string): number | und
 }
 
 /**
+ * Where a data-topic message belongs, reading only the three headers that say it: what the
+ * topic index and a read's filter need, without copying the payload.
+ */
+export function peekIdentity(message: Pick<KafkaMessage, 'headers'>): { stream: string; topic: string; offset: number } | undefined {
+  const stream = headerText(message.headers, HEADER_STREAM);
+  const topic = headerText(message.headers, HEADER_TOPIC);
+  const offset = headerNumber(message.headers, HEADER_OFFSET);
+  if (stream === undefined || topic === undefined || offset === undefined) return undefined;
+  return { stream, topic, offset };
+}
+
+/**
  * Reads a record back from a data topic; undefined when the message was not written by a
  * KafkaLog (someone else producing to the topic), which readers skip rather than trust.
  */
-export function decodeRecord(message: KafkaMessage): LogRecord | undefined {
+export function decodeRecord(message: Pick<KafkaMessage, 'headers' | 'value'>): LogRecord | undefined {
   const headers = message.headers;
   const origin = headerText(headers, HEADER_ORIGIN);
   const stream = headerText(headers, HEADER_STREAM);

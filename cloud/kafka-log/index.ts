@@ -1,6 +1,8 @@
 /**
  * A shore site's log on Apache Kafka: the ReplicaSink and TopicReader roles on a bounded set
  * of Kafka topics (one per stream plus a compacted high-water topic), exactly once through
- * kafkajs transactions. See kafka-log.ts for the invariants and codec.ts for the layout.
+ * kafkajs transactions, with a local index from logical offsets to Kafka positions for reads.
+ * See kafka-log.ts for the invariants, codec.ts and layout.ts for the layout, topic-index.ts
+ * for the index. kafkajs is imported only inside this folder (checked by `npm run boundaries`).
  */
-export { KafkaLog, type KafkaLogOptions } from './kafka-log.js';
+export { KafkaLog, type KafkaLogOptions, type StreamTopicOptions } from './kafka-log.js';

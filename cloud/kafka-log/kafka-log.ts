@@ -16,33 +16,32 @@
  * 4. Group commit. Calls that arrive while a transaction is in flight are validated one by
  *    one against the state the earlier ones leave, and the accepted ones share the next
  *    transaction; a refused call (gap, fork, bad input) fails alone.
+ * 5. Bounded waiting. Calls queue while a transaction is in flight, up to `maxPendingRecords`;
+ *    past that, and whenever Kafka fails, a call is refused with a retriable
+ *    StoreUnavailableError, so the sender keeps its backlog instead of this process keeping
+ *    it in memory. `health()` says why.
  *
  * Fork check: only the origin of each topic's last offset is kept (in the high-water entry),
  * so a duplicate AT the last held offset with another origin is a TopicForkError, while a
  * duplicate of an older offset is dropped without comparing origins. Reading the data topic
  * back to compare older offsets would cost a fetch per duplicate on every resend.
  *
- * `latest()` is an in-memory read model, rebuilt on every start by a background consumer that
- * reads the data topics from their beginning (and fed directly by this instance's own
- * commits). After a restart it lags until that consumer has caught up.
+ * Reads (`readTopic`, `latest`) go through the topic index (topic-index.ts): this instance's
+ * own commits feed it with the exact Kafka positions the broker assigned, and at open it
+ * catches up from Kafka on whatever it does not know yet (all of it, when the file is new).
  */
-import { randomUUID } from 'node:crypto';
-
-import kafkajs, {
+import {
+  ConfigResourceTypes,
   Kafka,
   Partitioners,
   type Admin,
-  type Consumer,
   type Message,
   type Producer,
+  type RecordMetadata,
   type TopicMessages,
   type Transaction,
 } from 'kafkajs';
 import type { Logger } from 'pino';
-
-// Node's CommonJS named-export detection misses this one (the test runner's transform does
-// not), so it comes from the default export.
-const { ConfigResourceTypes } = kafkajs;
 
 import {
   ClosedError,
@@ -53,23 +52,32 @@ import {
   StoreUnavailableError,
   TopicForkError,
   topicKey,
+  type HealthReport,
+  type HealthSource,
+  type HealthStatus,
   type LogRecord,
+  type ReadLimits,
   type ReplicaSink,
   type ReplicateResult,
   type TopicHighWater,
   type TopicReader,
 } from '../../core/index.js';
-import {
-  dataTopicName,
-  decodeRecord,
-  encodeHighWater,
-  encodeRecord,
-  encodedSizeBytes,
-  highWaterTopicName,
-  type HeldTopic,
-} from './codec.js';
+import { decodeRecord, encodeHighWater, encodeRecord, encodedSizeBytes, peekIdentity, type HeldTopic } from './codec.js';
 import { readHighWater } from './highwater-reader.js';
+import { OffsetOutOfRangeError, PartitionFetcher } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
+import { TopicLayout, topicConfigEntries, type StreamSettings, type TopicSettings } from './layout.js';
+import { RunBuilder, TopicIndex, type Run, type Span } from './topic-index.js';
+
+/** Per-stream overrides of how the site creates a stream's Kafka topic. */
+export interface StreamTopicOptions {
+  readonly partitions?: number;
+  readonly replicationFactor?: number;
+  readonly minInsyncReplicas?: number;
+  readonly retentionMs?: number;
+  readonly retentionBytes?: number;
+  readonly contentType?: string;
+}
 
 export interface KafkaLogOptions {
   /** This site's name; part of the transactional id, so one running instance per site. */
@@ -83,6 +91,29 @@ export interface KafkaLogOptions {
   readonly partitions?: number;
   /** Replication factor of topics this log creates; default 1. */
   readonly replicationFactor?: number;
+  /** `min.insync.replicas` of topics this log creates; default replicationFactor - 1 (at least 1). */
+  readonly minInsyncReplicas?: number;
+  /** `retention.ms` of data topics this log creates; default -1 (keep forever). */
+  readonly retentionMs?: number;
+  /** `retention.bytes` (per partition) of data topics this log creates; default -1 (no limit). */
+  readonly retentionBytes?: number;
+  /** Overrides per stream. */
+  readonly streamTopics?: Readonly<Record<string, StreamTopicOptions>>;
+  /**
+   * The topic index file (SQLite); ':memory:' (the default) rebuilds it from Kafka at every
+   * open, which is fine for tests and small sites.
+   */
+  readonly indexPath?: string;
+  /** How long open() waits for the index to catch up with Kafka before going on in the background; default 30000. */
+  readonly indexWaitMs?: number;
+  /** Largest Kafka offset range one index span covers, i.e. the most a read scans to find its first record; default 20000. */
+  readonly maxSpanKafkaOffsets?: number;
+  /** Records waiting for a transaction beyond which calls are refused (Kafka slow); default 200000. */
+  readonly maxPendingRecords?: number;
+  /** A commit slower than this marks the log degraded; default 5000. */
+  readonly slowCommitMs?: number;
+  /** How often an idle log checks that Kafka answers; default 2000. */
+  readonly healthProbeIntervalMs?: number;
   readonly clientId?: string;
   /** kafkajs's own WARN and ERROR lines go here at warn; without a logger they are dropped. */
   readonly logger?: Logger;
@@ -103,6 +134,13 @@ const DEFAULT_REPLICATION_FACTOR = 1;
 const DEFAULT_CONNECT_TIMEOUT_MS = 3_000;
 const DEFAULT_RECOVERY_TIMEOUT_MS = 60_000;
 const DEFAULT_MAX_RECORD_BYTES = 1_000_000;
+const DEFAULT_INDEX_WAIT_MS = 30_000;
+const DEFAULT_MAX_SPAN_KAFKA_OFFSETS = 20_000;
+const DEFAULT_MAX_PENDING_RECORDS = 200_000;
+const DEFAULT_SLOW_COMMIT_MS = 5_000;
+const DEFAULT_HEALTH_PROBE_INTERVAL_MS = 2_000;
+/** Streams the product knows carry JSON (the gateway validates it); anything else is opaque bytes. */
+const JSON_STREAMS = new Set(['containers', 'ships', 'alerts', 'manifests']);
 /**
  * kafkajs puts every message for one partition of one send into a single record batch, and
  * the broker refuses a batch above `message.max.bytes` (1 MiB by default). Sending a large
@@ -122,21 +160,13 @@ const TRANSACTION_TIMEOUT_MS = 60_000;
 const RETRY = { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 };
 /** How long an abort after a failed send may take before the producer is dropped anyway. */
 const ABORT_TIMEOUT_MS = 5_000;
-/** Kept short so closing, which waits for a pending fetch, is quick. */
-const LATEST_FETCH_MAX_WAIT_MS = 500;
-/**
- * After a broker restart the group still lists the reader's previous member until its session
- * expires, and the reader's JoinGroup waits for that. The reader commits nothing, so a short
- * session costs nothing but shortens that wait (the broker's minimum is 6 s by default).
- */
-const LATEST_SESSION_TIMEOUT_MS = 10_000;
-/**
- * kafkajs's disconnect waits for in-flight requests, including such a JoinGroup; close() stops
- * waiting after this and lets the disconnect finish in the background.
- */
-const CLOSE_WAIT_MS = 5_000;
-/** Kafka's own rule for topic names. */
-const KAFKA_TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
+/** A health probe that takes longer than this counts as Kafka not answering. */
+const PROBE_TIMEOUT_MS = 3_000;
+/** Bytes asked for per fetch by reads and by the index's catch-up. */
+const READ_FETCH_BYTES = 1024 * 1024;
+const CATCH_UP_FETCH_BYTES = 4 * 1024 * 1024;
+const DEFAULT_MAX_READ_RECORDS = 1_000;
+const DEFAULT_MAX_READ_BYTES = 4 * 1024 * 1024;
 
 interface PendingReplicate {
   readonly records: readonly LogRecord[];
@@ -159,15 +189,19 @@ interface AcceptedCall {
 interface ResolvedOptions {
   readonly siteId: string;
   readonly brokers: string[];
-  readonly topicPrefix: string;
+  readonly layout: TopicLayout;
   readonly streams: readonly string[];
-  readonly partitions: number;
-  readonly replicationFactor: number;
   readonly clientId: string;
   readonly logger: Logger | undefined;
   readonly connectTimeoutMs: number;
   readonly recoveryTimeoutMs: number;
   readonly maxRecordBytes: number;
+  readonly indexPath: string;
+  readonly indexWaitMs: number;
+  readonly maxSpanKafkaOffsets: number;
+  readonly maxPendingRecords: number;
+  readonly slowCommitMs: number;
+  readonly healthProbeIntervalMs: number;
 }
 
 function resolveOptions(options: KafkaLogOptions): ResolvedOptions {
@@ -184,35 +218,81 @@ function resolveOptions(options: KafkaLogOptions): ResolvedOptions {
   if (new Set(options.streams).size !== options.streams.length) {
     throw new ConfigError(`KafkaLog: streams has duplicates: ${options.streams.join(', ')}`);
   }
-  for (const name of [highWaterTopicName(topicPrefix), ...options.streams.map((s) => dataTopicName(topicPrefix, s))]) {
-    if (!KAFKA_TOPIC_NAME.test(name)) {
-      throw new ConfigError(
-        `KafkaLog: ${JSON.stringify(name)} is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249); check topicPrefix and streams`,
-      );
-    }
-  }
-  if (options.streams.includes('highwater')) {
-    throw new ConfigError(`KafkaLog: a stream cannot be named 'highwater'; its data topic would be the high-water topic`);
-  }
-  const positiveInteger = (name: string, value: number | undefined, fallback: number): number => {
+  const integer = (name: string, value: number | undefined, fallback: number, min: number): number => {
     const resolved = value ?? fallback;
-    if (!Number.isSafeInteger(resolved) || resolved < 1) {
-      throw new ConfigError(`KafkaLog: ${name} must be a positive integer, got ${String(value)}`);
+    if (!Number.isSafeInteger(resolved) || resolved < min) {
+      throw new ConfigError(`KafkaLog: ${name} must be an integer >= ${min}, got ${String(value)}`);
     }
     return resolved;
   };
+  const retention = (name: string, value: number | undefined, fallback: number): number => {
+    const resolved = value ?? fallback;
+    if (!Number.isSafeInteger(resolved) || (resolved < 1 && resolved !== -1)) {
+      throw new ConfigError(`KafkaLog: ${name} must be a positive integer or -1 (no limit), got ${String(value)}`);
+    }
+    return resolved;
+  };
+  const base: TopicSettings = (() => {
+    const replicationFactor = integer('replicationFactor', options.replicationFactor, DEFAULT_REPLICATION_FACTOR, 1);
+    return {
+      partitions: integer('partitions', options.partitions, DEFAULT_PARTITIONS, 1),
+      replicationFactor,
+      minInsyncReplicas: integer('minInsyncReplicas', options.minInsyncReplicas, Math.max(1, replicationFactor - 1), 1),
+      retentionMs: retention('retentionMs', options.retentionMs, -1),
+      retentionBytes: retention('retentionBytes', options.retentionBytes, -1),
+    };
+  })();
+  const unknownOverrides = Object.keys(options.streamTopics ?? {}).filter((stream) => !options.streams.includes(stream));
+  if (unknownOverrides.length > 0) {
+    throw new ConfigError(`KafkaLog: streamTopics names streams this site does not store: ${unknownOverrides.join(', ')}`);
+  }
+  const streams = new Map<string, StreamSettings>();
+  for (const stream of options.streams) {
+    const own = options.streamTopics?.[stream] ?? {};
+    const replicationFactor = integer(`${stream}.replicationFactor`, own.replicationFactor, base.replicationFactor, 1);
+    const settings: StreamSettings = {
+      partitions: integer(`${stream}.partitions`, own.partitions, base.partitions, 1),
+      replicationFactor,
+      minInsyncReplicas: integer(
+        `${stream}.minInsyncReplicas`,
+        own.minInsyncReplicas,
+        options.minInsyncReplicas ?? Math.max(1, replicationFactor - 1),
+        1,
+      ),
+      retentionMs: retention(`${stream}.retentionMs`, own.retentionMs, base.retentionMs),
+      retentionBytes: retention(`${stream}.retentionBytes`, own.retentionBytes, base.retentionBytes),
+      contentType: own.contentType ?? (JSON_STREAMS.has(stream) ? 'application/json' : 'application/octet-stream'),
+    };
+    if (settings.minInsyncReplicas > settings.replicationFactor) {
+      throw new ConfigError(
+        `KafkaLog: stream ${stream}: minInsyncReplicas (${settings.minInsyncReplicas}) above replicationFactor (${settings.replicationFactor}) makes every write fail`,
+      );
+    }
+    streams.set(stream, settings);
+  }
+  if (base.minInsyncReplicas > base.replicationFactor) {
+    throw new ConfigError(
+      `KafkaLog: minInsyncReplicas (${base.minInsyncReplicas}) above replicationFactor (${base.replicationFactor}) makes every write fail`,
+    );
+  }
+  // The high-water topic is compacted, so retention does not apply to it.
+  const layout = new TopicLayout(topicPrefix, streams, { ...base, retentionMs: -1, retentionBytes: -1 });
   return {
     siteId: options.siteId,
     brokers: options.brokers,
-    topicPrefix,
+    layout,
     streams: [...options.streams],
-    partitions: positiveInteger('partitions', options.partitions, DEFAULT_PARTITIONS),
-    replicationFactor: positiveInteger('replicationFactor', options.replicationFactor, DEFAULT_REPLICATION_FACTOR),
     clientId: options.clientId ?? `portcall-${options.siteId}`,
     logger: options.logger,
-    connectTimeoutMs: positiveInteger('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS),
-    recoveryTimeoutMs: positiveInteger('recoveryTimeoutMs', options.recoveryTimeoutMs, DEFAULT_RECOVERY_TIMEOUT_MS),
-    maxRecordBytes: positiveInteger('maxRecordBytes', options.maxRecordBytes, DEFAULT_MAX_RECORD_BYTES),
+    connectTimeoutMs: integer('connectTimeoutMs', options.connectTimeoutMs, DEFAULT_CONNECT_TIMEOUT_MS, 1),
+    recoveryTimeoutMs: integer('recoveryTimeoutMs', options.recoveryTimeoutMs, DEFAULT_RECOVERY_TIMEOUT_MS, 1),
+    maxRecordBytes: integer('maxRecordBytes', options.maxRecordBytes, DEFAULT_MAX_RECORD_BYTES, 1),
+    indexPath: options.indexPath ?? ':memory:',
+    indexWaitMs: integer('indexWaitMs', options.indexWaitMs, DEFAULT_INDEX_WAIT_MS, 0),
+    maxSpanKafkaOffsets: integer('maxSpanKafkaOffsets', options.maxSpanKafkaOffsets, DEFAULT_MAX_SPAN_KAFKA_OFFSETS, 1),
+    maxPendingRecords: integer('maxPendingRecords', options.maxPendingRecords, DEFAULT_MAX_PENDING_RECORDS, 1),
+    slowCommitMs: integer('slowCommitMs', options.slowCommitMs, DEFAULT_SLOW_COMMIT_MS, 1),
+    healthProbeIntervalMs: integer('healthProbeIntervalMs', options.healthProbeIntervalMs, DEFAULT_HEALTH_PROBE_INTERVAL_MS, 1),
   };
 }
 
@@ -234,59 +314,110 @@ function withTimeout<T>(promise: Promise<T>, timeoutMs: number, message: string)
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** A message bound for Kafka, with what the index needs to know about it. */
+interface OutgoingItem {
+  readonly topic: string;
+  readonly message: Message;
+  readonly sizeBytes: number;
+  /** Set for data records: the index learns their Kafka offset from the produce response. */
+  readonly record?: LogRecord;
+}
+
 /** Cuts a transaction's messages into sends that stay under the broker's batch size limit. */
-function chunkMessages(items: readonly { topic: string; message: Message; sizeBytes: number }[]): TopicMessages[][] {
-  const chunks: TopicMessages[][] = [];
-  let current = new Map<string, Message[]>();
+function chunkItems(items: readonly OutgoingItem[]): OutgoingItem[][] {
+  const chunks: OutgoingItem[][] = [];
+  let current: OutgoingItem[] = [];
   let currentBytes = 0;
-  const flush = (): void => {
-    if (current.size === 0) return;
-    chunks.push([...current].map(([topic, messages]) => ({ topic, messages })));
-    current = new Map();
-    currentBytes = 0;
-  };
   for (const item of items) {
-    if (currentBytes > 0 && currentBytes + item.sizeBytes > SEND_CHUNK_BYTES) flush();
-    let messages = current.get(item.topic);
-    if (messages === undefined) {
-      messages = [];
-      current.set(item.topic, messages);
+    if (currentBytes > 0 && currentBytes + item.sizeBytes > SEND_CHUNK_BYTES) {
+      chunks.push(current);
+      current = [];
+      currentBytes = 0;
     }
-    messages.push(item.message);
+    current.push(item);
     currentBytes += item.sizeBytes;
   }
-  flush();
+  if (current.length > 0) chunks.push(current);
   return chunks;
 }
 
-export class KafkaLog implements ReplicaSink, TopicReader {
+function toTopicMessages(chunk: readonly OutgoingItem[]): TopicMessages[] {
+  const byTopic = new Map<string, Message[]>();
+  for (const item of chunk) {
+    let messages = byTopic.get(item.topic);
+    if (messages === undefined) {
+      messages = [];
+      byTopic.set(item.topic, messages);
+    }
+    messages.push(item.message);
+  }
+  return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+}
+
+const partitionKey = (kafkaTopic: string, partition: number): string => `${kafkaTopic}#${partition}`;
+
+interface CatchUpTarget {
+  readonly kafkaTopic: string;
+  readonly partition: number;
+  readonly target: bigint;
+}
+
+export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   readonly siteId: string;
   private readonly options: ResolvedOptions;
+  private readonly layout: TopicLayout;
   private readonly kafka: Kafka;
   private readonly admin: Admin;
   private readonly transactionalId: string;
-  private readonly dataTopics: ReadonlyMap<string, string>;
-  private readonly highWaterTopic: string;
   /** Committed state: what Kafka holds, per topicKey. */
   private held = new Map<string, HeldTopic>();
-  private readonly latestRecords = new Map<string, LogRecord>();
   private producer: Producer | undefined;
   /** Set when a commit's outcome is unknown; the map must be re-read before it is trusted. */
   private resyncNeeded = false;
   private readonly retiring = new Set<Promise<void>>();
-  private latestConsumer: Consumer | undefined;
-  private latestGroupId: string | undefined;
   private queue: PendingReplicate[] = [];
+  private pendingRecords = 0;
   private draining: Promise<void> | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
 
+  private index: TopicIndex | undefined;
+  private fetcher: PartitionFetcher | undefined;
+  /** Partitions the index is catching up on, with the Kafka offset it must reach. */
+  private readonly catchUpPending = new Map<string, CatchUpTarget>();
+  /**
+   * Set while Kafka may hold committed records the index does not know (at open, after a
+   * commit with unknown outcome, after a failed index write) until a catch-up has read them.
+   * Meanwhile this instance's own commits add spans but do not move the index's progress
+   * (they note where they ended in `ownEnd`), and a read that finds no span waits rather
+   * than taking the gap for records deleted by retention.
+   */
+  private indexDirty = true;
+  private indexDirtyEpoch = 0;
+  private readonly ownEnd = new Map<string, { kafkaTopic: string; partition: number; end: bigint }>();
+  private catchingUp: Promise<void> | undefined;
+  private catchUpAgain = false;
+  private indexError: string | undefined;
+
+  private kafkaState: { status: 'ok' | 'unavailable'; reason?: string; sinceMs: number } = { status: 'ok', sinceMs: Date.now() };
+  private lastHealth: { status: HealthStatus; reason: string | undefined; sinceMs: number } = {
+    status: 'ok',
+    reason: undefined,
+    sinceMs: Date.now(),
+  };
+  private lastCommitAtMs: number | undefined;
+  private lastCommitDurationMs: number | undefined;
+  private lastKafkaContactMs = 0;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
+  private commitsTotal = 0;
+  private refusedBusyTotal = 0;
+
   private constructor(options: ResolvedOptions) {
     this.options = options;
+    this.layout = options.layout;
     this.siteId = options.siteId;
     this.transactionalId = `portcall-${options.siteId}-ingest`;
-    this.dataTopics = new Map(options.streams.map((stream) => [stream, dataTopicName(options.topicPrefix, stream)]));
-    this.highWaterTopic = highWaterTopicName(options.topicPrefix);
     this.kafka = new Kafka({
       clientId: options.clientId,
       brokers: options.brokers,
@@ -300,9 +431,10 @@ export class KafkaLog implements ReplicaSink, TopicReader {
 
   /**
    * Connects, creates missing topics, registers this site's transactional id, recovers the
-   * high water from Kafka and starts the `latest()` read model. Rejects with a ConfigError for
-   * bad options or a misconfigured existing topic, and a StoreUnavailableError when Kafka
-   * cannot be reached or recovery does not finish within `recoveryTimeoutMs`.
+   * high water from Kafka and brings the topic index up to date (waiting up to `indexWaitMs`,
+   * then going on in the background). Rejects with a ConfigError for bad options or a
+   * misconfigured existing topic, and a StoreUnavailableError when Kafka cannot be reached or
+   * recovery does not finish within `recoveryTimeoutMs`.
    */
   static async open(options: KafkaLogOptions): Promise<KafkaLog> {
     const log = new KafkaLog(resolveOptions(options));
@@ -324,18 +456,36 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     // last stable offset would stop short of entries that are committed a moment later.
     this.producer = await this.connectProducer();
     this.held = await this.recoverHighWater();
-    await this.startLatestReader();
+    const { clusterId } = await this.admin.describeCluster();
+    this.index = new TopicIndex({
+      path: this.options.indexPath,
+      identity: `${clusterId}/${this.layout.prefix}`,
+      maxSpanKafkaOffsets: this.options.maxSpanKafkaOffsets,
+    });
+    this.fetcher = new PartitionFetcher(this.kafka);
+    await this.fetcher.connect();
+    this.lastKafkaContactMs = Date.now();
+    const caughtUp = this.startCatchUp();
+    if (this.options.indexWaitMs > 0) {
+      await Promise.race([caughtUp, new Promise((resolve) => setTimeout(resolve, this.options.indexWaitMs).unref())]);
+    }
+    this.probeTimer = setInterval(() => void this.probe(), this.options.healthProbeIntervalMs);
+    this.probeTimer.unref();
   }
 
   private async ensureTopics(): Promise<void> {
     const existing = new Set(await this.admin.listTopics());
-    const wanted = [
-      ...[...this.dataTopics.values()].map((topic) => ({ topic, configEntries: [] as { name: string; value: string }[] })),
+    const wanted: { topic: string; settings: TopicSettings; configEntries: { name: string; value: string }[] }[] = [
+      ...this.layout.dataTopics().map(({ topic, settings }) => ({ topic, settings, configEntries: topicConfigEntries(settings) })),
       {
-        topic: this.highWaterTopic,
+        topic: this.layout.highWaterTopic,
+        settings: this.layout.highWaterSettings,
         // Compaction keeps the last entry per logical topic forever; time-based deletion would
         // silently forget a quiet topic's offsets and let its old records in again.
-        configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
+        configEntries: [
+          { name: 'cleanup.policy', value: 'compact' },
+          { name: 'min.insync.replicas', value: String(this.layout.highWaterSettings.minInsyncReplicas) },
+        ],
       },
     ];
     const missing = wanted.filter(({ topic }) => !existing.has(topic));
@@ -343,26 +493,91 @@ export class KafkaLog implements ReplicaSink, TopicReader {
       // Returns false when another process created them first, which is just as good.
       await this.admin.createTopics({
         waitForLeaders: true,
-        topics: missing.map(({ topic, configEntries }) => ({
+        topics: missing.map(({ topic, settings, configEntries }) => ({
           topic,
-          numPartitions: this.options.partitions,
-          replicationFactor: this.options.replicationFactor,
+          numPartitions: settings.partitions,
+          replicationFactor: settings.replicationFactor,
           configEntries,
         })),
       });
     }
-    if (existing.has(this.highWaterTopic)) await this.checkHighWaterTopicConfig();
+    if (existing.has(this.layout.highWaterTopic)) await this.checkHighWaterTopicConfig();
+    const metadata = await this.topicMetadata(wanted.map(({ topic }) => topic));
+    for (const { name, partitions } of metadata.topics) this.layout.setPartitionCount(name, partitions.length);
+    await this.warnAboutDifferences(wanted.filter(({ topic }) => existing.has(topic)), metadata.topics);
+  }
+
+  /**
+   * A topic created a moment ago can still be unknown to the broker that answers metadata
+   * (UNKNOWN_TOPIC_OR_PARTITION, retriable), which kafkajs's admin does not retry.
+   */
+  private async topicMetadata(topics: string[]): ReturnType<Admin['fetchTopicMetadata']> {
+    const deadlineMs = Date.now() + this.options.recoveryTimeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.admin.fetchTopicMetadata({ topics });
+      } catch (error) {
+        if ((error as { retriable?: unknown }).retriable !== true || Date.now() + 100 * attempt > deadlineMs) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * attempt, 1_000)));
+      }
+    }
+  }
+
+  /**
+   * Existing topics are never altered: AlterConfigs replaces a topic's whole configuration,
+   * and more partitions would move containers to other partitions and break their order. A
+   * difference from the configuration is logged so an operator can decide.
+   */
+  private async warnAboutDifferences(
+    topics: readonly { topic: string; settings: TopicSettings }[],
+    metadata: readonly { name: string; partitions: readonly { replicas: readonly number[] }[] }[],
+  ): Promise<void> {
+    if (topics.length === 0 || this.options.logger === undefined) return;
+    const described = await this.admin
+      .describeConfigs({
+        includeSynonyms: false,
+        resources: topics.map(({ topic }) => ({
+          type: ConfigResourceTypes.TOPIC,
+          name: topic,
+          configNames: ['min.insync.replicas', 'retention.ms', 'retention.bytes'],
+        })),
+      })
+      .catch(() => undefined);
+    for (const { topic, settings } of topics) {
+      const partitions = metadata.find((entry) => entry.name === topic)?.partitions ?? [];
+      const actual: Record<string, string | number | undefined> = {
+        partitions: partitions.length,
+        replicationFactor: partitions[0]?.replicas.length,
+      };
+      const configs = described?.resources.find((resource) => resource.resourceName === topic)?.configEntries ?? [];
+      for (const entry of configs) actual[entry.configName] = entry.configValue;
+      const expected: Record<string, string | number> = {
+        partitions: settings.partitions,
+        replicationFactor: settings.replicationFactor,
+        'min.insync.replicas': String(settings.minInsyncReplicas),
+      };
+      if (topic !== this.layout.highWaterTopic) {
+        expected['retention.ms'] = String(settings.retentionMs);
+        expected['retention.bytes'] = String(settings.retentionBytes);
+      }
+      const differences = Object.entries(expected)
+        .filter(([name, value]) => actual[name] !== undefined && String(actual[name]) !== String(value))
+        .map(([name, value]) => `${name}: configured ${value}, topic has ${String(actual[name])}`);
+      if (differences.length > 0) {
+        this.options.logger.warn({ topic, differences }, 'existing Kafka topic differs from the configuration; left as it is');
+      }
+    }
   }
 
   private async checkHighWaterTopicConfig(): Promise<void> {
     const described = await this.admin.describeConfigs({
       includeSynonyms: false,
-      resources: [{ type: ConfigResourceTypes.TOPIC, name: this.highWaterTopic, configNames: ['cleanup.policy'] }],
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: this.layout.highWaterTopic, configNames: ['cleanup.policy'] }],
     });
     const policy = described.resources[0]?.configEntries.find((entry) => entry.configName === 'cleanup.policy')?.configValue;
     if (policy === undefined || !policy.split(',').includes('compact')) {
       throw new ConfigError(
-        `Kafka topic ${this.highWaterTopic} exists with cleanup.policy=${String(policy)}; it must be 'compact', ` +
+        `Kafka topic ${this.layout.highWaterTopic} exists with cleanup.policy=${String(policy)}; it must be 'compact', ` +
           `or offsets of quiet topics are deleted and their records would be stored again`,
       );
     }
@@ -397,54 +612,11 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     return readHighWater({
       kafka: this.kafka,
       admin: this.admin,
-      topic: this.highWaterTopic,
+      topic: this.layout.highWaterTopic,
       groupIdPrefix: `portcall-${this.siteId}-recover`,
       timeoutMs: this.options.recoveryTimeoutMs,
       logger: this.options.logger,
     });
-  }
-
-  private async startLatestReader(): Promise<void> {
-    this.latestGroupId = `portcall-${this.siteId}-latest-${randomUUID()}`;
-    const consumer = this.kafka.consumer({
-      groupId: this.latestGroupId,
-      readUncommitted: false,
-      allowAutoTopicCreation: false,
-      maxWaitTimeInMs: LATEST_FETCH_MAX_WAIT_MS,
-      sessionTimeout: LATEST_SESSION_TIMEOUT_MS,
-    });
-    this.latestConsumer = consumer;
-    consumer.on(consumer.events.CRASH, ({ payload }) => {
-      // kafkajs restarts it by itself, every second or so while a broker is away: warn, not error.
-      if (payload.restart) this.options.logger?.warn({ err: payload.error }, 'latest-record reader crashed; kafkajs restarts it');
-      else this.options.logger?.error({ err: payload.error }, 'latest-record reader stopped; latest() no longer follows Kafka');
-    });
-    await consumer.connect();
-    await consumer.subscribe({ topics: [...this.dataTopics.values()], fromBeginning: true });
-    // The group only gives this consumer all partitions; it commits nothing, because the
-    // read model is in memory and is rebuilt from the beginning on every start.
-    await consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        for (const message of batch.messages) {
-          const record = decodeRecord(message);
-          if (record === undefined) {
-            this.options.logger?.warn(
-              { topic: batch.topic, partition: batch.partition, offset: message.offset },
-              'message without record identity headers in a data topic; ignored by latest()',
-            );
-            continue;
-          }
-          this.noteLatest(record);
-        }
-      },
-    });
-  }
-
-  private noteLatest(record: LogRecord): void {
-    const key = topicKey(record.stream, record.topic);
-    const known = this.latestRecords.get(key);
-    if (known === undefined || record.offset > known.offset) this.latestRecords.set(key, record);
   }
 
   replicate(records: readonly LogRecord[]): Promise<ReplicateResult> {
@@ -453,7 +625,27 @@ export class KafkaLog implements ReplicaSink, TopicReader {
         reject(new ClosedError('Kafka log'));
         return;
       }
-      this.queue.push({ records, resolve, reject });
+      if (this.pendingRecords > 0 && this.pendingRecords + records.length > this.options.maxPendingRecords) {
+        this.refusedBusyTotal += 1;
+        reject(
+          new StoreUnavailableError(
+            `Kafka is behind: ${this.pendingRecords} records are waiting for a transaction (limit ${this.options.maxPendingRecords}); try again later`,
+          ),
+        );
+        return;
+      }
+      this.pendingRecords += records.length;
+      this.queue.push({
+        records,
+        resolve: (result) => {
+          this.pendingRecords -= records.length;
+          resolve(result);
+        },
+        reject: (error) => {
+          this.pendingRecords -= records.length;
+          reject(error);
+        },
+      });
       this.drain();
     });
   }
@@ -486,7 +678,8 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     let bytes = 0;
     let count = 0;
     for (const call of this.queue) {
-      const callBytes = call.records.reduce((sum, record) => sum + (record.payload?.byteLength ?? 0), 0);
+      let callBytes = 0;
+      for (const record of call.records) callBytes += record.payload?.byteLength ?? 0;
       if (count > 0 && bytes + callBytes > MAX_TRANSACTION_BYTES) break;
       bytes += callBytes;
       count += 1;
@@ -500,6 +693,7 @@ export class KafkaLog implements ReplicaSink, TopicReader {
         await this.resync();
       } catch (error) {
         const failure = asStoreError('cannot re-read the high water from Kafka', error);
+        this.markKafka('unavailable', failure.message);
         for (const call of calls) call.reject(failure);
         return;
       }
@@ -517,17 +711,25 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     const stored = accepted.flatMap((entry) => entry.stored);
     // A resend of records already held is answered from memory, even while Kafka is away.
     if (stored.length > 0) {
+      const startedAtMs = Date.now();
+      let runs: { runs: Run[]; ends: Map<string, { kafkaTopic: string; partition: number; end: bigint }> };
       try {
         this.producer ??= await this.connectProducer();
-        await this.writeTransaction(stored, staged);
+        runs = await this.writeTransaction(stored, staged);
       } catch (error) {
         this.options.logger?.warn({ err: error, records: stored.length }, 'Kafka transaction failed; nothing of it was acknowledged');
         const failure = new StoreUnavailableError(`Kafka transaction failed: ${describeError(error)}`, error);
+        this.markKafka('unavailable', failure.message);
         for (const entry of accepted) entry.call.reject(failure);
         return;
       }
       for (const [key, entry] of staged) this.held.set(key, entry.held);
-      for (const record of stored) this.noteLatest({ ...record, payload: record.payload.slice() });
+      this.lastCommitAtMs = Date.now();
+      this.lastCommitDurationMs = this.lastCommitAtMs - startedAtMs;
+      this.lastKafkaContactMs = this.lastCommitAtMs;
+      this.commitsTotal += 1;
+      this.markKafka('ok');
+      this.indexOwnCommit(runs.runs, runs.ends);
     }
     for (const entry of accepted) entry.call.resolve(entry.result);
   }
@@ -572,7 +774,7 @@ export class KafkaLog implements ReplicaSink, TopicReader {
 
   private validate(record: LogRecord): void {
     const where = `record ${JSON.stringify(record.stream)}/${JSON.stringify(record.topic)}@${String(record.offset)}`;
-    if (!this.dataTopics.has(record.stream)) {
+    if (!this.layout.storesStream(record.stream)) {
       throw new InvalidInputError(
         'unknown-stream',
         `${where}: stream is not stored by this site (configured: ${this.options.streams.join(', ')})`,
@@ -590,12 +792,11 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     if (!Number.isSafeInteger(record.eventTimeMs) || !Number.isSafeInteger(record.ingestTimeMs)) {
       throw new InvalidInputError('bad-time', `${where}: eventTimeMs and ingestTimeMs must be integers`);
     }
-    if (
-      typeof record.headers !== 'object' ||
-      record.headers === null ||
-      Object.values(record.headers).some((value) => typeof value !== 'string')
-    ) {
+    if (typeof record.headers !== 'object' || record.headers === null) {
       throw new InvalidInputError('bad-headers', `${where}: headers must map names to strings`);
+    }
+    for (const name in record.headers) {
+      if (typeof record.headers[name] !== 'string') throw new InvalidInputError('bad-headers', `${where}: headers must map names to strings`);
     }
     if (!(record.payload instanceof Uint8Array)) {
       throw new InvalidInputError('bad-payload', `${where}: payload must be bytes`);
@@ -612,35 +813,52 @@ export class KafkaLog implements ReplicaSink, TopicReader {
   /**
    * After a commit with an unknown outcome: a new producer registers the transactional id,
    * which makes the coordinator finish that transaction one way or the other, and then the map
-   * is rebuilt from what Kafka actually holds.
+   * is rebuilt from what Kafka actually holds, and the index catches up on what it committed.
    */
   private async resync(): Promise<void> {
     this.producer ??= await this.connectProducer();
     this.held = await this.recoverHighWater();
     this.resyncNeeded = false;
     this.options.logger?.info({ topics: this.held.size }, 'high water re-read from Kafka after a commit with unknown outcome');
+    this.markIndexDirty();
   }
 
-  private async writeTransaction(records: readonly LogRecord[], staged: ReadonlyMap<string, StagedTopic>): Promise<void> {
+  /**
+   * Writes one transaction and returns, per logical topic, the Kafka positions its records
+   * got, from the broker's produce responses (base offset per partition per request; kafkajs
+   * keeps a partition's messages of one request in order).
+   */
+  private async writeTransaction(
+    records: readonly LogRecord[],
+    staged: ReadonlyMap<string, StagedTopic>,
+  ): Promise<{ runs: Run[]; ends: Map<string, { kafkaTopic: string; partition: number; end: bigint }> }> {
     const producer = this.producer;
     if (producer === undefined) throw new Error('no producer');
-    const items = records.map((record) => ({
-      topic: this.dataTopics.get(record.stream) ?? '',
-      message: encodeRecord(record),
-      sizeBytes: encodedSizeBytes(record),
-    }));
+    const items: OutgoingItem[] = [];
+    for (const record of records) {
+      const topic = this.layout.dataTopicFor(record);
+      const partition = this.layout.partitionFor(topic, record.topic);
+      items.push({
+        topic,
+        message: encodeRecord(record, this.layout.contentTypeOf(record.stream), partition),
+        sizeBytes: encodedSizeBytes(record),
+        record,
+      });
+    }
     for (const { stream, topic, held } of staged.values()) {
       items.push({
-        topic: this.highWaterTopic,
+        topic: this.layout.highWaterTopic,
         message: encodeHighWater(stream, topic, held),
         sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(stream) + Buffer.byteLength(topic) + Buffer.byteLength(held.origin),
       });
     }
+    const chunks = chunkItems(items);
+    const responses: RecordMetadata[][] = [];
     let transaction: Transaction | undefined;
     let commitSent = false;
     try {
       transaction = await producer.transaction();
-      for (const topicMessages of chunkMessages(items)) await transaction.sendBatch({ acks: -1, topicMessages });
+      for (const chunk of chunks) responses.push(await transaction.sendBatch({ acks: -1, topicMessages: toTopicMessages(chunk) }));
       commitSent = true;
       await transaction.commit();
     } catch (error) {
@@ -656,6 +874,62 @@ export class KafkaLog implements ReplicaSink, TopicReader {
       if (commitSent) this.resyncNeeded = true;
       throw error;
     }
+    return this.positionsOf(chunks, responses);
+  }
+
+  private positionsOf(
+    chunks: readonly (readonly OutgoingItem[])[],
+    responses: readonly RecordMetadata[][],
+  ): { runs: Run[]; ends: Map<string, { kafkaTopic: string; partition: number; end: bigint }> } {
+    const builder = new RunBuilder(BigInt(this.options.maxSpanKafkaOffsets));
+    const ends = new Map<string, { kafkaTopic: string; partition: number; end: bigint }>();
+    chunks.forEach((chunk, index) => {
+      const next = new Map<string, bigint>();
+      for (const meta of responses[index] ?? []) next.set(partitionKey(meta.topicName, meta.partition), BigInt(meta.baseOffset ?? '-1'));
+      for (const item of chunk) {
+        const record = item.record;
+        const partition = item.message.partition;
+        if (record === undefined || partition === undefined) continue;
+        const key = partitionKey(item.topic, partition);
+        const kafkaOffset = next.get(key);
+        if (kafkaOffset === undefined || kafkaOffset < 0n) throw new Error(`no base offset for ${key} in the produce response`);
+        next.set(key, kafkaOffset + 1n);
+        builder.add(record.stream, record.topic, record.offset, item.topic, partition, kafkaOffset);
+        ends.set(key, { kafkaTopic: item.topic, partition, end: kafkaOffset + 1n });
+      }
+    });
+    return { runs: builder.take(), ends };
+  }
+
+  /**
+   * The commit is durable in Kafka whatever happens here; a failure to index it (a full disk
+   * under the index file) only means reads need a catch-up from Kafka, which is started.
+   */
+  private indexOwnCommit(runs: readonly Run[], ends: ReadonlyMap<string, { kafkaTopic: string; partition: number; end: bigint }>): void {
+    const index = this.index;
+    if (index === undefined) return;
+    const progress: { kafkaTopic: string; partition: number; indexedTo: bigint }[] = [];
+    for (const [key, entry] of ends) {
+      if (this.indexDirty) {
+        const known = this.ownEnd.get(key);
+        if (known === undefined || known.end < entry.end) this.ownEnd.set(key, entry);
+      } else {
+        progress.push({ kafkaTopic: entry.kafkaTopic, partition: entry.partition, indexedTo: entry.end });
+      }
+    }
+    try {
+      index.record(runs, progress);
+    } catch (error) {
+      this.indexError = `cannot write the topic index: ${describeError(error)}`;
+      this.options.logger?.error({ err: error }, 'topic index write failed; it will catch up from Kafka');
+      this.markIndexDirty();
+    }
+  }
+
+  private markIndexDirty(): void {
+    this.indexDirty = true;
+    this.indexDirtyEpoch += 1;
+    void this.startCatchUp();
   }
 
   private retireProducer(): void {
@@ -669,16 +943,284 @@ export class KafkaLog implements ReplicaSink, TopicReader {
     this.retiring.add(done);
   }
 
-  /** The latest record of a logical topic known to the read model; may lag a moment after a restart. */
+  /**
+   * Brings the index up to the last stable offset of every data partition, reading from
+   * Kafka what it does not know. One run at a time; a request during a run runs again after.
+   */
+  private startCatchUp(): Promise<void> {
+    if (this.catchingUp !== undefined) {
+      this.catchUpAgain = true;
+      return this.catchingUp;
+    }
+    this.catchingUp = (async () => {
+      do {
+        this.catchUpAgain = false;
+        try {
+          await this.catchUpOnce();
+          this.indexError = undefined;
+        } catch (error) {
+          if (this.closed) return;
+          this.indexError = `topic index cannot catch up with Kafka: ${describeError(error)}`;
+          this.options.logger?.warn({ err: error }, 'topic index catch-up failed; retrying');
+          await new Promise((resolve) => setTimeout(resolve, 1_000).unref());
+          this.catchUpAgain = true;
+        }
+      } while (this.catchUpAgain && !this.closed);
+    })().finally(() => {
+      this.catchingUp = undefined;
+    });
+    return this.catchingUp;
+  }
+
+  private async catchUpOnce(): Promise<void> {
+    const index = this.index;
+    const fetcher = this.fetcher;
+    if (index === undefined || fetcher === undefined) return;
+    const startedAtMs = Date.now();
+    const epoch = this.indexDirtyEpoch;
+    const targets: (CatchUpTarget & { from: bigint })[] = [];
+    for (const { topic } of this.layout.dataTopics()) {
+      for (const { partition, high, low } of await this.admin.fetchTopicOffsets(topic)) {
+        const target = BigInt(high);
+        let from = index.indexedTo(topic, partition);
+        if (from > target) {
+          // The index knows offsets Kafka does not have: the topic was deleted and re-created.
+          this.options.logger?.warn({ topic, partition, indexedTo: String(from), end: high }, 'topic index is ahead of Kafka; rebuilding it');
+          index.clear();
+          this.ownEnd.clear();
+          this.indexDirtyEpoch += 1;
+          this.catchUpAgain = true;
+          return;
+        }
+        if (from < BigInt(low)) from = BigInt(low);
+        if (from < target) {
+          this.catchUpPending.set(partitionKey(topic, partition), { kafkaTopic: topic, partition, target });
+          targets.push({ kafkaTopic: topic, partition, target, from });
+        }
+      }
+    }
+    let records = 0;
+    for (const { kafkaTopic, partition, target, from } of targets) {
+      let offset = from;
+      const builder = new RunBuilder(BigInt(this.options.maxSpanKafkaOffsets));
+      while (offset < target) {
+        if (this.closed) return;
+        const fetched = await fetcher.fetch(kafkaTopic, partition, offset, CATCH_UP_FETCH_BYTES);
+        for (const message of fetched.messages) {
+          const kafkaOffset = BigInt(message.offset);
+          if (kafkaOffset >= target) break;
+          const identity = peekIdentity(message);
+          // Someone else's message in our topic: not a record, nothing to index.
+          if (identity === undefined) continue;
+          builder.add(identity.stream, identity.topic, identity.offset, kafkaTopic, partition, kafkaOffset);
+          records += 1;
+        }
+        if (fetched.nextOffset <= offset) {
+          throw new Error(`${kafkaTopic}/${partition}: no progress at offset ${offset} (last stable offset ${fetched.lastStableOffset})`);
+        }
+        offset = fetched.nextOffset < target ? fetched.nextOffset : target;
+        // Everything committed below `offset` is indexed now, own commits included.
+        index.record(builder.take(), [{ kafkaTopic, partition, indexedTo: offset }]);
+      }
+      this.catchUpPending.delete(partitionKey(kafkaTopic, partition));
+    }
+    if (epoch === this.indexDirtyEpoch) {
+      // Nothing new became uncertain during the run: everything committed up to each target is
+      // indexed, and past it only this instance's own commits, which indexed themselves.
+      const progress = [...this.ownEnd.values()]
+        .filter(({ kafkaTopic, partition, end }) => end > index.indexedTo(kafkaTopic, partition))
+        .map(({ kafkaTopic, partition, end }) => ({ kafkaTopic, partition, indexedTo: end }));
+      index.record([], progress);
+      this.ownEnd.clear();
+      this.indexDirty = false;
+    }
+    if (targets.length > 0) {
+      this.options.logger?.info(
+        { partitions: targets.length, records, spans: index.spanCount(), durationMs: Date.now() - startedAtMs },
+        'topic index caught up with Kafka',
+      );
+    }
+  }
+
+  /**
+   * Records of one logical topic from `fromOffset` on, in offset order, at most
+   * `limits.maxRecords` (default 1000) and about `limits.maxBytes` of payload (at least one
+   * record). Starts at `fromOffset` or, if Kafka's retention deleted it, at the first record
+   * still held. Each index span costs one or a few fetches of its Kafka range; no read scans
+   * a whole Kafka topic.
+   */
+  async readTopic(stream: string, topic: string, fromOffset: number, limits?: ReadLimits): Promise<LogRecord[]> {
+    if (this.closed) throw new ClosedError('Kafka log');
+    const index = this.index;
+    const fetcher = this.fetcher;
+    if (index === undefined || fetcher === undefined) throw new StoreUnavailableError('Kafka log is not open');
+    const end = this.held.get(topicKey(stream, topic))?.nextOffset ?? 0;
+    const maxRecords = limits?.maxRecords ?? DEFAULT_MAX_READ_RECORDS;
+    const maxBytes = limits?.maxBytes ?? DEFAULT_MAX_READ_BYTES;
+    const records: LogRecord[] = [];
+    let bytes = 0;
+    let next = Math.max(0, Math.floor(fromOffset));
+    while (next < end && records.length < maxRecords) {
+      let span = index.spanContaining(stream, topic, next);
+      if (span === undefined) {
+        if (this.indexDirty) {
+          throw new StoreUnavailableError(
+            `the topic index is catching up with Kafka; ${stream}/${topic} from offset ${next} cannot be read yet`,
+          );
+        }
+        // Not in the index although the index is complete: Kafka's retention deleted it.
+        span = index.spanAfter(stream, topic, next);
+        if (span === undefined) break;
+        next = span.firstOffset;
+      }
+      const full = await this.readSpan(fetcher, span, next, (record) => {
+        if (records.length > 0 && bytes + record.payload.byteLength > maxBytes) return false;
+        records.push(record);
+        bytes += record.payload.byteLength;
+        next = record.offset + 1;
+        return records.length < maxRecords;
+      });
+      if (!full) break;
+      if (next <= span.lastOffset) {
+        // The span did not hold what the index said (records deleted by retention under it).
+        next = span.lastOffset + 1;
+      }
+    }
+    return records;
+  }
+
+  /** Feeds `take` the span's records from `from` on; false once `take` wants no more. */
+  private async readSpan(fetcher: PartitionFetcher, span: Span, from: number, take: (record: LogRecord) => boolean): Promise<boolean> {
+    // The span's endpoints are exact positions: its last record (what latest() wants) is one fetch.
+    let kafkaOffset = from === span.lastOffset ? span.lastKafkaOffset : span.firstKafkaOffset;
+    while (kafkaOffset <= span.lastKafkaOffset) {
+      let fetched;
+      try {
+        fetched = await fetcher.fetch(span.kafkaTopic, span.partition, kafkaOffset, READ_FETCH_BYTES);
+      } catch (error) {
+        if (error instanceof OffsetOutOfRangeError) {
+          const low = await this.logStartOffset(span.kafkaTopic, span.partition);
+          if (low <= kafkaOffset || low > span.lastKafkaOffset) return true;
+          kafkaOffset = low;
+          continue;
+        }
+        throw asStoreError(`cannot read ${span.stream}/${span.topic} from Kafka`, error);
+      }
+      for (const message of fetched.messages) {
+        if (BigInt(message.offset) > span.lastKafkaOffset) return true;
+        const identity = peekIdentity(message);
+        if (identity === undefined || identity.stream !== span.stream || identity.topic !== span.topic || identity.offset < from) continue;
+        const record = decodeRecord(message);
+        if (record === undefined) continue;
+        if (!take(record)) return false;
+      }
+      if (fetched.nextOffset <= kafkaOffset) return true;
+      kafkaOffset = fetched.nextOffset;
+    }
+    return true;
+  }
+
+  private async logStartOffset(kafkaTopic: string, partition: number): Promise<bigint> {
+    const offsets = await this.admin.fetchTopicOffsets(kafkaTopic);
+    return BigInt(offsets.find((entry) => entry.partition === partition)?.low ?? '0');
+  }
+
+
+  /** The latest record of a logical topic: one fetch at the position the index holds for it. */
   async latest(stream: string, topic: string): Promise<LogRecord | undefined> {
     if (this.closed) throw new ClosedError('Kafka log');
-    return this.latestRecords.get(topicKey(stream, topic));
+    const end = this.held.get(topicKey(stream, topic))?.nextOffset ?? 0;
+    if (end === 0) return undefined;
+    const [record] = await this.readTopic(stream, topic, end - 1, { maxRecords: 1 });
+    return record;
   }
 
   /** The next offset this site will accept for a topic; 0 for a topic it has never seen. */
   async highWater(stream: string, topic: string): Promise<number> {
     if (this.closed) throw new ClosedError('Kafka log');
     return this.held.get(topicKey(stream, topic))?.nextOffset ?? 0;
+  }
+
+  private markKafka(status: 'ok' | 'unavailable', reason?: string): void {
+    if (this.kafkaState.status === status && this.kafkaState.reason === reason) return;
+    if (status === 'ok' && this.kafkaState.status === 'unavailable') {
+      this.options.logger?.info({ after: this.kafkaState.reason }, 'Kafka answers again');
+    } else if (status === 'unavailable' && this.kafkaState.status === 'ok') {
+      this.options.logger?.warn({ reason }, 'Kafka unavailable; batches are refused (503) until it answers');
+    }
+    this.kafkaState = { status, ...(reason === undefined ? {} : { reason }), sinceMs: this.kafkaState.status === status ? this.kafkaState.sinceMs : Date.now() };
+  }
+
+  /**
+   * While no transaction has talked to Kafka lately, asks it for the high-water topic's
+   * metadata, so an outage (and the end of one) shows in health() even when nobody sends.
+   */
+  private async probe(): Promise<void> {
+    if (this.probing || this.closed) return;
+    if (this.draining !== undefined && this.kafkaState.status === 'ok') return;
+    if (this.kafkaState.status === 'ok' && Date.now() - this.lastKafkaContactMs < this.options.healthProbeIntervalMs) return;
+    this.probing = true;
+    try {
+      await withTimeout(
+        this.admin.fetchTopicMetadata({ topics: [this.layout.highWaterTopic] }),
+        PROBE_TIMEOUT_MS,
+        `no answer within ${PROBE_TIMEOUT_MS} ms`,
+      );
+      this.lastKafkaContactMs = Date.now();
+      this.markKafka('ok');
+      if (this.indexError !== undefined) void this.startCatchUp();
+    } catch (error) {
+      if (!this.closed) this.markKafka('unavailable', `Kafka at ${this.options.brokers.join(',')} does not answer: ${describeError(error)}`);
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /** Whether ingest can take batches now, and if not, why; plus the figures behind it. */
+  health(): HealthReport {
+    let status: HealthStatus = 'ok';
+    let reason: string | undefined;
+    const full = this.pendingRecords >= this.options.maxPendingRecords;
+    if (this.closed) {
+      status = 'unavailable';
+      reason = 'closed';
+    } else if (this.kafkaState.status === 'unavailable') {
+      status = 'unavailable';
+      reason = this.kafkaState.reason;
+    } else if (full) {
+      status = 'unavailable';
+      reason = `Kafka is behind: ${this.pendingRecords} records waiting (limit ${this.options.maxPendingRecords})`;
+    } else if (this.lastCommitDurationMs !== undefined && this.lastCommitDurationMs > this.options.slowCommitMs) {
+      status = 'degraded';
+      reason = `Kafka is slow: the last transaction took ${this.lastCommitDurationMs} ms`;
+    } else if (this.indexError !== undefined) {
+      status = 'degraded';
+      reason = this.indexError;
+    } else if (this.indexDirty) {
+      status = 'degraded';
+      reason = `topic index catching up with Kafka (${this.catchUpPending.size} partitions to read); some reads wait`;
+    }
+    if (status !== this.lastHealth.status || reason !== this.lastHealth.reason) {
+      this.lastHealth = { status, reason, sinceMs: status === this.lastHealth.status ? this.lastHealth.sinceMs : Date.now() };
+    }
+    return {
+      component: 'kafka-log',
+      status,
+      ...(reason === undefined ? {} : { reason }),
+      sinceMs: this.lastHealth.sinceMs,
+      details: {
+        brokers: this.options.brokers,
+        topicPrefix: this.layout.prefix,
+        pendingRecords: this.pendingRecords,
+        maxPendingRecords: this.options.maxPendingRecords,
+        commits: this.commitsTotal,
+        refusedWhileBehind: this.refusedBusyTotal,
+        lastCommitAt: this.lastCommitAtMs === undefined ? null : new Date(this.lastCommitAtMs).toISOString(),
+        lastCommitDurationMs: this.lastCommitDurationMs ?? null,
+        topics: this.held.size,
+        indexPartitionsCatchingUp: this.catchUpPending.size,
+      },
+    };
   }
 
   /** Lets calls already accepted finish, then disconnects everything. Safe to call twice. */
@@ -693,19 +1235,13 @@ export class KafkaLog implements ReplicaSink, TopicReader {
 
   private async shutdown(): Promise<void> {
     this.closed = true;
+    if (this.probeTimer !== undefined) clearInterval(this.probeTimer);
     const producer = this.producer;
     this.producer = undefined;
-    const consumer = this.latestConsumer;
-    await Promise.allSettled([
-      producer?.disconnect(),
-      consumer === undefined
-        ? undefined
-        : withTimeout(consumer.disconnect(), CLOSE_WAIT_MS, 'disconnect timed out').catch((error: unknown) => {
-            this.options.logger?.warn({ err: error }, 'latest-record reader is still disconnecting; close() goes on without it');
-          }),
-      ...this.retiring,
-    ]);
-    if (this.latestGroupId !== undefined) await this.admin.deleteGroups([this.latestGroupId]).catch(() => {});
+    await Promise.allSettled([producer?.disconnect(), ...this.retiring]);
+    await this.catchingUp?.catch(() => {});
+    await this.fetcher?.disconnect().catch(() => {});
+    this.index?.close();
     await this.admin.disconnect().catch(() => {});
   }
 }

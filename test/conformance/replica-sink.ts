@@ -4,10 +4,11 @@
  * "exactly once at the destination" means is written here once.
  */
 import { describe, expect, it } from 'vitest';
-import { OffsetGapError, TopicForkError, type LogRecord, type ReplicaSink, type TopicReader } from '../../core/index.js';
+import { OffsetGapError, TopicForkError, type LogRecord, type ReadLimits, type ReplicaSink, type TopicReader } from '../../core/index.js';
 
 export interface ReplicaSinkUnderTest extends ReplicaSink, TopicReader {
   highWater(stream: string, topic: string): Promise<number>;
+  readTopic(stream: string, topic: string, fromOffset: number, limits?: ReadLimits): Promise<LogRecord[]>;
   close(): Promise<void>;
 }
 
@@ -139,6 +140,34 @@ export function replicaSinkConformance(implementation: string, factory: ReplicaS
       }
     });
 
+    it('reads a topic from any offset in order, within limits, across many batches and other topics', async () => {
+      const sink = await factory.open(uniqueName('h'));
+      try {
+        // Interleaved writers: each batch carries a few records of several topics, so a topic's
+        // records are spread among others' in the store.
+        for (let batch = 0; batch < 12; batch += 1) {
+          await sink.replicate(['R1', 'R2', 'R3'].flatMap((topic, index) => run(topic, batch * (index + 2), (batch + 1) * (index + 2))));
+        }
+        const offsets = (records: LogRecord[]) => records.map((r) => r.offset);
+        const all = await sink.readTopic('containers', 'R2', 0, { maxRecords: 1000 });
+        expect(offsets(all)).toEqual(Array.from({ length: 36 }, (_unused, index) => index));
+        expect(all[17]).toMatchObject({ origin: 'AURORA', stream: 'containers', topic: 'R2', offset: 17, eventTimeMs: record('R2', 17).eventTimeMs });
+        expect(all[17]!.headers).toEqual(record('R2', 17).headers);
+        expect(Buffer.from(all[17]!.payload).toString()).toBe(Buffer.from(record('R2', 17).payload).toString());
+        expect(offsets(await sink.readTopic('containers', 'R3', 7, { maxRecords: 5 }))).toEqual([7, 8, 9, 10, 11]);
+        expect(offsets(await sink.readTopic('containers', 'R1', 23, { maxRecords: 10 }))).toEqual([23]);
+        expect(await sink.readTopic('containers', 'R1', 24)).toEqual([]);
+        expect(await sink.readTopic('containers', 'NEVER', 0)).toEqual([]);
+        // maxBytes stops early but always returns at least one record.
+        const oneByBytes = await sink.readTopic('containers', 'R3', 3, { maxRecords: 100, maxBytes: 1 });
+        expect(offsets(oneByBytes)).toEqual([3]);
+        const payloadBytes = record('R3', 3).payload.byteLength;
+        expect((await sink.readTopic('containers', 'R3', 3, { maxRecords: 100, maxBytes: payloadBytes * 3 })).length).toBe(3);
+      } finally {
+        await sink.close();
+      }
+    });
+
     it('after close and reopen, knows what it holds: old copies are duplicates, the next offset is accepted', async () => {
       const name = uniqueName('g');
       const first = await factory.open(name);
@@ -151,6 +180,7 @@ export function replicaSinkConformance(implementation: string, factory: ReplicaS
         await expect(again.replicate([record('Y02', 3)])).rejects.toBeInstanceOf(OffsetGapError);
         const latest = await latestEventually(again, 'Y01', 4, factory.latestLagMs);
         expect(latest).toMatchObject({ offset: 4 });
+        expect((await again.readTopic('containers', 'Y01', 1)).map((r) => r.offset)).toEqual([1, 2, 3, 4]);
       } finally {
         await again.close();
       }

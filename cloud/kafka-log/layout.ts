@@ -1,0 +1,120 @@
+/**
+ * Which Kafka topic and partition a record goes to, and how the site creates those topics
+ * (DESIGN.md decision 5: a bounded set of Kafka topics, never one per container).
+ *
+ * Today there is one data topic per stream, `<prefix>.<stream>`. `dataTopicFor` is the one
+ * place that decides it, so per-customer topics (issue 8: `<prefix>.<stream>.<customer>`, say)
+ * change this function and the topic list, not the write or read paths, which carry the
+ * Kafka topic of every record and index entry with it.
+ *
+ * The partition is computed here, with the same murmur2 hash as Kafka's Java producer
+ * (kafkajs's DefaultPartitioner is a port of it), instead of being left to the producer: the
+ * topic index must know where each record went, and a consumer in any language that hashes
+ * the key the Java way finds a container in the same partition.
+ */
+import { Partitioners, type Message } from 'kafkajs';
+
+import { ConfigError } from '../../core/index.js';
+import { dataTopicName, highWaterTopicName } from './codec.js';
+
+/** How the site creates one Kafka topic. Existing topics are checked against it, never altered. */
+export interface TopicSettings {
+  readonly partitions: number;
+  readonly replicationFactor: number;
+  /** `min.insync.replicas`: with `acks=all`, a write fails rather than land on fewer replicas. */
+  readonly minInsyncReplicas: number;
+  /** `retention.ms`; -1 keeps records forever. */
+  readonly retentionMs: number;
+  /** `retention.bytes` per partition; -1 for no size limit. */
+  readonly retentionBytes: number;
+}
+
+export interface StreamSettings extends TopicSettings {
+  /** Written as the `pc-content-type` header unless a record carries its own `content-type`. */
+  readonly contentType: string;
+}
+
+/** Kafka's own rule for topic names. */
+const KAFKA_TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
+
+type Partitioner = (args: { topic: string; partitionMetadata: { partitionId: number; leader: number }[]; message: Message }) => number;
+
+export class TopicLayout {
+  readonly highWaterTopic: string;
+  private readonly streamTopics: ReadonlyMap<string, string>;
+  private readonly partitioner: Partitioner;
+  /** Partition count per Kafka topic as it is on the cluster (which wins over the configuration). */
+  private readonly partitionCounts = new Map<string, number>();
+  private readonly fakeMetadata = new Map<number, { partitionId: number; leader: number }[]>();
+
+  constructor(
+    readonly prefix: string,
+    readonly streams: ReadonlyMap<string, StreamSettings>,
+    readonly highWaterSettings: TopicSettings,
+  ) {
+    this.highWaterTopic = highWaterTopicName(prefix);
+    this.streamTopics = new Map([...streams.keys()].map((stream) => [stream, dataTopicName(prefix, stream)]));
+    for (const name of [this.highWaterTopic, ...this.streamTopics.values()]) {
+      if (!KAFKA_TOPIC_NAME.test(name)) {
+        throw new ConfigError(
+          `KafkaLog: ${JSON.stringify(name)} is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249); check topicPrefix and streams`,
+        );
+      }
+    }
+    if (streams.has('highwater')) {
+      throw new ConfigError(`KafkaLog: a stream cannot be named 'highwater'; its data topic would be the high-water topic`);
+    }
+    this.partitioner = Partitioners.DefaultPartitioner() as unknown as Partitioner;
+  }
+
+  /** Every data topic this site writes, with the settings it creates it with. */
+  dataTopics(): { topic: string; stream: string; settings: StreamSettings }[] {
+    return [...this.streams].map(([stream, settings]) => ({ topic: this.streamTopics.get(stream)!, stream, settings }));
+  }
+
+  storesStream(stream: string): boolean {
+    return this.streamTopics.has(stream);
+  }
+
+  /** The seam for per-customer topics (issue 8): everything else asks this. */
+  dataTopicFor(record: { readonly stream: string; readonly topic: string }): string {
+    const topic = this.streamTopics.get(record.stream);
+    if (topic === undefined) throw new Error(`no data topic for stream ${record.stream}`);
+    return topic;
+  }
+
+  contentTypeOf(stream: string): string {
+    return this.streams.get(stream)?.contentType ?? 'application/octet-stream';
+  }
+
+  /** Called at open with the partition counts the cluster reports. */
+  setPartitionCount(kafkaTopic: string, partitions: number): void {
+    this.partitionCounts.set(kafkaTopic, partitions);
+  }
+
+  partitionCount(kafkaTopic: string): number {
+    const count = this.partitionCounts.get(kafkaTopic);
+    if (count === undefined) throw new Error(`partition count of ${kafkaTopic} is not known yet`);
+    return count;
+  }
+
+  /** The partition of a logical topic's records: murmur2 of the key, as Kafka's Java producer does. */
+  partitionFor(kafkaTopic: string, key: string): number {
+    const count = this.partitionCount(kafkaTopic);
+    let metadata = this.fakeMetadata.get(count);
+    if (metadata === undefined) {
+      metadata = Array.from({ length: count }, (_unused, partitionId) => ({ partitionId, leader: 0 }));
+      this.fakeMetadata.set(count, metadata);
+    }
+    return this.partitioner({ topic: kafkaTopic, partitionMetadata: metadata, message: { key, value: null } });
+  }
+}
+
+/** Topic-level configuration entries for creating a topic with these settings. */
+export function topicConfigEntries(settings: TopicSettings): { name: string; value: string }[] {
+  return [
+    { name: 'min.insync.replicas', value: String(settings.minInsyncReplicas) },
+    { name: 'retention.ms', value: String(settings.retentionMs) },
+    { name: 'retention.bytes', value: String(settings.retentionBytes) },
+  ];
+}
