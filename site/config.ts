@@ -110,12 +110,50 @@ const mqttConfig = z
     }
   });
 
-const kafkaConfig = z.strictObject({
-  brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'must be host:port')).min(1),
-  topicPrefix: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/).default('portcall'),
-  partitions: z.number().int().min(1).max(10_000).default(6),
-  replicationFactor: z.number().int().min(1).max(32).default(1),
-});
+/** How a Kafka topic is created; every field may be set for all streams or per stream. */
+const kafkaTopicSettings = {
+  partitions: z.number().int().min(1).max(10_000).optional(),
+  replicationFactor: z.number().int().min(1).max(32).optional(),
+  /** `min.insync.replicas`; default replicationFactor - 1 (at least 1). */
+  minInsyncReplicas: z.number().int().min(1).max(32).optional(),
+  /** Kafka deletes records older than this (`retention.ms`); unset keeps them forever. */
+  retentionHours: z.number().positive().optional(),
+  /** Kafka deletes the oldest records of a partition above this size (`retention.bytes`); unset for no limit. */
+  retentionBytesPerPartition: z.number().int().positive().optional(),
+};
+
+const kafkaConfig = z
+  .strictObject({
+    brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'must be host:port')).min(1),
+    topicPrefix: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/).default('portcall'),
+    ...kafkaTopicSettings,
+    partitions: kafkaTopicSettings.partitions.unwrap().default(6),
+    replicationFactor: kafkaTopicSettings.replicationFactor.unwrap().default(1),
+    /** Per-stream overrides of the topic settings above, plus the content type written in `pc-content-type`. */
+    streams: z
+      .record(streamName, z.strictObject({ ...kafkaTopicSettings, contentType: z.string().regex(/^[\w.+-]+\/[\w.+-]+$/, 'must be a MIME type such as application/json').optional() }))
+      .default({}),
+    /** Topic index file (offsets of each container's records in Kafka); default <dataDir>/<site>/kafka-index.sqlite. */
+    indexPath: z.string().min(1).optional(),
+    /** Records waiting for Kafka beyond which batches are refused with 503 (Kafka slow). */
+    maxPendingRecords: z.number().int().positive().default(200_000),
+  })
+  .superRefine((kafka, context) => {
+    const scopes: { path: string[]; settings: { replicationFactor?: number; minInsyncReplicas?: number } }[] = [
+      { path: [], settings: kafka },
+      ...Object.entries(kafka.streams).map(([name, settings]) => ({ path: ['streams', name], settings })),
+    ];
+    for (const { path, settings } of scopes) {
+      const replicationFactor = settings.replicationFactor ?? kafka.replicationFactor;
+      if (settings.minInsyncReplicas !== undefined && settings.minInsyncReplicas > replicationFactor) {
+        context.addIssue({
+          code: 'custom',
+          path: [...path, 'minInsyncReplicas'],
+          message: `must not exceed the replication factor (${replicationFactor}), or every write fails`,
+        });
+      }
+    }
+  });
 
 export const siteConfigSchema = z
   .strictObject({

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { ConfigError, PortInUseError, type ReplicaSink, type TopicReader } from '../core/index.js';
+import { ConfigError, PortInUseError, type HealthSource, type ReplicaSink, type TopicReader } from '../core/index.js';
 import { SqliteLog, type StreamPolicy } from '../edge/log/index.js';
 import { startGateway, type RunningGateway } from '../edge/gateway/index.js';
 import { Forwarder, forwardCursorName } from '../edge/forwarder/index.js';
@@ -78,24 +78,46 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
 
   try {
     let sqliteLog: SqliteLog | undefined;
+    /** Components whose health /healthz and /readyz report; the Kafka log when the site runs on it. */
+    const healthSources: HealthSource[] = [];
     let sink: ReplicaSink;
     let reader: TopicReader;
     if (config.log.backend === 'kafka' && config.log.kafka !== undefined) {
       const kafka = config.log.kafka;
       // Loaded only on Kafka-backed sites, so a ship never loads the Kafka client.
       const { KafkaLog } = await import('../cloud/kafka-log/index.js');
+      const hoursToMs = (hours: number | undefined) => (hours === undefined ? undefined : Math.round(hours * 3_600_000));
       const kafkaLog = await KafkaLog.open({
         siteId: config.site,
         brokers: kafka.brokers,
         topicPrefix: kafka.topicPrefix,
         partitions: kafka.partitions,
         replicationFactor: kafka.replicationFactor,
-        streams: DEFAULT_STREAM_PRIORITY,
+        minInsyncReplicas: kafka.minInsyncReplicas,
+        retentionMs: hoursToMs(kafka.retentionHours),
+        retentionBytes: kafka.retentionBytesPerPartition,
+        streamTopics: Object.fromEntries(
+          Object.entries(kafka.streams).map(([stream, own]) => [
+            stream,
+            {
+              partitions: own.partitions,
+              replicationFactor: own.replicationFactor,
+              minInsyncReplicas: own.minInsyncReplicas,
+              retentionMs: hoursToMs(own.retentionHours),
+              retentionBytes: own.retentionBytesPerPartition,
+              contentType: own.contentType,
+            },
+          ]),
+        ),
+        streams: [...new Set([...DEFAULT_STREAM_PRIORITY, ...Object.keys(config.streams), ...Object.keys(kafka.streams)])],
+        indexPath: kafka.indexPath ?? join(config.dataDir, config.site, 'kafka-index.sqlite'),
+        maxPendingRecords: kafka.maxPendingRecords,
         logger: logger.child({ component: 'kafka-log' }),
       });
       closers.push(() => kafkaLog.close());
       sink = kafkaLog;
       reader = kafkaLog;
+      healthSources.push(kafkaLog);
     } else {
       const log = SqliteLog.open({
         siteId: config.site,
@@ -234,7 +256,24 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         }).stats;
       }
       registerReadRoutes(app, { reader });
-      app.get('/healthz', async () => ({ status: 'ok', site: config.site, backend: config.log.backend }));
+      const healthBody = () => {
+        const components = healthSources.map((source) => source.health());
+        const status = components.some((c) => c.status === 'unavailable')
+          ? 'unavailable'
+          : components.some((c) => c.status === 'degraded')
+            ? 'degraded'
+            : 'ok';
+        const reasons = components.filter((c) => c.reason !== undefined).map((c) => `${c.component}: ${c.reason}`);
+        return { status, site: config.site, backend: config.log.backend, ...(reasons.length === 0 ? {} : { reasons }), components };
+      };
+      // Liveness: 200 while the process serves, whatever its backends do, so an orchestrator
+      // does not restart a site that is only waiting for Kafka; the body says what is wrong.
+      app.get('/healthz', async () => healthBody());
+      // Readiness: 503 while batches would be refused (a backend down or behind), with why.
+      app.get('/readyz', async (_request, reply) => {
+        const body = healthBody();
+        return reply.code(body.status === 'unavailable' ? 503 : 200).send(body);
+      });
       app.get('/metrics', async (_request, reply) => {
         reply.header('content-type', registry.contentType);
         return registry.metrics();
