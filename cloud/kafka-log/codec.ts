@@ -72,7 +72,7 @@ export function encodeRecord(record: LogRecord, streamContentType: string, parti
     [HEADER_CONTENT_TYPE]: record.headers[RECORD_CONTENT_TYPE_HEADER] ?? streamContentType,
     [HEADER_SCHEMA]: SCHEMA_VERSION,
   };
-  for (const name in record.headers) headers[USER_HEADER_PREFIX + name] = record.headers[name]!;
+  for (const name of Object.keys(record.headers)) headers[USER_HEADER_PREFIX + name] = record.headers[name]!;
   // No Kafka timestamp of our own: the broker's time-based retention keys on it, and a
   // backlog weeks old stamped with its event time would be deleted as soon as it landed.
   return { key: record.topic, value: payloadBuffer(record.payload), headers, partition };
