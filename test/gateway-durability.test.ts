@@ -1,5 +1,5 @@
 /**
- * Acknowledged means durable, tested the hard way: the real `portcall edge` process, 1,500
+ * Acknowledged means durable, tested the hard way: the real `portcall edge` process, 1,000
  * QoS 1 readings each waited for until PUBACK, then kill -9 and a restart. Every acknowledged
  * reading must be in the log exactly once, in order, and the topic goes on from there.
  */
@@ -12,7 +12,7 @@ import { readLogTopic, readLogTopics, SITE } from './support/gateway-site.js';
 import { startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
 
 const CONTAINERS = ['K01', 'K02', 'K03', 'K04', 'K05'];
-const READINGS = 1500;
+const READINGS = 1000;
 
 describe('gateway durability across kill -9', () => {
   const processes: PortcallProcess[] = [];
@@ -38,9 +38,9 @@ describe('gateway durability across kill -9', () => {
     const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'durable-sensor', protocolVersion: 4, reconnectPeriod: 0 });
     const acknowledged: number[] = [];
     // Many in flight at once, as a fleet would send them: they share commits.
-    for (let start = 0; start < READINGS; start += 300) {
+    for (let start = 0; start < READINGS; start += 250) {
       await Promise.all(
-        Array.from({ length: Math.min(300, READINGS - start) }, (_unused, index) => {
+        Array.from({ length: Math.min(250, READINGS - start) }, (_unused, index) => {
           const seq = start + index;
           const container = CONTAINERS[seq % CONTAINERS.length]!;
           return client
@@ -52,7 +52,7 @@ describe('gateway durability across kill -9', () => {
     expect(acknowledged).toHaveLength(READINGS);
     // More in flight when the process dies: these may or may not be stored, but whatever was
     // acknowledged must be, and nothing twice.
-    const tail = Array.from({ length: 500 }, (_unused, index) => READINGS + index);
+    const tail = Array.from({ length: 300 }, (_unused, index) => READINGS + index);
     for (const seq of tail) {
       client.publish(`bigblue/containers/${CONTAINERS[seq % CONTAINERS.length]!}/reefer`, JSON.stringify({ ts: 1_763_769_600_000 + seq, seq }), { qos: 1 }, (error) => {
         if (!error) acknowledged.push(seq);

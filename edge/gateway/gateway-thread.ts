@@ -114,7 +114,14 @@ export class GatewayThread {
     try {
       const started = await ready;
       if (registry !== undefined) await started.mirrorMetrics(registry);
-      worker.on('error', (error) => logger.error({ err: error.message }, 'gateway thread failed'));
+      worker.on('error', (error) => logger.fatal({ err: error.stack ?? error.message }, 'gateway thread failed'));
+      worker.once('exit', (code) => {
+        if (started.closed !== undefined) return;
+        // A site that looks up but takes no MQTT is worse than one that is seen to fail: exit
+        // as an uncaught error on an in-thread gateway would, for the supervisor to restart.
+        logger.fatal({ code }, 'gateway thread exited; stopping the site');
+        process.exit(70);
+      });
       return started;
     } catch (error) {
       await worker.terminate();
