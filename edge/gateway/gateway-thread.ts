@@ -45,6 +45,8 @@ function workerUrl(): URL {
   return new URL(compiled.href.replace(/\/edge\/gateway\//, '/dist/edge/gateway/'));
 }
 
+const YOUNG_GENERATION_MB = 64;
+
 const LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = {
   10: 'trace',
   20: 'debug',
@@ -74,7 +76,12 @@ export class GatewayThread {
       ...(bridge === undefined ? {} : { bridge }),
       logLevel: logger.level,
     };
-    const worker = new Worker(workerUrl(), { workerData: data });
+    const worker = new Worker(workerUrl(), {
+      workerData: data,
+      // Every message allocates (aedes' packets, parsed payloads) and nearly all of it dies
+      // young: a larger young generation means fewer scavenges and less wrongly promoted.
+      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
+    });
     let thread: GatewayThread | undefined;
     const ready = new Promise<GatewayThread>((resolve, reject) => {
       worker.on('message', (message: FromGatewayThread) => {
