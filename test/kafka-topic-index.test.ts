@@ -1,0 +1,166 @@
+/**
+ * The Kafka log's topic index: "container X from offset N" without scanning whole Kafka
+ * topics, kept in a file beside the site and rebuilt from Kafka when it is lost or behind.
+ */
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, afterEach, expect, it } from 'vitest';
+
+import { KafkaLog, type KafkaLogOptions } from '../cloud/kafka-log/index.js';
+import type { LogRecord } from '../core/index.js';
+import { describeKafka, kafkaBootstrap } from './support/kafka.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'portcall-kafka-index-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+});
+
+function rec(topic: string, offset: number, payloadBytes = 64): LogRecord {
+  const body = JSON.stringify({ topic, offset });
+  return {
+    origin: 'AURORA',
+    stream: 'containers',
+    topic,
+    offset,
+    eventTimeMs: 1_763_769_600_000 + offset,
+    ingestTimeMs: 1_763_769_600_500 + offset,
+    headers: { seq: String(offset) },
+    payload: new Uint8Array(Buffer.from(body.padEnd(payloadBytes, '.'))),
+  };
+}
+
+async function open(options: Partial<KafkaLogOptions> & { siteId: string; topicPrefix: string }): Promise<KafkaLog> {
+  const log = await KafkaLog.open({ brokers: [kafkaBootstrap()!], streams: ['containers'], partitions: 2, recoveryTimeoutMs: 20_000, ...options });
+  cleanups.push(() => log.close());
+  return log;
+}
+
+function unique(): { siteId: string; topicPrefix: string } {
+  const run = randomBytes(3).toString('hex');
+  return { siteId: `IX${run}`, topicPrefix: `ix${run}` };
+}
+
+/** Counts the Kafka fetches a log makes (the only private state a test here touches). */
+function countFetches(log: KafkaLog): { fetches: number; messages: number } {
+  const counter = { fetches: 0, messages: 0 };
+  const fetcher = (log as unknown as { fetcher: { fetch: (...args: unknown[]) => Promise<{ messages: unknown[] }> } }).fetcher;
+  const original = fetcher.fetch.bind(fetcher);
+  fetcher.fetch = async (...args: unknown[]) => {
+    const result = await original(...args);
+    counter.fetches += 1;
+    counter.messages += result.messages.length;
+    return result;
+  };
+  return counter;
+}
+
+const offsets = (records: LogRecord[]) => records.map((r) => r.offset);
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_unused, i) => from + i);
+
+describeKafka('Kafka log topic index', () => {
+  it('rebuilds a lost index from Kafka, catches up one that is behind, and discards one of other topics', { timeout: 90_000 }, async () => {
+    const names = unique();
+    const indexPath = join(dir, `${names.siteId}.sqlite`);
+    const first = await open({ ...names, indexPath });
+    for (let batch = 0; batch < 6; batch++) {
+      await first.replicate(['A', 'B', 'C'].flatMap((topic) => range(batch * 5, batch * 5 + 5).map((offset) => rec(topic, offset))));
+    }
+    await first.close();
+    const behindCopy = join(dir, `${names.siteId}-behind.sqlite`);
+    copyFileSync(indexPath, behindCopy);
+
+    const second = await open({ ...names, indexPath });
+    for (let batch = 6; batch < 10; batch++) {
+      await second.replicate(['A', 'B'].flatMap((topic) => range(batch * 5, batch * 5 + 5).map((offset) => rec(topic, offset))));
+    }
+    expect(offsets(await second.readTopic('containers', 'A', 28, { maxRecords: 5 }))).toEqual([28, 29, 30, 31, 32]);
+    await second.close();
+
+    // Behind: the file from before the second run knows nothing of its commits.
+    copyFileSync(behindCopy, indexPath);
+    for (const suffix of ['-wal', '-shm']) if (existsSync(indexPath + suffix)) unlinkSync(indexPath + suffix);
+    const caughtUp = await open({ ...names, indexPath });
+    expect(caughtUp.health()).toMatchObject({ status: 'ok' });
+    expect(offsets(await caughtUp.readTopic('containers', 'A', 0, { maxRecords: 100 }))).toEqual(range(0, 50));
+    expect(offsets(await caughtUp.readTopic('containers', 'C', 27, { maxRecords: 100 }))).toEqual([27, 28, 29]);
+    expect(await caughtUp.latest('containers', 'B')).toMatchObject({ offset: 49, headers: { seq: '49' } });
+    await caughtUp.close();
+
+    // Lost: no file at all.
+    rmSync(indexPath, { force: true });
+    for (const suffix of ['-wal', '-shm']) rmSync(indexPath + suffix, { force: true });
+    const rebuilt = await open({ ...names, indexPath });
+    expect(offsets(await rebuilt.readTopic('containers', 'B', 10, { maxRecords: 100 }))).toEqual(range(10, 50));
+    const [record] = await rebuilt.readTopic('containers', 'C', 12, { maxRecords: 1 });
+    expect(record).toEqual(rec('C', 12));
+    await rebuilt.close();
+
+    // Foreign: a file indexing another prefix's topics is discarded, not trusted.
+    const other = unique();
+    const foreign = await open({ ...other, indexPath });
+    await foreign.replicate(range(0, 3).map((offset) => rec('A', offset)));
+    expect(offsets(await foreign.readTopic('containers', 'A', 0))).toEqual([0, 1, 2]);
+    await foreign.close();
+    const back = await open({ ...names, indexPath });
+    expect(offsets(await back.readTopic('containers', 'A', 45))).toEqual(range(45, 50));
+  });
+
+  it('reads a rarely written container among busy ones with a few fetches, not a scan of the topic', { timeout: 90_000 }, async () => {
+    const names = unique();
+    // One partition: every container shares it, the worst case for a read by key.
+    const log = await open({ ...names, partitions: 1 });
+    const busy = range(0, 40).map((i) => `BUSY${i}`);
+    let rare = 0;
+    for (let batch = 0; batch < 10; batch++) {
+      const records = busy.flatMap((topic) => range(batch * 25, batch * 25 + 25).map((offset) => rec(topic, offset, 1_000)));
+      // The rare container appears in three of the ten transactions.
+      if (batch % 4 === 1) records.splice(records.length / 2, 0, rec('RARE', rare++, 1_000));
+      await log.replicate(records);
+    }
+    // About 10 MB in the partition; reading all of it takes at least ten 1 MB fetches.
+    const counter = countFetches(log);
+    expect(offsets(await log.readTopic('containers', 'RARE', 0))).toEqual([0, 1, 2]);
+    expect(counter.fetches).toBeLessThanOrEqual(3);
+    expect(counter.messages).toBeLessThan(3 * 1_500);
+
+    counter.fetches = 0;
+    expect(await log.latest('containers', 'BUSY17')).toMatchObject({ offset: 249 });
+    expect(counter.fetches).toBe(1);
+
+    counter.fetches = 0;
+    const middle = await log.readTopic('containers', 'BUSY3', 110, { maxRecords: 30 });
+    expect(offsets(middle)).toEqual(range(110, 140));
+    expect(counter.fetches).toBeLessThanOrEqual(4);
+  });
+
+  it('catches up after a commit it could not index, and serves reads again by itself', { timeout: 60_000 }, async () => {
+    const names = unique();
+    const log = await open({ ...names, indexPath: join(dir, `${names.siteId}.sqlite`) });
+    await log.replicate(range(0, 5).map((offset) => rec('Y01', offset)));
+    // Fault injection: the next index write fails (a full disk under the index file, say),
+    // after Kafka committed. Only that one call is touched; Kafka and the file are real.
+    const index = (log as unknown as { index: { record: (...args: unknown[]) => void } }).index;
+    const original = index.record.bind(index);
+    let failures = 0;
+    index.record = (...args: unknown[]) => {
+      if (failures++ === 0) throw new Error('SQLITE_FULL: database or disk is full');
+      original(...args);
+    };
+    expect(await log.replicate(range(5, 10).map((offset) => rec('Y01', offset)))).toMatchObject({ stored: 5 });
+    // Until the catch-up has read the commit back from Kafka, a read of it waits rather than skipping it.
+    const deadline = Date.now() + 20_000;
+    let read: LogRecord[] = [];
+    while (Date.now() < deadline) {
+      read = await log.readTopic('containers', 'Y01', 0).catch(() => []);
+      if (read.length === 10) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(offsets(read)).toEqual(range(0, 10));
+    expect(log.health().status).toBe('ok');
+  });
+});
