@@ -185,3 +185,52 @@ describe('mqtt configuration', () => {
     expect(loadSiteConfig('config/aurora.yaml', {}).mqtt?.auth.allowAnonymous).toBe(true);
   });
 });
+
+describe('back-pressure', () => {
+  it('stops reading connections while too much is not yet durable, and takes everything once the log catches up', async () => {
+    const { MqttGateway } = await import('../edge/gateway/index.js');
+    const { connect } = await import('node:net');
+    let inFlight = 0;
+    let peak = 0;
+    let stored = 0;
+    // A log that takes 50 ms per commit: far slower than one client can send QoS 0.
+    const slowLog = {
+      append: async (records: readonly NewRecord[]) => {
+        inFlight += records.length;
+        peak = Math.max(peak, inFlight);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        inFlight -= records.length;
+        stored += records.length;
+        return [];
+      },
+    };
+    const gateway = await MqttGateway.start({
+      appender: slowLog,
+      topicRules: [{ pattern: 'bigblue/containers/{container}/{sensor}', stream: 'containers', topic: '{container}' }],
+      port: 0,
+      allowAnonymous: true,
+      maxPendingRecords: 200,
+    });
+    try {
+      const socket = connect(gateway.port, '127.0.0.1');
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      socket.on('error', () => undefined);
+      const connack = new Promise((resolve) => socket.once('data', resolve));
+      socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'flood', clean: true, keepalive: 0 }));
+      await connack;
+      socket.resume();
+      const messages = 5000;
+      const publish = mqttPacket.generate({ cmd: 'publish', topic: 'bigblue/containers/F01/reefer', payload: Buffer.from('{"tempC":1}'), qos: 0, dup: false, retain: false });
+      socket.write(Buffer.concat(Array.from({ length: messages }, () => publish)));
+      const deadline = Date.now() + 20_000;
+      while (stored < messages && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      socket.destroy();
+      expect(stored).toBe(messages);
+      // One socket read past the mark at most (64 KiB of 40-byte packets).
+      expect(peak).toBeLessThanOrEqual(200 + 65536 / publish.length);
+      expect(peak).toBeGreaterThan(0);
+    } finally {
+      await gateway.close();
+    }
+  });
+});

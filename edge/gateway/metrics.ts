@@ -15,6 +15,7 @@ export class GatewayMetrics {
   readonly clients: Gauge;
   readonly topicsWatched: Gauge;
   readonly alerts: Counter<'kind'>;
+  readonly readPauses: Counter;
 
   /** Counted per message as plain numbers and handed to prom-client at scrape time: labelled
    * increments cost a label hash each, which shows at tens of thousands of messages a second. */
@@ -75,6 +76,11 @@ export class GatewayMetrics {
       collect() {
         this.set(topicsWatched());
       },
+    });
+    this.readPauses = new Counter({
+      name: 'portcall_gateway_read_pauses_total',
+      help: 'Times a connection was not read because too many accepted records were not yet durable',
+      registers,
     });
     this.alerts = new Counter({
       name: 'portcall_gateway_alerts_total',

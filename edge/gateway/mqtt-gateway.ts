@@ -80,6 +80,8 @@ export interface GatewayOptions {
   /** Accept clients that present no credentials, with no access restrictions (development). */
   readonly allowAnonymous: boolean;
   readonly livenessCheckIntervalMs?: number;
+  /** Records accepted but not yet durable above which connections stop being read. */
+  readonly maxPendingRecords?: number;
   /** Most records in one append; more arriving in one event-loop turn start the next one. */
   readonly maxBatchRecords?: number;
   readonly logger?: Logger;
@@ -96,6 +98,8 @@ export interface GatewayStats {
 type ClientIdentity = { readonly kind: 'device'; readonly device: DeviceIdentity } | { readonly kind: 'anonymous' };
 
 const DEFAULT_MAX_PACKET_BYTES = 256 * 1024;
+/** About 50 MB of 150-byte readings in memory, and a second or two of the log's work. */
+const DEFAULT_MAX_PENDING_RECORDS = 100_000;
 const CONNACK_IDENTIFIER_REJECTED = 2;
 const CONNACK_BAD_CREDENTIALS = 4;
 const CONNACK_NOT_AUTHORIZED = 5;
@@ -137,6 +141,7 @@ export class MqttGateway {
   /** The gateway's checks and durable append, shared with the bridge. */
   readonly intake: MessageIntake;
   private readonly maxPacketBytes: number;
+  private readonly maxPendingRecords: number;
   private ports: { tcp: number; tls: number | undefined; websocket: number | undefined } = {
     tcp: 0,
     tls: undefined,
@@ -152,6 +157,7 @@ export class MqttGateway {
       if (policy.silenceAlertMs !== undefined) thresholds.set(stream, policy.silenceAlertMs);
     }
     this.maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
+    this.maxPendingRecords = options.maxPendingRecords ?? DEFAULT_MAX_PENDING_RECORDS;
     this.liveness = new LivenessWatch(thresholds, (record) => this.raiseAlert(record));
     this.metrics = new GatewayMetrics(options.registry, () => this.liveness.topicsWatched);
     this.batcher = new CommitBatcher(options.appender, options.maxBatchRecords ?? 4096, (records, elapsedMs) => {
@@ -222,11 +228,27 @@ export class MqttGateway {
     });
   }
 
+  /**
+   * Nothing bounds what clients send but the disk's pace: QoS 0 has no acknowledgement and
+   * a QoS 1 client need not wait for its PUBACKs. Past this many records not yet durable,
+   * connections are not read (TCP pushes back on the senders) until the log catches up.
+   */
+  private readonly isBusy = (): boolean => {
+    if (this.batcher.pending < this.maxPendingRecords) return false;
+    this.metrics.readPauses.inc();
+    return true;
+  };
+
   private handle(socket: Duplex, request?: IncomingMessage): void {
-    const guarded = guardConnection(socket, this.maxPacketBytes, (error) => {
-      this.metrics.refusals.inc({ reason: error instanceof PacketTooLargeError ? 'packet-too-large' : 'malformed-packet' });
-      this.options.logger?.info({ err: error.message }, 'MQTT connection closed: packet refused before buffering');
-    });
+    const guarded = guardConnection(
+      socket,
+      this.maxPacketBytes,
+      (error) => {
+        this.metrics.refusals.inc({ reason: error instanceof PacketTooLargeError ? 'packet-too-large' : 'malformed-packet' });
+        this.options.logger?.info({ err: error.message }, 'MQTT connection closed: packet refused before buffering');
+      },
+      this.isBusy,
+    );
     this.broker.handle(guarded as Socket, request);
   }
 

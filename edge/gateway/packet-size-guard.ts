@@ -64,6 +64,8 @@ export class PacketSizeScanner {
   }
 }
 
+const BUSY_RETRY_MS = 2;
+
 /**
  * Guards a connection (a TCP or TLS socket, or a WebSocket stream) in place, for aedes to use
  * as it is: aedes pulls with `read()` on 'readable', so the scanner sees every byte before
@@ -73,10 +75,26 @@ export class PacketSizeScanner {
  * Writes are corked until the event loop comes round: aedes writes each PUBACK on its own, a
  * commit acknowledges hundreds at once, and this sends them in one system call.
  */
-export function guardConnection(connection: Duplex, maxPacketBytes: number, onViolation: (error: Error) => void): Duplex {
+export function guardConnection(
+  connection: Duplex,
+  maxPacketBytes: number,
+  onViolation: (error: Error) => void,
+  /** True while the gateway holds too much not yet durable: stop reading, let TCP push back. */
+  isBusy: () => boolean = () => false,
+): Duplex {
   const scanner = new PacketSizeScanner(maxPacketBytes);
   const read = connection.read.bind(connection);
+  let retry: NodeJS.Timeout | undefined;
+  const retryRead = () => {
+    retry = undefined;
+    // aedes reads again on 'readable'; nothing new may arrive to fire it, so fire it here.
+    if (!connection.destroyed) connection.emit('readable');
+  };
   connection.read = (size?: number) => {
+    if (isBusy()) {
+      retry ??= setTimeout(retryRead, BUSY_RETRY_MS);
+      return null;
+    }
     const chunk = read(size) as Buffer | null;
     if (chunk === null || connection.destroyed) return chunk;
     try {
