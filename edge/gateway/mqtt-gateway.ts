@@ -25,7 +25,7 @@ import { Aedes, type Client, type PublishPacket } from 'aedes';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { InvalidInputError, StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
+import { ConfigError, InvalidInputError, StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
 import { CommitBatcher, type DurableAppend } from './commit-batcher.js';
 import { mayPublish, maySubscribe, type DeviceDirectory, type DeviceIdentity } from './credentials.js';
 import { LivenessWatch } from './liveness.js';
@@ -177,7 +177,7 @@ export class MqttGateway {
 
   static async start(options: GatewayOptions): Promise<MqttGateway> {
     if (options.devices === undefined && !options.allowAnonymous) {
-      throw new InvalidInputError('no-credentials', 'a gateway without a credentials file must allow anonymous clients explicitly');
+      throw new ConfigError('mqtt.auth: a gateway without a credentials file must allow anonymous clients explicitly');
     }
     const gateway = new MqttGateway(options);
     gateway.broker = await Aedes.createBroker({
