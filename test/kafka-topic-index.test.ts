@@ -138,6 +138,15 @@ describeKafka('Kafka log topic index', () => {
     expect(counter.fetches).toBeLessThanOrEqual(4);
   });
 
+  it('reads its own writes at once: a read right after a commit waits for the commit markers', { timeout: 60_000 }, async () => {
+    const log = await open({ ...unique(), partitions: 3 });
+    for (let offset = 0; offset < 40; offset++) {
+      await log.replicate([rec('Y01', offset), rec('Y02', offset)]);
+      expect((await log.latest('containers', 'Y01'))?.offset).toBe(offset);
+      expect(offsets(await log.readTopic('containers', 'Y02', offset))).toEqual([offset]);
+    }
+  });
+
   it('catches up after a commit it could not index, and serves reads again by itself', { timeout: 60_000 }, async () => {
     const names = unique();
     const log = await open({ ...names, indexPath: join(dir, `${names.siteId}.sqlite`) });

@@ -5,4 +5,7 @@
  * See kafka-log.ts for the invariants, codec.ts and layout.ts for the layout, topic-index.ts
  * for the index. kafkajs is imported only inside this folder (checked by `npm run boundaries`).
  */
+// First, so its replacements are in place before kafkajs loads the modules they replace.
+import './kafkajs-speedups.js';
+
 export { KafkaLog, type KafkaLogOptions, type StreamTopicOptions } from './kafka-log.js';

@@ -69,6 +69,7 @@ import { decodeRecord, encodeHighWater, encodeRecord, encodedSizeBytes, peekIden
 import { readHighWater } from './highwater-reader.js';
 import { OffsetOutOfRangeError, PartitionFetcher } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
+import { speedups } from './kafkajs-speedups.js';
 import { TopicLayout, topicConfigEntries, type StreamSettings, type TopicSettings } from './layout.js';
 import { RunBuilder, TopicIndex, type Run, type Span } from './topic-index.js';
 
@@ -151,10 +152,16 @@ const DEFAULT_HEALTH_PROBE_INTERVAL_MS = 2_000;
 const JSON_STREAMS = new Set(['containers', 'ships', 'alerts', 'manifests']);
 /**
  * kafkajs puts every message for one partition of one send into a single record batch, and
- * the broker refuses a batch above `message.max.bytes` (1 MiB by default). Sending a large
- * group commit in pieces of this size keeps each batch under it.
+ * the broker refuses a batch above `message.max.bytes` (1 MiB by default). A send holds at
+ * most this much per partition, so each batch stays under it...
  */
-const SEND_CHUNK_BYTES = 512 * 1024;
+const SEND_PARTITION_BYTES = 768 * 1024;
+/**
+ * ...and at most this much in all: one produce request per send, and a transaction's sends
+ * go one after another, so fewer, larger sends mean fewer round trips (well under the
+ * broker's `socket.request.max.bytes`, 100 MiB by default).
+ */
+const SEND_REQUEST_BYTES = 8 * 1024 * 1024;
 /** Record framing plus the JSON around nextOffset and origin, as an upper bound. */
 const HIGH_WATER_ENTRY_OVERHEAD_BYTES = 128;
 /** Payload bytes gathered into one transaction at most (unless a single call is larger). */
@@ -175,6 +182,8 @@ const READ_FETCH_BYTES = 1024 * 1024;
 const CATCH_UP_FETCH_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_READ_RECORDS = 1_000;
 const DEFAULT_MAX_READ_BYTES = 4 * 1024 * 1024;
+/** How long a read waits for a just-committed transaction's markers to make it readable. */
+const COMMIT_MARKER_WAIT_MS = 5_000;
 
 interface PendingReplicate {
   readonly records: readonly LogRecord[];
@@ -331,19 +340,25 @@ interface OutgoingItem {
   readonly record?: LogRecord;
 }
 
-/** Cuts a transaction's messages into sends that stay under the broker's batch size limit. */
+/** Cuts a transaction's messages into sends that keep every partition's batch under the broker's limit. */
 function chunkItems(items: readonly OutgoingItem[]): OutgoingItem[][] {
   const chunks: OutgoingItem[][] = [];
   let current: OutgoingItem[] = [];
   let currentBytes = 0;
+  let partitionBytes = new Map<string, number>();
   for (const item of items) {
-    if (currentBytes > 0 && currentBytes + item.sizeBytes > SEND_CHUNK_BYTES) {
+    // High-water entries carry no partition: the producer picks it, so they count as one.
+    const key = item.message.partition === undefined ? item.topic : partitionKey(item.topic, item.message.partition);
+    const inPartition = partitionBytes.get(key) ?? 0;
+    if (currentBytes > 0 && (inPartition + item.sizeBytes > SEND_PARTITION_BYTES || currentBytes + item.sizeBytes > SEND_REQUEST_BYTES)) {
       chunks.push(current);
       current = [];
       currentBytes = 0;
+      partitionBytes = new Map();
     }
     current.push(item);
     currentBytes += item.sizeBytes;
+    partitionBytes.set(key, (partitionBytes.get(key) ?? 0) + item.sizeBytes);
   }
   if (current.length > 0) chunks.push(current);
   return chunks;
@@ -363,6 +378,7 @@ function toTopicMessages(chunk: readonly OutgoingItem[]): TopicMessages[] {
 }
 
 const partitionKey = (kafkaTopic: string, partition: number): string => `${kafkaTopic}#${partition}`;
+
 
 interface CatchUpTarget {
   readonly kafkaTopic: string;
@@ -462,6 +478,9 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     // the coordinator settle a transaction a crashed predecessor left open: abort it, or, if
     // the predecessor had already asked to commit, complete the commit. Read before that, the
     // last stable offset would stop short of entries that are committed a moment later.
+    if (speedups.recordEncoder !== 'installed' || speedups.grouping !== 'installed') {
+      this.options.logger?.info({ speedups }, 'kafkajs was loaded before the Kafka log; some of its own (slower) produce code stays in use');
+    }
     this.producer = await this.connectProducer();
     this.held = await this.recoverHighWater();
     const { clusterId } = await this.admin.describeCluster();
@@ -1101,6 +1120,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   private async readSpan(fetcher: PartitionFetcher, span: Span, from: number, take: (record: LogRecord) => boolean): Promise<boolean> {
     // The span's endpoints are exact positions: its last record (what latest() wants) is one fetch.
     let kafkaOffset = from === span.lastOffset ? span.lastKafkaOffset : span.firstKafkaOffset;
+    let markersDeadlineMs: number | undefined;
     while (kafkaOffset <= span.lastKafkaOffset) {
       let fetched;
       try {
@@ -1122,7 +1142,19 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         if (record === undefined) continue;
         if (!take(record)) return false;
       }
-      if (fetched.nextOffset <= kafkaOffset) return true;
+      if (fetched.nextOffset <= kafkaOffset) {
+        // Nothing readable yet at a position the index knows is committed: EndTxn returns
+        // before the coordinator has written the commit markers into the data partitions, so
+        // right after a commit the last stable offset can still be behind it for a moment.
+        if (fetched.lastStableOffset > kafkaOffset) return true;
+        if (Date.now() > (markersDeadlineMs ??= Date.now() + COMMIT_MARKER_WAIT_MS)) {
+          throw new StoreUnavailableError(
+            `${span.stream}/${span.topic}: committed records at ${span.kafkaTopic}/${span.partition}@${kafkaOffset} are not readable after ${COMMIT_MARKER_WAIT_MS} ms`,
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        continue;
+      }
       kafkaOffset = fetched.nextOffset;
     }
     return true;
