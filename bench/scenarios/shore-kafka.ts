@@ -1,0 +1,270 @@
+/**
+ * shore-kafka: records per second from a shore site's receiving endpoint into Kafka,
+ * transactional and exactly once (`portcall shore` on the Kafka backend, fed over HTTP by
+ * concurrent senders), next to Kafka's own producer benchmark, ProducerPerformance from the
+ * same jars, on the same broker with the same 150-byte records in the same run.
+ *
+ * Also measured, to show where the time goes: KafkaLog.replicate called directly (no HTTP,
+ * no batch decoding), and ProducerPerformance with transactions.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Kafka, logLevel } from 'kafkajs';
+import { stringify } from 'yaml';
+
+import { KafkaLog } from '../../cloud/kafka-log/index.js';
+import type { LogRecord } from '../../core/index.js';
+import { BATCH_CONTENT_TYPE, Compression, encodeBatch } from '../../edge/link/index.js';
+import { ensureKafkaJars, startKafkaBroker, type KafkaBroker } from '../../tools/kafka/index.js';
+import type { BenchContext, Figure, Scenario } from '../harness.js';
+
+const RECORD_BYTES = 150;
+const PARTITIONS = 6;
+const CONTAINERS = 1_000;
+const SENDERS = 4;
+/** The forwarder's default batch size (links[].maxBatchRecords). */
+const BATCH_RECORDS = 5_000;
+const TOKEN = 'bench-shore-kafka-token-0001';
+const PORTCALL_BIN = fileURLToPath(new URL('../../cli/portcall.js', import.meta.url));
+
+function payloadFor(i: number): Uint8Array {
+  const body = Buffer.alloc(RECORD_BYTES, 0x20);
+  body.write(`{"seq":${i},"tempC":-18.25,"setpointC":-18,"humidityPct":81.5,"door":"closed"}`);
+  return body;
+}
+
+/** Record i of the origin log: container i % CONTAINERS, at offset floor(i / CONTAINERS). */
+function originRecord(i: number): LogRecord {
+  const container = i % CONTAINERS;
+  const topic = `C${String(container).padStart(4, '0')}`;
+  return {
+    origin: 'AURORA',
+    stream: 'containers',
+    topic,
+    offset: Math.floor(i / CONTAINERS),
+    eventTimeMs: 1_763_769_600_000 + i,
+    ingestTimeMs: 1_763_769_600_000 + i,
+    headers: { 'mqtt-topic': `bigblue/containers/${topic}/reefer` },
+    payload: payloadFor(i),
+  };
+}
+
+/**
+ * The origin log split among senders by container (sender s owns containers c with
+ * c % SENDERS === s), each sender's part in order, in batches of BATCH_RECORDS: concurrent
+ * senders never race on one container, as concurrent links never do.
+ */
+function senderBatches(records: number): LogRecord[][][] {
+  const perSender: LogRecord[][] = Array.from({ length: SENDERS }, () => []);
+  for (let i = 0; i < records; i++) perSender[(i % CONTAINERS) % SENDERS]!.push(originRecord(i));
+  return perSender.map((list) => {
+    const batches: LogRecord[][] = [];
+    for (let start = 0; start < list.length; start += BATCH_RECORDS) batches.push(list.slice(start, start + BATCH_RECORDS));
+    return batches;
+  });
+}
+
+/** Runs Kafka's ProducerPerformance and parses its summary line into records/s. */
+async function producerPerformance(libsDir: string, bootstrap: string, topic: string, records: number, extra: string[]): Promise<number> {
+  const args = [
+    '-cp',
+    join(libsDir, '*'),
+    'org.apache.kafka.tools.ProducerPerformance',
+    '--topic',
+    topic,
+    '--num-records',
+    String(records),
+    '--record-size',
+    String(RECORD_BYTES),
+    '--throughput',
+    '-1',
+    '--producer-props',
+    `bootstrap.servers=${bootstrap}`,
+    'acks=all',
+    ...extra,
+  ];
+  const output = await new Promise<string>((resolve, reject) => {
+    const child = spawn('java', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`ProducerPerformance exited ${String(code)}:\n${text.slice(-2000)}`))));
+  });
+  // "1000000 records sent, 102722.136620 records/sec (14.69 MB/sec), 1592.29 ms avg latency, ..."
+  const summary = /(\d+) records sent, ([\d.]+) records\/sec/.exec(output.split('\n').filter((line) => line.includes('records sent')).at(-1) ?? '');
+  if (summary === null) throw new Error(`no summary line in ProducerPerformance output:\n${output.slice(-2000)}`);
+  return Number(summary[2]);
+}
+
+async function createTopics(bootstrap: string, topics: string[]): Promise<void> {
+  const admin = new Kafka({ clientId: 'bench-admin', brokers: [bootstrap], logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ waitForLeaders: true, topics: topics.map((topic) => ({ topic, numPartitions: PARTITIONS })) });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+interface ShoreRun {
+  readonly rate: number;
+  readonly commits: number;
+}
+
+/** `portcall shore` on the Kafka backend in its own process, fed by SENDERS concurrent HTTP senders. */
+async function measureEndpoint(broker: KafkaBroker, records: number, progress: (line: string) => void): Promise<ShoreRun> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'portcall-bench-shore-kafka-'));
+  const run = randomBytes(3).toString('hex');
+  const config = join(dataDir, 'shore.yaml');
+  writeFileSync(
+    config,
+    stringify({
+      site: `BENCH${run}`,
+      dataDir,
+      log: { backend: 'kafka', kafka: { brokers: [broker.bootstrap], topicPrefix: `bench${run}`, partitions: PARTITIONS } },
+      http: { host: '127.0.0.1', port: 0 },
+      ingest: { peers: [{ site: 'AURORA', token: TOKEN }] },
+    }),
+  );
+  const child = spawn(process.execPath, [PORTCALL_BIN, 'shore', '--config', config], {
+    env: { ...process.env, LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let output = '';
+      const timer = setTimeout(() => reject(new Error(`portcall shore did not start:\n${output}`)), 60_000);
+      const onData = (chunk: Buffer) => {
+        output += chunk.toString();
+        const match = /HTTP on (http:\/\/[\d.]+:\d+)/.exec(output);
+        if (match !== null) {
+          clearTimeout(timer);
+          resolve(match[1]!);
+        }
+      };
+      child.stdout.on('data', onData);
+      child.stderr.on('data', onData);
+      child.once('exit', (code) => reject(new Error(`portcall shore exited ${String(code)}:\n${output}`)));
+    });
+    progress(`shore-kafka: encoding ${records} records into batches of ${BATCH_RECORDS} for ${SENDERS} senders…`);
+    // Encoded before the clock starts: the figure is the receiving side's.
+    const bodies = senderBatches(records).map((batches) => batches.map((batch) => encodeBatch({ sender: 'AURORA', records: batch }, Compression.None)));
+    progress(`shore-kafka: posting ${records} records to ${url} (portcall shore, Kafka backend)…`);
+    const startedAt = performance.now();
+    await Promise.all(
+      bodies.map(async (batches) => {
+        for (const body of batches) {
+          for (;;) {
+            const response = await fetch(new URL('/v1/batches', url), {
+              method: 'POST',
+              headers: { 'content-type': BATCH_CONTENT_TYPE, authorization: `Bearer ${TOKEN}` },
+              body,
+            });
+            const text = await response.text();
+            if (response.status === 200) break;
+            // Kafka behind (503): resend, as a forwarder does.
+            if (response.status !== 503) throw new Error(`batch refused: HTTP ${response.status} ${text}`);
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        }
+      }),
+    );
+    const rate = records / ((performance.now() - startedAt) / 1000);
+    const health = (await (await fetch(new URL('/healthz', url))).json()) as { components: { details?: { commits?: number } }[] };
+    return { rate, commits: health.components[0]?.details?.commits ?? 0 };
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.once('exit', resolve));
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** KafkaLog.replicate in this process, no HTTP and no batch decoding: the Kafka write path alone. */
+async function measureReplicate(broker: KafkaBroker, records: number): Promise<ShoreRun> {
+  const run = randomBytes(3).toString('hex');
+  const log = await KafkaLog.open({
+    siteId: `BENCHDIRECT${run}`,
+    brokers: [broker.bootstrap],
+    topicPrefix: `benchdirect${run}`,
+    streams: ['containers'],
+    partitions: PARTITIONS,
+  });
+  try {
+    const perSender = senderBatches(records);
+    const startedAt = performance.now();
+    await Promise.all(
+      perSender.map(async (batches) => {
+        for (const batch of batches) await log.replicate(batch);
+      }),
+    );
+    const rate = records / ((performance.now() - startedAt) / 1000);
+    return { rate, commits: Number(log.health().details?.commits ?? 0) };
+  } finally {
+    await log.close();
+  }
+}
+
+export const shoreKafkaScenario: Scenario = {
+  name: 'shore-kafka',
+  description: "Records/s from the receiving endpoint into Kafka (transactional, 150-byte records) vs Kafka's ProducerPerformance on the same broker",
+  async run(context: BenchContext): Promise<Figure[]> {
+    const records = Math.round(300_000 * context.scale);
+    const baselineRecords = Math.round(1_000_000 * context.scale);
+    const libsDir = await ensureKafkaJars({ onProgress: (line) => context.progress(`shore-kafka: ${line}`) });
+    context.progress('shore-kafka: starting a Kafka broker (1 GiB heap)…');
+    const broker = await startKafkaBroker({ heapMb: 1024 });
+    try {
+      await createTopics(broker.bootstrap, ['bench-pp', 'bench-pp-txn']);
+      context.progress(`shore-kafka: ProducerPerformance, ${baselineRecords} records of ${RECORD_BYTES} bytes, acks=all…`);
+      const plain = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp', baselineRecords, []);
+      context.progress(`shore-kafka: ProducerPerformance ${Math.round(plain)} records/s; now with transactions (one per second)…`);
+      const transactional = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp-txn', baselineRecords, [
+        '--transactional-id',
+        `bench-pp-${randomBytes(3).toString('hex')}`,
+        '--transaction-duration-ms',
+        '1000',
+      ]);
+      const endpoint = await measureEndpoint(broker, records, context.progress);
+      context.progress(
+        `shore-kafka: endpoint ${Math.round(endpoint.rate)} records/s in ${endpoint.commits} transactions (${Math.round(records / Math.max(1, endpoint.commits))} records each); now KafkaLog.replicate directly…`,
+      );
+      const direct = await measureReplicate(broker, records);
+      context.progress(`shore-kafka: replicate ${Math.round(direct.rate)} records/s in ${direct.commits} transactions`);
+      const baseline = 'Kafka ProducerPerformance (Java, acks=all)';
+      return [
+        {
+          scenario: 'shore-kafka',
+          metric: `receiving endpoint → Kafka, transactional (${SENDERS} senders × ${BATCH_RECORDS}-record batches, ${PARTITIONS} partitions)`,
+          value: endpoint.rate,
+          unit: 'records/s',
+          baseline,
+          baselineValue: plain,
+        },
+        {
+          scenario: 'shore-kafka',
+          metric: 'KafkaLog.replicate → Kafka, transactional (no HTTP, no decoding)',
+          value: direct.rate,
+          unit: 'records/s',
+          baseline,
+          baselineValue: plain,
+        },
+        {
+          scenario: 'shore-kafka',
+          metric: 'ProducerPerformance with a transaction per second',
+          value: transactional,
+          unit: 'records/s',
+          baseline,
+          baselineValue: plain,
+        },
+      ];
+    } finally {
+      await broker.stop();
+    }
+  },
+};
