@@ -8,6 +8,7 @@
 import fc from 'fast-check';
 import { expect, it } from 'vitest';
 
+import { encodeRecord, encodeRecordTail } from '../cloud/kafka-log/codec.js';
 import { createRecordEncoder, groupMessagesPerPartition, kafkajsOriginals } from '../cloud/kafka-log/kafkajs-speedups.js';
 
 const { encode: original, prototype } = kafkajsOriginals();
@@ -69,5 +70,33 @@ it('groups messages per partition as kafkajs does, in order', () => {
       expect(groupMessagesPerPartition(args)).toEqual(grouping(args));
     }),
     { numRuns: 500 },
+  );
+});
+
+it('writes a pre-encoded Kafka log record exactly as kafkajs writes the same record from its message', () => {
+  const name = fc.string({ minLength: 1, maxLength: 20 });
+  fc.assert(
+    fc.property(
+      fc.record({
+        origin: name,
+        stream: fc.constantFrom('containers', 'alerts', 'telemetry'),
+        topic: name,
+        offset: fc.nat({ max: 2 ** 40 }),
+        eventTimeMs: fc.integer({ min: 0, max: 2 ** 45 }),
+        ingestTimeMs: fc.integer({ min: 0, max: 2 ** 45 }),
+        headers: fc.dictionary(fc.oneof(name, fc.constant('content-type'), fc.constant('__proto__')), fc.string({ maxLength: 40 }), { maxKeys: 4 }),
+        payload: fc.uint8Array({ maxLength: 400 }),
+      }),
+      fc.nat({ max: 5_000 }),
+      (record, offsetDelta) => {
+        const headers = Object.fromEntries(Object.entries(record.headers));
+        const logRecord = { ...record, headers };
+        const message = encodeRecord(logRecord, 'application/json', 0);
+        const expected = original({ ...message, offsetDelta, timestampDelta: 0 } as Parameters<typeof original>[0]);
+        const mine = fast({ portcallTail: encodeRecordTail(logRecord, 'application/json'), key: 'ignored', value: null, offsetDelta, timestampDelta: 0 });
+        expect(bytesOf(mine).equals(bytesOf(expected))).toBe(true);
+      },
+    ),
+    { numRuns: 1_000 },
   );
 });

@@ -14,10 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+// Before kafkajs: the Kafka log replaces some of kafkajs's internals as kafkajs loads them.
+import { KafkaLog } from '../../cloud/kafka-log/index.js';
 import { Kafka, logLevel } from 'kafkajs';
 import { stringify } from 'yaml';
 
-import { KafkaLog } from '../../cloud/kafka-log/index.js';
 import type { LogRecord } from '../../core/index.js';
 import { BATCH_CONTENT_TYPE, Compression, encodeBatch } from '../../edge/link/index.js';
 import { ensureKafkaJars, startKafkaBroker, type KafkaBroker } from '../../tools/kafka/index.js';

@@ -65,7 +65,16 @@ import {
   type TopicHighWater,
   type TopicReader,
 } from '../../core/index.js';
-import { decodeRecord, encodeHighWater, encodeRecord, encodedSizeBytes, peekIdentity, type HeldTopic } from './codec.js';
+import {
+  decodeRecord,
+  encodeHighWater,
+  encodeRecord,
+  encodeRecordTail,
+  encodedSizeBytes,
+  payloadBuffer,
+  peekIdentity,
+  type HeldTopic,
+} from './codec.js';
 import { readHighWater } from './highwater-reader.js';
 import { OffsetOutOfRangeError, PartitionFetcher } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
@@ -162,6 +171,8 @@ const SEND_PARTITION_BYTES = 768 * 1024;
  * broker's `socket.request.max.bytes`, 100 MiB by default).
  */
 const SEND_REQUEST_BYTES = 8 * 1024 * 1024;
+/** A record's length, attributes and deltas around its pre-encoded tail, as an upper bound. */
+const RECORD_FRAMING_BYTES = 24;
 /** Record framing plus the JSON around nextOffset and origin, as an upper bound. */
 const HIGH_WATER_ENTRY_OVERHEAD_BYTES = 128;
 /** Payload bytes gathered into one transaction at most (unless a single call is larger). */
@@ -862,15 +873,20 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     const producer = this.producer;
     if (producer === undefined) throw new Error('no producer');
     const items: OutgoingItem[] = [];
+    const preEncode = speedups.recordEncoder === 'installed';
     for (const record of records) {
       const topic = this.layout.dataTopicFor(record);
       const partition = this.layout.partitionFor(topic, record.topic);
-      items.push({
-        topic,
-        message: encodeRecord(record, this.layout.contentTypeOf(record.stream), partition),
-        sizeBytes: encodedSizeBytes(record),
-        record,
-      });
+      const contentType = this.layout.contentTypeOf(record.stream);
+      if (preEncode) {
+        // Key, value and headers in wire format already. `key` and `value` stay set because
+        // kafkajs checks them, but the installed encoder writes the tail instead.
+        const portcallTail = encodeRecordTail(record, contentType);
+        const message = { key: record.topic, value: payloadBuffer(record.payload), partition, portcallTail } as Message;
+        items.push({ topic, message, sizeBytes: portcallTail.length + RECORD_FRAMING_BYTES, record });
+      } else {
+        items.push({ topic, message: encodeRecord(record, contentType, partition), sizeBytes: encodedSizeBytes(record), record });
+      }
     }
     for (const { stream, topic, held } of staged.values()) {
       items.push({

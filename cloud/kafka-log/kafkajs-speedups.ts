@@ -27,6 +27,8 @@ const require = createRequire(import.meta.url);
 
 type HeaderValue = string | Buffer | null | undefined;
 interface RecordInput {
+  /** Key, value and headers already encoded (codec.ts `encodeRecordTail`); wins over them when set. */
+  readonly portcallTail?: Buffer;
   readonly offsetDelta?: number;
   readonly timestampDelta?: number | { toNumber(): number };
   readonly key?: string | Buffer | null;
@@ -104,6 +106,21 @@ export function createRecordEncoder(original: RecordEncoder, encoderPrototype: o
     const rawDelta = record.timestampDelta ?? 0;
     const timestampDelta = typeof rawDelta === 'number' ? rawDelta : Number.NaN;
     if (!isSmallInteger(timestampDelta) || !isSmallInteger(offsetDelta)) return original(record);
+    const tail = record.portcallTail;
+    if (tail !== undefined) {
+      const body = 1 + sizeOfUVarInt(zigZag(timestampDelta)) + sizeOfUVarInt(zigZag(offsetDelta)) + tail.length;
+      const length = sizeOfUVarInt(zigZag(body)) + body;
+      const out = Buffer.allocUnsafe(length);
+      let at = writeUVarInt(out, 0, zigZag(body));
+      out[at++] = 0; // attributes
+      at = writeUVarInt(out, at, zigZag(timestampDelta));
+      at = writeUVarInt(out, at, zigZag(offsetDelta));
+      tail.copy(out, at);
+      const encoder = Object.create(encoderPrototype) as EncoderLike;
+      encoder.buf = out;
+      encoder.offset = length;
+      return encoder;
+    }
     const key = bytesOf(record.key);
     const value = bytesOf(record.value);
     const headers: { key: Bytes; value: Bytes }[] = [];

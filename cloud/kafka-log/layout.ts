@@ -46,6 +46,8 @@ export class TopicLayout {
   /** Partition count per Kafka topic as it is on the cluster (which wins over the configuration). */
   private readonly partitionCounts = new Map<string, number>();
   private readonly fakeMetadata = new Map<number, { partitionId: number; leader: number }[]>();
+  /** Hashing is per record on the write path; a fleet's containers are a bounded set. */
+  private readonly partitionOfKey = new Map<string, Map<string, number>>();
 
   constructor(
     readonly prefix: string,
@@ -90,6 +92,7 @@ export class TopicLayout {
   /** Called at open with the partition counts the cluster reports. */
   setPartitionCount(kafkaTopic: string, partitions: number): void {
     this.partitionCounts.set(kafkaTopic, partitions);
+    this.partitionOfKey.delete(kafkaTopic);
   }
 
   partitionCount(kafkaTopic: string): number {
@@ -100,6 +103,19 @@ export class TopicLayout {
 
   /** The partition of a logical topic's records: murmur2 of the key, as Kafka's Java producer does. */
   partitionFor(kafkaTopic: string, key: string): number {
+    let known = this.partitionOfKey.get(kafkaTopic);
+    if (known === undefined) {
+      known = new Map();
+      this.partitionOfKey.set(kafkaTopic, known);
+    }
+    const cached = known.get(key);
+    if (cached !== undefined) return cached;
+    const partition = this.hashPartition(kafkaTopic, key);
+    known.set(key, partition);
+    return partition;
+  }
+
+  private hashPartition(kafkaTopic: string, key: string): number {
     const count = this.partitionCount(kafkaTopic);
     let metadata = this.fakeMetadata.get(count);
     if (metadata === undefined) {
