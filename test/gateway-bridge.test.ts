@@ -15,7 +15,7 @@ import { startPortcall, writeYaml, type PortcallProcess } from './support/portca
 
 const CONTAINERS = ['U01', 'U02', 'U03', 'U04'];
 const BATCH = 120;
-const LARGE_BATCH = 1000;
+const LARGE_BATCH = 400;
 
 async function publishBatch(brokerUrl: string, first: number, count: number): Promise<void> {
   const client = await mqtt.connectAsync(brokerUrl, { clientId: `onboard-sensor-${first}`, protocolVersion: 4, reconnectPeriod: 0 });
@@ -43,7 +43,8 @@ async function waitFor(condition: () => Promise<boolean>, what: string, timeoutM
 async function stored(httpUrl: string): Promise<number> {
   let total = 0;
   for (const container of CONTAINERS) {
-    const response = await fetch(`${httpUrl}/v1/streams/containers/topics/${container}/latest`);
+    // No keep-alive: an idle kept-alive connection would hold the site's HTTP close for seconds.
+    const response = await fetch(`${httpUrl}/v1/streams/containers/topics/${container}/latest`, { headers: { connection: 'close' } });
     if (response.ok) total += ((await response.json()) as { offset: number }).offset + 1;
   }
   return total;
@@ -78,7 +79,7 @@ describe('bridge mode against Mosquitto', () => {
       const edge = startPortcall(['edge', '--config', config]);
       processes.push(edge);
       const [, httpUrl] = await edge.waitFor(/HTTP on (http:\/\/\S+) /);
-      await waitFor(async () => (await (await fetch(`${httpUrl!}/metrics`)).text()).includes('portcall_gateway_bridge_up{site="AURORA"} 1'), 'bridge up');
+      await waitFor(async () => (await (await fetch(`${httpUrl!}/metrics`, { headers: { connection: 'close' } })).text()).includes('portcall_gateway_bridge_up{site="AURORA"} 1'), 'bridge up');
       return httpUrl!;
     };
 
@@ -104,7 +105,7 @@ describe('bridge mode against Mosquitto', () => {
     brokers.pop();
     broker = await startMosquitto({ port: broker.port, persistenceDir });
     brokers.push(broker);
-    await waitFor(async () => (await (await fetch(`${httpUrl}/metrics`)).text()).includes('portcall_gateway_bridge_up{site="AURORA"} 1'), 'bridge back up');
+    await waitFor(async () => (await (await fetch(`${httpUrl}/metrics`, { headers: { connection: 'close' } })).text()).includes('portcall_gateway_bridge_up{site="AURORA"} 1'), 'bridge back up');
     await publishBatch(broker.url, 3 * BATCH, BATCH);
     await waitFor(async () => (await stored(httpUrl)) === 4 * BATCH, 'batch after broker restart stored');
     await processes.pop()!.stop();

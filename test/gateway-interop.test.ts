@@ -11,12 +11,15 @@ import mqttPacket, { type Packet } from 'mqtt-packet';
 import { startGatewaySite, type GatewaySite } from './support/gateway-site.js';
 import { mosquittoPub, mosquittoSub } from './support/mosquitto-clients.js';
 
+// No keep-alive: an idle kept-alive connection would hold the site's HTTP close for seconds.
+const NO_KEEP_ALIVE = { headers: { connection: 'close' } };
+
 let gateway: GatewaySite;
 let port: number;
 let httpUrl: string;
 
 async function latest(stream: string, topic: string): Promise<{ offset: number; payload: unknown; headers: Record<string, string> } | undefined> {
-  const response = await fetch(`${httpUrl}/v1/streams/${stream}/topics/${topic}/latest`);
+  const response = await fetch(`${httpUrl}/v1/streams/${stream}/topics/${topic}/latest`, NO_KEEP_ALIVE);
   if (response.status === 404) return undefined;
   expect(response.status).toBe(200);
   return (await response.json()) as { offset: number; payload: unknown; headers: Record<string, string> };
@@ -165,7 +168,7 @@ describe('gateway interop with mosquitto_pub/mosquitto_sub, mqtt.js over WebSock
     expect(await latest('containers', 'B01')).toMatchObject({ offset: 0, payload: { tempC: 4 } });
     expect(await latest('manifests', 'M01')).toMatchObject({ offset: 0 });
 
-    const metrics = await (await fetch(`${httpUrl}/metrics`)).text();
+    const metrics = await (await fetch(`${httpUrl}/metrics`, NO_KEEP_ALIVE)).text();
     for (const reason of ['payload-not-json', 'payload-not-object', 'payload-bad-ts', 'unmapped-topic', 'topic-too-long']) {
       expect(metrics).toMatch(new RegExp(`portcall_gateway_refusals_total\\{reason="${reason}",site="AURORA"\\} 1`));
     }

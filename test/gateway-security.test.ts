@@ -18,6 +18,9 @@ import { startGatewaySite, type GatewaySite } from './support/gateway-site.js';
 import { mosquittoPub } from './support/mosquitto-clients.js';
 import { PORTCALL_BIN } from './support/portcall-process.js';
 
+// No keep-alive: an idle kept-alive connection would hold the site's HTTP close for seconds.
+const NO_KEEP_ALIVE = { headers: { connection: 'close' } };
+
 let gateway: GatewaySite;
 let certs: CertificateFiles;
 let port: number;
@@ -39,12 +42,12 @@ function portcall(args: string[], stdin?: string): Promise<{ code: number | null
 }
 
 async function latestOffset(topic: string, stream = 'containers'): Promise<number | undefined> {
-  const response = await fetch(`${gateway.site.httpUrl!}/v1/streams/${stream}/topics/${topic}/latest`);
+  const response = await fetch(`${gateway.site.httpUrl!}/v1/streams/${stream}/topics/${topic}/latest`, NO_KEEP_ALIVE);
   return response.status === 404 ? undefined : ((await response.json()) as { offset: number }).offset;
 }
 
 async function metrics(): Promise<string> {
-  return (await fetch(`${gateway.site.httpUrl!}/metrics`)).text();
+  return (await fetch(`${gateway.site.httpUrl!}/metrics`, NO_KEEP_ALIVE)).text();
 }
 
 function varint(value: number): number[] {
