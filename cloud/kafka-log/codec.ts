@@ -86,46 +86,59 @@ export function encodeRecord(record: LogRecord, streamContentType: string, parti
  * `encodeRecord`'s message; test/kafkajs-speedups.test.ts checks that.
  */
 export function encodeRecordTail(record: LogRecord, streamContentType: string): Buffer {
-  const values: string[] = [
-    record.origin,
-    record.stream,
-    record.topic,
-    String(record.offset),
-    String(record.eventTimeMs),
-    String(record.ingestTimeMs),
-    record.headers[RECORD_CONTENT_TYPE_HEADER] ?? streamContentType,
-    SCHEMA_VERSION,
-  ];
-  const names: string[] = IDENTITY_HEADER_NAMES.slice();
-  for (const name of Object.keys(record.headers)) {
-    names.push(USER_HEADER_PREFIX + name);
-    values.push(record.headers[name]!);
-  }
-  const keyBytes = Buffer.byteLength(record.topic, 'utf8');
+  // Called once per record on the write path: no intermediate arrays, and the short ASCII
+  // strings that make up most of it are copied by a loop rather than a native call each.
+  const userNames = Object.keys(record.headers);
+  const headers = record.headers;
+  const offsetText = String(record.offset);
+  const eventText = String(record.eventTimeMs);
+  const ingestText = String(record.ingestTimeMs);
+  const contentType = headers[RECORD_CONTENT_TYPE_HEADER] ?? streamContentType;
   const payload = record.payload;
-  let size = varIntSize(keyBytes) + keyBytes + varIntSize(payload.byteLength) + payload.byteLength + varIntSize(names.length);
-  const nameBytes = new Array<number>(names.length);
-  const valueBytes = new Array<number>(names.length);
-  for (let i = 0; i < names.length; i++) {
-    nameBytes[i] = Buffer.byteLength(names[i]!, 'utf8');
-    valueBytes[i] = Buffer.byteLength(values[i]!, 'utf8');
-    size += varIntSize(nameBytes[i]!) + nameBytes[i]! + varIntSize(valueBytes[i]!) + valueBytes[i]!;
-  }
+  const keyBytes = utf8Length(record.topic);
+  let size = varIntSize(keyBytes) + keyBytes + varIntSize(payload.byteLength) + payload.byteLength;
+  size += varIntSize(IDENTITY_HEADER_NAMES.length + userNames.length) + IDENTITY_NAMES_BYTES;
+  size += stringSize(record.origin) + stringSize(record.stream) + stringSize(record.topic) + stringSize(offsetText);
+  size += stringSize(eventText) + stringSize(ingestText) + stringSize(contentType) + stringSize(SCHEMA_VERSION);
+  for (const name of userNames) size += stringSize(USER_HEADER_PREFIX + name) + stringSize(headers[name]!);
   const buf = Buffer.allocUnsafe(size);
-  let offset = writeVarInt(buf, 0, keyBytes);
-  offset += buf.write(record.topic, offset, keyBytes, 'utf8');
+  let offset = writeString(buf, 0, record.topic);
   offset = writeVarInt(buf, offset, payload.byteLength);
   buf.set(payload, offset);
   offset += payload.byteLength;
-  offset = writeVarInt(buf, offset, names.length);
-  for (let i = 0; i < names.length; i++) {
-    offset = writeVarInt(buf, offset, nameBytes[i]!);
-    offset += buf.write(names[i]!, offset, nameBytes[i]!, 'utf8');
-    offset = writeVarInt(buf, offset, valueBytes[i]!);
-    offset += buf.write(values[i]!, offset, valueBytes[i]!, 'utf8');
+  offset = writeVarInt(buf, offset, IDENTITY_HEADER_NAMES.length + userNames.length);
+  const values = [record.origin, record.stream, record.topic, offsetText, eventText, ingestText, contentType, SCHEMA_VERSION];
+  for (let i = 0; i < IDENTITY_NAME_PREFIXES.length; i++) {
+    const name = IDENTITY_NAME_PREFIXES[i]!;
+    for (let j = 0; j < name.length; j++) buf[offset++] = name[j]!;
+    offset = writeString(buf, offset, values[i]!);
+  }
+  for (const name of userNames) {
+    offset = writeString(buf, offset, USER_HEADER_PREFIX + name);
+    offset = writeString(buf, offset, headers[name]!);
   }
   if (offset !== size) throw new Error(`record tail: wrote ${offset} of ${size} bytes`);
   return buf;
+}
+
+/** UTF-8 length; a loop for ASCII, which every identity field of ours is. */
+function utf8Length(text: string): number {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return Buffer.byteLength(text, 'utf8');
+  return text.length;
+}
+
+/** A varint length and the string's UTF-8 bytes. */
+function stringSize(text: string): number {
+  const bytes = utf8Length(text);
+  return varIntSize(bytes) + bytes;
+}
+
+function writeString(buf: Buffer, offset: number, text: string): number {
+  const bytes = utf8Length(text);
+  offset = writeVarInt(buf, offset, bytes);
+  if (bytes !== text.length || bytes > 64) return offset + buf.write(text, offset, bytes, 'utf8');
+  for (let i = 0; i < bytes; i++) buf[offset++] = text.charCodeAt(i);
+  return offset;
 }
 
 const IDENTITY_HEADER_NAMES = [
@@ -138,6 +151,13 @@ const IDENTITY_HEADER_NAMES = [
   HEADER_CONTENT_TYPE,
   HEADER_SCHEMA,
 ];
+/** Each identity header name as written: varint length, then its (ASCII) bytes. */
+const IDENTITY_NAME_PREFIXES: readonly Uint8Array[] = IDENTITY_HEADER_NAMES.map((name) => {
+  const buf = Buffer.alloc(varIntSize(name.length) + name.length);
+  buf.write(name, writeVarInt(buf, 0, name.length), 'ascii');
+  return buf;
+});
+const IDENTITY_NAMES_BYTES = IDENTITY_NAME_PREFIXES.reduce((sum, prefix) => sum + prefix.length, 0);
 
 /** Kafka's varint: zig-zag, then 7 bits a byte, low first (lengths here are never negative). */
 function varIntSize(value: number): number {

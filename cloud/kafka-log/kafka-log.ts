@@ -193,6 +193,8 @@ const READ_FETCH_BYTES = 1024 * 1024;
 const CATCH_UP_FETCH_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_READ_RECORDS = 1_000;
 const DEFAULT_MAX_READ_BYTES = 4 * 1024 * 1024;
+const CATCH_UP_RETRY_INITIAL_MS = 500;
+const CATCH_UP_RETRY_MAX_MS = 30_000;
 /** How long a read waits for a just-committed transaction's markers to make it readable. */
 const COMMIT_MARKER_WAIT_MS = 5_000;
 
@@ -996,6 +998,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       return this.catchingUp;
     }
     this.catchingUp = (async () => {
+      let retryDelayMs = CATCH_UP_RETRY_INITIAL_MS;
       do {
         this.catchUpAgain = false;
         try {
@@ -1004,8 +1007,10 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         } catch (error) {
           if (this.closed) return;
           this.indexError = `topic index cannot catch up with Kafka: ${describeError(error)}`;
-          this.options.logger?.warn({ err: error }, 'topic index catch-up failed; retrying');
-          await new Promise((resolve) => setTimeout(resolve, 1_000).unref());
+          this.options.logger?.warn({ err: error, retryInMs: retryDelayMs }, 'topic index catch-up failed; retrying');
+          // Backs off so a long Kafka outage does not log a warning every second.
+          await new Promise((resolve) => setTimeout(resolve, retryDelayMs).unref());
+          retryDelayMs = Math.min(retryDelayMs * 2, CATCH_UP_RETRY_MAX_MS);
           this.catchUpAgain = true;
         }
       } while (this.catchUpAgain && !this.closed);
