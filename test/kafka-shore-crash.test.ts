@@ -20,8 +20,11 @@ import { OriginSender, expectedCount, originRecord, topicOf, verifyExactlyOnce }
 import { startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
 
 const TARGET_KILLS = 20;
-/** The kill phase stops here even if fewer kills fit (a loaded machine); CI still requires all. */
-const KILL_PHASE_BUDGET_MS = 80_000;
+/**
+ * The kill phase stops here even if fewer kills fit; CI still requires all. A restart takes
+ * about 2 s on a quiet machine and up to 5 s when the suite's other tests load it.
+ */
+const KILL_PHASE_BUDGET_MS = 90_000;
 const TOPICS = 8;
 const TOKEN = 'aurora-to-shore-token-0001';
 
@@ -68,9 +71,11 @@ describeKafka('portcall shore on Kafka, killed with SIGKILL during transfers', (
     const sending = sender.run();
     let kills = 0;
     const positionsAtKill: number[] = [];
+    let killsMidRequest = 0;
     while (kills < TARGET_KILLS && Date.now() - phaseStartedAtMs < KILL_PHASE_BUDGET_MS) {
       // Transfers run for a random moment: a kill lands before, inside or after a transaction.
-      await sleep(150 + Math.floor(random() * 1_000));
+      await sleep(100 + Math.floor(random() * 600));
+      if (sender.inFlight) killsMidRequest += 1;
       await child!.kill9();
       url = undefined;
       kills += 1;
@@ -91,7 +96,8 @@ describeKafka('portcall shore on Kafka, killed with SIGKILL during transfers', (
     process.stderr.write(
       `[kafka-crash] ${kills} kill -9s in ${(killPhaseMs / 1000).toFixed(1)} s; restarts took ` +
         `${Math.min(...startTimesMs)}-${Math.max(...startTimesMs)} ms; ${limit} records, ${sender.stats.accepted} batches acknowledged, ` +
-        `${sender.stats.duplicates} duplicates dropped, ${sender.stats.connectionErrors} connection errors, ${sender.stats.unavailable} refusals (503)\n`,
+        `${sender.stats.duplicates} duplicates dropped, ${sender.stats.connectionErrors} connection errors, ${sender.stats.unavailable} refusals (503); ` +
+        `${killsMidRequest} kills while a batch was in flight\n`,
     );
     if (kills < TARGET_KILLS) {
       const message = `only ${kills} of ${TARGET_KILLS} kills fit in ${KILL_PHASE_BUDGET_MS} ms (restarts: ${startTimesMs.join(', ')} ms)`;
@@ -99,8 +105,10 @@ describeKafka('portcall shore on Kafka, killed with SIGKILL during transfers', (
       process.stderr.write(`\n*** [kafka-crash] ${message}; outside CI the run continues ***\n\n`);
     }
     expect(sender.stats.unexpected).toEqual([]);
-    // Kills landed while records were flowing, not all at the start or the end.
-    expect(new Set(positionsAtKill).size).toBeGreaterThan(kills / 2);
+    // Kills landed while a batch was on its way, and while records were flowing (acknowledged
+    // positions moved between kills), not all at the start or the end.
+    expect(killsMidRequest).toBeGreaterThan(kills / 2);
+    expect(new Set(positionsAtKill).size).toBeGreaterThan(kills / 4);
 
     const read = [
       ...(await readBackCommitted(bootstrap, `${topicPrefix}.containers`)),

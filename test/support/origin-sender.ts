@@ -65,6 +65,8 @@ export class OriginSender {
   position = 0;
   /** One past the highest record ever sent: a bound on what the receiver can hold. */
   maxSent = 0;
+  /** True while a batch is posted and not yet answered. */
+  inFlight = false;
   private limit: number | undefined;
   private stopped = false;
   readonly stats: SenderStats = { accepted: 0, stored: 0, duplicates: 0, unavailable: 0, connectionErrors: 0, unexpected: [] };
@@ -91,6 +93,7 @@ export class OriginSender {
       for (let i = from; i < to; i++) records.push(originRecord(i, this.options.topics));
       this.maxSent = Math.max(this.maxSent, to);
       let response: Response;
+      this.inFlight = true;
       try {
         response = await fetch(new URL('/v1/batches', url), {
           method: 'POST',
@@ -99,11 +102,13 @@ export class OriginSender {
           signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 15_000),
         });
       } catch {
+        this.inFlight = false;
         this.stats.connectionErrors += 1;
         await sleep(20);
         continue;
       }
       const text = await response.text().catch(() => '');
+      this.inFlight = false;
       this.statuses.push(response.status);
       if (response.status === 200) {
         const result = JSON.parse(text) as { stored: number; duplicates: number };
