@@ -41,8 +41,6 @@ export class MqttBridge {
   private stopped = false;
   private readonly connects: Counter;
   private readonly up: Gauge;
-  messagesStored = 0;
-
   constructor(
     private readonly intake: MessageIntake,
     private readonly options: BridgeOptions,
@@ -118,8 +116,8 @@ export class MqttBridge {
           this.onPublish(socket, packet);
           break;
         case 'pubrel':
-          // Only if upstream downgrades nothing: a QoS 2 delivery is answered like QoS 1
-          // because the subscription asked for QoS 1; complete it anyway.
+          // Subscribed at QoS 1, so upstream should never deliver QoS 2; if a broker does,
+          // its PUBREC went out after the commit like a PUBACK, and the exchange is completed.
           socket.write(mqttPacket.generate({ cmd: 'pubcomp', messageId: packet.messageId! }));
           break;
         default:
@@ -147,7 +145,6 @@ export class MqttBridge {
         this.drop(socket, `append failed: ${error.message}`);
         return;
       }
-      this.messagesStored += 1;
       acknowledge();
     });
     if (refusal !== undefined) {
