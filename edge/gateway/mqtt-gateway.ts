@@ -26,10 +26,11 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { ConfigError, InvalidInputError, StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
+import { AckGate } from './ack-gate.js';
 import { CommitBatcher, type DurableAppend } from './commit-batcher.js';
 import { mayPublish, maySubscribe, type DeviceDirectory, type DeviceIdentity } from './credentials.js';
 import { LivenessWatch } from './liveness.js';
-import { MessageIntake } from './message-intake.js';
+import { MessageIntake, type Refusal } from './message-intake.js';
 import { GatewayMetrics } from './metrics.js';
 import { PacketTooLargeError, guardConnection } from './packet-size-guard.js';
 import type { PayloadKind } from './payload-policy.js';
@@ -249,6 +250,7 @@ export class MqttGateway {
       },
       this.isBusy,
     );
+    AckGate.attach(guarded);
     this.broker.handle(guarded as Socket, request);
   }
 
@@ -413,6 +415,27 @@ export class MqttGateway {
   private admit(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     const qos = packet.qos;
+    const gate = AckGate.of(client.conn);
+    // A device's QoS 1 message: admitted, and its PUBACK held by the gate until durable, so
+    // aedes goes on reading this connection meanwhile. (A will has no PUBACK; QoS 2 waits in
+    // the hook, as its PUBREC and aedes' duplicate store depend on it.)
+    if (qos === 1 && gate !== undefined && !client.closed && packet.messageId !== undefined) {
+      const entry = gate.expect(packet.messageId);
+      const refusal = this.intake.admit(packet.topic, payload, qos, 'device', (error) => {
+        if (error === undefined) {
+          entry.durable();
+          return;
+        }
+        this.options.logger?.warn({ err: error.message, topic: packet.topic }, 'append failed; not acknowledged, connection closed');
+        entry.failed(new StoreUnavailableError(`not stored: ${error.message}`, error));
+      });
+      if (refusal !== undefined) {
+        this.dropRefused(client, packet, payload, refusal);
+        entry.durable();
+      }
+      callback(null);
+      return;
+    }
     const refusal = this.intake.admit(packet.topic, payload, qos, 'device', (error) => {
       if (error !== undefined) {
         this.options.logger?.warn({ err: error.message, topic: packet.topic }, 'append failed; not acknowledged');
@@ -422,15 +445,20 @@ export class MqttGateway {
       if (qos > 0) callback(null);
     });
     if (refusal !== undefined) {
-      this.statsValue.messagesRefused += 1;
-      this.options.logger?.debug({ client: client.id, topic: packet.topic, reason: refusal.reason }, refusal.message);
-      this.dropped.add(payload);
-      packet.retain = false;
+      this.dropRefused(client, packet, payload, refusal);
       callback(null);
       return;
     }
     // QoS 0 promises nothing: do not hold the connection for the disk.
     if (qos === 0) callback(null);
+  }
+
+  /** Acknowledged but not stored, forwarded or retained; counted by the intake. */
+  private dropRefused(client: Client, packet: PublishPacket, payload: Buffer, refusal: Refusal): void {
+    this.statsValue.messagesRefused += 1;
+    this.options.logger?.debug({ client: client.id, topic: packet.topic, reason: refusal.reason }, refusal.message);
+    this.dropped.add(payload);
+    packet.retain = false;
   }
 
   private async raiseAlert(record: NewRecord): Promise<void> {
