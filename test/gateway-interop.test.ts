@@ -121,6 +121,31 @@ describe('gateway interop with mosquitto_pub/mosquitto_sub, mqtt.js over WebSock
     expect(record).toMatchObject({ offset: 1, payload: { seq: 2 } });
   });
 
+  it('sends QoS 1 PUBACKs in the order the PUBLISHes came, many in flight on one connection', async () => {
+    const client = await rawClient('raw-qos1-order', true);
+    const count = 600;
+    const publishes = Array.from({ length: count }, (_unused, index) =>
+      mqttPacket.generate({
+        cmd: 'publish',
+        topic: `bigblue/containers/O${String(index % 7).padStart(2, '0')}/reefer`,
+        // Every 50th is refused (not a JSON object): acknowledged and dropped, in its place.
+        payload: Buffer.from(index % 50 === 0 ? '[0]' : JSON.stringify({ ts: 1_763_769_600_000, seq: index })),
+        qos: 1,
+        dup: false,
+        retain: false,
+        messageId: index + 1,
+      }),
+    );
+    client.socket.write(Buffer.concat(publishes));
+    await eventually(async () => (client.received.filter((packet) => packet.cmd === 'puback').length >= count ? true : undefined), 'every PUBACK', 15_000);
+    const order = client.received.filter((packet) => packet.cmd === 'puback').map((packet) => packet.messageId);
+    expect(order).toEqual(Array.from({ length: count }, (_unused, index) => index + 1));
+    client.socket.destroy();
+    let stored = 0;
+    for (let container = 0; container < 7; container += 1) stored += ((await latest('containers', `O0${container}`))?.offset ?? -1) + 1;
+    expect(stored).toBe(count - count / 50);
+  });
+
   it('keeps a retained reading for a later mosquitto_sub, and delivers a dead client\'s will', async () => {
     const retained = { ts: 1_763_769_600_000, tempC: -17.9 };
     const pub = await mosquittoPub(['-p', String(port), '-i', 'pub-retained', '-q', '1', '-r', '-t', 'bigblue/containers/R01/reefer', '-m', JSON.stringify(retained)]);
