@@ -1,5 +1,7 @@
 /**
- * Batch wire format, version 1 (the generic path). Documented in docs/WIRE.md.
+ * Batch wire format. Documented in docs/WIRE.md. A batch starts with a magic whose digit is
+ * its version; `decodeBatch` takes either. Version 2 (wire-v2.ts) is the telemetry-aware
+ * columnar encoding links send by default; version 1, here, is the generic JSON path:
  *
  *   offset  size  field
  *   0       4     magic "PCB1" (ASCII; the digit is the format version)
@@ -14,27 +16,18 @@
  */
 import { crc32, gunzipSync, gzipSync } from 'node:zlib';
 import { z } from 'zod';
-import { InvalidInputError, type LogRecord } from '../../core/index.js';
+import { InvalidInputError } from '../../core/index.js';
+import type { Batch, DecodedBatch, DecodeLimits } from './batch.js';
+import { decodeBatchV2, MAGIC_V2 } from './wire-v2.js';
+
+export { BATCH_CONTENT_TYPE, type Batch, type DecodedBatch, type DecodeLimits } from './batch.js';
 
 const MAGIC = Buffer.from('PCB1', 'ascii');
 const HEADER_BYTES = 13;
 
-export const BATCH_CONTENT_TYPE = 'application/vnd.portcall.batch';
-
 export enum Compression {
   None = 0,
   Gzip = 1,
-}
-
-export interface Batch {
-  /** The site that sends the batch (which may relay records of other origins). */
-  readonly sender: string;
-  readonly records: readonly LogRecord[];
-}
-
-export interface DecodeLimits {
-  readonly maxDecompressedBytes: number;
-  readonly maxRecords: number;
 }
 
 const wireRecord = z.object({
@@ -73,9 +66,15 @@ export function encodeBatch(batch: Batch, compression: Compression = Compression
   return Buffer.concat([header, payload]);
 }
 
-export function decodeBatch(bytes: Buffer, limits: DecodeLimits): Batch {
+/** Checks, decompresses within the limits and decodes a batch of either version; throws InvalidInputError. */
+export function decodeBatch(bytes: Buffer, limits: DecodeLimits): DecodedBatch {
+  if (bytes.length >= 4 && bytes.subarray(0, 4).equals(MAGIC_V2)) return { ...decodeBatchV2(bytes, limits), version: 2 };
+  return { ...decodeBatchV1(bytes, limits), version: 1 };
+}
+
+function decodeBatchV1(bytes: Buffer, limits: DecodeLimits): Batch {
   if (bytes.length < HEADER_BYTES || !bytes.subarray(0, 4).equals(MAGIC)) {
-    throw new InvalidInputError('bad-magic', 'not a portcall batch (version 1): bad magic or truncated header');
+    throw new InvalidInputError('bad-magic', 'not a portcall batch (PCB1 or PCB2): bad magic or truncated header');
   }
   const compression = bytes.readUInt8(4);
   const expectedCrc = bytes.readUInt32BE(5);
