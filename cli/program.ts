@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { PortcallError } from '../core/index.js';
 import { createLogger } from './logger.js';
 import { registerLogCommand } from './log-command.js';
+import { registerProxyCommand } from './proxy-command.js';
 
 function integer(name: string, min: number, max: number) {
   return (raw: string): number => {
@@ -288,6 +289,7 @@ export function buildProgram(): Command {
     });
 
   registerLogCommand(program);
+  registerProxyCommand(program);
 
   return program;
 }
