@@ -22,9 +22,10 @@ import { startPortcall, writeYaml, type PortcallProcess } from './support/portca
 const TARGET_KILLS = 20;
 /**
  * The kill phase stops here even if fewer kills fit; CI still requires all. A restart takes
- * about 2 s on a quiet machine and up to 5 s when the suite's other tests load it.
+ * about 2 s on a quiet machine and 3–9 s when the whole suite (and more) loads the two cores;
+ * measured: 13 of 20 kills fitted in 90 s at a load average of 10.
  */
-const KILL_PHASE_BUDGET_MS = 90_000;
+const KILL_PHASE_BUDGET_MS = 150_000;
 const TOPICS = 8;
 const TOKEN = 'aurora-to-shore-token-0001';
 
@@ -32,7 +33,7 @@ const dataDir = mkdtempSync(join(tmpdir(), 'portcall-kafka-crash-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
 describeKafka('portcall shore on Kafka, killed with SIGKILL during transfers', () => {
-  it(`stores every record exactly once, in order, across ${TARGET_KILLS} kill -9s`, { timeout: 180_000 }, async () => {
+  it(`stores every record exactly once, in order, across ${TARGET_KILLS} kill -9s`, { timeout: 240_000 }, async () => {
     const bootstrap = kafkaBootstrap()!;
     const run = randomBytes(3).toString('hex');
     const site = `CRASH${run}`;
