@@ -61,9 +61,15 @@ export class StoreUnavailableError extends PortcallError {
 /** A link to a peer failed; the batch may or may not have arrived, so it will be resent. */
 export class LinkError extends PortcallError {
   readonly status: number | undefined;
-  constructor(message: string, options: { status?: number; retriable: boolean; cause?: unknown }) {
+  /**
+   * Short stable reason, used as a metric label and by the retry policy: `connect-failed`,
+   * `timeout`, `stalled`, `reset`, or the receiver's refusal reason (`offset-gap`, `too-large`, …).
+   */
+  readonly reason: string;
+  constructor(message: string, options: { status?: number; retriable: boolean; cause?: unknown; reason?: string }) {
     super('LINK_FAILED', message, options);
     this.status = options.status;
+    this.reason = options.reason ?? (options.status === undefined ? 'failed' : `http-${options.status}`);
   }
 }
 

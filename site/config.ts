@@ -155,6 +155,92 @@ const kafkaConfig = z
     }
   });
 
+const ingestTls = z
+  .strictObject({
+    certFile: z.string().min(1),
+    keyFile: z.string().min(1),
+    /** CA of the sending sites' client certificates; with it, a certificate must name the site its token belongs to. */
+    caFile: z.string().min(1).optional(),
+    requireClientCertificate: z.boolean().default(false),
+  })
+  .refine((tls) => !tls.requireClientCertificate || tls.caFile !== undefined, {
+    path: ['caFile'],
+    message: 'required when requireClientCertificate is true',
+  });
+
+export const LINK_STATE_NAMES = ['up', 'metered', 'down'] as const;
+export const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
+
+const clockTime = (allowEndOfDay: boolean) =>
+  z
+    .string()
+    .regex(allowEndOfDay ? /^(([01]\d|2[0-3]):[0-5]\d|24:00)$/ : /^([01]\d|2[0-3]):[0-5]\d$/, 'must be HH:MM (UTC)');
+
+const scheduleWindow = z.strictObject({
+  /** Days of the week; every day when absent. */
+  days: z.array(z.enum(WEEKDAYS)).min(1).optional(),
+  from: clockTime(false),
+  to: clockTime(true),
+  state: z.enum(LINK_STATE_NAMES),
+  bandwidthBytesPerSecond: z.number().int().positive().optional(),
+});
+
+const linkConfig = z
+  .strictObject({
+    name: siteName,
+    url: z.url({ protocol: /^https?$/ }),
+    token: z.string().min(16, 'must be at least 16 characters'),
+    /** Trust and identity for https:// peers. */
+    tls: z
+      .strictObject({
+        caFile: z.string().min(1).optional(),
+        certFile: z.string().min(1).optional(),
+        keyFile: z.string().min(1).optional(),
+      })
+      .refine((tls) => (tls.certFile === undefined) === (tls.keyFile === undefined), {
+        path: ['keyFile'],
+        message: 'certFile and keyFile go together',
+      })
+      .optional(),
+    streams: z.array(streamName).min(1).default(DEFAULT_STREAM_PRIORITY),
+    /** Own lane, written ahead of everything, and still sent when the link is metered. */
+    urgentStreams: z.array(streamName).default(['alerts']),
+    /** Also sent when the link is metered (a summary stream the ship produces). */
+    summaryStreams: z.array(streamName).default([]),
+    state: z.enum(LINK_STATE_NAMES).default('up'),
+    bandwidthBytesPerSecond: z.number().int().positive().optional(),
+    schedule: z.array(scheduleWindow).default([]),
+    /** A file the ship's systems write: up, down or metered, optionally followed by bytes per second. */
+    switchFile: z.string().min(1).optional(),
+    /** Bearer token for PUT /v1/links/<name>/state on this site's HTTP port. */
+    controlToken: z.string().min(16, 'must be at least 16 characters').optional(),
+    wireVersion: z.union([z.literal(1), z.literal(2)]).default(2),
+    compressionQuality: z.number().int().min(0).max(11).default(5),
+    maxBatchRecords: z.number().int().positive().default(10_000),
+    maxBatchBytes: z.number().int().positive().default(2 * 1024 * 1024),
+    maxBatchAgeMs: z.number().int().min(0).max(600_000).default(500),
+    maxInFlightBatches: z.number().int().min(1).max(64).default(8),
+    connectTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+    requestTimeoutMs: z.number().int().min(100).max(3_600_000).default(30_000),
+    stallTimeoutMs: z.number().int().min(100).max(3_600_000).default(20_000),
+    retryInitialMs: z.number().int().min(1).max(600_000).default(200),
+    retryMaxMs: z.number().int().min(1).max(3_600_000).default(30_000),
+  })
+  .superRefine((link, context) => {
+    for (const [field, streams] of [['urgentStreams', link.urgentStreams], ['summaryStreams', link.summaryStreams]] as const) {
+      streams.forEach((stream, index) => {
+        if (!link.streams.includes(stream) && !(field === 'urgentStreams' && stream === 'alerts')) {
+          context.addIssue({ code: 'custom', path: [field, index], message: `"${stream}" is not in this link's streams` });
+        }
+      });
+    }
+    if (link.controlToken !== undefined && link.controlToken === link.token) {
+      context.addIssue({ code: 'custom', path: ['controlToken'], message: 'must differ from token (the peer knows token)' });
+    }
+  });
+
+export type LinkConfig = z.infer<typeof linkConfig>;
+
 export const siteConfigSchema = z
   .strictObject({
     site: siteName,
@@ -197,20 +283,11 @@ export const siteConfigSchema = z
         maxBatchBytes: z.number().int().positive().default(16 * 1024 * 1024),
         maxDecompressedBytes: z.number().int().positive().default(64 * 1024 * 1024),
         maxRecordsPerBatch: z.number().int().positive().default(100_000),
+        /** The receiving endpoint's certificate: the site's HTTP port then speaks HTTPS (HTTP/2 and HTTP/1.1). */
+        tls: ingestTls.optional(),
       })
       .optional(),
-    links: z
-      .array(
-        z.strictObject({
-          name: siteName,
-          url: z.url({ protocol: /^https?$/ }),
-          token: z.string().min(16, 'must be at least 16 characters'),
-          streams: z.array(streamName).min(1).default(DEFAULT_STREAM_PRIORITY),
-          maxBatchRecords: z.number().int().positive().default(5000),
-          maxBatchBytes: z.number().int().positive().default(2 * 1024 * 1024),
-        }),
-      )
-      .default([]),
+    links: z.array(linkConfig).default([]),
   })
   .superRefine((config, context) => {
     if (config.log.backend === 'kafka' && config.log.kafka === undefined) {

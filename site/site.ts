@@ -11,19 +11,20 @@ import type { Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { ConfigError, PortInUseError, type HealthSource, type ReplicaSink, type TopicReader } from '../core/index.js';
 import { SqliteLog, type StreamPolicy } from '../edge/log/index.js';
-import { startGateway, type RunningGateway } from '../edge/gateway/index.js';
-import { Forwarder, forwardCursorName } from '../edge/forwarder/index.js';
-import { HttpUplink } from '../edge/link/index.js';
+import type { RunningGateway } from '../edge/gateway/index.js';
+import { Forwarder, LinkPolicy, forwardCursorName, registerLinkRoutes, type LinkControl, type ScheduleWindow } from '../edge/forwarder/index.js';
+import { Http2Link } from '../edge/link/index.js';
 import { registerIngestRoutes, type IngestStats } from '../cloud/ingest/index.js';
 import { registerReadRoutes } from '../cloud/read-api/index.js';
-import { DEFAULT_DROP_PRIORITY, DEFAULT_STREAM_PRIORITY, type SiteConfig } from './config.js';
+import { DEFAULT_DROP_PRIORITY, DEFAULT_STREAM_PRIORITY, WEEKDAYS, type LinkConfig, type SiteConfig } from './config.js';
+import { siteServerFactory, type SiteHttpTls } from './http-server.js';
 
 export interface SiteStats {
   readonly gatewayMessagesStored: number;
   readonly gatewayClients: number;
   readonly bridgeState: string | undefined;
   readonly ingest: IngestStats | undefined;
-  readonly links: readonly { name: string; recordsForwarded: number; lastError: string | undefined }[];
+  readonly links: readonly { name: string; state: string; recordsForwarded: number; wireBytes: number; lastError: string | undefined }[];
 }
 
 export interface RunningSite {
@@ -54,6 +55,85 @@ function streamPolicies(config: SiteConfig): Record<string, StreamPolicy> {
     };
   }
   return policies;
+}
+
+function readPemFile(path: string, field: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new ConfigError(`${field}: cannot read ${path}: ${(error as Error).message}`);
+  }
+}
+
+function readHttpTls(tls: NonNullable<NonNullable<SiteConfig['ingest']>['tls']>): SiteHttpTls {
+  return {
+    cert: readPemFile(tls.certFile, 'ingest.tls.certFile'),
+    key: readPemFile(tls.keyFile, 'ingest.tls.keyFile'),
+    ...(tls.caFile === undefined ? {} : { ca: readPemFile(tls.caFile, 'ingest.tls.caFile') }),
+    requireClientCertificate: tls.requireClientCertificate,
+  };
+}
+
+function minutesOf(clock: string): number {
+  const [hours, minutes] = clock.split(':').map(Number);
+  return hours! * 60 + minutes!;
+}
+
+/** One link: its policy (state, cap, schedule, switch file), its HTTP/2 sender and its forwarder. */
+function linkFor(link: LinkConfig, config: SiteConfig, log: SqliteLog, logger: Logger, registry: Registry) {
+  const linkLogger = logger.child({ component: 'forwarder', link: link.name });
+  const schedule: ScheduleWindow[] = link.schedule.map((window) => ({
+    ...(window.days === undefined ? {} : { days: window.days.map((day) => WEEKDAYS.indexOf(day)) }),
+    fromMinute: minutesOf(window.from),
+    toMinute: minutesOf(window.to),
+    state: window.state,
+    ...(window.bandwidthBytesPerSecond === undefined ? {} : { bandwidthBytesPerSecond: window.bandwidthBytesPerSecond }),
+  }));
+  const policy = new LinkPolicy({
+    state: link.state,
+    ...(link.bandwidthBytesPerSecond === undefined ? {} : { bandwidthBytesPerSecond: link.bandwidthBytesPerSecond }),
+    schedule,
+    ...(link.switchFile === undefined ? {} : { switchFile: link.switchFile }),
+    logger: linkLogger,
+  });
+  const field = `links.${link.name}.tls`;
+  const sender = new Http2Link({
+    url: link.url,
+    sender: config.site,
+    token: link.token,
+    ...(link.tls === undefined
+      ? {}
+      : {
+          tls: {
+            ...(link.tls.caFile === undefined ? {} : { ca: readPemFile(link.tls.caFile, `${field}.caFile`) }),
+            ...(link.tls.certFile === undefined ? {} : { cert: readPemFile(link.tls.certFile, `${field}.certFile`) }),
+            ...(link.tls.keyFile === undefined ? {} : { key: readPemFile(link.tls.keyFile, `${field}.keyFile`) }),
+          },
+        }),
+    wireVersion: link.wireVersion,
+    compressionQuality: link.compressionQuality,
+    connectTimeoutMs: link.connectTimeoutMs,
+    requestTimeoutMs: link.requestTimeoutMs,
+    stallTimeoutMs: link.stallTimeoutMs,
+  });
+  const forwarder = new Forwarder({
+    linkName: link.name,
+    source: log,
+    sender,
+    streams: link.streams,
+    urgentStreams: link.urgentStreams,
+    summaryStreams: link.summaryStreams,
+    policy,
+    maxBatchRecords: link.maxBatchRecords,
+    maxBatchBytes: link.maxBatchBytes,
+    maxBatchAgeMs: link.maxBatchAgeMs,
+    maxInFlightBatches: link.maxInFlightBatches,
+    retry: { initialDelayMs: link.retryInitialMs, maxDelayMs: link.retryMaxMs },
+    backlog: (stream) => log.streamStats(stream),
+    logger: linkLogger,
+    registry,
+  });
+  return { forwarder, policy };
 }
 
 export interface StartSiteOptions {
@@ -148,6 +228,9 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         logger.warn('MQTT gateway accepts anonymous clients (mqtt.auth.allowAnonymous); use a credentials file on a ship');
       }
       const upstream = mqtt.bridge === undefined ? undefined : new URL(mqtt.bridge.url);
+      // Loaded only on sites with devices, so a shore site never loads the MQTT broker (and
+      // restarts faster: aedes and its dependencies are the largest part of the start-up).
+      const { startGateway } = await import('../edge/gateway/index.js');
       gateway = await startGateway({
         ownThread: mqtt.ownThread,
         appender: sqliteLog,
@@ -223,22 +306,33 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       logger.info({ port: gateway.port, tlsPort: gateway.tlsPort, webSocketPort: gateway.webSocketPort }, 'MQTT gateway listening');
     }
 
-    const forwarders: { name: string; forwarder: Forwarder }[] = [];
+    const forwarders: { name: string; forwarder: Forwarder; control: LinkControl }[] = [];
     if (sqliteLog !== undefined) {
+      const log = sqliteLog;
       for (const link of config.links) {
-        const forwarder = new Forwarder({
-          linkName: link.name,
-          source: sqliteLog,
-          sender: new HttpUplink({ url: link.url, sender: config.site, token: link.token }),
-          streams: link.streams,
-          maxBatchRecords: link.maxBatchRecords,
-          maxBatchBytes: link.maxBatchBytes,
-          logger: logger.child({ component: 'forwarder', link: link.name }),
-          registry,
-        });
+        const { forwarder, policy } = linkFor(link, config, log, logger, registry);
+        await policy.start();
+        closers.push(async () => policy.stop());
         await forwarder.start();
         closers.push(() => forwarder.stop());
-        forwarders.push({ name: link.name, forwarder });
+        const control: LinkControl = {
+          name: link.name,
+          policy,
+          controlToken: link.controlToken,
+          status: () => {
+            const stats = forwarder.stats();
+            return {
+              lag: forwarder.lag(),
+              recordsForwarded: stats.recordsForwarded,
+              wireBytes: stats.wireBytes,
+              rawBytes: stats.rawBytes,
+              lastAck: stats.lastAckAtMs === undefined ? null : new Date(stats.lastAckAtMs).toISOString(),
+              lastError: stats.lastError ?? null,
+              lastFailureReason: stats.lastFailureReason ?? null,
+            };
+          },
+        };
+        forwarders.push({ name: link.name, forwarder, control });
       }
     }
 
@@ -246,7 +340,9 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
     let ingestStats: (() => IngestStats) | undefined;
     let httpUrl: string | undefined;
     if (config.http !== undefined) {
-      app = Fastify({ logger: false });
+      const tls = config.ingest?.tls;
+      app = Fastify({ logger: false, serverFactory: siteServerFactory(tls === undefined ? undefined : readHttpTls(tls)) });
+      if (forwarders.length > 0) registerLinkRoutes(app, forwarders.map(({ control }) => control), { registry });
       if (config.ingest !== undefined) {
         ingestStats = registerIngestRoutes(app, {
           sink,
@@ -294,7 +390,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       }
       const address = app.server.address();
       const boundPort = typeof address === 'object' && address !== null ? address.port : config.http.port;
-      httpUrl = `http://${config.http.host}:${boundPort}`;
+      httpUrl = `${tls === undefined ? 'http' : 'https'}://${config.http.host}:${boundPort}`;
       const started = app;
       // Stop taking batches before the log closes beneath the handlers.
       closers.push(() => started.close());
@@ -315,7 +411,9 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         ingest: ingestStats?.(),
         links: forwarders.map(({ name, forwarder }) => ({
           name,
+          state: forwarder.condition().state,
           recordsForwarded: forwarder.stats().recordsForwarded,
+          wireBytes: forwarder.stats().wireBytes,
           lastError: forwarder.stats().lastError,
         })),
       }),

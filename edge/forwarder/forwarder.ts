@@ -1,23 +1,79 @@
 /**
- * Moves a site's log to one destination, stream by stream, exactly where it left off.
+ * Moves a site's log to one destination, stream by stream, exactly where it left off,
+ * keeping several batches in flight so a long round trip does not idle the link.
  *
  * Invariants:
- * - The cursor of (destination, stream) only advances after the destination acknowledged
- *   that the batch is durable there, so after any crash or link failure the forwarder
- *   resends from the last acknowledged position and nothing is skipped.
- * - Resending is safe because the destination drops records it already holds by identity.
- * - Streams are visited in priority order and the walk restarts at the top after every
- *   batch, so a record of a higher-priority stream (alerts) waits for at most one batch.
+ * - The cursor of (destination, stream) is a position in this site's stream and only
+ *   advances over batches the destination acknowledged as durable, and only over a
+ *   contiguous prefix of them: batch k+1's acknowledgement does not move the cursor while
+ *   batch k is out. After any crash or link failure the forwarder resends from the cursor,
+ *   so nothing is skipped; resending is safe because the destination drops records it
+ *   already holds by identity.
+ * - When a batch fails, every batch sent after it in the same lane is written off (their
+ *   outcome no longer counts) and the lane starts again from its cursors: the destination
+ *   refuses a batch that would leave a gap, so sending past a lost batch is wasted.
+ * - Urgent streams (alerts) have their own lane: they are read as soon as they are durable,
+ *   never wait for a bulk batch to be read, encoded or acknowledged, and the link writes
+ *   their bytes ahead of bulk bytes. Bulk streams are visited in priority order.
+ * - The link policy decides which lanes run: `up` all, `metered` the urgent lane and the
+ *   summary streams, `down` none.
+ *
+ * Why a position cursor per stream and not the destination's high water per topic: a
+ * stream's positions are one total order over all its topics, so one number per stream
+ * says how far 100,000 topics have been sent. On reconnect (start, or after a failure) the
+ * forwarder asks the destination how far each stream arrived without a gap (it remembers
+ * the sender's positions, one number per stream), and moves its cursor there if that is
+ * further: batches that arrived but whose acknowledgement was lost are not sent again. If
+ * the destination does not know (it restarted), the forwarder resends from its own cursor
+ * and the destination drops what it already holds.
  */
 import type { Logger } from 'pino';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { CursorStore, LogRecord, ReplicateResult, StreamSource } from '../../core/index.js';
-import { PortcallError } from '../../core/index.js';
+import { LinkPolicy, LINK_STATES, type LinkCondition } from './link-policy.js';
+import { RetryPolicy, type RetryDecision, type RetryPolicyOptions } from './retry-policy.js';
+
+/** Where a batch sits in this site's stream; the destination remembers how far it got. */
+export interface BatchPosition {
+  readonly stream: string;
+  readonly from: number;
+  readonly to: number;
+  readonly acked: number;
+  readonly incarnation: string;
+}
+
+export interface SendOptions {
+  /** The link writes urgent batches ahead of everything else. */
+  readonly urgent: boolean;
+  readonly position?: BatchPosition;
+}
+
+export interface SendReport extends ReplicateResult {
+  /** Encoded bytes that went on the wire. */
+  readonly wireBytes?: number;
+  /** Payload and header bytes before encoding. */
+  readonly rawBytes?: number;
+}
 
 /** What the forwarder pushes into: the link to the destination. */
 export interface BatchSender {
   readonly destination: string;
-  send(records: readonly LogRecord[]): Promise<ReplicateResult & { wireBytes?: number }>;
+  send(records: readonly LogRecord[], options: SendOptions): Promise<SendReport>;
+  /**
+   * How far the destination holds each stream of this log without a gap (positions of this
+   * site), as far as it knows: one number per stream. Asked after every failure.
+   */
+  positions?(incarnation: string): Promise<Record<string, number>>;
+  /** Bytes per second the link may use; undefined lifts the cap. */
+  setBandwidthLimit?(bytesPerSecond: number | undefined): void;
+  close?(): Promise<void>;
+}
+
+/** How much of a stream the log holds, for lag metrics (the log's own statistics). */
+export interface StreamBacklog {
+  readonly lastPosition: number;
+  readonly records: number;
+  readonly bytes: number;
 }
 
 export interface ForwarderOptions {
@@ -27,10 +83,22 @@ export interface ForwarderOptions {
   readonly sender: BatchSender;
   /** Streams to forward, highest priority first. */
   readonly streams: readonly string[];
+  /** Streams with their own lane, sent first and also when the link is metered. */
+  readonly urgentStreams?: readonly string[];
+  /** Streams besides the urgent ones that still go when the link is metered (a summary). */
+  readonly summaryStreams?: readonly string[];
+  readonly policy?: LinkPolicy;
   readonly maxBatchRecords?: number;
+  /** Payload bytes per batch at most (a larger record still goes alone). */
   readonly maxBatchBytes?: number;
-  readonly retryInitialMs?: number;
-  readonly retryMaxMs?: number;
+  /** A bulk batch not yet full waits until its oldest record is this old, to fill up. */
+  readonly maxBatchAgeMs?: number;
+  /** Batches per lane sent and not yet acknowledged. */
+  readonly maxInFlightBatches?: number;
+  /** Under a bandwidth cap, a batch is sized to take about this long on the wire. */
+  readonly targetBatchSeconds?: number;
+  readonly retry?: RetryPolicyOptions;
+  readonly backlog?: (stream: string) => StreamBacklog | undefined;
   readonly logger?: Logger;
   readonly registry?: Registry;
 }
@@ -40,8 +108,10 @@ export interface ForwarderStats {
   batchesAcknowledged: number;
   duplicatesAtDestination: number;
   wireBytes: number;
+  rawBytes: number;
   failures: number;
   lastError: string | undefined;
+  lastFailureReason: string | undefined;
   lastAckAtMs: number | undefined;
 }
 
@@ -50,49 +120,177 @@ export function forwardCursorName(linkName: string, stream: string): string {
   return `forward/${linkName}/${stream}`;
 }
 
-export class Forwarder {
-  private readonly cursors = new Map<string, number>();
-  private running = false;
-  private loop: Promise<void> | undefined;
+interface Flight {
+  readonly stream: string;
+  readonly to: number;
+  readonly records: number;
+  readonly rawBytes: number;
+  readonly generation: number;
+  readonly sentAtMs: number;
+  done: boolean;
+}
+
+class Lane {
+  readonly flights: Flight[] = [];
+  readonly readPositions = new Map<string, number>();
+  generation = 0;
+  backoffUntilMs = 0;
+  /** Ask the destination where it stands before sending (at start and after a failure). */
+  needsSync = true;
+  maxRecords: number;
+  maxBytes: number;
   private wake: (() => void) | undefined;
-  private cancelSleep: (() => void) | undefined;
-  private dirty = true;
-  private unsubscribe: (() => void) | undefined;
+  loop: Promise<void> | undefined;
+
+  constructor(
+    readonly name: 'urgent' | 'bulk',
+    readonly streams: readonly string[],
+    maxRecords: number,
+    maxBytes: number,
+  ) {
+    this.maxRecords = maxRecords;
+    this.maxBytes = maxBytes;
+  }
+
+  poke(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  /** Waits for a poke, or at most `ms`. */
+  sleep(ms: number | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(() => this.poke(), Math.max(0, ms));
+      this.wake = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+interface LinkMetrics {
+  state: Gauge;
+  records: Counter;
+  duplicates: Counter;
+  wireBytes: Counter;
+  rawBytes: Counter;
+  retries: Counter;
+  lastAck: Gauge;
+  inFlight: Gauge;
+  lagRecords: Gauge;
+  lagBytes: Gauge;
+  ackSeconds: Histogram;
+  skipped: Counter;
+}
+
+const metricsByRegistry = new WeakMap<Registry, LinkMetrics>();
+const lagSources = new WeakMap<Registry, Set<Forwarder>>();
+
+/** One set of link metrics per registry, labelled by link: a site has several links. */
+function linkMetrics(registry: Registry | undefined): LinkMetrics {
+  const cached = registry === undefined ? undefined : metricsByRegistry.get(registry);
+  if (cached !== undefined) return cached;
+  const registers = registry === undefined ? [] : [registry];
+  const sources = new Set<Forwarder>();
+  if (registry !== undefined) lagSources.set(registry, sources);
+  const metrics: LinkMetrics = {
+    state: new Gauge({ name: 'portcall_link_state', help: '1 for the state each link is in (up, metered, down)', labelNames: ['link', 'state'], registers }),
+    records: new Counter({ name: 'portcall_link_records_total', help: 'Records the destination acknowledged, by stream', labelNames: ['link', 'stream'], registers }),
+    duplicates: new Counter({
+      name: 'portcall_link_duplicates_total',
+      help: 'Records the destination already held (resent after a failure)',
+      labelNames: ['link'],
+      registers,
+    }),
+    wireBytes: new Counter({ name: 'portcall_link_wire_bytes_total', help: 'Encoded batch bytes acknowledged', labelNames: ['link'], registers }),
+    rawBytes: new Counter({
+      name: 'portcall_link_raw_bytes_total',
+      help: 'Payload and header bytes of the records those batches carried',
+      labelNames: ['link'],
+      registers,
+    }),
+    retries: new Counter({ name: 'portcall_link_retries_total', help: 'Batches that failed and will be resent, by reason', labelNames: ['link', 'reason'], registers }),
+    lastAck: new Gauge({ name: 'portcall_link_last_ack_timestamp_seconds', help: 'When the destination last acknowledged a batch', labelNames: ['link'], registers }),
+    inFlight: new Gauge({ name: 'portcall_link_in_flight_batches', help: 'Batches sent and not yet acknowledged, by lane', labelNames: ['link', 'lane'], registers }),
+    lagRecords: new Gauge({
+      name: 'portcall_link_lag_records',
+      help: 'Records stored here and not yet acknowledged by the destination, by stream',
+      labelNames: ['link', 'stream'],
+      registers,
+      collect() {
+        for (const forwarder of sources) forwarder.collectLag(this, 'records');
+      },
+    }),
+    lagBytes: new Gauge({
+      name: 'portcall_link_lag_bytes',
+      help: 'Payload bytes not yet acknowledged (estimated from the stream\u2019s mean record size), by stream',
+      labelNames: ['link', 'stream'],
+      registers,
+      collect() {
+        for (const forwarder of sources) forwarder.collectLag(this, 'bytes');
+      },
+    }),
+    ackSeconds: new Histogram({
+      name: 'portcall_link_ack_seconds',
+      help: 'Time from handing a batch to the link to its acknowledgement, by lane',
+      labelNames: ['link', 'lane'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+      registers,
+    }),
+    skipped: new Counter({
+      name: 'portcall_link_resync_skipped_records_total',
+      help: 'Records not resent after a failure because the destination said it already held them',
+      labelNames: ['link'],
+      registers,
+    }),
+  };
+  if (registry !== undefined) metricsByRegistry.set(registry, metrics);
+  return metrics;
+}
+
+export class Forwarder {
+  /** Acknowledged positions per stream (committed to the cursor store right after). */
+  private readonly acked = new Map<string, number>();
+  private readonly lanes: Lane[];
+  private readonly laneOf = new Map<string, Lane>();
+  private readonly policy: LinkPolicy;
+  private readonly retry: RetryPolicy;
+  private readonly metrics: LinkMetrics;
+  private readonly meteredStreams: Set<string>;
+  private running = false;
+  private unsubscribe: (() => void)[] = [];
+  private cursorCommits: Promise<void> = Promise.resolve();
+  private compressionRatio: number | undefined;
+  private incarnation = '';
+  private lastLoggedReason: string | undefined;
   private readonly statsValue: ForwarderStats = {
     recordsForwarded: 0,
     batchesAcknowledged: 0,
     duplicatesAtDestination: 0,
     wireBytes: 0,
+    rawBytes: 0,
     failures: 0,
     lastError: undefined,
+    lastFailureReason: undefined,
     lastAckAtMs: undefined,
   };
-  private readonly metrics;
 
   constructor(private readonly options: ForwarderOptions) {
-    const registers = options.registry === undefined ? [] : [options.registry];
-    const labelNames = ['link'] as const;
-    this.metrics = {
-      records: new Counter({
-        name: 'portcall_forwarder_records_total',
-        help: 'Records acknowledged by the destination',
-        labelNames,
-        registers,
-      }),
-      wireBytes: new Counter({
-        name: 'portcall_forwarder_wire_bytes_total',
-        help: 'Encoded batch bytes sent and acknowledged',
-        labelNames,
-        registers,
-      }),
-      failures: new Counter({
-        name: 'portcall_forwarder_failures_total',
-        help: 'Batches that failed to send, by reason code',
-        labelNames: ['link', 'code'],
-        registers,
-      }),
-      up: new Gauge({ name: 'portcall_link_up', help: '1 when the last send succeeded', labelNames, registers }),
-    };
+    const urgent = options.streams.filter((stream) => (options.urgentStreams ?? ['alerts']).includes(stream));
+    const bulk = options.streams.filter((stream) => !urgent.includes(stream));
+    const maxRecords = options.maxBatchRecords ?? 10_000;
+    const maxBytes = options.maxBatchBytes ?? 2 * 1024 * 1024;
+    this.lanes = [];
+    if (urgent.length > 0) this.lanes.push(new Lane('urgent', urgent, maxRecords, maxBytes));
+    if (bulk.length > 0) this.lanes.push(new Lane('bulk', bulk, maxRecords, maxBytes));
+    for (const lane of this.lanes) for (const stream of lane.streams) this.laneOf.set(stream, lane);
+    this.meteredStreams = new Set([...urgent, ...(options.summaryStreams ?? [])]);
+    this.policy = options.policy ?? new LinkPolicy();
+    this.retry = new RetryPolicy(options.retry);
+    this.metrics = linkMetrics(options.registry);
+    if (options.registry !== undefined) lagSources.get(options.registry)?.add(this);
   }
 
   private cursorName(stream: string): string {
@@ -103,111 +301,282 @@ export class Forwarder {
     return this.statsValue;
   }
 
+  condition(): LinkCondition {
+    return this.policy.current();
+  }
+
+  /** Records not yet acknowledged per stream, from the log's statistics. */
+  lag(): { stream: string; records: number; bytes: number }[] {
+    const result: { stream: string; records: number; bytes: number }[] = [];
+    for (const stream of this.options.streams) {
+      const backlog = this.options.backlog?.(stream);
+      if (backlog === undefined) continue;
+      const records = Math.max(0, backlog.lastPosition - (this.acked.get(stream) ?? 0));
+      const meanBytes = backlog.records > 0 ? backlog.bytes / backlog.records : 0;
+      result.push({ stream, records, bytes: Math.round(records * meanBytes) });
+    }
+    return result;
+  }
+
+  /** @internal called by the lag gauges' collect(). */
+  collectLag(gauge: Gauge, what: 'records' | 'bytes'): void {
+    for (const entry of this.lag()) gauge.set({ link: this.options.linkName, stream: entry.stream }, entry[what]);
+  }
+
   async start(): Promise<void> {
     if (this.running) return;
+    this.incarnation = await this.logIncarnation();
     for (const stream of this.options.streams) {
-      this.cursors.set(stream, (await this.options.source.getCursor(this.cursorName(stream))) ?? 0);
+      const position = (await this.options.source.getCursor(this.cursorName(stream))) ?? 0;
+      this.acked.set(stream, position);
+      this.laneOf.get(stream)!.readPositions.set(stream, position);
     }
     this.running = true;
-    this.unsubscribe = this.options.source.onDurable((stream) => {
-      if (this.cursors.has(stream)) this.poke();
-    });
-    this.loop = this.run();
+    this.applyCondition(this.policy.current());
+    this.unsubscribe.push(
+      this.options.source.onDurable((stream) => this.laneOf.get(stream)?.poke()),
+      this.policy.onChange((condition) => this.applyCondition(condition)),
+    );
+    for (const lane of this.lanes) lane.loop = this.run(lane);
   }
 
-  private poke(): void {
-    this.dirty = true;
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
+  /**
+   * A random id of this site's log, kept in the log itself (as a named cursor), so the
+   * destination never mixes this log's positions with those of an earlier one (a log
+   * restored from a backup or rebuilt starts positions again).
+   */
+  private async logIncarnation(): Promise<string> {
+    const name = `forward/${this.options.linkName}/#incarnation`;
+    let id = await this.options.source.getCursor(name);
+    if (id === undefined) {
+      id = Math.floor(Math.random() * 2 ** 48);
+      await this.options.source.commitCursor(name, id);
+    }
+    return id.toString(36);
   }
 
-  private async run(): Promise<void> {
-    let retryDelayMs = this.options.retryInitialMs ?? 200;
+  /** Moves the lane's cursors to where the destination says its streams arrived, if further. */
+  private async sync(lane: Lane): Promise<void> {
+    const positions = (await this.options.sender.positions?.(this.incarnation)) ?? {};
+    for (const stream of lane.streams) {
+      const held = positions[stream];
+      const acked = this.acked.get(stream) ?? 0;
+      if (held === undefined || held <= acked) continue;
+      const skipped = held - acked;
+      this.acked.set(stream, held);
+      lane.readPositions.set(stream, held);
+      this.metrics.skipped.inc({ link: this.options.linkName }, skipped);
+      this.cursorCommits = this.cursorCommits
+        .then(() => this.options.source.commitCursor(this.cursorName(stream), held))
+        .catch((error: unknown) => {
+          this.options.logger?.warn({ link: this.options.linkName, err: (error as Error).message }, 'could not store the forwarding cursor');
+        });
+      this.options.logger?.debug({ link: this.options.linkName, stream, from: acked, to: held }, 'destination already holds these; not resending');
+    }
+  }
+
+  private applyCondition(condition: LinkCondition): void {
+    for (const state of LINK_STATES) this.metrics.state.set({ link: this.options.linkName, state }, state === condition.state ? 1 : 0);
+    this.options.sender.setBandwidthLimit?.(condition.bandwidthBytesPerSecond);
+    for (const lane of this.lanes) lane.poke();
+  }
+
+  private allows(stream: string): boolean {
+    const state = this.policy.current().state;
+    return state === 'up' || (state === 'metered' && this.meteredStreams.has(stream));
+  }
+
+  /** Raw bytes per batch: the configured limit, or under a cap what takes targetBatchSeconds on the wire. */
+  private batchBytes(lane: Lane): number {
+    const cap = this.policy.current().bandwidthBytesPerSecond;
+    if (cap === undefined || this.compressionRatio === undefined) return lane.maxBytes;
+    const wireBudget = cap * (this.options.targetBatchSeconds ?? 2);
+    return Math.max(16 * 1024, Math.min(lane.maxBytes, Math.floor(wireBudget / this.compressionRatio)));
+  }
+
+  private async run(lane: Lane): Promise<void> {
+    const maxInFlight = this.options.maxInFlightBatches ?? 8;
+    const maxAgeMs = this.options.maxBatchAgeMs ?? 500;
     while (this.running) {
-      if (!this.dirty) {
-        await new Promise<void>((resolve) => (this.wake = resolve));
+      const now = Date.now();
+      if (lane.backoffUntilMs > now) {
+        await lane.sleep(lane.backoffUntilMs - now);
         continue;
       }
-      this.dirty = false;
+      const allowed = lane.streams.filter((stream) => this.allows(stream));
+      if (allowed.length === 0 || lane.flights.length >= maxInFlight) {
+        await lane.sleep(undefined);
+        continue;
+      }
+      if (lane.needsSync && lane.flights.length === 0) {
+        const generation = lane.generation;
+        try {
+          await this.sync(lane);
+          if (generation === lane.generation) lane.needsSync = false;
+        } catch (error) {
+          // The link is still down: wait as after any failure, then ask again.
+          const decision = this.retry.onFailure(error);
+          lane.backoffUntilMs = Date.now() + decision.delayMs;
+          this.noteFailure(lane, decision, error);
+        }
+        continue;
+      }
+      let picked: { stream: string; records: LogRecord[]; nextPosition: number; from: number } | undefined;
       try {
-        while (this.running && (await this.forwardOneBatch())) {
-          retryDelayMs = this.options.retryInitialMs ?? 200;
+        for (const stream of allowed) {
+          const from = lane.readPositions.get(stream) ?? 0;
+          const page = await this.options.source.readStream(stream, from, { maxRecords: lane.maxRecords, maxBytes: this.batchBytes(lane) });
+          if (page.records.length > 0) {
+            picked = { stream, records: page.records, nextPosition: page.nextPosition, from };
+            break;
+          }
         }
       } catch (error) {
-        this.recordFailure(error);
-        this.dirty = true;
-        await this.sleep(retryDelayMs);
-        retryDelayMs = Math.min(retryDelayMs * 2, this.options.retryMaxMs ?? 10_000);
+        // The local log failed to read (closing, I/O error): try again shortly.
+        this.options.logger?.warn({ link: this.options.linkName, err: (error as Error).message }, 'reading the log to forward failed');
+        await lane.sleep(1000);
+        continue;
       }
+      if (!this.running) return;
+      if (picked === undefined) {
+        await lane.sleep(undefined);
+        continue;
+      }
+      if (lane.name === 'bulk' && picked.records.length < lane.maxRecords) {
+        // Not full: give a trickle of live readings time to make a batch worth sending.
+        const ageMs = Date.now() - picked.records[0]!.ingestTimeMs;
+        let bytes = 0;
+        for (const record of picked.records) bytes += record.payload.byteLength;
+        if (ageMs >= 0 && ageMs < maxAgeMs && bytes < this.batchBytes(lane) / 2) {
+          await new Promise((resolve) => setTimeout(resolve, maxAgeMs - ageMs));
+          continue;
+        }
+      }
+      this.dispatch(lane, picked.stream, picked.records, picked.nextPosition);
     }
   }
 
-  /** Sends the next batch of the highest-priority stream with anything new; false if none. */
-  private async forwardOneBatch(): Promise<boolean> {
-    for (const stream of this.options.streams) {
-      const after = this.cursors.get(stream) ?? 0;
-      const page = await this.options.source.readStream(stream, after, {
-        maxRecords: this.options.maxBatchRecords ?? 5000,
-        maxBytes: this.options.maxBatchBytes ?? 2 * 1024 * 1024,
-      });
-      if (page.records.length === 0) continue;
-      const ack = await this.options.sender.send(page.records);
-      await this.options.source.commitCursor(this.cursorName(stream), page.nextPosition);
-      this.cursors.set(stream, page.nextPosition);
-      this.recordAck(page.records.length, ack);
-      return true;
+  private dispatch(lane: Lane, stream: string, records: LogRecord[], nextPosition: number): void {
+    let rawBytes = 0;
+    for (const record of records) rawBytes += record.payload.byteLength;
+    const from = lane.readPositions.get(stream) ?? 0;
+    const flight: Flight = { stream, to: nextPosition, records: records.length, rawBytes, generation: lane.generation, sentAtMs: performance.now(), done: false };
+    lane.flights.push(flight);
+    lane.readPositions.set(stream, nextPosition);
+    const position: BatchPosition = { stream, from, to: nextPosition, acked: this.acked.get(stream) ?? 0, incarnation: this.incarnation };
+    this.metrics.inFlight.set({ link: this.options.linkName, lane: lane.name }, lane.flights.length);
+    let sending: Promise<SendReport>;
+    try {
+      sending = this.options.sender.send(records, { urgent: lane.name === 'urgent', position });
+    } catch (error) {
+      sending = Promise.reject(error);
     }
-    return false;
+    sending.then(
+      (ack) => this.onAck(lane, flight, ack),
+      (error: unknown) => this.onFailure(lane, flight, error),
+    );
   }
 
-  private recordAck(records: number, ack: ReplicateResult & { wireBytes?: number }): void {
+  private onAck(lane: Lane, flight: Flight, ack: SendReport): void {
+    if (flight.generation !== lane.generation) return;
+    flight.done = true;
+    this.retry.onSuccess();
     const link = this.options.linkName;
-    this.statsValue.recordsForwarded += records;
-    this.statsValue.batchesAcknowledged += 1;
-    this.statsValue.duplicatesAtDestination += ack.duplicates;
-    this.statsValue.wireBytes += ack.wireBytes ?? 0;
-    this.statsValue.lastAckAtMs = Date.now();
-    this.statsValue.lastError = undefined;
-    this.metrics.records.inc({ link }, records);
+    const stats = this.statsValue;
+    stats.recordsForwarded += flight.records;
+    stats.batchesAcknowledged += 1;
+    stats.duplicatesAtDestination += ack.duplicates;
+    stats.wireBytes += ack.wireBytes ?? 0;
+    stats.rawBytes += ack.rawBytes ?? flight.rawBytes;
+    stats.lastAckAtMs = Date.now();
+    stats.lastError = undefined;
+    this.lastLoggedReason = undefined;
+    if (ack.wireBytes !== undefined && flight.rawBytes > 0) {
+      const ratio = ack.wireBytes / flight.rawBytes;
+      this.compressionRatio = this.compressionRatio === undefined ? ratio : this.compressionRatio * 0.8 + ratio * 0.2;
+    }
+    this.metrics.records.inc({ link, stream: flight.stream }, flight.records);
+    this.metrics.duplicates.inc({ link }, ack.duplicates);
     this.metrics.wireBytes.inc({ link }, ack.wireBytes ?? 0);
-    this.metrics.up.set({ link }, 1);
+    this.metrics.rawBytes.inc({ link }, ack.rawBytes ?? flight.rawBytes);
+    this.metrics.lastAck.set({ link }, stats.lastAckAtMs / 1000);
+    this.metrics.ackSeconds.observe({ link, lane: lane.name }, (performance.now() - flight.sentAtMs) / 1000);
+
+    // Advance the stream's cursor over its acknowledged prefix only.
+    let advancedTo: number | undefined;
+    for (;;) {
+      const first = lane.flights.find((candidate) => candidate.stream === flight.stream);
+      if (first === undefined || !first.done) break;
+      lane.flights.splice(lane.flights.indexOf(first), 1);
+      advancedTo = first.to;
+    }
+    this.metrics.inFlight.set({ link, lane: lane.name }, lane.flights.length);
+    if (advancedTo !== undefined) {
+      const position = advancedTo;
+      this.acked.set(flight.stream, position);
+      this.cursorCommits = this.cursorCommits
+        .then(() => this.options.source.commitCursor(this.cursorName(flight.stream), position))
+        .catch((error: unknown) => {
+          // Not fatal: the position is resent after a restart, and the destination drops duplicates.
+          this.options.logger?.warn({ link, err: (error as Error).message }, 'could not store the forwarding cursor');
+        });
+    }
+    lane.poke();
   }
 
-  private recordFailure(error: unknown): void {
-    const code = error instanceof PortcallError ? error.code : 'UNEXPECTED';
+  private onFailure(lane: Lane, flight: Flight, error: unknown): void {
+    if (flight.generation !== lane.generation) return;
+    if (!this.running) {
+      // Stopping: nothing after this batch can count any more; stop() need not wait for it.
+      lane.generation += 1;
+      lane.flights.length = 0;
+      return;
+    }
+    const index = lane.flights.indexOf(flight);
+    const afterEarlierFailure = lane.flights.slice(0, index).some((earlier) => !earlier.done);
+    const decision = this.retry.onFailure(error, afterEarlierFailure);
+    lane.generation += 1;
+    lane.flights.length = 0;
+    for (const stream of lane.streams) lane.readPositions.set(stream, this.acked.get(stream) ?? 0);
+    if (decision.shrink) {
+      lane.maxRecords = Math.max(1, Math.floor(flight.records / 2));
+      lane.maxBytes = Math.max(1, Math.floor(flight.rawBytes / 2));
+    }
+    lane.backoffUntilMs = Date.now() + decision.delayMs;
+    lane.needsSync = true;
+    this.metrics.inFlight.set({ link: this.options.linkName, lane: lane.name }, 0);
+    this.noteFailure(lane, decision, error);
+    lane.poke();
+  }
+
+  private noteFailure(lane: Lane, decision: RetryDecision, error: unknown): void {
+    const link = this.options.linkName;
     const message = (error as Error).message;
     this.statsValue.failures += 1;
-    if (this.statsValue.lastError !== message) {
-      this.options.logger?.warn({ link: this.options.linkName, code, err: message }, 'forwarding failed; will retry');
-    }
     this.statsValue.lastError = message;
-    this.metrics.failures.inc({ link: this.options.linkName, code });
-    this.metrics.up.set({ link: this.options.linkName }, 0);
+    this.statsValue.lastFailureReason = decision.reason;
+    this.metrics.retries.inc({ link, reason: decision.reason });
+    if (this.lastLoggedReason !== decision.reason) {
+      this.lastLoggedReason = decision.reason;
+      const log = { link, lane: lane.name, reason: decision.reason, retryInMs: decision.delayMs, err: message };
+      if (decision.permanent) this.options.logger?.error(log, 'destination refuses what this link sends; retrying slowly until someone acts');
+      else this.options.logger?.warn(log, 'forwarding failed; resending from the acknowledged position');
+    }
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.cancelSleep = undefined;
-        resolve();
-      }, ms);
-      // New records must not cut a back-off short (that would hammer a failing link), but
-      // stop() must not wait it out either.
-      this.cancelSleep = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-
-  /** Stops after the batch in flight, if any, is acknowledged or fails. */
+  /** Stops sending; waits a little for batches in flight, then closes the link. */
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    this.unsubscribe?.();
-    this.cancelSleep?.();
-    this.poke();
-    await this.loop;
+    for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
+    if (this.options.registry !== undefined) lagSources.get(this.options.registry)?.delete(this);
+    for (const lane of this.lanes) lane.poke();
+    await Promise.all(this.lanes.map((lane) => lane.loop));
+    const deadline = Date.now() + 2000;
+    while (this.lanes.some((lane) => lane.flights.some((flight) => !flight.done)) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await this.cursorCommits;
+    await this.options.sender.close?.();
   }
 }

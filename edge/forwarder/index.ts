@@ -1,1 +1,24 @@
-export { Forwarder, forwardCursorName, type BatchSender, type ForwarderOptions, type ForwarderStats } from './forwarder.js';
+export {
+  Forwarder,
+  forwardCursorName,
+  type BatchPosition,
+  type BatchSender,
+  type ForwarderOptions,
+  type ForwarderStats,
+  type SendOptions,
+  type SendReport,
+  type StreamBacklog,
+} from './forwarder.js';
+export {
+  LinkPolicy,
+  LINK_STATES,
+  parseSwitch,
+  windowContains,
+  type LinkCondition,
+  type LinkOverride,
+  type LinkPolicyOptions,
+  type LinkState,
+  type ScheduleWindow,
+} from './link-policy.js';
+export { RetryPolicy, failureReason, type RetryDecision, type RetryPolicyOptions } from './retry-policy.js';
+export { registerLinkRoutes, type LinkControl } from './link-routes.js';

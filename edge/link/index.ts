@@ -1,2 +1,11 @@
-export { HttpUplink, type HttpUplinkOptions, type SendReport } from './http-uplink.js';
-export { encodeBatch, decodeBatch, BATCH_CONTENT_TYPE, Compression, type Batch, type DecodeLimits } from './wire.js';
+export { Http2Link, type BatchPosition, type Http2LinkOptions, type Http2LinkTls, type SendOptions, type SendReport } from './http2-link.js';
+export {
+  encodeBatch,
+  decodeBatch,
+  BATCH_CONTENT_TYPE,
+  Compression,
+  type Batch,
+  type DecodedBatch,
+  type DecodeLimits,
+} from './wire.js';
+export { encodeBatchV2, CompressionV2, type EncodeV2Options } from './wire-v2.js';
