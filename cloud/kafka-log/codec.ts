@@ -261,7 +261,7 @@ export function encodeHighWater(stream: string, topic: string, held: HeldTopic):
 }
 
 /** The error text says which entry is bad, because a corrupt high water must stop a start. */
-export function decodeHighWater(message: KafkaMessage): { key: string; held: HeldTopic | undefined } {
+export function decodeHighWater(message: Pick<KafkaMessage, 'key' | 'value' | 'offset'>): { key: string; held: HeldTopic | undefined } {
   if (message.key === null) throw new Error(`high-water entry at offset ${message.offset} has no key`);
   const key = message.key.toString('utf8');
   if (key.indexOf('\u0000') <= 0) throw new Error(`high-water entry at offset ${message.offset} has a malformed key`);

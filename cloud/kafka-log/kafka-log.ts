@@ -487,6 +487,8 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   private async start(): Promise<void> {
     await this.admin.connect();
     await this.ensureTopics();
+    this.fetcher = new PartitionFetcher(this.kafka);
+    await this.fetcher.connect();
     // The high water is read after the transactional id is registered. Registering it makes
     // the coordinator settle a transaction a crashed predecessor left open: abort it, or, if
     // the predecessor had already asked to commit, complete the commit. Read before that, the
@@ -502,8 +504,6 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       identity: `${clusterId}/${this.layout.prefix}`,
       maxSpanKafkaOffsets: this.options.maxSpanKafkaOffsets,
     });
-    this.fetcher = new PartitionFetcher(this.kafka);
-    await this.fetcher.connect();
     this.lastKafkaContactMs = Date.now();
     const caughtUp = this.startCatchUp();
     if (this.options.indexWaitMs > 0) {
@@ -531,15 +531,22 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     const missing = wanted.filter(({ topic }) => !existing.has(topic));
     if (missing.length > 0) {
       // Returns false when another process created them first, which is just as good.
-      await this.admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map(({ topic, settings, configEntries }) => ({
-          topic,
-          numPartitions: settings.partitions,
-          replicationFactor: settings.replicationFactor,
-          configEntries,
-        })),
-      });
+      try {
+        await this.admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map(({ topic, settings, configEntries }) => ({
+            topic,
+            numPartitions: settings.partitions,
+            replicationFactor: settings.replicationFactor,
+            configEntries,
+          })),
+        });
+      } catch (error) {
+        // Its wait for leaders gives up on UNKNOWN_TOPIC_OR_PARTITION, which a busy broker
+        // answers for a moment after creating a topic; the metadata read below waits instead.
+        if ((error as { retriable?: unknown }).retriable !== true) throw error;
+        this.options.logger?.info({ err: error }, 'topics created; waiting for their leaders');
+      }
     }
     if (existing.has(this.layout.highWaterTopic)) await this.checkHighWaterTopicConfig();
     const metadata = await this.topicMetadata(wanted.map(({ topic }) => topic));
@@ -555,7 +562,10 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     const deadlineMs = Date.now() + this.options.recoveryTimeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.admin.fetchTopicMetadata({ topics });
+        const metadata = await this.admin.fetchTopicMetadata({ topics });
+        const leaderless = metadata.topics.filter(({ partitions }) => partitions.length === 0 || partitions.some(({ leader }) => leader < 0));
+        if (leaderless.length === 0) return metadata;
+        throw Object.assign(new Error(`no leader yet for ${leaderless.map(({ name }) => name).join(', ')}`), { retriable: true });
       } catch (error) {
         if ((error as { retriable?: unknown }).retriable !== true || Date.now() + 100 * attempt > deadlineMs) throw error;
         await new Promise((resolve) => setTimeout(resolve, Math.min(100 * attempt, 1_000)));
@@ -649,11 +659,12 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   }
 
   private recoverHighWater(): Promise<Map<string, HeldTopic>> {
+    const fetcher = this.fetcher;
+    if (fetcher === undefined) throw new Error('the fetcher is connected before the high water is read');
     return readHighWater({
-      kafka: this.kafka,
       admin: this.admin,
+      fetcher,
       topic: this.layout.highWaterTopic,
-      groupIdPrefix: `portcall-${this.siteId}-recover`,
       timeoutMs: this.options.recoveryTimeoutMs,
       logger: this.options.logger,
     });
