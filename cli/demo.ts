@@ -12,6 +12,7 @@ import { PortInUseError } from '../core/index.js';
 import { ReeferFleet } from '../devices/emulator/index.js';
 import { parseSiteConfig, startSite, type RunningSite } from '../site/index.js';
 import type { KafkaBroker } from '../tools/kafka/index.js';
+import type { FlapPhase } from '../tools/fault-proxy/index.js';
 
 export interface DemoOptions {
   readonly shorePort: number;
@@ -22,6 +23,8 @@ export interface DemoOptions {
   readonly durationS: number | undefined;
   readonly dataDir: string | undefined;
   readonly kafka: boolean;
+  /** Put the fault proxy between ship and shore, shaped like a ship's link. */
+  readonly link?: { readonly latencyMs: number; readonly bandwidthBytesPerSecond: number | undefined; readonly flaps: readonly FlapPhase[] | undefined };
   readonly logger: Logger;
   readonly logFile: string;
   /** Where the status goes; a TTY gets one line rewritten in place. */
@@ -73,6 +76,20 @@ export async function runDemo(options: DemoOptions): Promise<DemoHandle> {
     );
     stoppers.push(() => shore.close());
 
+    let linkUrl = shore.httpUrl!;
+    if (options.link !== undefined) {
+      const { FaultProxy } = await import('../tools/fault-proxy/index.js');
+      const proxy = await FaultProxy.start({
+        targetPort: Number(new URL(shore.httpUrl!).port),
+        latencyMs: options.link.latencyMs,
+        ...(options.link.bandwidthBytesPerSecond === undefined ? {} : { bandwidthBytesPerSecond: options.link.bandwidthBytesPerSecond }),
+      });
+      if (options.link.flaps !== undefined) proxy.flap(options.link.flaps);
+      stoppers.push(() => proxy.close());
+      linkUrl = proxy.url();
+      out.write(`ship → shore link through the fault proxy at ${linkUrl}\n`);
+    }
+
     const edge: RunningSite = await startSite(
       parseSiteConfig({
         site: 'AURORA',
@@ -80,7 +97,16 @@ export async function runDemo(options: DemoOptions): Promise<DemoHandle> {
         // The demo's emulated reefers have no credentials; a ship uses a credentials file.
         mqtt: { port: options.mqttPort, auth: { allowAnonymous: true } },
         http: { port: options.edgeHttpPort },
-        links: [{ name: 'TOKYO', url: shore.httpUrl!, token }],
+        links: [
+          {
+            name: 'TOKYO',
+            url: linkUrl,
+            token,
+            // A capped link is paced just under its rate, so alerts never queue behind readings.
+            ...(options.link?.bandwidthBytesPerSecond === undefined ? {} : { bandwidthBytesPerSecond: Math.floor(options.link.bandwidthBytesPerSecond * 0.97) }),
+            ...(options.link === undefined ? {} : { stallTimeoutMs: 5000, retryMaxMs: 5000 }),
+          },
+        ],
       }),
       { logger },
     );
@@ -126,14 +152,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoHandle> {
         atMs: nowMs,
       };
       const rate = (now: number, before: number) => ((now - before) / seconds).toFixed(1).padStart(6);
-      const linkError = edge.stats().links[0]?.lastError;
+      const link = edge.stats().links[0];
+      const linkError = link?.lastError;
       const line =
         `t=${String(Math.round((nowMs - startedAtMs) / 1000)).padStart(4)}s  ` +
         `sensors ${rate(current.published, previous.published)}/s  ` +
         `gateway→log ${rate(current.stored, previous.stored)}/s  ` +
         `forwarded ${rate(current.forwarded, previous.forwarded)}/s  ` +
         `shore stored ${rate(current.shore, previous.shore)}/s  ` +
-        `(total at shore ${current.shore})` +
+        `(total at shore ${current.shore}, link ${link?.state ?? '?'}, ${link?.wireBytes ?? 0} B on the wire)` +
         (linkError === undefined ? '' : `  link: ${linkError}`);
       out.write(out.isTTY ? `\r${line}\u001b[K` : `${line}\n`);
       previous = current;

@@ -219,6 +219,9 @@ export function buildProgram(): Command {
     .option('--duration-s <s>', 'stop by itself after this many seconds', positiveNumber('--duration-s'))
     .option('--data-dir <dir>', 'keep the sites\' data here (default: a temporary directory, removed at exit)')
     .option('--kafka', 'run the shore site on a real Apache Kafka broker started for the demo')
+    .option('--link-latency-ms <ms>', 'put the fault proxy between ship and shore with this one-way delay', integer('--link-latency-ms', 0, 60_000))
+    .option('--link-bandwidth-bps <bits>', 'and this link rate in bits per second (the ship caps itself just under it)', integer('--link-bandwidth-bps', 1000, 10_000_000_000))
+    .option('--link-flaps <phases>', 'and this repeating schedule, e.g. up:60s,down:15s,stall:5s')
     .action(
       async (options: {
         shorePort: number;
@@ -229,14 +232,33 @@ export function buildProgram(): Command {
         durationS?: number;
         dataDir?: string;
         kafka?: boolean;
+        linkLatencyMs?: number;
+        linkBandwidthBps?: number;
+        linkFlaps?: string;
       }) => {
         const { runDemo } = await import('./demo.js');
+        let link;
+        if (options.linkLatencyMs !== undefined || options.linkBandwidthBps !== undefined || options.linkFlaps !== undefined) {
+          const { parseFlaps } = await import('../tools/fault-proxy/index.js');
+          let flaps;
+          try {
+            flaps = options.linkFlaps === undefined ? undefined : parseFlaps(options.linkFlaps);
+          } catch (error) {
+            throw new InvalidArgumentError((error as Error).message);
+          }
+          link = {
+            latencyMs: options.linkLatencyMs ?? 0,
+            bandwidthBytesPerSecond: options.linkBandwidthBps === undefined ? undefined : options.linkBandwidthBps / 8,
+            flaps,
+          };
+        }
         const logFile = join(tmpdir(), `portcall-demo-${process.pid}.log`);
         const demo = await runDemo({
           ...options,
           durationS: options.durationS,
           dataDir: options.dataDir,
           kafka: options.kafka === true,
+          ...(link === undefined ? {} : { link }),
           logger: createLogger({ file: logFile }),
           logFile,
           out: process.stdout,

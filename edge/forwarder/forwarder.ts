@@ -453,6 +453,9 @@ export class Forwarder {
         }
       }
       this.dispatch(lane, picked.stream, picked.records, picked.nextPosition);
+      // Reading and encoding a batch is synchronous work: let acknowledgements, the other
+      // lane (an alert) and the gateway in before the next one.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 

@@ -1,0 +1,206 @@
+/**
+ * Unit tests of the uplink's parts, each on its own: the pacer, the retry policy, the link
+ * policy, and the forwarder's window against a scripted sender over a real SQLite log.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LinkError, type LogRecord } from '../core/index.js';
+import { Forwarder, LinkPolicy, RetryPolicy, forwardCursorName, parseSwitch, windowContains, type BatchSender, type SendOptions, type SendReport } from '../edge/forwarder/index.js';
+import { Pacer, type BodySink } from '../edge/link/pacer.js';
+import { SqliteLog } from '../edge/log/index.js';
+
+class RecordingSink extends EventEmitter implements BodySink {
+  destroyed = false;
+  ended = false;
+  constructor(
+    readonly name: string,
+    private readonly writes: string[],
+  ) {
+    super();
+  }
+  write(chunk: Buffer): boolean {
+    this.writes.push(`${this.name}:${chunk.length}`);
+    return true;
+  }
+  end(): void {
+    this.ended = true;
+  }
+}
+
+describe('pacer', () => {
+  it('writes at the cap, in pieces, and puts an urgent body ahead of the bulk still waiting', async () => {
+    const writes: string[] = [];
+    const pacer = new Pacer(100_000); // 2,000-byte pieces (20 ms of the link)
+    const startedAt = performance.now();
+    const bulk = pacer.send(new RecordingSink('bulk', writes), Buffer.alloc(20_000), false);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const urgent = pacer.send(new RecordingSink('urgent', writes), Buffer.alloc(3000), true);
+    await urgent;
+    const urgentDoneAt = performance.now();
+    await bulk;
+    const seconds = (performance.now() - startedAt) / 1000;
+    expect(seconds).toBeGreaterThan(0.17); // 23,000 bytes at 100,000 B/s, less one piece of burst
+    expect(urgentDoneAt - startedAt).toBeLessThan(seconds * 1000 * 0.7);
+    const firstUrgent = writes.findIndex((write) => write.startsWith('urgent'));
+    expect(firstUrgent).toBeGreaterThan(0);
+    expect(writes.slice(firstUrgent, firstUrgent + 2)).toEqual(['urgent:2000', 'urgent:1000']);
+    expect(writes.filter((write) => write.startsWith('bulk')).length).toBe(10);
+  });
+
+  it('writes bulk bodies one after another, in order', async () => {
+    const writes: string[] = [];
+    const pacer = new Pacer(undefined);
+    await Promise.all([1, 2, 3].map((index) => pacer.send(new RecordingSink(`b${index}`, writes), Buffer.alloc(40_000), false)));
+    expect(writes.map((write) => write.split(':')[0])).toEqual(['b1', 'b1', 'b1', 'b2', 'b2', 'b2', 'b3', 'b3', 'b3']);
+  });
+});
+
+describe('retry policy', () => {
+  it('backs off exponentially with jitter, halves too-large batches at once, waits longest for refusals that will repeat', () => {
+    const policy = new RetryPolicy({ initialDelayMs: 100, maxDelayMs: 10_000, jitter: 0, random: () => 0.5 });
+    const reset = new LinkError('reset', { retriable: true, reason: 'reset' });
+    expect([1, 2, 3, 4].map(() => policy.onFailure(reset).delayMs)).toEqual([100, 200, 400, 800]);
+    policy.onSuccess();
+    expect(policy.onFailure(reset)).toEqual({ delayMs: 100, shrink: false, reason: 'reset', permanent: false });
+    expect(policy.onFailure(new LinkError('big', { retriable: false, status: 413, reason: 'too-large' }))).toMatchObject({ delayMs: 0, shrink: true });
+    const gap = new LinkError('gap', { retriable: false, status: 409, reason: 'offset-gap' });
+    expect(policy.onFailure(gap)).toMatchObject({ delayMs: 10_000, permanent: true, reason: 'offset-gap' });
+    // A gap behind a batch that failed first is that failure's consequence.
+    expect(policy.onFailure(gap, true)).toMatchObject({ permanent: false });
+  });
+});
+
+describe('link policy', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads the switch file format', () => {
+    expect(parseSwitch('metered\n')).toEqual({ state: 'metered' });
+    expect(parseSwitch(' UP 250000 ')).toEqual({ state: 'up', bandwidthBytesPerSecond: 250_000 });
+    expect(() => parseSwitch('sideways')).toThrow(/up.*down.*metered/);
+    expect(() => parseSwitch('up fast')).toThrow(/bandwidth/);
+  });
+
+  it('schedule windows: by time of day in UTC, over midnight, on given days', () => {
+    const at = (iso: string) => Date.parse(iso);
+    const night = { fromMinute: 22 * 60, toMinute: 6 * 60, state: 'up' as const };
+    expect(windowContains(night, at('2026-03-02T23:30:00Z'))).toBe(true);
+    expect(windowContains(night, at('2026-03-03T05:59:00Z'))).toBe(true);
+    expect(windowContains(night, at('2026-03-03T06:00:00Z'))).toBe(false);
+    // Sunday night's window, still on Monday morning; not Monday night.
+    const sundayNight = { ...night, days: [0] };
+    expect(windowContains(sundayNight, at('2026-03-01T23:00:00Z'))).toBe(true);
+    expect(windowContains(sundayNight, at('2026-03-02T03:00:00Z'))).toBe(true);
+    expect(windowContains(sundayNight, at('2026-03-02T23:00:00Z'))).toBe(false);
+  });
+
+  it('override, then switch file, then schedule, then default; an override can lapse', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcall-policy-'));
+    dirs.push(dir);
+    const file = join(dir, 'switch');
+    let now = Date.parse('2026-03-02T12:00:00Z');
+    const policy = new LinkPolicy({
+      state: 'metered',
+      bandwidthBytesPerSecond: 1000,
+      schedule: [{ fromMinute: 11 * 60, toMinute: 13 * 60, state: 'up', bandwidthBytesPerSecond: 5000 }],
+      switchFile: file,
+      now: () => now,
+      pollIntervalMs: 60_000,
+    });
+    await policy.start();
+    const changes: string[] = [];
+    policy.onChange((condition) => changes.push(`${condition.state}/${condition.source}`));
+    try {
+      expect(policy.current()).toEqual({ state: 'up', bandwidthBytesPerSecond: 5000, source: 'schedule' });
+      now = Date.parse('2026-03-02T14:00:00Z');
+      policy.refresh();
+      expect(policy.current()).toEqual({ state: 'metered', bandwidthBytesPerSecond: 1000, source: 'default' });
+      writeFileSync(file, 'down');
+      policy.stop();
+      await policy.start();
+      expect(policy.current()).toMatchObject({ state: 'down', source: 'switch-file' });
+      writeFileSync(file, 'garbage that is not a state');
+      policy.stop();
+      await policy.start();
+      expect(policy.current()).toMatchObject({ state: 'down', source: 'switch-file' }); // the last good value stays
+      policy.setOverride({ state: 'up', untilMs: now + 1000 });
+      expect(policy.current()).toMatchObject({ state: 'up', source: 'override', bandwidthBytesPerSecond: 1000 });
+      now += 2000;
+      policy.refresh();
+      expect(policy.current()).toMatchObject({ state: 'down', source: 'switch-file' });
+      expect(changes).toEqual(['metered/default', 'down/switch-file', 'up/override', 'down/switch-file']);
+    } finally {
+      policy.stop();
+    }
+  });
+});
+
+/** A destination scripted batch by batch, storing what it accepts. */
+class ScriptedSender implements BatchSender {
+  readonly destination = 'scripted';
+  readonly held = new Set<string>();
+  readonly sent: { stream: string; count: number; urgent: boolean }[] = [];
+  failNext = 0;
+  delayMs = 5;
+  async send(records: readonly LogRecord[], options: SendOptions): Promise<SendReport> {
+    this.sent.push({ stream: records[0]!.stream, count: records.length, urgent: options.urgent });
+    await new Promise((resolve) => setTimeout(resolve, this.delayMs));
+    if (this.failNext > 0) {
+      this.failNext -= 1;
+      throw new LinkError('connection reset', { retriable: true, reason: 'reset' });
+    }
+    let duplicates = 0;
+    for (const record of records) {
+      const key = `${record.stream}/${record.topic}/${record.offset}`;
+      if (this.held.has(key)) duplicates += 1;
+      this.held.add(key);
+    }
+    return { stored: records.length - duplicates, duplicates, highWater: [] };
+  }
+}
+
+describe('forwarder window', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('sends everything through failures, resends only from the acknowledged cursor, alerts in their own lane', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcall-forwarder-'));
+    dirs.push(dir);
+    const log = SqliteLog.open({ siteId: 'AURORA', path: join(dir, 'log.sqlite') });
+    await log.append(Array.from({ length: 5000 }, (_unused, index) => ({ stream: 'containers', topic: `C${index % 50}`, payload: Buffer.from(`{"i":${index}}`) })));
+    await log.append([{ stream: 'alerts', topic: 'C1', payload: Buffer.from('{"kind":"shock"}') }]);
+    const sender = new ScriptedSender();
+    sender.failNext = 2;
+    const forwarder = new Forwarder({
+      linkName: 'TOKYO',
+      source: log,
+      sender,
+      streams: ['alerts', 'containers'],
+      maxBatchRecords: 400,
+      maxBatchAgeMs: 0,
+      maxInFlightBatches: 4,
+      retry: { initialDelayMs: 1, maxDelayMs: 5 },
+    });
+    await forwarder.start();
+    const deadline = Date.now() + 20_000;
+    while (sender.held.size < 5001 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    await forwarder.stop();
+    expect(sender.held.size).toBe(5001);
+    expect(sender.sent.filter((batch) => batch.stream === 'alerts').every((batch) => batch.urgent)).toBe(true);
+    expect(sender.sent.filter((batch) => batch.stream === 'containers').every((batch) => !batch.urgent)).toBe(true);
+    // The failed window was resent, but never more than a window's worth each time.
+    const sentRecords = sender.sent.reduce((sum, batch) => sum + batch.count, 0);
+    expect(sentRecords).toBeGreaterThan(5001);
+    expect(sentRecords).toBeLessThanOrEqual(5001 + 2 * 4 * 400 + 1);
+    expect(await log.getCursor(forwardCursorName('TOKYO', 'containers'))).toBe(log.streamStats('containers')!.lastPosition);
+    expect(forwarder.stats()).toMatchObject({ recordsForwarded: 5001, failures: 2, lastFailureReason: 'reset' });
+    await log.close();
+  });
+});
