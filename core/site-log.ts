@@ -24,14 +24,56 @@ export interface ReplicateResult {
   readonly highWater: readonly TopicHighWater[];
 }
 
+/**
+ * Where a batch sits in its sender's own stream (sender positions, not record offsets): it
+ * holds the records after `from` up to and including `to`, and its sender had everything up
+ * to `acked` acknowledged already. `incarnation` names the sender's log, so positions of a
+ * rebuilt log never mix with an earlier one's.
+ */
+export interface SenderPlacement {
+  readonly stream: string;
+  readonly from: number;
+  readonly to: number;
+  readonly acked: number;
+  readonly incarnation: string;
+}
+
+/**
+ * How far a sender's stream has arrived without a gap, after a batch at `placement` was made
+ * durable: the position starts at what the sender had acknowledged (durable here, or it would
+ * not have been acknowledged), and advances only over a batch that starts at or before where
+ * it stands (a resend may overlap what arrived), so it is always a gap-free prefix even when
+ * batches are applied out of order.
+ */
+export function advanceSenderPosition(current: number | undefined, placement: SenderPlacement): number {
+  let position = Math.max(current ?? 0, placement.acked);
+  if (placement.from <= position && placement.to > position) position = placement.to;
+  return position;
+}
+
+/** Who sent a replicated batch, and where it sits in the sender's stream, if it said. */
+export interface ReplicateContext {
+  /** The sending site (authenticated by the receiving endpoint). */
+  readonly sender: string;
+  readonly placement?: SenderPlacement;
+}
+
 /** The copy path: records that already have an identity, arriving from another site. */
 export interface ReplicaSink {
   /**
    * Stores the records that are not yet held, at their own offsets, all or nothing, and
    * resolves once they are durable. A record whose offset would leave a gap is refused
    * (`OffsetGapError`), and so is one that contradicts a held record's origin (`TopicForkError`).
+   * A sink may use `context` to keep the sender's cursor durably with the records (Kafka does);
+   * one that ignores it stays correct, since senders resend and duplicates are dropped.
    */
-  replicate(records: readonly LogRecord[]): Promise<ReplicateResult>;
+  replicate(records: readonly LogRecord[], context?: ReplicateContext): Promise<ReplicateResult>;
+  /**
+   * Optional: how far each stream of the sender's log (`incarnation`) has arrived here without
+   * a gap, as kept durably by the sink with the records (positions of the sender's stream).
+   * A sink without it leaves the receiving endpoint to remember positions in memory.
+   */
+  senderPositions?(sender: string, incarnation: string): Promise<Record<string, number>>;
 }
 
 export interface ReadLimits {
@@ -60,14 +102,21 @@ export interface CursorStore {
   commitCursor(name: string, position: number): Promise<void>;
 }
 
-/** Reading one topic. */
+/** Reading one topic (a container's history), by the offsets of its record identity. */
 export interface TopicReader {
   latest(stream: string, topic: string): Promise<LogRecord | undefined>;
+  /**
+   * Records of the topic from `fromOffset` on, in offset order, at most `limits.maxRecords`
+   * and about `limits.maxBytes` of payload (always at least one record when any is held). When
+   * retention removed `fromOffset`, the page starts at the first record still held; an empty
+   * page means nothing is held at or after `fromOffset`. Rejects with a retriable
+   * `StoreUnavailableError` when the range cannot be read right now.
+   */
+  readTopic(stream: string, topic: string, fromOffset: number, limits?: ReadLimits): Promise<LogRecord[]>;
 }
 
 /** Everything a site's embedded log offers. */
 export interface SiteLog extends RecordAppender, ReplicaSink, StreamSource, CursorStore, TopicReader {
   readonly siteId: string;
-  readTopic(stream: string, topic: string, fromOffset: number, limits?: ReadLimits): Promise<LogRecord[]>;
   close(): Promise<void>;
 }

@@ -351,7 +351,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
           registry,
         }).stats;
       }
-      registerReadRoutes(app, { reader });
+      registerReadRoutes(app, { reader, registry });
       const healthBody = () => {
         const components = healthSources.map((source) => source.health());
         const status = components.some((c) => c.status === 'unavailable')
