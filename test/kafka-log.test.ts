@@ -445,9 +445,17 @@ describeKafka('KafkaLog on a real broker', () => {
     // Fault injection: what the log is left with when EndTxn(commit) fails after the broker
     // committed (a lost response). Memory still says 2, Kafka holds 5. Only the private state
     // is touched; the broker and everything on it are real.
-    const internals = log as unknown as { held: Map<string, { nextOffset: number; origin: string }>; resyncNeeded: boolean };
+    // The log retires the producer of a transaction that failed and marks its lane unsettled.
+    const internals = log as unknown as {
+      held: Map<string, { nextOffset: number; origin: string }>;
+      lanes: Map<string, { producer: { disconnect(): Promise<void> } | undefined }>;
+      unsettled: Set<unknown>;
+    };
     internals.held.set('containers\u0000Y01', { nextOffset: 2, origin: 'TOKYO' });
-    internals.resyncNeeded = true;
+    const lane = internals.lanes.get('')!;
+    await lane.producer!.disconnect();
+    lane.producer = undefined;
+    internals.unsettled.add(lane);
 
     // The sender resends the batch it never got an answer for.
     expect(await log.replicate(range('containers', 'Y01', 2, 5))).toMatchObject({ stored: 0, duplicates: 3 });

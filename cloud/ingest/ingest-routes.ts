@@ -131,7 +131,21 @@ export function registerIngestRoutes(app: FastifyInstance, options: IngestOption
     const peer = peerOf(request.headers.authorization);
     if (peer === undefined) return refuse(reply, 401, 'unauthenticated', 'UNAUTHENTICATED', 'missing or unknown site token');
     const incarnation = request.query.incarnation ?? '';
-    return { positions: incarnation === '' ? {} : positions.of(peer.site, incarnation) };
+    if (incarnation === '') return { positions: {} };
+    const remembered = positions.of(peer.site, incarnation);
+    if (options.sink.senderPositions === undefined) return { positions: remembered };
+    // The sink keeps the sender's cursor with the records (Kafka: in the same transaction), so
+    // it knows even after this process restarted or another instance served the sender.
+    let kept: Record<string, number>;
+    try {
+      kept = await options.sink.senderPositions(peer.site, incarnation);
+    } catch (error) {
+      if (error instanceof StoreUnavailableError) return refuse(reply, 503, 'store-unavailable', error.code, error.message);
+      throw error;
+    }
+    const merged = { ...kept };
+    for (const [stream, position] of Object.entries(remembered)) merged[stream] = Math.max(merged[stream] ?? 0, position);
+    return { positions: merged };
   });
 
   app.post('/v1/batches', async (request, reply) => {
@@ -173,15 +187,15 @@ export function registerIngestRoutes(app: FastifyInstance, options: IngestOption
         `the TLS client certificate names ${certificateName} but the token belongs to ${peer.site}`,
       );
     }
+    const placement = placementFrom(request.headers);
     try {
-      const result = await options.sink.replicate(batch.records);
+      const result = await options.sink.replicate(batch.records, { sender: peer.site, ...(placement === undefined ? {} : { placement }) });
       stats.batchesAccepted += 1;
       stats.recordsStored += result.stored;
       stats.duplicatesDropped += result.duplicates;
       stored.inc({ outcome: 'stored', sender: peer.site }, result.stored);
       stored.inc({ outcome: 'duplicate', sender: peer.site }, result.duplicates);
       batches.inc({ sender: peer.site, version: String(batch.version) });
-      const placement = placementFrom(request.headers);
       if (placement !== undefined) positions.applied(peer.site, placement);
       wireBytes.inc({ sender: peer.site }, request.body.length);
       if (batch.version === 1) return reply.code(200).send(result);

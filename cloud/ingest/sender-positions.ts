@@ -6,21 +6,20 @@
  * A batch tells where it sits (`from` < its records ≤ `to`) and what its sender already had
  * acknowledged (`acked`). Everything up to `acked` is durable here (that is what the
  * acknowledgement said), so the position starts there; it then advances only over a batch
- * that starts exactly where it stands, so it is always a prefix with no gap, even when
- * batches of a window are applied out of order or some never arrive.
+ * that starts at or before where it stands (`advanceSenderPosition` in core), so it is always
+ * a prefix with no gap, even when batches of a window are applied out of order or some never
+ * arrive.
  *
  * Kept in memory: after a restart this site knows nothing, answers nothing, and senders
  * resend from their own acknowledged cursors (duplicates are dropped by record identity).
+ * A sink that keeps senders' cursors durably with the records (the Kafka log, in the same
+ * transaction) answers instead, merged with this memory (see ingest-routes.ts).
  * Positions are kept per sender log incarnation, so a sender whose log was rebuilt (its
  * positions starting again) is never told to skip ahead.
  */
-export interface BatchPlacement {
-  readonly stream: string;
-  readonly from: number;
-  readonly to: number;
-  readonly acked: number;
-  readonly incarnation: string;
-}
+import { advanceSenderPosition, type SenderPlacement } from '../../core/index.js';
+
+export type BatchPlacement = SenderPlacement;
 
 const MAX_SENDER_LOGS = 10_000;
 
@@ -35,9 +34,7 @@ export class SenderPositions {
       if (this.logs.size >= MAX_SENDER_LOGS) this.logs.delete(this.logs.keys().next().value!);
       this.logs.set(key, (streams = new Map()));
     }
-    let position = Math.max(streams.get(placement.stream) ?? 0, placement.acked);
-    if (placement.from === position && placement.to > position) position = placement.to;
-    streams.set(placement.stream, position);
+    streams.set(placement.stream, advanceSenderPosition(streams.get(placement.stream), placement));
   }
 
   of(sender: string, incarnation: string): Record<string, number> {

@@ -49,6 +49,37 @@ export function highWaterTopicName(prefix: string): string {
   return `${prefix}.highwater`;
 }
 
+export function cursorTopicName(prefix: string): string {
+  return `${prefix}.cursors`;
+}
+
+/** Key of a sender's cursor: sender NUL incarnation (of the sender's log) NUL stream. */
+export function cursorKey(sender: string, incarnation: string, stream: string): string {
+  return `${sender}\u0000${incarnation}\u0000${stream}`;
+}
+
+export function encodeCursor(key: string, position: number): Message {
+  return { key, value: JSON.stringify({ position }) };
+}
+
+export function decodeCursor(message: Pick<KafkaMessage, 'key' | 'value' | 'offset'>): { key: string; position: number | undefined } {
+  if (message.key === null) throw new Error(`cursor entry at offset ${message.offset} has no key`);
+  const key = message.key.toString('utf8');
+  if (key.split('\u0000').length !== 3) throw new Error(`cursor entry at offset ${message.offset} has a malformed key`);
+  if (message.value === null) return { key, position: undefined };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(message.value.toString('utf8'));
+  } catch (error) {
+    throw new Error(`cursor entry at offset ${message.offset} is not JSON: ${(error as Error).message}`);
+  }
+  const { position } = (parsed ?? {}) as { position?: unknown };
+  if (typeof position !== 'number' || !Number.isSafeInteger(position) || position < 0) {
+    throw new Error(`cursor entry at offset ${message.offset} has no valid position`);
+  }
+  return { key, position };
+}
+
 /**
  * A view on the payload's bytes, not a copy: the producer serializes it before the
  * transaction commits and the caller's promise is still pending until then.

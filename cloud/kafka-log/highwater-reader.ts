@@ -22,7 +22,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import type { Admin } from 'kafkajs';
+import type { Admin, KafkaMessage } from 'kafkajs';
 import type { Logger } from 'pino';
 
 import { StoreUnavailableError } from '../../core/index.js';
@@ -58,21 +58,35 @@ async function fetchEndOffsets(admin: Admin, topic: string, deadlineMs: number):
   }
 }
 
-export async function readHighWater(options: ReadHighWaterOptions): Promise<Map<string, HeldTopic>> {
+export interface CompactedReadResult {
+  /** Per partition, the offset the read reached (the last stable offset when it started). */
+  readonly reached: Map<number, bigint>;
+  readonly entries: number;
+  readonly fetches: number;
+}
+
+/**
+ * Reads a compacted topic from `from` (per partition; the log start where absent) up to the
+ * last stable offset it has when the read starts, handing every entry to `apply` in order.
+ * Passing the `reached` of an earlier read reads only what was committed since.
+ */
+export async function readCompacted(
+  options: ReadHighWaterOptions & { readonly from?: ReadonlyMap<number, bigint>; readonly what: string },
+  apply: (message: Pick<KafkaMessage, 'key' | 'value' | 'offset'>) => void,
+): Promise<CompactedReadResult> {
   const { admin, fetcher, topic, timeoutMs } = options;
-  const startedAtMs = Date.now();
-  const deadlineMs = startedAtMs + timeoutMs;
-  const held = new Map<string, HeldTopic>();
+  const deadlineMs = Date.now() + timeoutMs;
+  const reached = new Map<number, bigint>();
   let entries = 0;
   let fetches = 0;
-  const partitions = (await fetchEndOffsets(admin, topic, deadlineMs)).filter(({ high, low }) => Number(high) > Number(low));
-  for (const { partition, low, high } of partitions) {
+  for (const { partition, low, high } of await fetchEndOffsets(admin, topic, deadlineMs)) {
     const end = BigInt(high);
-    let offset = BigInt(low);
+    const known = options.from?.get(partition);
+    let offset = known !== undefined && known > BigInt(low) ? known : BigInt(low);
     while (offset < end) {
       if (Date.now() > deadlineMs) {
         throw new StoreUnavailableError(
-          `reading the high-water topic ${topic} to its end did not finish within ${timeoutMs} ms; ` +
+          `reading the ${options.what} topic ${topic} to its end did not finish within ${timeoutMs} ms; ` +
             `partition ${partition} is at ${offset} of ${end}. The broker may be unreachable or overloaded`,
         );
       }
@@ -92,22 +106,33 @@ export async function readHighWater(options: ReadHighWaterOptions): Promise<Map<
       try {
         for (const message of fetched.messages) {
           if (BigInt(message.offset) >= end) break;
-          const { key, held: entry } = decodeHighWater(message);
           entries += 1;
           // One key lives in one partition, read in order: the last entry wins, as after compaction.
-          if (entry === undefined) held.delete(key);
-          else held.set(key, entry);
+          apply(message);
         }
       } catch (error) {
-        throw new StoreUnavailableError(`high-water topic ${topic} partition ${partition}: ${(error as Error).message}`, error);
+        throw new StoreUnavailableError(`${options.what} topic ${topic} partition ${partition}: ${(error as Error).message}`, error);
       }
       if (fetched.nextOffset > offset) offset = fetched.nextOffset;
       else if (fetched.lastStableOffset > offset) offset += 1n; // an emptied batch left by compaction
       else await sleep(RETRY_DELAY_MS);
     }
+    reached.set(partition, end > offset ? end : offset);
   }
+  return { reached, entries, fetches };
+}
+
+/** The whole high-water map, read from the beginning. */
+export async function readHighWater(options: ReadHighWaterOptions): Promise<Map<string, HeldTopic>> {
+  const startedAtMs = Date.now();
+  const held = new Map<string, HeldTopic>();
+  const { reached, entries, fetches } = await readCompacted({ ...options, what: 'high-water' }, (message) => {
+    const { key, held: entry } = decodeHighWater(message);
+    if (entry === undefined) held.delete(key);
+    else held.set(key, entry);
+  });
   options.logger?.info(
-    { topic, partitions: partitions.length, entries, topics: held.size, fetches, durationMs: Date.now() - startedAtMs },
+    { topic: options.topic, partitions: reached.size, entries, topics: held.size, fetches, durationMs: Date.now() - startedAtMs },
     'high water recovered from Kafka',
   );
   return held;

@@ -11,11 +11,24 @@
  *    have committed. The producer is then replaced (registering the transactional id again
  *    makes the coordinator settle that transaction) and the map is rebuilt from the
  *    high-water topic before the next write is validated against it.
- * 3. One writer per site. The transactional id is `portcall-${siteId}-ingest`: a second
- *    instance for the same site fences the first, whose writes then fail instead of forking.
- * 4. Group commit. Calls that arrive while a transaction is in flight are validated one by
- *    one against the state the earlier ones leave, and the accepted ones share the next
- *    transaction; a refused call (gap, fork, bad input) fails alone.
+ * 3. One writer per sending site. Each sender's batches go through its own transactional
+ *    producer, `portcall-${siteId}-ingest-from-${sender}` (calls without a sender share
+ *    `portcall-${siteId}-ingest`). Another instance that starts serving the sender registers
+ *    the same id, which fences this one: its writes for that sender then fail (503) instead
+ *    of forking. Every registration is followed by reading what was committed to the
+ *    high-water and cursor topics since this instance last read them, so a sender coming
+ *    back from another instance is checked against what that instance wrote.
+ * 4. Group commit, per sender. Calls of one sender that arrive while its transaction is in
+ *    flight are validated one by one against the state the earlier ones leave, and the
+ *    accepted ones share its next transaction; a refused call (gap, fork, bad input) fails
+ *    alone. Different senders' transactions overlap, except on a logical topic: a transaction
+ *    claims the topics it touches, and a transaction of another sender touching one of them
+ *    (two senders relaying the same origin) waits for it and is then checked against what it
+ *    committed, so the high water stays exact and a record relayed twice is stored once.
+ * 6. The sender's cursor. A batch that says where it sits in its sender's stream (from, to,
+ *    acked, the sender's log incarnation) moves that sender's cursor in the compacted cursor
+ *    topic, in the same transaction as its records; `senderPositions` reads it back from
+ *    Kafka, so a sender resumes from it after any crash, here or at another instance.
  * 5. Bounded waiting. Calls queue while a transaction is in flight, up to `maxPendingRecords`;
  *    past that, and whenever Kafka fails, a call is refused with a retriable
  *    StoreUnavailableError, so the sender keeps its backlog instead of this process keeping
@@ -54,6 +67,7 @@ import {
   PortcallError,
   StoreUnavailableError,
   TopicForkError,
+  advanceSenderPosition,
   topicKey,
   type HealthReport,
   type HealthSource,
@@ -61,12 +75,17 @@ import {
   type LogRecord,
   type ReadLimits,
   type ReplicaSink,
+  type ReplicateContext,
   type ReplicateResult,
   type TopicHighWater,
   type TopicReader,
 } from '../../core/index.js';
 import {
+  cursorKey,
+  decodeCursor,
+  decodeHighWater,
   decodeRecord,
+  encodeCursor,
   encodeHighWater,
   encodeRecord,
   encodeRecordTail,
@@ -75,7 +94,7 @@ import {
   peekIdentity,
   type HeldTopic,
 } from './codec.js';
-import { readHighWater } from './highwater-reader.js';
+import { readCompacted } from './highwater-reader.js';
 import { OffsetOutOfRangeError, PartitionFetcher } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
 import { speedups } from './kafkajs-speedups.js';
@@ -200,6 +219,7 @@ const COMMIT_MARKER_WAIT_MS = 5_000;
 
 interface PendingReplicate {
   readonly records: readonly LogRecord[];
+  readonly context: ReplicateContext | undefined;
   readonly resolve: (result: ReplicateResult) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -215,6 +235,19 @@ interface AcceptedCall {
   readonly stored: readonly LogRecord[];
   readonly result: ReplicateResult;
 }
+
+/** A sending site's way into Kafka: its own transactional producer and queue. */
+interface SenderLane {
+  readonly sender: string;
+  readonly transactionalId: string;
+  producer: Producer | undefined;
+  queue: PendingReplicate[];
+  draining: Promise<void> | undefined;
+  /** Transactions of this lane that failed because another instance registered its id. */
+  fenced: number;
+}
+
+type PartitionEnd = { kafkaTopic: string; partition: number; end: bigint };
 
 interface ResolvedOptions {
   readonly siteId: string;
@@ -392,6 +425,21 @@ function toTopicMessages(chunk: readonly OutgoingItem[]): TopicMessages[] {
 
 const partitionKey = (kafkaTopic: string, partition: number): string => `${kafkaTopic}#${partition}`;
 
+function keepLatest(ends: Map<string, PartitionEnd>, key: string, entry: PartitionEnd): void {
+  const known = ends.get(key);
+  if (known === undefined || known.end < entry.end) ends.set(key, entry);
+}
+
+/** Kafka's answer when another producer registered the same transactional id since. */
+function isFencing(error: unknown): boolean {
+  for (let cause = error as { type?: unknown; name?: unknown; message?: unknown; cause?: unknown } | undefined, depth = 0; cause !== undefined && cause !== null && depth < 5; depth++) {
+    const text = `${String(cause.type)} ${String(cause.name)} ${String(cause.message)}`;
+    if (/PRODUCER_FENCED|INVALID_PRODUCER_EPOCH|error code 90\b|fenc(ed|es)/i.test(text)) return true;
+    cause = cause.cause as typeof cause;
+  }
+  return false;
+}
+
 
 interface CatchUpTarget {
   readonly kafkaTopic: string;
@@ -405,16 +453,33 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   private readonly layout: TopicLayout;
   private readonly kafka: Kafka;
   private readonly admin: Admin;
-  private readonly transactionalId: string;
   /** Committed state: what Kafka holds, per topicKey. */
   private held = new Map<string, HeldTopic>();
-  private producer: Producer | undefined;
-  /** Set when a commit's outcome is unknown; the map must be re-read before it is trusted. */
-  private resyncNeeded = false;
+  /** Senders' cursors as committed, per sender NUL incarnation, then per stream. */
+  private readonly cursors = new Map<string, Map<string, number>>();
+  /** How far the high-water and cursor topics have been read, per partition. */
+  private highWaterReadTo = new Map<number, bigint>();
+  private cursorsReadTo = new Map<number, bigint>();
+  private cursorRead: Promise<void> | undefined;
+  /** High-water entries of transactions whose outcome is unknown, until the next read. */
+  private readonly uncertain = new Map<string, HeldTopic>();
+  /** Lanes whose last transaction ended with an unknown outcome; nothing is checked until settled. */
+  private readonly unsettled = new Set<SenderLane>();
+  /** Set when the index must be discarded and rebuilt (done by the catch-up, between runs). */
+  private rebuildIndex = false;
+  private readonly lanes = new Map<string, SenderLane>();
   private readonly retiring = new Set<Promise<void>>();
-  private queue: PendingReplicate[] = [];
   private pendingRecords = 0;
-  private draining: Promise<void> | undefined;
+  /** Logical topics claimed by a transaction in flight, and by which lane. */
+  private readonly claims = new Map<string, SenderLane>();
+  private inFlight = 0;
+  /** Transactions in flight per data partition, and own commits' ends waiting for them. */
+  private readonly partitionInFlight = new Map<string, number>();
+  private readonly stashedEnds = new Map<string, PartitionEnd>();
+  /** A state re-read (after a registration) runs alone: no transaction in flight meanwhile. */
+  private exclusiveWaiting = 0;
+  private exclusiveActive = false;
+  private waiters: (() => void)[] = [];
   private closed = false;
   private closing: Promise<void> | undefined;
 
@@ -431,7 +496,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
    */
   private indexDirty = true;
   private indexDirtyEpoch = 0;
-  private readonly ownEnd = new Map<string, { kafkaTopic: string; partition: number; end: bigint }>();
+  private readonly ownEnd = new Map<string, PartitionEnd>();
   private catchingUp: Promise<void> | undefined;
   private catchUpAgain = false;
   private indexError: string | undefined;
@@ -449,12 +514,13 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   private probing = false;
   private commitsTotal = 0;
   private refusedBusyTotal = 0;
+  private fencedTotal = 0;
+  private claimWaitsTotal = 0;
 
   private constructor(options: ResolvedOptions) {
     this.options = options;
     this.layout = options.layout;
     this.siteId = options.siteId;
-    this.transactionalId = `portcall-${options.siteId}-ingest`;
     this.kafka = new Kafka({
       clientId: options.clientId,
       brokers: options.brokers,
@@ -489,15 +555,20 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     await this.ensureTopics();
     this.fetcher = new PartitionFetcher(this.kafka);
     await this.fetcher.connect();
-    // The high water is read after the transactional id is registered. Registering it makes
-    // the coordinator settle a transaction a crashed predecessor left open: abort it, or, if
-    // the predecessor had already asked to commit, complete the commit. Read before that, the
-    // last stable offset would stop short of entries that are committed a moment later.
+    // The high water is read after a transactional id is registered. Registering it makes
+    // the coordinator settle a transaction a crashed predecessor left open under that id:
+    // abort it, or, if the predecessor had already asked to commit, complete the commit. Read
+    // before that, the last stable offset would stop short of entries committed a moment
+    // later; so every sender's id is registered, and the topics read again from where this
+    // read stopped, before that sender's first transaction here.
     if (speedups.recordEncoder !== 'installed' || speedups.grouping !== 'installed') {
       this.options.logger?.info({ speedups }, 'kafkajs was loaded before the Kafka log; some of its own (slower) produce code stays in use');
     }
-    this.producer = await this.connectProducer();
-    this.held = await this.recoverHighWater();
+    // Registers the id of calls without a sender (and fences an older instance's), then reads
+    // both compacted topics; each sender's id is registered before its first transaction.
+    const lane = this.laneFor('');
+    lane.producer = await this.connectProducer(lane.transactionalId);
+    await this.readState();
     const { clusterId } = await this.admin.describeCluster();
     this.index = new TopicIndex({
       path: this.options.indexPath,
@@ -527,6 +598,15 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
           { name: 'min.insync.replicas', value: String(this.layout.highWaterSettings.minInsyncReplicas) },
         ],
       },
+      {
+        topic: this.layout.cursorTopic,
+        settings: this.layout.highWaterSettings,
+        // Compacted for the same reason: a sender quiet for a month still resumes where it was.
+        configEntries: [
+          { name: 'cleanup.policy', value: 'compact' },
+          { name: 'min.insync.replicas', value: String(this.layout.highWaterSettings.minInsyncReplicas) },
+        ],
+      },
     ];
     const missing = wanted.filter(({ topic }) => !existing.has(topic));
     if (missing.length > 0) {
@@ -548,7 +628,9 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         this.options.logger?.info({ err: error }, 'topics created; waiting for their leaders');
       }
     }
-    if (existing.has(this.layout.highWaterTopic)) await this.checkHighWaterTopicConfig();
+    for (const topic of [this.layout.highWaterTopic, this.layout.cursorTopic]) {
+      if (existing.has(topic)) await this.checkCompacted(topic);
+    }
     const metadata = await this.topicMetadata(wanted.map(({ topic }) => topic));
     for (const { name, partitions } of metadata.topics) this.layout.setPartitionCount(name, partitions.length);
     await this.warnAboutDifferences(wanted.filter(({ topic }) => existing.has(topic)), metadata.topics);
@@ -606,7 +688,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         replicationFactor: settings.replicationFactor,
         'min.insync.replicas': String(settings.minInsyncReplicas),
       };
-      if (topic !== this.layout.highWaterTopic) {
+      if (topic !== this.layout.highWaterTopic && topic !== this.layout.cursorTopic) {
         expected['retention.ms'] = String(settings.retentionMs);
         expected['retention.bytes'] = String(settings.retentionBytes);
       }
@@ -619,24 +701,27 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     }
   }
 
-  private async checkHighWaterTopicConfig(): Promise<void> {
+  private async checkCompacted(topic: string): Promise<void> {
     const described = await this.admin.describeConfigs({
       includeSynonyms: false,
-      resources: [{ type: ConfigResourceTypes.TOPIC, name: this.layout.highWaterTopic, configNames: ['cleanup.policy'] }],
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['cleanup.policy'] }],
     });
     const policy = described.resources[0]?.configEntries.find((entry) => entry.configName === 'cleanup.policy')?.configValue;
     if (policy === undefined || !policy.split(',').includes('compact')) {
       throw new ConfigError(
-        `Kafka topic ${this.layout.highWaterTopic} exists with cleanup.policy=${String(policy)}; it must be 'compact', ` +
-          `or offsets of quiet topics are deleted and their records would be stored again`,
+        topic === this.layout.highWaterTopic
+          ? `Kafka topic ${topic} exists with cleanup.policy=${String(policy)}; it must be 'compact', ` +
+              `or offsets of quiet topics are deleted and their records would be stored again`
+          : `Kafka topic ${topic} exists with cleanup.policy=${String(policy)}; it must be 'compact', ` +
+              `or quiet senders' cursors are deleted and they would resend everything`,
       );
     }
   }
 
-  private async connectProducer(): Promise<Producer> {
+  private async connectProducer(transactionalId: string): Promise<Producer> {
     const producer = this.kafka.producer({
       createPartitioner: Partitioners.DefaultPartitioner,
-      transactionalId: this.transactionalId,
+      transactionalId,
       idempotent: true,
       maxInFlightRequests: 1,
       transactionTimeout: TRANSACTION_TIMEOUT_MS,
@@ -647,8 +732,8 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       await producer.connect();
       // kafkajs's connect() only fetches an idempotent producer id; the transactional id is
       // registered (InitProducerId) lazily, by the first transaction(). Doing it now fences an
-      // older instance of this site and makes the coordinator settle any transaction it left
-      // open. Aborting a transaction with no partitions sends nothing to the broker.
+      // older instance holding this id and makes the coordinator settle any transaction it
+      // left open. Aborting a transaction with no partitions sends nothing to the broker.
       const registration = await producer.transaction();
       await registration.abort();
     } catch (error) {
@@ -658,19 +743,117 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     return producer;
   }
 
-  private recoverHighWater(): Promise<Map<string, HeldTopic>> {
-    const fetcher = this.fetcher;
-    if (fetcher === undefined) throw new Error('the fetcher is connected before the high water is read');
-    return readHighWater({
-      admin: this.admin,
-      fetcher,
-      topic: this.layout.highWaterTopic,
-      timeoutMs: this.options.recoveryTimeoutMs,
-      logger: this.options.logger,
-    });
+  private laneFor(sender: string): SenderLane {
+    let lane = this.lanes.get(sender);
+    if (lane === undefined) {
+      lane = {
+        sender,
+        transactionalId: sender === '' ? `portcall-${this.siteId}-ingest` : `portcall-${this.siteId}-ingest-from-${sender}`,
+        producer: undefined,
+        queue: [],
+        draining: undefined,
+        fenced: 0,
+      };
+      this.lanes.set(sender, lane);
+    }
+    return lane;
   }
 
-  replicate(records: readonly LogRecord[]): Promise<ReplicateResult> {
+  /**
+   * Reads what was committed to the high-water and cursor topics since the last read (all of
+   * it the first time), so the maps include what other instances and earlier incarnations of
+   * this one wrote. Runs with no transaction of this instance in flight (at open, or inside
+   * `exclusive`), so its own commits are all below the ends it reads to.
+   */
+  private async readState(): Promise<number> {
+    const fetcher = this.fetcher;
+    if (fetcher === undefined) throw new Error('the fetcher is connected before the high water is read');
+    const startedAtMs = Date.now();
+    const common = { admin: this.admin, fetcher, timeoutMs: this.options.recoveryTimeoutMs, logger: this.options.logger };
+    const held = this.held;
+    let foreign = 0;
+    const highWater = await readCompacted(
+      { ...common, topic: this.layout.highWaterTopic, from: this.highWaterReadTo, what: 'high-water' },
+      (message) => {
+        const { key, held: entry } = decodeHighWater(message);
+        const known = held.get(key);
+        const uncertain = this.uncertain.get(key);
+        // This instance's own commits are read back too (and its commits whose outcome it did not
+        // learn, which the index catches up on anyway); anything else another writer committed.
+        const same = (other: HeldTopic | undefined) => other?.nextOffset === entry?.nextOffset && other?.origin === entry?.origin;
+        if (!same(known) && !same(uncertain)) foreign += 1;
+        if (entry === undefined) held.delete(key);
+        else held.set(key, entry);
+      },
+    );
+    this.highWaterReadTo = highWater.reached;
+    this.uncertain.clear();
+    await this.readCursors();
+    const level = highWater.entries > 0 || this.highWaterReadTo.size === 0 ? 'info' : 'debug';
+    this.options.logger?.[level](
+      { topic: this.layout.highWaterTopic, entries: highWater.entries, topics: held.size, fetches: highWater.fetches, durationMs: Date.now() - startedAtMs },
+      'high water read from Kafka',
+    );
+    return foreign;
+  }
+
+  /**
+   * Reads the cursor topic from where the last read stopped. A cursor only moves forward, so
+   * an entry read late never moves one back: this may run beside this instance's commits.
+   */
+  private readCursors(): Promise<void> {
+    this.cursorRead ??= (async () => {
+      const fetcher = this.fetcher;
+      if (fetcher === undefined) throw new Error('the fetcher is connected before the cursors are read');
+      const result = await readCompacted(
+        {
+          admin: this.admin,
+          fetcher,
+          timeoutMs: this.options.recoveryTimeoutMs,
+          topic: this.layout.cursorTopic,
+          from: this.cursorsReadTo,
+          what: 'cursor',
+        },
+        (message) => {
+          const { key, position } = decodeCursor(message);
+          if (position === undefined) return;
+          const cut = key.lastIndexOf('\u0000');
+          this.moveCursor(key.slice(0, cut), key.slice(cut + 1), position);
+        },
+      );
+      for (const [partition, offset] of result.reached) {
+        if (offset > (this.cursorsReadTo.get(partition) ?? -1n)) this.cursorsReadTo.set(partition, offset);
+      }
+    })().finally(() => {
+      this.cursorRead = undefined;
+    });
+    return this.cursorRead;
+  }
+
+  private moveCursor(log: string, stream: string, position: number): void {
+    let streams = this.cursors.get(log);
+    if (streams === undefined) {
+      streams = new Map();
+      this.cursors.set(log, streams);
+    }
+    if (position > (streams.get(stream) ?? -1)) streams.set(stream, position);
+  }
+
+  /**
+   * How far each stream of the sender's log arrived without a gap, from the cursor topic:
+   * read again from Kafka first, so it includes what other instances committed for the sender.
+   */
+  async senderPositions(sender: string, incarnation: string): Promise<Record<string, number>> {
+    if (this.closed) throw new ClosedError('Kafka log');
+    try {
+      await withTimeout(this.readCursors(), PROBE_TIMEOUT_MS * 2, 'the cursor topic did not answer in time');
+    } catch (error) {
+      throw asStoreError('cannot read the senders\' cursors from Kafka', error);
+    }
+    return Object.fromEntries(this.cursors.get(`${sender}\u0000${incarnation}`) ?? []);
+  }
+
+  replicate(records: readonly LogRecord[], context?: ReplicateContext): Promise<ReplicateResult> {
     return new Promise((resolve, reject) => {
       if (this.closed) {
         reject(new ClosedError('Kafka log'));
@@ -686,8 +869,10 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         return;
       }
       this.pendingRecords += records.length;
-      this.queue.push({
+      const lane = this.laneFor(context?.sender ?? '');
+      lane.queue.push({
         records,
+        context,
         resolve: (result) => {
           this.pendingRecords -= records.length;
           resolve(result);
@@ -697,27 +882,27 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
           reject(error);
         },
       });
-      this.drain();
+      this.drain(lane);
     });
   }
 
-  /** One transaction at a time; whatever queued up meanwhile goes into the next one. */
-  private drain(): void {
-    if (this.draining !== undefined) return;
-    this.draining = (async () => {
+  /** One transaction at a time per sender; whatever queued up meanwhile goes into the next one. */
+  private drain(lane: SenderLane): void {
+    if (lane.draining !== undefined) return;
+    lane.draining = (async () => {
       // Lets every call made in this turn of the event loop join the first transaction.
       await new Promise((resolve) => setImmediate(resolve));
-      while (this.queue.length > 0) {
-        const calls = this.takeGroup();
+      while (lane.queue.length > 0) {
+        const calls = this.takeGroup(lane);
         // commitGroup settles every call itself; this only guards against a bug leaving one hanging.
-        await this.commitGroup(calls).catch((error: unknown) => {
+        await this.commitGroup(lane, calls).catch((error: unknown) => {
           for (const call of calls) call.reject(error);
         });
       }
     })().finally(() => {
-      this.draining = undefined;
+      lane.draining = undefined;
       // A call may have queued after the loop saw an empty queue but before this ran.
-      if (this.queue.length > 0) this.drain();
+      if (lane.queue.length > 0) this.drain(lane);
     });
   }
 
@@ -725,64 +910,234 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
    * The calls for the next transaction: all that are queued, up to a size that keeps one
    * transaction well inside its timeout; a backlog larger than that goes in several.
    */
-  private takeGroup(): PendingReplicate[] {
+  private takeGroup(lane: SenderLane): PendingReplicate[] {
     let bytes = 0;
     let count = 0;
-    for (const call of this.queue) {
+    for (const call of lane.queue) {
       let callBytes = 0;
       for (const record of call.records) callBytes += record.payload?.byteLength ?? 0;
       if (count > 0 && bytes + callBytes > MAX_TRANSACTION_BYTES) break;
       bytes += callBytes;
       count += 1;
     }
-    return this.queue.splice(0, count);
+    return lane.queue.splice(0, count);
   }
 
-  private async commitGroup(calls: readonly PendingReplicate[]): Promise<void> {
-    if (this.resyncNeeded) {
-      try {
-        await this.resync();
-      } catch (error) {
-        const failure = asStoreError('cannot re-read the high water from Kafka', error);
-        this.markKafka('unavailable', failure.message);
-        for (const call of calls) call.reject(failure);
-        return;
-      }
-    }
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
 
+  private notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** Runs `work` with no transaction in flight and none starting. */
+  private async exclusive<T>(work: () => Promise<T>): Promise<T> {
+    this.exclusiveWaiting += 1;
+    try {
+      while (this.inFlight > 0 || this.exclusiveActive) await this.changed();
+      this.exclusiveActive = true;
+      try {
+        return await work();
+      } finally {
+        this.exclusiveActive = false;
+      }
+    } finally {
+      this.exclusiveWaiting -= 1;
+      this.notify();
+    }
+  }
+
+  /**
+   * Waits until no other lane's transaction holds one of `keys`, then holds them all; false
+   * (holding nothing) when a transaction ended with an unknown outcome meanwhile, since the
+   * maps must then be re-read before anything is checked against them.
+   */
+  private async claim(lane: SenderLane, keys: ReadonlySet<string>): Promise<boolean> {
+    let waited = false;
+    for (;;) {
+      if (this.unsettled.size > 0) return false;
+      let free = this.exclusiveWaiting === 0 && !this.exclusiveActive;
+      if (free) {
+        for (const key of keys) {
+          const holder = this.claims.get(key);
+          if (holder !== undefined && holder !== lane) {
+            free = false;
+            break;
+          }
+        }
+      }
+      if (free) break;
+      if (!waited) this.claimWaitsTotal += 1;
+      waited = true;
+      await this.changed();
+    }
+    for (const key of keys) this.claims.set(key, lane);
+    this.inFlight += 1;
+    return true;
+  }
+
+  private release(lane: SenderLane, keys: ReadonlySet<string>): void {
+    for (const key of keys) if (this.claims.get(key) === lane) this.claims.delete(key);
+    this.inFlight -= 1;
+    this.notify();
+  }
+
+  /**
+   * Registers the lane's transactional id (fencing another instance that held it and settling
+   * what it left open), then reads what was committed meanwhile, before anything of the lane
+   * is checked against the maps.
+   */
+  private async register(lane: SenderLane): Promise<void> {
+    await this.exclusive(async () => {
+      // Registering again the id of a transaction with an unknown outcome makes the coordinator
+      // finish it one way or the other; only then does reading the topics tell which.
+      for (const other of this.unsettled) other.producer ??= await this.connectProducer(other.transactionalId);
+      lane.producer ??= await this.connectProducer(lane.transactionalId);
+      const foreign = await this.readState();
+      this.unsettled.clear();
+      if (foreign > 0 && this.index !== undefined) {
+        // Another instance (that served this sender meanwhile) committed records this index
+        // never saw, maybe below positions it already counts as complete: rebuilt from Kafka.
+        this.options.logger?.info({ sender: lane.sender, entries: foreign }, 'high water moved under this instance; rebuilding the topic index from Kafka');
+        this.rebuildIndex = true;
+        this.markIndexDirty();
+      }
+    });
+  }
+
+  private async commitGroup(lane: SenderLane, group: readonly PendingReplicate[]): Promise<void> {
+    let calls = group;
+    if (lane.producer === undefined || this.unsettled.size > 0) {
+      // A resend of records already held is answered from memory, even while Kafka is away.
+      calls = calls.filter((call) => !this.answerFromMemory(call));
+      if (calls.length === 0) return;
+    }
+    const keys = new Set<string>();
+    for (const call of calls) for (const record of call.records) keys.add(topicKey(record.stream, record.topic));
+    for (;;) {
+      if (lane.producer === undefined || this.unsettled.size > 0) {
+        try {
+          await this.register(lane);
+        } catch (error) {
+          const failure = asStoreError(`cannot register the transactional id ${lane.transactionalId} and re-read the high water from Kafka`, error);
+          this.markKafka('unavailable', failure.message);
+          this.retireProducer(lane);
+          for (const call of calls) call.reject(failure);
+          return;
+        }
+      }
+      if (await this.claim(lane, keys)) break;
+    }
+    const partitions = new Set<string>();
+    let outcome: 'none' | 'ok' | 'failed' | 'unknown' = 'none';
     const staged = new Map<string, StagedTopic>();
-    const accepted: AcceptedCall[] = [];
-    for (const call of calls) {
-      try {
-        accepted.push(this.plan(call, staged));
-      } catch (error) {
-        call.reject(error);
+    const stagedForUncertainty = staged;
+    try {
+      const stagedCursors = new Map<string, { log: string; stream: string; position: number }>();
+      const accepted: AcceptedCall[] = [];
+      for (const call of calls) {
+        try {
+          accepted.push(this.plan(call, staged));
+        } catch (error) {
+          call.reject(error);
+          continue;
+        }
+        const placement = call.context?.placement;
+        if (placement !== undefined) {
+          const log = `${lane.sender}\u0000${placement.incarnation}`;
+          const key = cursorKey(lane.sender, placement.incarnation, placement.stream);
+          const current = stagedCursors.get(key)?.position ?? this.cursors.get(log)?.get(placement.stream);
+          const position = advanceSenderPosition(current, placement);
+          if (position !== current) stagedCursors.set(key, { log, stream: placement.stream, position });
+        }
       }
-    }
-    const stored = accepted.flatMap((entry) => entry.stored);
-    // A resend of records already held is answered from memory, even while Kafka is away.
-    if (stored.length > 0) {
-      const startedAtMs = Date.now();
-      let runs: { runs: Run[]; ends: Map<string, { kafkaTopic: string; partition: number; end: bigint }> };
-      try {
-        this.producer ??= await this.connectProducer();
-        runs = await this.writeTransaction(stored, staged);
-      } catch (error) {
-        this.options.logger?.warn({ err: error, records: stored.length }, 'Kafka transaction failed; nothing of it was acknowledged');
-        const failure = new StoreUnavailableError(`Kafka transaction failed: ${describeError(error)}`, error);
-        this.markKafka('unavailable', failure.message);
-        for (const entry of accepted) entry.call.reject(failure);
-        return;
+      const stored = accepted.flatMap((entry) => entry.stored);
+      // A resend of records already held needs a transaction only to move its sender's cursor.
+      if (stored.length > 0 || stagedCursors.size > 0) {
+        for (const record of stored) {
+          const kafkaTopic = this.layout.dataTopicFor(record);
+          partitions.add(partitionKey(kafkaTopic, this.layout.partitionFor(kafkaTopic, record.topic)));
+        }
+        for (const key of partitions) this.partitionInFlight.set(key, (this.partitionInFlight.get(key) ?? 0) + 1);
+        const startedAtMs = Date.now();
+        let runs: { runs: Run[]; ends: Map<string, PartitionEnd> };
+        try {
+          runs = await this.writeTransaction(lane, stored, staged, stagedCursors);
+        } catch (error) {
+          outcome = (error as { commitSent?: boolean }).commitSent === true ? 'unknown' : 'failed';
+          const fenced = isFencing(error);
+          if (fenced) {
+            lane.fenced += 1;
+            this.fencedTotal += 1;
+          }
+          this.options.logger?.warn(
+            { err: error, records: stored.length, sender: lane.sender, fenced },
+            fenced
+              ? 'Kafka transaction fenced: another instance registered this sender\'s transactional id; nothing of it was acknowledged'
+              : 'Kafka transaction failed; nothing of it was acknowledged',
+          );
+          const failure = new StoreUnavailableError(
+            fenced
+              ? `another ingest instance now serves ${lane.sender === '' ? 'this site' : `sender ${lane.sender}`} (transactional id ${lane.transactionalId} fenced this one): ${describeError(error)}`
+              : `Kafka transaction failed: ${describeError(error)}`,
+            error,
+          );
+          if (!fenced) this.markKafka('unavailable', failure.message);
+          for (const entry of accepted) entry.call.reject(failure);
+          return;
+        }
+        outcome = 'ok';
+        for (const [key, entry] of staged) this.held.set(key, entry.held);
+        for (const { log, stream, position } of stagedCursors.values()) this.moveCursor(log, stream, position);
+        this.lastCommitAtMs = Date.now();
+        this.lastCommitDurationMs = this.lastCommitAtMs - startedAtMs;
+        this.lastKafkaContactMs = this.lastCommitAtMs;
+        this.commitsTotal += 1;
+        this.markKafka('ok');
+        for (const key of partitions) this.partitionInFlight.set(key, this.partitionInFlight.get(key)! - 1);
+        partitions.clear();
+        this.indexOwnCommit(runs.runs, runs.ends);
       }
-      for (const [key, entry] of staged) this.held.set(key, entry.held);
-      this.lastCommitAtMs = Date.now();
-      this.lastCommitDurationMs = this.lastCommitAtMs - startedAtMs;
-      this.lastKafkaContactMs = this.lastCommitAtMs;
-      this.commitsTotal += 1;
-      this.markKafka('ok');
-      this.indexOwnCommit(runs.runs, runs.ends);
+      for (const entry of accepted) entry.call.resolve(entry.result);
+    } finally {
+      if (outcome === 'unknown') {
+        // Kafka may hold this transaction: the index catches up from before it, and the maps
+        // are re-read when the lane registers its id again (see register).
+        for (const [key, entry] of stagedForUncertainty) this.uncertain.set(key, entry.held);
+        this.unsettled.add(lane);
+        this.markIndexDirty();
+      }
+      for (const key of partitions) this.partitionInFlight.set(key, this.partitionInFlight.get(key)! - 1);
+      this.settleStashedEnds();
+      this.release(lane, keys);
     }
-    for (const entry of accepted) entry.call.resolve(entry.result);
+  }
+
+  /**
+   * Answers a call whose every record is below its topic's committed high water (a resend):
+   * all duplicates. The map may lag behind Kafka, never run ahead of it, so this is right even
+   * before it is re-read; anything else waits for the re-read. True if answered.
+   */
+  private answerFromMemory(call: PendingReplicate): boolean {
+    const highWater = new Map<string, TopicHighWater>();
+    for (const record of call.records) {
+      if (record === null || typeof record !== 'object' || typeof record.stream !== 'string' || typeof record.topic !== 'string') return false;
+      const key = topicKey(record.stream, record.topic);
+      const held = this.held.get(key);
+      if (held === undefined || !(record.offset < held.nextOffset)) return false;
+      if (record.offset === held.nextOffset - 1 && held.origin !== record.origin) return false;
+      highWater.set(key, { stream: record.stream, topic: record.topic, nextOffset: held.nextOffset });
+    }
+    try {
+      for (const record of call.records) this.validate(record);
+    } catch {
+      return false;
+    }
+    call.resolve({ stored: 0, duplicates: call.records.length, highWater: [...highWater.values()] });
+    return true;
   }
 
   /**
@@ -862,28 +1217,17 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   }
 
   /**
-   * After a commit with an unknown outcome: a new producer registers the transactional id,
-   * which makes the coordinator finish that transaction one way or the other, and then the map
-   * is rebuilt from what Kafka actually holds, and the index catches up on what it committed.
-   */
-  private async resync(): Promise<void> {
-    this.producer ??= await this.connectProducer();
-    this.held = await this.recoverHighWater();
-    this.resyncNeeded = false;
-    this.options.logger?.info({ topics: this.held.size }, 'high water re-read from Kafka after a commit with unknown outcome');
-    this.markIndexDirty();
-  }
-
-  /**
    * Writes one transaction and returns, per logical topic, the Kafka positions its records
    * got, from the broker's produce responses (base offset per partition per request; kafkajs
    * keeps a partition's messages of one request in order).
    */
   private async writeTransaction(
+    lane: SenderLane,
     records: readonly LogRecord[],
     staged: ReadonlyMap<string, StagedTopic>,
-  ): Promise<{ runs: Run[]; ends: Map<string, { kafkaTopic: string; partition: number; end: bigint }> }> {
-    const producer = this.producer;
+    cursors: ReadonlyMap<string, { position: number }>,
+  ): Promise<{ runs: Run[]; ends: Map<string, PartitionEnd> }> {
+    const producer = lane.producer;
     if (producer === undefined) throw new Error('no producer');
     const items: OutgoingItem[] = [];
     const preEncode = speedups.recordEncoder === 'installed';
@@ -908,6 +1252,9 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(stream) + Buffer.byteLength(topic) + Buffer.byteLength(held.origin),
       });
     }
+    for (const [key, { position }] of cursors) {
+      items.push({ topic: this.layout.cursorTopic, message: encodeCursor(key, position), sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(key) });
+    }
     const chunks = chunkItems(items);
     const responses: RecordMetadata[][] = [];
     let transaction: Transaction | undefined;
@@ -925,9 +1272,11 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       }
       // Always a new producer: kafkajs leaves its transaction state machine stuck in
       // COMMITTING/ABORTING when EndTxn fails, and rolls back sequence numbers of a produce
-      // request that may in fact have been written. A new InitProducerId resets both.
-      this.retireProducer();
-      if (commitSent) this.resyncNeeded = true;
+      // request that may in fact have been written. A new InitProducerId resets both, and the
+      // lane's next transaction registers again and re-reads the maps first.
+      this.retireProducer(lane);
+      if (commitSent && error !== null && typeof error === 'object') Object.assign(error, { commitSent: true });
+      else if (commitSent) throw Object.assign(new Error(String(error)), { commitSent: true });
       throw error;
     }
     return this.positionsOf(chunks, responses);
@@ -936,9 +1285,9 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   private positionsOf(
     chunks: readonly (readonly OutgoingItem[])[],
     responses: readonly RecordMetadata[][],
-  ): { runs: Run[]; ends: Map<string, { kafkaTopic: string; partition: number; end: bigint }> } {
+  ): { runs: Run[]; ends: Map<string, PartitionEnd> } {
     const builder = new RunBuilder(BigInt(this.options.maxSpanKafkaOffsets));
-    const ends = new Map<string, { kafkaTopic: string; partition: number; end: bigint }>();
+    const ends = new Map<string, PartitionEnd>();
     chunks.forEach((chunk, index) => {
       const next = new Map<string, bigint>();
       for (const meta of responses[index] ?? []) next.set(partitionKey(meta.topicName, meta.partition), BigInt(meta.baseOffset ?? '-1'));
@@ -961,16 +1310,22 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
    * The commit is durable in Kafka whatever happens here; a failure to index it (a full disk
    * under the index file) only means reads need a catch-up from Kafka, which is started.
    */
-  private indexOwnCommit(runs: readonly Run[], ends: ReadonlyMap<string, { kafkaTopic: string; partition: number; end: bigint }>): void {
+  private indexOwnCommit(runs: readonly Run[], ends: ReadonlyMap<string, PartitionEnd>): void {
     const index = this.index;
     if (index === undefined) return;
     const progress: { kafkaTopic: string; partition: number; indexedTo: bigint }[] = [];
     for (const [key, entry] of ends) {
       if (this.indexDirty) {
-        const known = this.ownEnd.get(key);
-        if (known === undefined || known.end < entry.end) this.ownEnd.set(key, entry);
+        keepLatest(this.ownEnd, key, entry);
+      } else if ((this.partitionInFlight.get(key) ?? 0) > 0) {
+        // Another transaction of this instance may hold records below this end and still end
+        // with an unknown outcome; the index counts the partition complete only once none is out.
+        keepLatest(this.stashedEnds, key, entry);
       } else {
-        progress.push({ kafkaTopic: entry.kafkaTopic, partition: entry.partition, indexedTo: entry.end });
+        const stashed = this.stashedEnds.get(key);
+        this.stashedEnds.delete(key);
+        const end = stashed !== undefined && stashed.end > entry.end ? stashed.end : entry.end;
+        progress.push({ kafkaTopic: entry.kafkaTopic, partition: entry.partition, indexedTo: end });
       }
     }
     try {
@@ -982,15 +1337,38 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     }
   }
 
+  /** Records the stashed ends of partitions no transaction is writing any more. */
+  private settleStashedEnds(): void {
+    const index = this.index;
+    if (index === undefined || this.stashedEnds.size === 0) return;
+    const progress: { kafkaTopic: string; partition: number; indexedTo: bigint }[] = [];
+    for (const [key, entry] of this.stashedEnds) {
+      if ((this.partitionInFlight.get(key) ?? 0) > 0) continue;
+      this.stashedEnds.delete(key);
+      if (this.indexDirty) keepLatest(this.ownEnd, key, entry);
+      else progress.push({ kafkaTopic: entry.kafkaTopic, partition: entry.partition, indexedTo: entry.end });
+    }
+    if (progress.length === 0) return;
+    try {
+      index.record([], progress);
+    } catch (error) {
+      this.indexError = `cannot write the topic index: ${describeError(error)}`;
+      this.markIndexDirty();
+    }
+  }
+
   private markIndexDirty(): void {
     this.indexDirty = true;
     this.indexDirtyEpoch += 1;
+    // What waited for other transactions now waits for the catch-up instead.
+    for (const [key, entry] of this.stashedEnds) keepLatest(this.ownEnd, key, entry);
+    this.stashedEnds.clear();
     void this.startCatchUp();
   }
 
-  private retireProducer(): void {
-    const producer = this.producer;
-    this.producer = undefined;
+  private retireProducer(lane: SenderLane): void {
+    const producer = lane.producer;
+    lane.producer = undefined;
     if (producer === undefined) return;
     const done = producer
       .disconnect()
@@ -1012,6 +1390,12 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       let retryDelayMs = CATCH_UP_RETRY_INITIAL_MS;
       do {
         this.catchUpAgain = false;
+        if (this.rebuildIndex) {
+          this.rebuildIndex = false;
+          this.index?.clear();
+          this.ownEnd.clear();
+          this.indexDirtyEpoch += 1;
+        }
         try {
           await this.catchUpOnce();
           this.indexError = undefined;
@@ -1086,9 +1470,14 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     if (epoch === this.indexDirtyEpoch) {
       // Nothing new became uncertain during the run: everything committed up to each target is
       // indexed, and past it only this instance's own commits, which indexed themselves.
-      const progress = [...this.ownEnd.values()]
-        .filter(({ kafkaTopic, partition, end }) => end > index.indexedTo(kafkaTopic, partition))
-        .map(({ kafkaTopic, partition, end }) => ({ kafkaTopic, partition, indexedTo: end }));
+      const progress: { kafkaTopic: string; partition: number; indexedTo: bigint }[] = [];
+      for (const [key, entry] of this.ownEnd) {
+        // A transaction still out on the partition may end with an unknown outcome: wait for it.
+        if ((this.partitionInFlight.get(key) ?? 0) > 0) keepLatest(this.stashedEnds, key, entry);
+        else if (entry.end > index.indexedTo(entry.kafkaTopic, entry.partition)) {
+          progress.push({ kafkaTopic: entry.kafkaTopic, partition: entry.partition, indexedTo: entry.end });
+        }
+      }
       index.record([], progress);
       this.ownEnd.clear();
       this.indexDirty = false;
@@ -1229,7 +1618,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
    */
   private async probe(): Promise<void> {
     if (this.probing || this.closed) return;
-    if (this.draining !== undefined && this.kafkaState.status === 'ok') return;
+    if (this.inFlight > 0 && this.kafkaState.status === 'ok') return;
     if (this.kafkaState.status === 'ok' && Date.now() - this.lastKafkaContactMs < this.options.healthProbeIntervalMs) return;
     this.probing = true;
     try {
@@ -1287,6 +1676,9 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         maxPendingRecords: this.options.maxPendingRecords,
         commits: this.commitsTotal,
         refusedWhileBehind: this.refusedBusyTotal,
+        senders: [...this.lanes.keys()].filter((sender) => sender !== ''),
+        fencedTransactions: this.fencedTotal,
+        waitsForAnotherSendersTopics: this.claimWaitsTotal,
         lastCommitAt: this.lastCommitAtMs === undefined ? null : new Date(this.lastCommitAtMs).toISOString(),
         lastCommitDurationMs: this.lastCommitDurationMs ?? null,
         topics: this.held.size,
@@ -1299,7 +1691,9 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
-      while (this.draining !== undefined) await this.draining;
+      for (let busy = [...this.lanes.values()].filter((lane) => lane.draining !== undefined); busy.length > 0; busy = [...this.lanes.values()].filter((lane) => lane.draining !== undefined)) {
+        await Promise.allSettled(busy.map((lane) => lane.draining));
+      }
       await this.shutdown();
     })();
     return this.closing;
@@ -1308,9 +1702,12 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   private async shutdown(): Promise<void> {
     this.closed = true;
     if (this.probeTimer !== undefined) clearInterval(this.probeTimer);
-    const producer = this.producer;
-    this.producer = undefined;
-    await Promise.allSettled([producer?.disconnect(), ...this.retiring]);
+    const producers = [...this.lanes.values()].flatMap((lane) => {
+      const producer = lane.producer;
+      lane.producer = undefined;
+      return producer === undefined ? [] : [producer];
+    });
+    await Promise.allSettled([...producers.map((producer) => producer.disconnect()), ...this.retiring]);
     await this.catchingUp?.catch(() => {});
     await this.fetcher?.disconnect().catch(() => {});
     this.index?.close();

@@ -15,7 +15,7 @@
 import { Partitioners, type Message } from 'kafkajs';
 
 import { ConfigError } from '../../core/index.js';
-import { dataTopicName, highWaterTopicName } from './codec.js';
+import { cursorTopicName, dataTopicName, highWaterTopicName } from './codec.js';
 
 /** How the site creates one Kafka topic. Existing topics are checked against it, never altered. */
 export interface TopicSettings {
@@ -41,6 +41,8 @@ type Partitioner = (args: { topic: string; partitionMetadata: { partitionId: num
 
 export class TopicLayout {
   readonly highWaterTopic: string;
+  /** Compacted: each sending site's cursor (how far each of its streams arrived), per log incarnation. */
+  readonly cursorTopic: string;
   private readonly streamTopics: ReadonlyMap<string, string>;
   private readonly partitioner: Partitioner;
   /** Partition count per Kafka topic as it is on the cluster (which wins over the configuration). */
@@ -55,16 +57,17 @@ export class TopicLayout {
     readonly highWaterSettings: TopicSettings,
   ) {
     this.highWaterTopic = highWaterTopicName(prefix);
+    this.cursorTopic = cursorTopicName(prefix);
     this.streamTopics = new Map([...streams.keys()].map((stream) => [stream, dataTopicName(prefix, stream)]));
-    for (const name of [this.highWaterTopic, ...this.streamTopics.values()]) {
+    for (const name of [this.highWaterTopic, this.cursorTopic, ...this.streamTopics.values()]) {
       if (!KAFKA_TOPIC_NAME.test(name)) {
         throw new ConfigError(
           `KafkaLog: ${JSON.stringify(name)} is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249); check topicPrefix and streams`,
         );
       }
     }
-    if (streams.has('highwater')) {
-      throw new ConfigError(`KafkaLog: a stream cannot be named 'highwater'; its data topic would be the high-water topic`);
+    if (streams.has('highwater') || streams.has('cursors')) {
+      throw new ConfigError(`KafkaLog: a stream cannot be named 'highwater' or 'cursors'; its data topic would be one of the site's own compacted topics`);
     }
     this.partitioner = Partitioners.DefaultPartitioner() as unknown as Partitioner;
   }

@@ -58,6 +58,13 @@ export interface OriginSenderOptions {
   readonly requestTimeoutMs?: number;
   /** Deterministic randomness for the resends. */
   readonly random?: () => number;
+  /** The sending site, named in the batch (its token must belong to it); default the origin. */
+  readonly sender?: string;
+  /**
+   * Say where each batch sits in the sender's log (pc-stream, pc-from, pc-to, pc-acked,
+   * pc-incarnation), as a forwarder does, so the receiver keeps the sender's cursor.
+   */
+  readonly placement?: { readonly stream: string; readonly incarnation: string };
 }
 
 export class OriginSender {
@@ -95,10 +102,24 @@ export class OriginSender {
       let response: Response;
       this.inFlight = true;
       try {
+        const placement = this.options.placement;
         response = await fetch(new URL('/v1/batches', url), {
           method: 'POST',
-          headers: { 'content-type': BATCH_CONTENT_TYPE, authorization: `Bearer ${this.options.token}` },
-          body: encodeBatch({ sender: ORIGIN, records }, Compression.None),
+          headers: {
+            'content-type': BATCH_CONTENT_TYPE,
+            authorization: `Bearer ${this.options.token}`,
+            ...(placement === undefined
+              ? {}
+              : {
+                  'pc-stream': placement.stream,
+                  'pc-incarnation': placement.incarnation,
+                  'pc-from': String(from),
+                  'pc-to': String(to),
+                  // What the sender had acknowledged that this batch does not resend.
+                  'pc-acked': String(Math.min(this.position, from)),
+                }),
+          },
+          body: encodeBatch({ sender: this.options.sender ?? ORIGIN, records }, Compression.None),
           signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 15_000),
         });
       } catch {
@@ -124,6 +145,22 @@ export class OriginSender {
         await sleep(100);
       }
     }
+  }
+
+  /**
+   * Asks the receiver how far this sender's log arrived there (GET /v1/positions), as a
+   * forwarder does after a failure; undefined when it does not know.
+   */
+  async askPosition(url: string): Promise<number | undefined> {
+    const placement = this.options.placement;
+    if (placement === undefined) return undefined;
+    const response = await fetch(new URL(`/v1/positions?incarnation=${encodeURIComponent(placement.incarnation)}`, url), {
+      headers: { authorization: `Bearer ${this.options.token}` },
+      signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 15_000),
+    });
+    if (response.status !== 200) throw new Error(`positions: HTTP ${response.status} ${await response.text()}`);
+    const { positions } = (await response.json()) as { positions: Record<string, number> };
+    return positions[placement.stream];
   }
 
   /** From now on, send only what was ever sent, and finish once all of it is acknowledged. */
