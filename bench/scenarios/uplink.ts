@@ -12,8 +12,8 @@
  *    link, not the CPU, is what is measured; the link's cap is set to 97% of its rate, as an
  *    operator would set it for a link of known speed.
  * 3. Alert latency over that link while a backlog of fleet readings drains: publish over
- *    MQTT on the ship → durable at the shore. The backlog is 100 MB of readings at scale 1
- *    (`--scale 10` for the 1 GB the issue names).
+ *    MQTT on the ship → durable at the shore. The backlog is 1 GB of readings (counted as
+ *    JSON, ~10 million readings) at scale 1, as issue 5 names it; `--scale 0.1` makes it 100 MB.
  * 4. Time to drain a day at sea (2,000 containers × 1 reading a minute × 24 h = 2,880,000
  *    readings) over a 10 Mbit/s link, version 2 against version 1 (gzip'd JSON) in the same run.
  */
@@ -200,7 +200,7 @@ async function goodput(context: BenchContext, dir: string): Promise<Figure[]> {
 }
 
 async function alertLatency(context: BenchContext, dir: string): Promise<Figure[]> {
-  const backlogBytes = 100 * 1024 * 1024 * context.scale;
+  const backlogBytes = 1024 * 1024 * 1024 * context.scale;
   const readings = Math.round(backlogBytes / 107);
   context.progress(`uplink: alert latency while ${(backlogBytes / 2 ** 20).toFixed(0)} MB of readings (${readings}) drain over 2 Mbit/s, 600 ms RTT: seeding…`);
   await seed(dir, fleetRecords({ containers: CONTAINERS, origin: SHIP }), readings);
