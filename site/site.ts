@@ -130,6 +130,8 @@ function linkFor(link: LinkConfig, config: SiteConfig, log: SqliteLog, logger: L
     maxInFlightBatches: link.maxInFlightBatches,
     retry: { initialDelayMs: link.retryInitialMs, maxDelayMs: link.retryMaxMs },
     backlog: (stream) => log.streamStats(stream),
+    // Split horizon: the peer is the origin of its own records and holds them already.
+    include: (record) => record.origin !== link.name,
     logger: linkLogger,
     registry,
   });

@@ -99,6 +99,12 @@ export interface ForwarderOptions {
   readonly targetBatchSeconds?: number;
   readonly retry?: RetryPolicyOptions;
   readonly backlog?: (stream: string) => StreamBacklog | undefined;
+  /**
+   * Which records of the stream go to this destination (all when absent). Records left out
+   * still move the cursor: split horizon (a record never goes back to its origin, which holds
+   * it) and a link's stream/topic filter. A batch left with nothing is acknowledged here.
+   */
+  readonly include?: (record: LogRecord) => boolean;
   readonly logger?: Logger;
   readonly registry?: Registry;
 }
@@ -183,6 +189,7 @@ interface LinkMetrics {
   lagBytes: Gauge;
   ackSeconds: Histogram;
   skipped: Counter;
+  leftOut: Counter;
 }
 
 const metricsByRegistry = new WeakMap<Registry, LinkMetrics>();
@@ -242,6 +249,12 @@ function linkMetrics(registry: Registry | undefined): LinkMetrics {
     skipped: new Counter({
       name: 'portcall_link_resync_skipped_records_total',
       help: 'Records not resent after a failure because the destination said it already held them',
+      labelNames: ['link'],
+      registers,
+    }),
+    leftOut: new Counter({
+      name: 'portcall_link_left_out_records_total',
+      help: 'Records the link does not send: their origin is the destination (split horizon), or they are outside its filter',
       labelNames: ['link'],
       registers,
     }),
@@ -459,7 +472,10 @@ export class Forwarder {
     }
   }
 
-  private dispatch(lane: Lane, stream: string, records: LogRecord[], nextPosition: number): void {
+  private dispatch(lane: Lane, stream: string, read: LogRecord[], nextPosition: number): void {
+    const include = this.options.include;
+    const records = include === undefined ? read : read.filter(include);
+    if (records.length < read.length) this.metrics.leftOut.inc({ link: this.options.linkName }, read.length - records.length);
     let rawBytes = 0;
     for (const record of records) rawBytes += record.payload.byteLength;
     const from = lane.readPositions.get(stream) ?? 0;
@@ -470,7 +486,11 @@ export class Forwarder {
     this.metrics.inFlight.set({ link: this.options.linkName, lane: lane.name }, lane.flights.length);
     let sending: Promise<SendReport>;
     try {
-      sending = this.options.sender.send(records, { urgent: lane.name === 'urgent', position });
+      // Nothing of this range goes to the destination: it is done, in its turn among the flights.
+      sending =
+        records.length === 0
+          ? Promise.resolve({ stored: 0, duplicates: 0, highWater: [], wireBytes: 0, rawBytes: 0 })
+          : this.options.sender.send(records, { urgent: lane.name === 'urgent', position });
     } catch (error) {
       sending = Promise.reject(error);
     }
@@ -480,9 +500,8 @@ export class Forwarder {
     );
   }
 
-  private onAck(lane: Lane, flight: Flight, ack: SendReport): void {
-    if (flight.generation !== lane.generation) return;
-    flight.done = true;
+  /** Counts an acknowledgement from the destination (not a range left out by `include`). */
+  private noteAck(lane: Lane, flight: Flight, ack: SendReport): void {
     this.retry.onSuccess();
     const link = this.options.linkName;
     const stats = this.statsValue;
@@ -504,6 +523,13 @@ export class Forwarder {
     this.metrics.rawBytes.inc({ link }, ack.rawBytes ?? flight.rawBytes);
     this.metrics.lastAck.set({ link }, stats.lastAckAtMs / 1000);
     this.metrics.ackSeconds.observe({ link, lane: lane.name }, (performance.now() - flight.sentAtMs) / 1000);
+  }
+
+  private onAck(lane: Lane, flight: Flight, ack: SendReport): void {
+    if (flight.generation !== lane.generation) return;
+    flight.done = true;
+    const link = this.options.linkName;
+    if (flight.records > 0) this.noteAck(lane, flight, ack);
 
     // Advance the stream's cursor over its acknowledged prefix only.
     let advancedTo: number | undefined;
