@@ -48,7 +48,10 @@ async function loop(): Promise<void> {
           indexer.checkpointRecords();
           lastCheckpointMs = Date.now();
         }
-        if (indexed === 0 || stopping) break;
+        // Only a full batch means more is waiting; otherwise sleep until the log wakes us
+        // with the next batch's worth (or the idle poll), rather than chasing each commit
+        // with a small batch that rewrites as many index pages as a large one.
+        if (indexed < indexer.batchRecords || stopping) break;
       }
       indexer.reconcileRetention();
       if (total > 0) port.postMessage({ type: 'indexed', records: total } satisfies IndexerReply);

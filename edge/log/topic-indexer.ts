@@ -115,6 +115,11 @@ export class TopicIndexer {
     return [...this.knownStreams];
   }
 
+  /** Most records indexed per stream and transaction. */
+  get batchRecords(): number {
+    return this.maxBatchRecords;
+  }
+
   /** Indexes up to one batch per stream; returns how many records it indexed. */
   runOnce(): number {
     let indexed = 0;
