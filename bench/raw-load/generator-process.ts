@@ -48,6 +48,8 @@ class Connection {
     readonly socket: Socket,
     private readonly latencies: Float64Array,
     private readonly counter: { acked: number },
+    /** When each acknowledged message was sent, in acknowledgement order (for the timeline). */
+    private readonly sentTimes: Float64Array,
   ) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
@@ -58,7 +60,10 @@ class Connection {
         if (type === PACKET_PUBACK) {
           const id = buffer[start]! * 256 + buffer[start + 1]!;
           acks += 1;
-          if (this.counter.acked < this.latencies.length) this.latencies[this.counter.acked] = now - this.sentAt[id]!;
+          if (this.counter.acked < this.latencies.length) {
+            this.latencies[this.counter.acked] = now - this.sentAt[id]!;
+            if (this.counter.acked < this.sentTimes.length) this.sentTimes[this.counter.acked] = this.sentAt[id]!;
+          }
           this.counter.acked += 1;
         } else if (type === PACKET_CONNACK) this.onConnack?.();
         else if (type === PACKET_PINGRESP) this.onPong?.();
@@ -108,13 +113,38 @@ function percentile(sorted: Float64Array, fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))]!;
 }
 
-async function openConnection(request: LoadRequest, index: number, latencies: Float64Array, counter: { acked: number }): Promise<Connection> {
+/** PUBACK latencies grouped by when the message was sent, one slice per `sliceMs`. */
+function sliceLatencies(latencies: Float64Array, sentTimes: Float64Array, count: number, startedAt: number, sliceMs: number): NonNullable<LoadResult['timeline']> {
+  const slices: number[][] = [];
+  for (let i = 0; i < Math.min(count, sentTimes.length); i += 1) {
+    const slice = Math.max(0, Math.floor((sentTimes[i]! - startedAt) / sliceMs));
+    (slices[slice] ??= []).push(latencies[i]!);
+  }
+  return Array.from(slices, (values, index) => {
+    const sorted = Float64Array.from(values ?? []).sort();
+    return {
+      startMs: index * sliceMs,
+      count: sorted.length,
+      p50Ms: percentile(sorted, 0.5),
+      p99Ms: percentile(sorted, 0.99),
+      maxMs: sorted.length === 0 ? 0 : sorted[sorted.length - 1]!,
+    };
+  });
+}
+
+async function openConnection(
+  request: LoadRequest,
+  index: number,
+  latencies: Float64Array,
+  counter: { acked: number },
+  sentTimes: Float64Array,
+): Promise<Connection> {
   const socket = connect(request.port, '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('error', reject);
   });
-  const connection = new Connection(socket, latencies, counter);
+  const connection = new Connection(socket, latencies, counter, sentTimes);
   const connack = connection.connack();
   socket.write(
     mqttPacket.generate({
@@ -137,8 +167,9 @@ async function run(request: LoadRequest): Promise<LoadResult> {
   const maxPacket = Math.max(...templates.map((template) => template.bytes.length));
   const counter = { acked: 0 };
   const latencies = new Float64Array(request.qos > 0 ? request.messages : 0);
+  const sentTimes = new Float64Array(request.qos > 0 && request.timelineSliceMs !== undefined ? request.messages : 0);
   const connections = await Promise.all(
-    Array.from({ length: request.connections }, (_unused, index) => openConnection(request, index, latencies, counter)),
+    Array.from({ length: request.connections }, (_unused, index) => openConnection(request, index, latencies, counter, sentTimes)),
   );
   const batch = request.qos > 0 ? Math.min(request.windowPerConnection, 512) : 256;
   const scratch = Buffer.alloc(maxPacket * Math.max(batch, request.windowPerConnection));
@@ -245,7 +276,9 @@ async function run(request: LoadRequest): Promise<LoadResult> {
   await finished;
   const elapsedMs = performance.now() - startedAt;
   for (const connection of connections) connection.socket.destroy();
-  const measured = latencies.subarray(0, Math.min(counter.acked, latencies.length)).sort();
+  const acknowledged = Math.min(counter.acked, latencies.length);
+  const timeline = request.timelineSliceMs === undefined ? undefined : sliceLatencies(latencies, sentTimes, acknowledged, startedAt, request.timelineSliceMs);
+  const measured = latencies.subarray(0, acknowledged).sort();
   return {
     kind: 'result',
     sent: next,
@@ -254,6 +287,7 @@ async function run(request: LoadRequest): Promise<LoadResult> {
     latencyP50Ms: percentile(measured, 0.5),
     latencyP99Ms: percentile(measured, 0.99),
     latencyMaxMs: measured.length === 0 ? 0 : measured[measured.length - 1]!,
+    ...(timeline === undefined ? {} : { timeline }),
     ...(error === undefined ? {} : { error }),
   };
 }

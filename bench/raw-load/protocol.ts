@@ -18,6 +18,8 @@ export interface LoadRequest {
   readonly password?: string;
   /** Gives up (and reports what it got) after this long. */
   readonly timeoutMs: number;
+  /** Also report PUBACK latency per slice of this many ms of sending time (diagnosis). */
+  readonly timelineSliceMs?: number;
 }
 
 export interface LoadResult {
@@ -29,6 +31,8 @@ export interface LoadResult {
   readonly latencyP50Ms: number;
   readonly latencyP99Ms: number;
   readonly latencyMaxMs: number;
+  /** With `timelineSliceMs`: per slice of sending time, how many were sent then and their PUBACK latencies. */
+  readonly timeline?: readonly { readonly startMs: number; readonly count: number; readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number }[];
   readonly error?: string;
 }
 

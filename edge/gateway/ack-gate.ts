@@ -13,88 +13,146 @@
  *
  * aedes writes packets with mqtt-packet's `writeToStream`; the gate sees them there (the one
  * place a PUBACK is visible as a packet rather than as bytes) and acts only on connections
- * that carry a gate.
+ * that carry a gate. A held PUBACK is not kept as aedes' packet object: the gate writes the
+ * 4 bytes itself, all the PUBACKs one commit releases on a connection in one write.
+ *
+ * Cost per message: one small entry object (no closures), found in O(1) when aedes writes its
+ * PUBACK (aedes writes them in the order the hook admitted the messages).
  */
 import type { Duplex } from 'node:stream';
 import mqttPacket, { type Packet } from 'mqtt-packet';
+import type { CommitWaiter } from './commit-batcher.js';
 
 const GATE = Symbol('portcall.ackGate');
 
 type WriteToStream = (packet: Packet, stream: NodeJS.WritableStream, opts?: object) => boolean;
 
-interface Entry {
-  readonly messageId: number;
-  durable: boolean;
-  /** The PUBACK aedes wrote for it, once it has. */
-  packet: Packet | undefined;
-}
+let installed = false;
 
-let originalWriteToStream: WriteToStream | undefined;
-
-function install(): WriteToStream {
-  if (originalWriteToStream !== undefined) return originalWriteToStream;
+function install(): void {
+  if (installed) return;
+  installed = true;
   const exports = mqttPacket as unknown as { writeToStream: WriteToStream };
   const original = exports.writeToStream;
-  originalWriteToStream = original;
   exports.writeToStream = (packet, stream, opts) => {
     const gate = (stream as unknown as { [GATE]?: AckGate })[GATE];
-    if (gate !== undefined && packet.cmd === 'puback' && gate.hold(packet)) return true;
+    if (gate !== undefined && packet.cmd === 'puback' && gate.hold(packet.messageId!)) return true;
     return original(packet, stream, opts);
   };
-  return original;
+}
+
+/** One admitted QoS 1 message of a connection; told by the commit batcher when it is durable. */
+export class AckEntry implements CommitWaiter {
+  durable = false;
+  /** aedes has written (and the gate holds) the PUBACK of this message. */
+  acknowledged = false;
+
+  constructor(
+    private readonly gate: AckGate,
+    readonly messageId: number,
+  ) {}
+
+  committed(error: Error | undefined): void {
+    if (error === undefined) {
+      this.durable = true;
+      this.gate.flush();
+    } else this.gate.fail(error);
+  }
 }
 
 export class AckGate {
-  /** Admitted QoS 1 messages whose PUBACK has not been sent, in arrival order. */
-  private readonly waiting: Entry[] = [];
-  private readonly write: WriteToStream;
+  /** Admitted QoS 1 messages whose PUBACK has not been sent, in arrival order, from `head`. */
+  private waiting: AckEntry[] = [];
+  private head = 0;
+  /** Index of the first entry whose PUBACK aedes has not written yet. */
+  private firstUnacknowledged = 0;
 
-  private constructor(private readonly connection: Duplex) {
-    this.write = install();
+  private constructor(
+    private readonly connection: Duplex,
+    private readonly onFailure: (error: Error) => void,
+  ) {
+    install();
   }
 
   static of(connection: unknown): AckGate | undefined {
     return (connection as { [GATE]?: AckGate })[GATE];
   }
 
-  static attach(connection: Duplex): AckGate {
-    const gate = new AckGate(connection);
+  /** `onFailure` is told (once per failed commit) before the connection is closed. */
+  static attach(connection: Duplex, onFailure: (error: Error) => void = () => undefined): AckGate {
+    const gate = new AckGate(connection, onFailure);
     (connection as unknown as { [GATE]: AckGate })[GATE] = gate;
     return gate;
   }
 
-  /** A QoS 1 message was admitted; its PUBACK waits for `durable`, or never comes after `failed`. */
-  expect(messageId: number): { durable(): void; failed(error: Error): void } {
-    const entry: Entry = { messageId, durable: false, packet: undefined };
+  /** A QoS 1 message was admitted; its PUBACK waits until the entry is `committed`, or never comes after a failure. */
+  expect(messageId: number): AckEntry {
+    const entry = new AckEntry(this, messageId);
     this.waiting.push(entry);
-    return {
-      durable: () => {
-        entry.durable = true;
-        this.flush();
-      },
-      failed: (error) => {
-        // Not durable: no PUBACK. Closing the connection makes the device send it again.
-        this.waiting.length = 0;
-        this.connection.destroy(error);
-      },
-    };
+    return entry;
+  }
+
+  /** Messages admitted whose PUBACK has not left yet. */
+  get held(): number {
+    return this.waiting.length - this.head;
   }
 
   /** Takes aedes' PUBACK if a waiting message is its own; false lets it through unheld. */
-  hold(packet: Packet): boolean {
-    const entry = this.waiting.find((candidate) => candidate.packet === undefined && candidate.messageId === packet.messageId);
-    if (entry === undefined) return false;
-    entry.packet = packet;
+  hold(messageId: number): boolean {
+    const waiting = this.waiting;
+    // aedes writes PUBACKs in the order the hook admitted their messages: the first entry
+    // still without one is nearly always it. A client reusing an id still in flight gets
+    // its PUBACKs matched in arrival order, as before.
+    let index = this.firstUnacknowledged;
+    while (index < waiting.length && (waiting[index]!.acknowledged || waiting[index]!.messageId !== messageId)) index += 1;
+    if (index >= waiting.length) return false;
+    waiting[index]!.acknowledged = true;
+    if (index === this.firstUnacknowledged) {
+      let next = index + 1;
+      while (next < waiting.length && waiting[next]!.acknowledged) next += 1;
+      this.firstUnacknowledged = next;
+    }
     this.flush();
     return true;
   }
 
-  private flush(): void {
-    while (this.waiting.length > 0) {
-      const head = this.waiting[0]!;
-      if (!head.durable || head.packet === undefined) return;
-      this.waiting.shift();
-      if (!this.connection.destroyed) this.write(head.packet, this.connection);
+  /** Sends every PUBACK at the head whose message is durable, in one write. */
+  flush(): void {
+    const waiting = this.waiting;
+    let end = this.head;
+    while (end < waiting.length && waiting[end]!.durable && waiting[end]!.acknowledged) end += 1;
+    const count = end - this.head;
+    if (count === 0) return;
+    if (!this.connection.destroyed) {
+      const bytes = Buffer.allocUnsafe(count * 4);
+      for (let i = 0, at = 0; i < count; i += 1, at += 4) {
+        const id = waiting[this.head + i]!.messageId;
+        bytes[at] = 0x40;
+        bytes[at + 1] = 0x02;
+        bytes[at + 2] = id >> 8;
+        bytes[at + 3] = id & 0xff;
+      }
+      this.connection.write(bytes);
     }
+    this.head = end;
+    if (this.head === waiting.length) {
+      this.waiting = [];
+      this.head = 0;
+      this.firstUnacknowledged = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= waiting.length) {
+      this.waiting = waiting.slice(this.head);
+      this.firstUnacknowledged -= this.head;
+      this.head = 0;
+    }
+  }
+
+  /** Not durable: no PUBACK for it or anything after it. Closing the connection makes the device send them again. */
+  fail(error: Error): void {
+    if (this.waiting.length === 0 && this.connection.destroyed) return;
+    this.waiting = [];
+    this.head = 0;
+    this.firstUnacknowledged = 0;
+    this.onFailure(error);
+    this.connection.destroy(error);
   }
 }

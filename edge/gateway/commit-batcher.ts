@@ -1,12 +1,15 @@
 /**
  * Gathers the records the gateway accepts during one turn of the event loop into a single
- * `append` call, and settles each message's callback when that call is durable.
+ * `append` call, and tells each message's waiter when that call is durable.
  *
  * Why: a whole socket read can carry hundreds of PUBLISH packets; one append per message
  * would cost the log one savepoint and one promise each. The batcher never waits for a
  * commit before starting the next batch, so the connection keeps many messages in flight
  * while the disk works, and offsets follow arrival order because batches are appended in
  * the order they close.
+ *
+ * Per message it keeps the record and its waiter in two arrays, with no closure: waiters are
+ * objects (an ack gate's entry, say) or plain callbacks for the rarer paths.
  */
 import type { NewRecord } from '../../core/index.js';
 
@@ -18,21 +21,37 @@ export interface DurableAppend {
 
 export type CommitCallback = (error: Error | undefined) => void;
 
+/** Told once whether its record is durable (`undefined`) or not (the error). */
+export interface CommitWaiter {
+  committed(error: Error | undefined): void;
+}
+
+function settle(waiter: CommitWaiter | CommitCallback, error: Error | undefined): void {
+  if (typeof waiter === 'function') waiter(error);
+  else waiter.committed(error);
+}
+
 export class CommitBatcher {
   private records: NewRecord[] = [];
-  private callbacks: CommitCallback[] = [];
+  private waiters: (CommitWaiter | CommitCallback)[] = [];
+  /** A small number per record the owner chose (what to count it as), handed back per batch. */
+  private tags: number[] = [];
   private scheduled = false;
   private inFlight = 0;
 
   constructor(
     private readonly appender: DurableAppend,
     private readonly maxBatchRecords: number,
-    private readonly onCommitted: (records: number, elapsedMs: number) => void = () => undefined,
+    /** Called once per durable batch, before its waiters are told, with each record's tag. */
+    private readonly onCommitted: (tags: readonly number[], elapsedMs: number) => void = () => undefined,
+    /** Called once per failed batch, before its waiters are told. */
+    private readonly onFailed: (tags: readonly number[], error: Error) => void = () => undefined,
   ) {}
 
-  add(record: NewRecord, callback: CommitCallback): void {
+  add(record: NewRecord, waiter: CommitWaiter | CommitCallback, tag = 0): void {
     this.records.push(record);
-    this.callbacks.push(callback);
+    this.waiters.push(waiter);
+    this.tags.push(tag);
     if (this.records.length >= this.maxBatchRecords) this.flush();
     else if (!this.scheduled) {
       this.scheduled = true;
@@ -40,7 +59,7 @@ export class CommitBatcher {
     }
   }
 
-  /** Appends not yet durable (for shutdown and metrics). */
+  /** Appends not yet durable (for back-pressure, shutdown and metrics). */
   get pending(): number {
     return this.inFlight + this.records.length;
   }
@@ -49,21 +68,24 @@ export class CommitBatcher {
     this.scheduled = false;
     if (this.records.length === 0) return;
     const records = this.records;
-    const callbacks = this.callbacks;
+    const waiters = this.waiters;
+    const tags = this.tags;
     this.records = [];
-    this.callbacks = [];
+    this.waiters = [];
+    this.tags = [];
     this.inFlight += records.length;
     const startedAt = performance.now();
     this.appender.append(records).then(
       () => {
         this.inFlight -= records.length;
-        this.onCommitted(records.length, performance.now() - startedAt);
-        for (const callback of callbacks) callback(undefined);
+        this.onCommitted(tags, performance.now() - startedAt);
+        for (let i = 0; i < waiters.length; i += 1) settle(waiters[i]!, undefined);
       },
       (error: unknown) => {
         this.inFlight -= records.length;
         const failure = error instanceof Error ? error : new Error(String(error));
-        for (const callback of callbacks) callback(failure);
+        this.onFailed(tags, failure);
+        for (let i = 0; i < waiters.length; i += 1) settle(waiters[i]!, failure);
       },
     );
   };

@@ -16,7 +16,7 @@ import { StoreUnavailableError, type RecordAppender } from '../../core/index.js'
 import type { BridgeOptions, BridgeState } from './bridge.js';
 import type { FromGatewayThread, GatewayThreadData, ToGatewayThread } from './gateway-thread-protocol.js';
 import type { GatewayOptions, GatewayStats } from './mqtt-gateway.js';
-import { serveAppends } from './record-channel.js';
+import { AppendServer } from './record-channel.js';
 
 export interface GatewayThreadOptions extends Omit<GatewayOptions, 'appender' | 'devices' | 'logger' | 'registry'> {
   readonly appender: RecordAppender;
@@ -83,11 +83,12 @@ export class GatewayThread {
       resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB },
     });
     let thread: GatewayThread | undefined;
+    const appends = new AppendServer(appender, (reply) => worker.postMessage(reply));
     const ready = new Promise<GatewayThread>((resolve, reject) => {
       worker.on('message', (message: FromGatewayThread) => {
         switch (message.type) {
           case 'append':
-            serveAppends(message, appender, (reply) => worker.postMessage(reply));
+            appends.serve(message);
             break;
           case 'log': {
             const { level, msg, ...fields } = JSON.parse(message.line) as { level: number; msg?: string };

@@ -37,6 +37,11 @@ export class LivenessWatch {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Whether readings of this stream are watched (and so must be passed to `record`). */
+  watches(stream: string): boolean {
+    return this.thresholdsMs.has(stream);
+  }
+
   record(stream: string, topic: string, reading: unknown): void {
     if (!this.thresholdsMs.has(stream)) return;
     const key = `${stream}\u0000${topic}`;

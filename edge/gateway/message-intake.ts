@@ -5,7 +5,7 @@
  * returned (and counted) synchronously; acceptance is reported when the record is durable.
  */
 import type { NewRecord } from '../../core/index.js';
-import type { CommitBatcher, CommitCallback } from './commit-batcher.js';
+import type { CommitBatcher, CommitCallback, CommitWaiter } from './commit-batcher.js';
 import type { LivenessWatch } from './liveness.js';
 import type { GatewayMetrics } from './metrics.js';
 import { checkPayload, type PayloadKind } from './payload-policy.js';
@@ -31,13 +31,16 @@ export class MessageIntake {
     private readonly metrics: GatewayMetrics,
   ) {}
 
-  /** Checks the message; if it passes, appends it and calls `done` once it is durable. */
-  admit(topic: string, payload: Buffer, qos: number, source: 'device' | 'bridge', done: CommitCallback): Refusal | undefined {
+  /**
+   * Checks the message; if it passes, appends it and tells `done` once it is durable (or
+   * not). Counted as stored or store-failed per batch by the batcher's owner (see `tagOf`).
+   */
+  admit(topic: string, payload: Buffer, qos: number, source: 'device' | 'bridge', done: CommitWaiter | CommitCallback): Refusal | undefined {
     const destination = this.destinationOf(topic);
     if ('reason' in destination) return this.refuse(destination, qos, source);
-    const verdict = checkPayload(destination.kind, payload);
+    const verdict = checkPayload(destination.kind, payload, destination.watched);
     if (!verdict.ok) return this.refuse(verdict, qos, source);
-    this.liveness.record(destination.stream, destination.topic, verdict.document);
+    if (destination.watched) this.liveness.record(destination.stream, destination.topic, verdict.document);
     const record: NewRecord = {
       stream: destination.stream,
       topic: destination.topic,
@@ -45,10 +48,7 @@ export class MessageIntake {
       headers: destination.headers,
       payload,
     };
-    this.batcher.add(record, (error) => {
-      this.metrics.countMessage(qos, error === undefined ? 'stored' : 'store-failed', source);
-      done(error);
-    });
+    this.batcher.add(record, done, tagOf(qos, source));
     return undefined;
   }
 
@@ -89,6 +89,7 @@ export class MessageIntake {
       topic: mapped.topic,
       kind: this.payloadKinds.get(mapped.stream) ?? 'json-reading',
       headers: Object.freeze({ 'mqtt-topic': topic }),
+      watched: this.liveness.watches(mapped.stream),
     };
   }
 }
@@ -98,6 +99,23 @@ interface Destination {
   readonly topic: string;
   readonly kind: PayloadKind;
   readonly headers: Readonly<Record<string, string>>;
+  /** The silence watchdog keeps this stream's last readings: the payload is parsed for it. */
+  readonly watched: boolean;
+}
+
+/** What a record is counted as once its batch commits (or fails): QoS and source in one number. */
+export function tagOf(qos: number, source: 'device' | 'bridge'): number {
+  return qos * 2 + (source === 'bridge' ? 1 : 0);
+}
+
+/** A record not counted as a PUBLISH (an alert the gateway raised itself). */
+export const UNCOUNTED_TAG = -1;
+
+export function countCommitted(metrics: GatewayMetrics, tags: readonly number[], outcome: 'stored' | 'store-failed'): void {
+  for (let i = 0; i < tags.length; i += 1) {
+    const tag = tags[i]!;
+    if (tag >= 0) metrics.countMessage(tag >> 1, outcome, (tag & 1) === 1 ? 'bridge' : 'device');
+  }
 }
 
 const MAX_CACHED_TOPICS = 200_000;

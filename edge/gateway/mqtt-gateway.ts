@@ -30,7 +30,7 @@ import { AckGate } from './ack-gate.js';
 import { CommitBatcher, type DurableAppend } from './commit-batcher.js';
 import { mayPublish, maySubscribe, type DeviceDirectory, type DeviceIdentity } from './credentials.js';
 import { LivenessWatch } from './liveness.js';
-import { MessageIntake, type Refusal } from './message-intake.js';
+import { MessageIntake, UNCOUNTED_TAG, countCommitted, type Refusal } from './message-intake.js';
 import { GatewayMetrics } from './metrics.js';
 import { PacketTooLargeError, guardConnection } from './packet-size-guard.js';
 import type { PayloadKind } from './payload-policy.js';
@@ -161,11 +161,17 @@ export class MqttGateway {
     this.maxPendingRecords = options.maxPendingRecords ?? DEFAULT_MAX_PENDING_RECORDS;
     this.liveness = new LivenessWatch(thresholds, (record) => this.raiseAlert(record));
     this.metrics = new GatewayMetrics(options.registry, () => this.liveness.topicsWatched);
-    this.batcher = new CommitBatcher(options.appender, options.maxBatchRecords ?? 4096, (records, elapsedMs) => {
-      this.statsValue.messagesStored += records;
-      this.metrics.commitSeconds.observe(elapsedMs / 1000);
-      this.metrics.batchRecords.observe(records);
-    });
+    this.batcher = new CommitBatcher(
+      options.appender,
+      options.maxBatchRecords ?? 4096,
+      (tags, elapsedMs) => {
+        this.statsValue.messagesStored += tags.length;
+        this.metrics.commitSeconds.observe(elapsedMs / 1000);
+        this.metrics.batchRecords.observe(tags.length);
+        countCommitted(this.metrics, tags, 'stored');
+      },
+      (tags) => countCommitted(this.metrics, tags, 'store-failed'),
+    );
     this.intake = new MessageIntake(
       new TopicMapper(options.topicRules),
       payloadKinds,
@@ -250,13 +256,17 @@ export class MqttGateway {
       },
       this.isBusy,
     );
-    AckGate.attach(guarded);
+    AckGate.attach(guarded, (error) =>
+      this.options.logger?.warn({ err: error.message }, 'append failed; not acknowledged, connection closed'),
+    );
     this.broker.handle(guarded as Socket, request);
   }
 
   private async listen(): Promise<void> {
     const { options } = this;
-    const tcp = createTcpServer((socket) => this.handle(socket));
+    // PUBACKs are gathered per turn of the event loop already (guardConnection corks); Nagle
+    // would only hold the last ones of a burst until the device's delayed ACK (40 ms).
+    const tcp = createTcpServer({ noDelay: true }, (socket) => this.handle(socket));
     this.servers.push(tcp);
     await listen(tcp, options.port, options.host ?? '127.0.0.1');
     this.ports.tcp = (tcp.address() as AddressInfo).port;
@@ -265,6 +275,7 @@ export class MqttGateway {
       const tls = options.tls;
       const server = createTlsServer(
         {
+          noDelay: true,
           cert: tls.cert,
           key: tls.key,
           ...(tls.ca === undefined ? {} : { ca: tls.ca }),
@@ -421,17 +432,12 @@ export class MqttGateway {
     // the hook, as its PUBREC and aedes' duplicate store depend on it.)
     if (qos === 1 && gate !== undefined && !client.closed && packet.messageId !== undefined) {
       const entry = gate.expect(packet.messageId);
-      const refusal = this.intake.admit(packet.topic, payload, qos, 'device', (error) => {
-        if (error === undefined) {
-          entry.durable();
-          return;
-        }
-        this.options.logger?.warn({ err: error.message, topic: packet.topic }, 'append failed; not acknowledged, connection closed');
-        entry.failed(new StoreUnavailableError(`not stored: ${error.message}`, error));
-      });
+      // The entry is told by the batcher when its commit is durable (or failed: no PUBACK,
+      // connection closed).
+      const refusal = this.intake.admit(packet.topic, payload, qos, 'device', entry);
       if (refusal !== undefined) {
         this.dropRefused(client, packet, payload, refusal);
-        entry.durable();
+        entry.committed(undefined);
       }
       callback(null);
       return;
@@ -462,7 +468,7 @@ export class MqttGateway {
   }
 
   private async raiseAlert(record: NewRecord): Promise<void> {
-    await new Promise<void>((resolve, reject) => this.batcher.add(record, (error) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) => this.batcher.add(record, (error) => (error ? reject(error) : resolve()), UNCOUNTED_TAG));
     this.metrics.alerts.inc({ kind: record.headers?.['alert-kind'] ?? 'unknown' });
     this.options.logger?.warn({ stream: record.stream, topic: record.topic }, 'alert raised');
   }

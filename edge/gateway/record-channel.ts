@@ -1,74 +1,185 @@
 /**
  * Carries appends from the gateway's thread to the thread that owns the log, and their
- * outcomes back. A batch travels as one transferred buffer of payloads plus small arrays,
- * never as an array of Buffers: a payload is a view into a 64 KiB socket read, and cloning
- * views would copy the whole read once per message.
+ * outcomes back. A batch travels as a few transferred buffers, never as an array of objects:
+ *
+ * - payloads copied once into one buffer (a payload is a view into a 64 KiB socket read, and
+ *   cloning views would copy the whole read once per message), with their ends;
+ * - per record, a destination number, and its event time; a destination (stream, topic and
+ *   the `mqtt-topic` header) crosses once, in the first batch that uses it, and the log's
+ *   side keeps it, so a steady stream of readings moves no strings at all and each decoded
+ *   record shares one frozen headers object per destination;
+ * - records whose headers are anything else (alerts) cross whole, beside the numbers.
  */
 import type { MessagePort } from 'node:worker_threads';
 import { StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
 import type { DurableAppend } from './commit-batcher.js';
 
+/** In `destinations`: a record carried whole in `inline` instead. */
+const INLINE = 0xffffffff;
+/** Destinations remembered on both sides before both start afresh. */
+const DEFAULT_MAX_DESTINATIONS = 100_000;
+
 export interface EncodedBatch {
-  readonly streams: string[];
-  readonly topics: string[];
-  readonly mqttTopics: (string | null)[];
+  /** Both sides forget their destinations before this batch. */
+  readonly reset: boolean;
+  /** Destinations first used in this batch: numbers, and their stream, topic and `mqtt-topic` (or null). */
+  readonly newIds: number[];
+  readonly newStreams: string[];
+  readonly newTopics: string[];
+  readonly newMqttTopics: (string | null)[];
+  /** Per record, its destination number, or INLINE. */
+  readonly destinations: Uint32Array;
+  /** Records carried whole: index in the batch, stream, topic and headers as JSON (null if none). */
+  readonly inline: { readonly index: number; readonly stream: string; readonly topic: string; readonly headers: string | null }[];
   /** NaN where the record has no event time of its own. */
   readonly eventTimesMs: Float64Array;
-  /** Extra headers beyond `mqtt-topic` (alerts), JSON, or null. */
-  readonly otherHeaders: (string | null)[];
   readonly payloadEnds: Uint32Array;
   readonly payloads: ArrayBuffer;
 }
 
-export function encodeBatch(records: readonly NewRecord[]): EncodedBatch {
-  let total = 0;
-  for (const record of records) total += record.payload.byteLength;
-  const payloads = new ArrayBuffer(total);
-  const bytes = new Uint8Array(payloads);
-  const batch: EncodedBatch = {
-    streams: new Array<string>(records.length),
-    topics: new Array<string>(records.length),
-    mqttTopics: new Array<string | null>(records.length),
-    eventTimesMs: new Float64Array(records.length),
-    otherHeaders: new Array<string | null>(records.length),
-    payloadEnds: new Uint32Array(records.length),
-    payloads,
-  };
-  let at = 0;
-  records.forEach((record, index) => {
-    batch.streams[index] = record.stream;
-    batch.topics[index] = record.topic;
-    const { 'mqtt-topic': mqttTopic, ...others } = record.headers ?? {};
-    batch.mqttTopics[index] = mqttTopic ?? null;
-    batch.otherHeaders[index] = Object.keys(others).length === 0 ? null : JSON.stringify(others);
-    batch.eventTimesMs[index] = record.eventTimeMs ?? Number.NaN;
-    bytes.set(record.payload, at);
-    at += record.payload.byteLength;
-    batch.payloadEnds[index] = at;
-  });
-  return batch;
+interface KnownDestination {
+  readonly id: number;
+  readonly stream: string;
+  readonly topic: string;
 }
 
-export function decodeBatch(batch: EncodedBatch): NewRecord[] {
-  const records = new Array<NewRecord>(batch.streams.length);
-  let start = 0;
-  for (let index = 0; index < records.length; index += 1) {
-    const end = batch.payloadEnds[index]!;
-    const mqttTopic = batch.mqttTopics[index];
-    const others = batch.otherHeaders[index];
-    const headers: Record<string, string> = others === null || others === undefined ? {} : (JSON.parse(others) as Record<string, string>);
-    if (mqttTopic !== null && mqttTopic !== undefined) headers['mqtt-topic'] = mqttTopic;
-    const eventTimeMs = batch.eventTimesMs[index]!;
-    records[index] = {
-      stream: batch.streams[index]!,
-      topic: batch.topics[index]!,
-      ...(Number.isNaN(eventTimeMs) ? {} : { eventTimeMs }),
-      headers,
-      payload: Buffer.from(batch.payloads, start, end - start),
+/** The gateway's side: numbers destinations and packs each batch into buffers. */
+export class BatchEncoder {
+  /** By the record's headers object: the intake shares one frozen object per MQTT topic. */
+  private known = new Map<object, KnownDestination>();
+  private nextId = 0;
+
+  constructor(private readonly maxDestinations = DEFAULT_MAX_DESTINATIONS) {}
+
+  encode(records: readonly NewRecord[]): EncodedBatch {
+    // Bounded: past the limit both sides forget every destination, from this batch on (a
+    // batch adds at most its own records to the table).
+    const reset = this.known.size >= this.maxDestinations;
+    if (reset) {
+      this.known = new Map();
+      this.nextId = 0;
+    }
+    let total = 0;
+    for (let i = 0; i < records.length; i += 1) total += records[i]!.payload.byteLength;
+    const payloads = new ArrayBuffer(total);
+    const bytes = new Uint8Array(payloads);
+    const batch: EncodedBatch = {
+      reset,
+      newIds: [],
+      newStreams: [],
+      newTopics: [],
+      newMqttTopics: [],
+      destinations: new Uint32Array(records.length),
+      inline: [],
+      eventTimesMs: new Float64Array(records.length),
+      payloadEnds: new Uint32Array(records.length),
+      payloads,
     };
-    start = end;
+    let at = 0;
+    for (let index = 0; index < records.length; index += 1) {
+      const record = records[index]!;
+      batch.destinations[index] = this.destinationOf(record, batch);
+      if (batch.destinations[index] === INLINE) {
+        const headers = record.headers;
+        const hasHeaders = headers !== undefined && Object.keys(headers).length > 0;
+        batch.inline.push({ index, stream: record.stream, topic: record.topic, headers: hasHeaders ? JSON.stringify(headers) : null });
+      }
+      batch.eventTimesMs[index] = record.eventTimeMs ?? Number.NaN;
+      const payload = record.payload;
+      bytes.set(payload, at);
+      at += payload.byteLength;
+      batch.payloadEnds[index] = at;
+    }
+    return batch;
   }
-  return records;
+
+  /** Buffers to transfer rather than copy. */
+  static transferList(batch: EncodedBatch): ArrayBuffer[] {
+    return [batch.destinations.buffer as ArrayBuffer, batch.eventTimesMs.buffer as ArrayBuffer, batch.payloadEnds.buffer as ArrayBuffer, batch.payloads];
+  }
+
+  private destinationOf(record: NewRecord, batch: EncodedBatch): number {
+    const headers = record.headers;
+    // Only the intake's shared, frozen headers (one per MQTT topic) are worth numbering.
+    if (headers === undefined || !Object.isFrozen(headers)) return INLINE;
+    const known = this.known.get(headers);
+    if (known !== undefined) return known.stream === record.stream && known.topic === record.topic ? known.id : INLINE;
+    let mqttTopic: string | null = null;
+    for (const key in headers) {
+      if (key !== 'mqtt-topic') return INLINE;
+      mqttTopic = headers[key]!;
+    }
+    const id = this.nextId;
+    this.nextId += 1;
+    this.known.set(headers, { id, stream: record.stream, topic: record.topic });
+    batch.newIds.push(id);
+    batch.newStreams.push(record.stream);
+    batch.newTopics.push(record.topic);
+    batch.newMqttTopics.push(mqttTopic);
+    return id;
+  }
+}
+
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** The log thread's side: remembers destinations and turns each batch back into records. */
+export class BatchDecoder {
+  private streams: string[] = [];
+  private topics: string[] = [];
+  private headers: Readonly<Record<string, string>>[] = [];
+
+  decode(batch: EncodedBatch): NewRecord[] {
+    if (batch.reset) {
+      this.streams = [];
+      this.topics = [];
+      this.headers = [];
+    }
+    for (let i = 0; i < batch.newIds.length; i += 1) {
+      const id = batch.newIds[i]!;
+      const mqttTopic = batch.newMqttTopics[i];
+      this.streams[id] = batch.newStreams[i]!;
+      this.topics[id] = batch.newTopics[i]!;
+      this.headers[id] = mqttTopic === null || mqttTopic === undefined ? NO_HEADERS : Object.freeze({ 'mqtt-topic': mqttTopic });
+    }
+    const count = batch.destinations.length;
+    const records = new Array<NewRecord>(count);
+    let inlineAt = 0;
+    let start = 0;
+    for (let index = 0; index < count; index += 1) {
+      const end = batch.payloadEnds[index]!;
+      const id = batch.destinations[index]!;
+      const eventTimeMs = batch.eventTimesMs[index]!;
+      let stream: string;
+      let topic: string;
+      let headers: Readonly<Record<string, string>>;
+      if (id === INLINE) {
+        const inline = batch.inline[inlineAt]!;
+        inlineAt += 1;
+        stream = inline.stream;
+        topic = inline.topic;
+        headers = inline.headers === null ? {} : (JSON.parse(inline.headers) as Record<string, string>);
+      } else {
+        stream = this.streams[id]!;
+        topic = this.topics[id]!;
+        headers = this.headers[id]!;
+      }
+      records[index] = Number.isNaN(eventTimeMs)
+        ? { stream, topic, headers, payload: Buffer.from(batch.payloads, start, end - start) }
+        : { stream, topic, eventTimeMs, headers, payload: Buffer.from(batch.payloads, start, end - start) };
+      start = end;
+    }
+    return records;
+  }
+}
+
+/** One self-contained batch (a fresh encoder): for tests and one-off use. */
+export function encodeBatch(records: readonly NewRecord[]): EncodedBatch {
+  return new BatchEncoder().encode(records);
+}
+
+/** Decodes a self-contained batch from `encodeBatch`. */
+export function decodeBatch(batch: EncodedBatch): NewRecord[] {
+  return new BatchDecoder().decode(batch);
 }
 
 export type ChannelRequest = { readonly type: 'append'; readonly id: number; readonly batch: EncodedBatch };
@@ -84,6 +195,7 @@ export type ChannelReply =
 export class ChannelAppender implements DurableAppend {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  private readonly encoder = new BatchEncoder();
 
   constructor(private readonly port: MessagePort) {}
 
@@ -105,24 +217,35 @@ export class ChannelAppender implements DurableAppend {
   append(records: readonly NewRecord[]): Promise<void> {
     const id = this.nextId;
     this.nextId += 1;
-    const batch = encodeBatch(records);
+    const batch = this.encoder.encode(records);
     return new Promise<void>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      this.port.postMessage({ type: 'append', id, batch } satisfies ChannelRequest, [batch.payloads]);
+      this.port.postMessage({ type: 'append', id, batch } satisfies ChannelRequest, BatchEncoder.transferList(batch));
     });
   }
 }
 
-/** The log thread's side: appends each batch and replies with the outcome. */
-export function serveAppends(request: ChannelRequest, appender: RecordAppender, reply: (message: ChannelReply) => void): void {
-  appender.append(decodeBatch(request.batch)).then(
-    () => reply({ type: 'appended', id: request.id }),
-    (error: unknown) =>
-      reply({
-        type: 'append-failed',
-        id: request.id,
-        message: (error as Error).message ?? String(error),
-        retriable: (error as { retriable?: boolean }).retriable ?? true,
-      }),
-  );
+/** The log thread's side of one channel: appends each batch and replies with the outcome. */
+export class AppendServer {
+  private readonly decoder = new BatchDecoder();
+
+  constructor(
+    private readonly appender: RecordAppender,
+    private readonly reply: (message: ChannelReply) => void,
+  ) {}
+
+  serve(request: ChannelRequest): void {
+    // Decoded in arrival order, so destinations are known before the batches that use them.
+    const records = this.decoder.decode(request.batch);
+    this.appender.append(records).then(
+      () => this.reply({ type: 'appended', id: request.id }),
+      (error: unknown) =>
+        this.reply({
+          type: 'append-failed',
+          id: request.id,
+          message: (error as Error).message ?? String(error),
+          retriable: (error as { retriable?: boolean }).retriable ?? true,
+        }),
+    );
+  }
 }
