@@ -14,7 +14,7 @@ import { SqliteLog, type StreamPolicy } from '../edge/log/index.js';
 import type { RunningGateway } from '../edge/gateway/index.js';
 import { Forwarder, LinkPolicy, forwardCursorName, registerLinkRoutes, type LinkControl, type ScheduleWindow } from '../edge/forwarder/index.js';
 import { Http2Link } from '../edge/link/index.js';
-import { registerIngestRoutes, type IngestStats } from '../cloud/ingest/index.js';
+import { registerHoldingsRoute, registerIngestRoutes, type IngestStats } from '../cloud/ingest/index.js';
 import { registerReadRoutes } from '../cloud/read-api/index.js';
 import { DEFAULT_DROP_PRIORITY, DEFAULT_STREAM_PRIORITY, WEEKDAYS, type LinkConfig, type SiteConfig } from './config.js';
 import { siteServerFactory, type SiteHttpTls } from './http-server.js';
@@ -132,6 +132,8 @@ function linkFor(link: LinkConfig, config: SiteConfig, log: SqliteLog, logger: L
     backlog: (stream) => log.streamStats(stream),
     // Split horizon: the peer is the origin of its own records and holds them already.
     include: (record) => record.origin !== link.name,
+    // The destination may hold this site's records already, from another site: resume there.
+    catalog: log,
     logger: linkLogger,
     registry,
   });
@@ -352,6 +354,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
           limits: config.ingest,
           registry,
         }).stats;
+        if (sqliteLog !== undefined) registerHoldingsRoute(app, { catalog: sqliteLog, peers: config.ingest.peers, registry });
       }
       registerReadRoutes(app, { reader, registry });
       const healthBody = () => {

@@ -5,3 +5,4 @@ export {
   type IngestOptions,
   type IngestStats,
 } from './ingest-routes.js';
+export { registerHoldingsRoute, type HoldingsRouteOptions } from './holdings-route.js';

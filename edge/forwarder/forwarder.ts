@@ -30,8 +30,10 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { CursorStore, LogRecord, ReplicateResult, StreamSource } from '../../core/index.js';
+import { TopicOrigins, type HoldingsDigest, type TopicCatalog } from '../../core/holdings.js';
 import { LinkPolicy, LINK_STATES, type LinkCondition } from './link-policy.js';
 import { RetryPolicy, type RetryDecision, type RetryPolicyOptions } from './retry-policy.js';
+import { findResumePoint } from './resume-point.js';
 
 /** Where a batch sits in this site's stream; the destination remembers how far it got. */
 export interface BatchPosition {
@@ -64,6 +66,12 @@ export interface BatchSender {
    * site), as far as it knows: one number per stream. Asked after every failure.
    */
   positions?(incarnation: string): Promise<Record<string, number>>;
+  /**
+   * The destination's holdings digest of each origin in the stream (core/holdings.ts), to
+   * find how far it holds this site's stream when it does not remember this sender's
+   * positions; undefined when it cannot say.
+   */
+  holdings?(stream: string, origins: readonly string[], seed: string): Promise<Record<string, HoldingsDigest> | undefined>;
   /** Bytes per second the link may use; undefined lifts the cap. */
   setBandwidthLimit?(bytesPerSecond: number | undefined): void;
   close?(): Promise<void>;
@@ -105,6 +113,15 @@ export interface ForwarderOptions {
    * it) and a link's stream/topic filter. A batch left with nothing is acknowledged here.
    */
   readonly include?: (record: LogRecord) => boolean;
+  /**
+   * The log's topics, for resuming where the destination stands when it holds this site's
+   * records without knowing this sender (they came another way): see resume-point.ts.
+   */
+  readonly catalog?: TopicCatalog;
+  /** Backlog (records past the cursor) from which a holdings digest is worth computing. */
+  readonly digestMinRecords?: number;
+  /** A stream's digest is computed at most this often (it scans the backlog locally). */
+  readonly digestIntervalMs?: number;
   readonly logger?: Logger;
   readonly registry?: Registry;
 }
@@ -278,6 +295,8 @@ export class Forwarder {
   private compressionRatio: number | undefined;
   private incarnation = '';
   private lastLoggedReason: string | undefined;
+  private readonly topicOrigins: TopicOrigins | undefined;
+  private readonly digestAtMs = new Map<string, number>();
   private readonly statsValue: ForwarderStats = {
     recordsForwarded: 0,
     batchesAcknowledged: 0,
@@ -303,6 +322,7 @@ export class Forwarder {
     this.policy = options.policy ?? new LinkPolicy();
     this.retry = new RetryPolicy(options.retry);
     this.metrics = linkMetrics(options.registry);
+    this.topicOrigins = options.catalog === undefined ? undefined : new TopicOrigins(options.catalog);
     if (options.registry !== undefined) lagSources.get(options.registry)?.add(this);
   }
 
@@ -372,7 +392,7 @@ export class Forwarder {
   private async sync(lane: Lane): Promise<void> {
     const positions = (await this.options.sender.positions?.(this.incarnation)) ?? {};
     for (const stream of lane.streams) {
-      const held = positions[stream];
+      const held = positions[stream] ?? (await this.heldByDigest(stream));
       const acked = this.acked.get(stream) ?? 0;
       if (held === undefined || held <= acked) continue;
       const skipped = held - acked;
@@ -386,6 +406,37 @@ export class Forwarder {
         });
       this.options.logger?.debug({ link: this.options.linkName, stream, from: acked, to: held }, 'destination already holds these; not resending');
     }
+  }
+
+  /**
+   * When the destination does not know this sender's positions in a stream, how far it holds
+   * the stream anyway (records it got from another site), from holdings digests: one number
+   * per origin crosses the link (resume-point.ts). Undefined when not worth asking or unknown.
+   */
+  private async heldByDigest(stream: string): Promise<number | undefined> {
+    const { catalog, sender } = this.options;
+    if (catalog === undefined || this.topicOrigins === undefined || sender.holdings === undefined) return undefined;
+    const acked = this.acked.get(stream) ?? 0;
+    const backlog = this.options.backlog?.(stream);
+    if (backlog === undefined || backlog.lastPosition - acked < (this.options.digestMinRecords ?? 1000)) return undefined;
+    const now = Date.now();
+    if (now - (this.digestAtMs.get(stream) ?? -Infinity) < (this.options.digestIntervalMs ?? 30_000)) return undefined;
+    this.digestAtMs.set(stream, now);
+    const startedAt = performance.now();
+    const point = await findResumePoint({
+      source: this.options.source,
+      catalog,
+      origins: this.topicOrigins,
+      stream,
+      cursor: acked,
+      ...(this.options.include === undefined ? {} : { include: this.options.include }),
+      ask: (origins, seed) => sender.holdings!(stream, origins, seed),
+    });
+    this.options.logger?.info(
+      { link: this.options.linkName, stream, cursor: acked, resumeAfter: point.position, scanned: point.scanned, origins: point.origins, ms: Math.round(performance.now() - startedAt) },
+      point.position > acked ? 'destination already holds part of this stream (holdings digest); resuming past it' : 'holdings digest: nothing to skip',
+    );
+    return point.position;
   }
 
   private applyCondition(condition: LinkCondition): void {

@@ -14,6 +14,7 @@
  */
 import { connect, constants as http2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { LinkError, type LogRecord, type ReplicateResult } from '../../core/index.js';
+import type { HoldingsDigest } from '../../core/holdings.js';
 import { BATCH_CONTENT_TYPE } from './batch.js';
 import { Pacer } from './pacer.js';
 import { encodeBatch, Compression } from './wire.js';
@@ -183,6 +184,60 @@ export class Http2Link {
           resolve(positions);
         } catch {
           reject(new LinkError(`${this.origin} answered positions with a body that is not JSON`, { retriable: true, reason: 'bad-ack' }));
+        }
+      });
+    });
+  }
+
+  /**
+   * The peer's holdings digest of each origin in one stream (core/holdings.ts): one short
+   * answer per origin, however many topics. Undefined when the peer cannot say (an older
+   * version without the route, or a log that cannot list its topics).
+   */
+  async holdings(stream: string, origins: readonly string[], seed: string): Promise<Record<string, HoldingsDigest> | undefined> {
+    const query = new URLSearchParams({ stream, origins: origins.join(','), seed });
+    const parsed = await this.getJson(`/v1/holdings?${query.toString()}`);
+    if (parsed === undefined) return undefined;
+    const holdings = (parsed as { holdings?: Record<string, Partial<HoldingsDigest>> }).holdings;
+    if (holdings === undefined || typeof holdings !== 'object') return undefined;
+    const result: Record<string, HoldingsDigest> = {};
+    for (const [origin, entry] of Object.entries(holdings)) {
+      if (typeof entry?.digest === 'string' && typeof entry.topics === 'number' && typeof entry.records === 'number') {
+        result[origin] = { digest: entry.digest, topics: entry.topics, records: entry.records };
+      }
+    }
+    return result;
+  }
+
+  /** GET on the peer with this link's token: the parsed JSON, or undefined on 404/501. */
+  private async getJson(path: string): Promise<unknown> {
+    const session = await this.connect();
+    return new Promise((resolve, reject) => {
+      let stream: ClientHttp2Stream;
+      try {
+        stream = session.request({ ':method': 'GET', ':path': path, authorization: `Bearer ${this.options.token}` });
+      } catch (error) {
+        reject(this.transportError(error));
+        return;
+      }
+      const timeoutMs = this.options.requestTimeoutMs ?? 30_000;
+      stream.setTimeout(timeoutMs, () => {
+        stream.close(http2.NGHTTP2_CANCEL);
+        reject(new LinkError(`${this.origin} did not answer within ${timeoutMs} ms`, { retriable: true, reason: 'timeout' }));
+      });
+      let status = 0;
+      const chunks: Buffer[] = [];
+      stream.on('response', (headers) => (status = Number(headers[':status'] ?? 0)));
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('error', (error) => reject(this.transportError(error)));
+      stream.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (status === 404 || status === 501) return resolve(undefined);
+        if (status !== 200) return reject(status === 0 ? this.transportError(new Error('no response')) : this.refusal(status, text));
+        try {
+          resolve(JSON.parse(text) as unknown);
+        } catch {
+          reject(new LinkError(`${this.origin} answered ${path.split('?')[0]} with a body that is not JSON`, { retriable: true, reason: 'bad-ack' }));
         }
       });
     });
