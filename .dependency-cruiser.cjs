@@ -69,6 +69,21 @@ module.exports = {
       to: { path: 'node_modules/kafkajs/' },
     },
     {
+      name: 'access-depends-on-core-only',
+      comment:
+        'cloud/access is the one policy module (issue 8): it sees the log only through core contracts, so no stage can be bypassed by importing it the other way round',
+      severity: 'error',
+      from: { path: '^cloud/access/' },
+      to: { path: '^(devices|edge|cloud/(?!access/)|site|cli|bench|tools)/' },
+    },
+    {
+      name: 'only-composition-roots-import-access',
+      comment: 'stages ask the policy through core/access.ts contracts (RecordFilter, ReadAccess) handed to them by a composition root',
+      severity: 'error',
+      from: { path: `^(core|${STAGES.map(escapeRegex).join('|')})/` },
+      to: { path: '^cloud/access/' },
+    },
+    {
       name: 'no-circular',
       severity: 'error',
       from: {},

@@ -91,3 +91,10 @@ export class PortInUseError extends PortcallError {
     super('PORT_IN_USE', `${what} cannot listen on ${host}:${port}: the port is taken. ${howToChange}`);
   }
 }
+
+/** A client asked more often than its fixed window allows; it may try again after `retryAfterSeconds`. */
+export class RateLimitedError extends PortcallError {
+  constructor(readonly retryAfterSeconds: number) {
+    super('RATE_LIMITED', `too many requests; try again in ${retryAfterSeconds} s`, { retriable: true });
+  }
+}

@@ -2,3 +2,4 @@ export * from './record.js';
 export * from './errors.js';
 export * from './site-log.js';
 export * from './health.js';
+export * from './access.js';

@@ -241,6 +241,30 @@ const linkConfig = z
 
 export type LinkConfig = z.infer<typeof linkConfig>;
 
+const rateLimit = (requests: number) =>
+  z
+    .strictObject({
+      requests: z.number().int().min(1).max(1_000_000).default(requests),
+      windowSeconds: z.number().int().min(1).max(3600).default(60),
+    })
+    .default({ requests, windowSeconds: 60 });
+
+/** Access control (docs/ACCESS.md): present, every read endpoint wants a bearer token. */
+const accessConfig = z.strictObject({
+  /** At least 32 bytes shared by the sites enforcing access: signs and checks access records. */
+  keyFile: z.string().min(1),
+  /** A file holding the bootstrap admin token (at least 32 characters): it may manage access, and reads nothing. */
+  bootstrapTokenFile: z.string().min(1).optional(),
+  /** Read API requests per client address and window (every request counts, so it also bounds token guessing). */
+  readRateLimit: rateLimit(600),
+  /** Admin API (/v1/access/...) requests per client address and window. */
+  adminRateLimit: rateLimit(60),
+  /** Records one read request may scan past (records the caller may not see) before answering with what it found. */
+  maxScanRecords: z.number().int().min(1000).max(10_000_000).default(100_000),
+});
+
+export type AccessConfig = z.infer<typeof accessConfig>;
+
 export const siteConfigSchema = z
   .strictObject({
     site: siteName,
@@ -288,6 +312,7 @@ export const siteConfigSchema = z
       })
       .optional(),
     links: z.array(linkConfig).default([]),
+    access: accessConfig.optional(),
   })
   .superRefine((config, context) => {
     if (config.log.backend === 'kafka' && config.log.kafka === undefined) {

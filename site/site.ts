@@ -18,6 +18,7 @@ import { registerHoldingsRoute, registerIngestRoutes, type IngestStats } from '.
 import { registerReadRoutes } from '../cloud/read-api/index.js';
 import { DEFAULT_DROP_PRIORITY, DEFAULT_STREAM_PRIORITY, WEEKDAYS, type LinkConfig, type SiteConfig } from './config.js';
 import { siteServerFactory, type SiteHttpTls } from './http-server.js';
+import { ACCESS_OFF_WARNING, startSiteAccess } from './access.js';
 
 export interface SiteStats {
   readonly gatewayMessagesStored: number;
@@ -356,7 +357,15 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         }).stats;
         if (sqliteLog !== undefined) registerHoldingsRoute(app, { catalog: sqliteLog, peers: config.ingest.peers, registry });
       }
-      registerReadRoutes(app, { reader, registry });
+      // Access control (docs/ACCESS.md): every read asks the policy; without an access: section the site is open, loudly.
+      const access =
+        config.access === undefined
+          ? undefined
+          : await startSiteAccess(config.access, { reader, ...(sqliteLog === undefined ? {} : { appender: sqliteLog, source: sqliteLog }) }, logger, registry);
+      if (access !== undefined) closers.push(async () => access.close());
+      else logger.warn(ACCESS_OFF_WARNING);
+      access?.registerAdminRoutes(app);
+      registerReadRoutes(app, { reader, registry, ...(access === undefined ? {} : { access: access.readAccess }) });
       const healthBody = () => {
         const components = healthSources.map((source) => source.health());
         const status = components.some((c) => c.status === 'unavailable')
@@ -365,7 +374,14 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
             ? 'degraded'
             : 'ok';
         const reasons = components.filter((c) => c.reason !== undefined).map((c) => `${c.component}: ${c.reason}`);
-        return { status, site: config.site, backend: config.log.backend, ...(reasons.length === 0 ? {} : { reasons }), components };
+        return {
+          status,
+          site: config.site,
+          backend: config.log.backend,
+          ...(reasons.length === 0 ? {} : { reasons }),
+          ...(access === undefined ? { warnings: [ACCESS_OFF_WARNING] } : {}),
+          components,
+        };
       };
       // Liveness: 200 while the process serves, whatever its backends do, so an orchestrator
       // does not restart a site that is only waiting for Kafka; the body says what is wrong.

@@ -4,9 +4,9 @@
  * topic, so a reader can continue at another site from the `nextOffset` it was given.
  * Every later read path is added here, behind the same reader.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
-import { PortcallError, type LogRecord, type TopicReader } from '../../core/index.js';
+import { PortcallError, RateLimitedError, type LogRecord, type ReadAccess, type TopicReader } from '../../core/index.js';
 
 export interface ReadApiOptions {
   readonly reader: TopicReader;
@@ -15,6 +15,12 @@ export interface ReadApiOptions {
   readonly maxPageRecords?: number;
   /** Most payload bytes one page may hold (at least one record is always returned). */
   readonly maxPageBytes?: number;
+  /**
+   * Access control: when set, each request reads through the reader its bearer token opens
+   * (only what the policy admits, nothing for no token), so a denial is indistinguishable
+   * from a topic that does not exist. Unset, every topic is open to every caller.
+   */
+  readonly access?: ReadAccess;
 }
 
 export const DEFAULT_MAX_PAGE_RECORDS = 1000;
@@ -52,7 +58,12 @@ const topicParams = {
   required: ['stream', 'topic'],
 } as const;
 
-type Outcome = 'ok' | 'not_found' | 'bad_request' | 'unavailable' | 'error';
+type Outcome = 'ok' | 'not_found' | 'bad_request' | 'unavailable' | 'rate_limited' | 'error';
+
+/** The reader a request may use: the site's, or the one its token opens when access control is on. */
+function readerOf(options: ReadApiOptions, request: FastifyRequest): TopicReader {
+  return options.access === undefined ? options.reader : options.access.readerFor(request.headers.authorization, request.ip);
+}
 
 export function registerReadRoutes(app: FastifyInstance, options: ReadApiOptions): void {
   const maxPageRecords = options.maxPageRecords ?? DEFAULT_MAX_PAGE_RECORDS;
@@ -74,6 +85,10 @@ export function registerReadRoutes(app: FastifyInstance, options: ReadApiOptions
 
   /** A store that cannot answer now says so with 503 and Retry-After; the reader may retry. */
   const failed = (route: string, reply: FastifyReply, error: unknown) => {
+    if (error instanceof RateLimitedError) {
+      requests.inc({ route, outcome: 'rate_limited' });
+      return reply.code(429).header('retry-after', String(error.retryAfterSeconds)).send({ code: error.code, message: error.message });
+    }
     if (error instanceof PortcallError && error.retriable) {
       requests.inc({ route, outcome: 'unavailable' });
       return reply.code(503).header('retry-after', '1').send({ code: error.code, message: error.message });
@@ -89,7 +104,7 @@ export function registerReadRoutes(app: FastifyInstance, options: ReadApiOptions
     async (request, reply) => {
       let record: LogRecord | undefined;
       try {
-        record = await options.reader.latest(request.params.stream, request.params.topic);
+        record = await readerOf(options, request).latest(request.params.stream, request.params.topic);
       } catch (error) {
         return failed('latest', reply, error);
       }
@@ -123,12 +138,13 @@ export function registerReadRoutes(app: FastifyInstance, options: ReadApiOptions
       const from = request.query.from;
       let records: LogRecord[];
       try {
-        records = await options.reader.readTopic(stream, topic, from, {
+        const reader = readerOf(options, request);
+        records = await reader.readTopic(stream, topic, from, {
           maxRecords: request.query.maxRecords ?? Math.min(100, maxPageRecords),
           maxBytes: request.query.maxBytes ?? maxPageBytes,
         });
         // An empty page of a topic never written is "no such topic"; of a held topic, "nothing yet".
-        if (records.length === 0 && (await options.reader.latest(stream, topic)) === undefined) {
+        if (records.length === 0 && (await reader.latest(stream, topic)) === undefined) {
           done('records', 'not_found');
           return reply.code(404).send({ code: 'NOT_FOUND', message: 'no such topic' });
         }
@@ -141,7 +157,9 @@ export function registerReadRoutes(app: FastifyInstance, options: ReadApiOptions
         stream,
         topic,
         from,
-        // Where to continue, here or at any other site holding the topic.
+        // Where to continue, here or at any other site holding the topic. Under access control,
+        // one past the last record returned (or `from`): it never skips past records the
+        // caller was not shown, so it tells nothing about them.
         nextOffset: last === undefined ? from : last.offset + 1,
         records: records.map(recordToJson),
       };
