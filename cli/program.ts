@@ -10,6 +10,7 @@ import { PortcallError } from '../core/index.js';
 import { createLogger } from './logger.js';
 import { registerLogCommand } from './log-command.js';
 import { registerProxyCommand } from './proxy-command.js';
+import { registerAccessCommand } from './access-command.js';
 
 function integer(name: string, min: number, max: number) {
   return (raw: string): number => {
@@ -312,6 +313,7 @@ export function buildProgram(): Command {
 
   registerLogCommand(program);
   registerProxyCommand(program);
+  registerAccessCommand(program);
 
   return program;
 }

@@ -234,7 +234,7 @@ interface Movement {
   readonly voyage?: string;
 }
 
-/** A manifests record's movement fields, when its payload is a JSON object with a string `type`. */
+/** A manifests record's movement fields, when its payload is a JSON object with a string `type` (or `event`). */
 function movementOf(record: LogRecord): Movement | undefined {
   let json: unknown;
   try {
@@ -244,12 +244,14 @@ function movementOf(record: LogRecord): Movement | undefined {
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) return undefined;
   const fields = json as Record<string, unknown>;
-  if (typeof fields.type !== 'string') return undefined;
   const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
+  // `type`, or `event` as the fleet simulation writes it (booked, loaded, unloaded).
+  const type = text(fields.type) ?? text(fields.event);
+  if (type === undefined) return undefined;
   const port = text(fields.port);
   const ship = text(fields.ship);
   const voyage = text(fields.voyage);
-  return { type: fields.type, ...(port === undefined ? {} : { port }), ...(ship === undefined ? {} : { ship }), ...(voyage === undefined ? {} : { voyage }) };
+  return { type, ...(port === undefined ? {} : { port }), ...(ship === undefined ? {} : { ship }), ...(voyage === undefined ? {} : { voyage }) };
 }
 
 /** The same record (same identity and times) with a projected payload and no headers. */
