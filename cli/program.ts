@@ -4,6 +4,7 @@
  * `--help` is instant and `portcall kafka` does not load the MQTT broker.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { devicesCommand } from './devices-command.js';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { PortcallError } from '../core/index.js';
@@ -104,39 +105,7 @@ export function buildProgram(): Command {
     .addHelpText('after', `${configHelp}\nExample: portcall shore --config config/tokyo.yaml`)
     .action((options: { config?: string; logLevel?: string }) => runSiteCommand('shore', options));
 
-  program
-    .command('devices')
-    .description('Run emulated reefer containers that publish readings to an MQTT gateway')
-    .option('--broker <url>', 'MQTT URL of the gateway', 'mqtt://127.0.0.1:1884')
-    .option('--containers <n>', 'number of containers', integer('--containers', 1, 100_000), 10)
-    .option('--interval-ms <ms>', 'time between readings of one container', integer('--interval-ms', 1, 3_600_000), 1000)
-    .addOption(new Option('--qos <qos>', 'MQTT QoS of readings').choices(['0', '1', '2']).default('1'))
-    .option('--seed <n>', 'seed of the deterministic generator', integer('--seed', 0, 2 ** 31), 1)
-    .option('--topic-prefix <prefix>', 'MQTT topic prefix', 'bigblue/containers')
-    .action(
-      async (options: { broker: string; containers: number; intervalMs: number; qos: string; seed: number; topicPrefix: string }) => {
-        const { ReeferFleet } = await import('../devices/emulator/index.js');
-        const ids = Array.from({ length: options.containers }, (_u, i) => `C${String(i + 1).padStart(5, '0')}`);
-        const fleet = new ReeferFleet({
-          brokerUrl: options.broker,
-          topicPrefix: options.topicPrefix,
-          containerIds: ids,
-          intervalMs: options.intervalMs,
-          qos: Number(options.qos) as 0 | 1 | 2,
-          seed: options.seed,
-        });
-        await fleet.start();
-        process.stdout.write(`${ids.length} reefers publishing to ${options.broker} every ${options.intervalMs} ms. Ctrl-C stops.\n`);
-        const progress = setInterval(() => {
-          const stats = fleet.stats();
-          process.stderr.write(`published ${stats.published}, acknowledged ${stats.acknowledged}\n`);
-        }, 5000);
-        await untilSignalled(async () => {
-          clearInterval(progress);
-          await fleet.stop();
-        });
-      },
-    );
+  program.addCommand(devicesCommand());
 
   const gateway = program
     .command('gateway')

@@ -270,6 +270,13 @@ function before(left: Scheduled, right: Scheduled): boolean {
 export interface FleetModelOptions {
   /** Stop every device at this simulated time (default: when the last ship leaves its last port). */
   readonly endMs?: number;
+  /**
+   * Simulate only some of the fleet, for emulators that split it over threads: the
+   * containers for which this returns true (by id and position in the scenario), and the
+   * ships if `ships` is true. Each part's messages are exactly those of the whole fleet's
+   * run for the same devices, since every device draws from its own random stream.
+   */
+  readonly include?: { readonly containers?: (id: string, index: number) => boolean; readonly ships?: boolean };
 }
 
 export class FleetModel {
@@ -290,11 +297,14 @@ export class FleetModel {
     this.prefix = scenario.topicPrefix;
     this.nowMs = this.timeline.startMs;
     const startMs = this.timeline.startMs;
-    for (const plan of this.timeline.containers) this.containers.set(plan.id, new ContainerModel(plan, scenario.seed, startMs));
+    const includeContainer = options.include?.containers ?? (() => true);
+    this.timeline.containers.forEach((plan, index) => {
+      if (includeContainer(plan.id, index)) this.containers.set(plan.id, new ContainerModel(plan, scenario.seed, startMs));
+    });
     this.planManifests();
     this.planEvents();
     this.planReadings();
-    this.planShips();
+    if (options.include?.ships ?? true) this.planShips();
   }
 
   /** Simulated time the fleet has been advanced to. */
@@ -333,6 +343,7 @@ export class FleetModel {
   private planManifests(): void {
     const startMs = this.timeline.startMs;
     for (const plan of this.timeline.containers) {
+      if (!this.containers.has(plan.id)) continue;
       for (const move of plan.moves) {
         const common = { container: plan.id, owner: plan.owner, kind: plan.kind, cargo: plan.cargo, ship: move.ship };
         this.schedule.add(startMs, (t) =>
@@ -365,7 +376,8 @@ export class FleetModel {
 
   private planEvents(): void {
     for (const event of this.scenario.events) {
-      const container = this.containers.get(event.container)!;
+      const container = this.containers.get(event.container);
+      if (container === undefined) continue;
       const ship = this.timeline.ships.get(event.at.ship)!;
       const atMs = ship.resolve(event.at);
       if (event.kind === 'door-open') {

@@ -1,0 +1,162 @@
+/**
+ * One shard of an emulated fleet: a share of the containers (and, for shard 0, the ships)
+ * simulated and published over one MQTT connection. Runs on a worker thread started by
+ * FleetEmulator, or inline (one shard) when threads are not wanted.
+ *
+ * Time: simulated time advances `acceleration` times faster than the wall clock, but never
+ * past what the broker has taken: when more than `maxInFlight` messages are unacknowledged
+ * (or queued while disconnected), the simulation holds its clock, so a slow or absent
+ * broker delays readings and loses none. The lag behind the intended simulated time is
+ * reported.
+ */
+import mqtt, { type MqttClient } from 'mqtt';
+import { FleetModel, type Scenario } from '../fleet/index.js';
+
+export interface ShardOptions {
+  readonly scenario: Scenario;
+  readonly shard: number;
+  readonly shards: number;
+  readonly brokerUrl: string;
+  readonly clientId: string;
+  readonly username?: string;
+  readonly password?: string;
+  /** Simulated milliseconds per wall-clock millisecond. */
+  readonly acceleration: number;
+  /** Unacknowledged messages at most before the simulation waits for the broker. */
+  readonly maxInFlight: number;
+  /** Simulated time to stop at (default: the scenario's end). */
+  readonly endMs?: number;
+  /** Simulated time to begin at (default: the scenario's start); earlier messages are skipped. */
+  readonly fromMs?: number;
+}
+
+export interface ShardStats {
+  readonly shard: number;
+  readonly published: number;
+  readonly acknowledged: number;
+  readonly simTimeMs: number;
+  /** How far the simulation is behind where acceleration alone would have it. */
+  readonly lagMs: number;
+  readonly connected: boolean;
+  readonly reconnects: number;
+  readonly finished: boolean;
+  readonly lastError: string | undefined;
+}
+
+const TICK_MS = 10;
+
+export class FleetShard {
+  private readonly model: FleetModel;
+  private client: MqttClient | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private published = 0;
+  private acknowledged = 0;
+  private reconnects = 0;
+  private lastError: string | undefined;
+  private simTimeMs: number;
+  private lastWallMs = 0;
+  private lagMs = 0;
+  private finished = false;
+  private pending: { readonly topic: string; readonly payload: string; readonly qos: 0 | 1 | 2 }[] = [];
+  private pendingIndex = 0;
+
+  constructor(private readonly options: ShardOptions) {
+    const { shard, shards } = options;
+    this.model = new FleetModel(options.scenario, {
+      ...(options.endMs === undefined ? {} : { endMs: options.endMs }),
+      include: { containers: (_id, index) => index % shards === shard, ships: shard === 0 },
+    });
+    this.simTimeMs = options.fromMs ?? this.model.timeline.startMs;
+    if (options.fromMs !== undefined) this.model.advanceTo(options.fromMs - 1);
+  }
+
+  get endMs(): number {
+    return this.model.endMs;
+  }
+
+  async start(): Promise<void> {
+    const client = mqtt.connect(this.options.brokerUrl, {
+      clientId: this.options.clientId,
+      protocolVersion: 4,
+      clean: false,
+      reconnectPeriod: 500,
+      connectTimeout: 10_000,
+      queueQoSZero: true,
+      ...(this.options.username === undefined ? {} : { username: this.options.username }),
+      ...(this.options.password === undefined ? {} : { password: this.options.password }),
+    });
+    this.client = client;
+    client.on('reconnect', () => (this.reconnects += 1));
+    client.on('error', (error) => (this.lastError = error.message));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error) => {
+        if (!client.connected) reject(error);
+      };
+      client.once('connect', () => {
+        client.off('error', onError);
+        resolve();
+      });
+      client.once('error', onError);
+    });
+    this.lastWallMs = performance.now();
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+  }
+
+  private tick(): void {
+    const client = this.client;
+    if (client === undefined || this.finished) return;
+    const wallMs = performance.now();
+    const wantedAdvanceMs = (wallMs - this.lastWallMs) * this.options.acceleration;
+    this.lastWallMs = wallMs;
+    // Back-pressure: hold the simulated clock while the broker has not taken what was sent.
+    if (this.published - this.acknowledged >= this.options.maxInFlight || !client.connected) {
+      this.lagMs += wantedAdvanceMs;
+      return;
+    }
+    if (this.pendingIndex >= this.pending.length) {
+      this.simTimeMs = Math.min(this.simTimeMs + wantedAdvanceMs, this.model.endMs);
+      this.pending = this.model.advanceTo(this.simTimeMs);
+      this.pendingIndex = 0;
+    } else {
+      this.lagMs += wantedAdvanceMs;
+    }
+    // Publish up to the in-flight window; the rest waits for the next tick.
+    while (this.pendingIndex < this.pending.length && this.published - this.acknowledged < this.options.maxInFlight) {
+      const message = this.pending[this.pendingIndex]!;
+      this.pendingIndex += 1;
+      this.published += 1;
+      client.publish(message.topic, message.payload, { qos: message.qos }, (error) => {
+        if (error === undefined || error === null) this.acknowledged += 1;
+        else this.lastError = error.message;
+      });
+    }
+    if (this.pendingIndex >= this.pending.length && this.simTimeMs >= this.model.endMs) this.finished = true;
+  }
+
+  stats(): ShardStats {
+    return {
+      shard: this.options.shard,
+      published: this.published,
+      acknowledged: this.acknowledged,
+      simTimeMs: this.simTimeMs,
+      lagMs: Math.round(this.lagMs),
+      connected: this.client?.connected ?? false,
+      reconnects: this.reconnects,
+      finished: this.finished,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Stops simulating; waits up to `drainMs` for what was published to be acknowledged. */
+  async stop(drainMs = 5000): Promise<ShardStats> {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    const deadline = Date.now() + drainMs;
+    while (this.acknowledged < this.published && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    const stats = this.stats();
+    const client = this.client;
+    this.client = undefined;
+    if (client !== undefined) await client.endAsync(true);
+    return stats;
+  }
+}
