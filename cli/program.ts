@@ -12,6 +12,7 @@ import { createLogger } from './logger.js';
 import { registerLogCommand } from './log-command.js';
 import { registerProxyCommand } from './proxy-command.js';
 import { registerAccessCommand } from './access-command.js';
+import { registerVerifyCommand } from './verify-command.js';
 
 function integer(name: string, min: number, max: number) {
   return (raw: string): number => {
@@ -283,6 +284,7 @@ export function buildProgram(): Command {
   registerLogCommand(program);
   registerProxyCommand(program);
   registerAccessCommand(program);
+  registerVerifyCommand(program);
 
   return program;
 }

@@ -225,6 +225,17 @@ const linkConfig = z
     stallTimeoutMs: z.number().int().min(100).max(3_600_000).default(20_000),
     retryInitialMs: z.number().int().min(1).max(600_000).default(200),
     retryMaxMs: z.number().int().min(1).max(3_600_000).default(30_000),
+    /**
+     * Only records whose topic matches one of these patterns go over the link (a customer's
+     * own endpoint): `*` any run of characters, `?` one character, anything else literal.
+     */
+    filter: z
+      .strictObject({
+        topics: z
+          .array(z.string().min(1).max(200).regex(/^[^\s]+$/, 'must be a topic name or pattern without spaces'))
+          .min(1, 'list at least one topic or pattern (e.g. "Y*"); omit filter to send every topic'),
+      })
+      .optional(),
   })
   .superRefine((link, context) => {
     for (const [field, streams] of [['urgentStreams', link.urgentStreams], ['summaryStreams', link.summaryStreams]] as const) {

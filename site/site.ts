@@ -12,10 +12,10 @@ import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { ConfigError, PortInUseError, type HealthSource, type ReplicaSink, type TopicReader } from '../core/index.js';
 import { SqliteLog, type StreamPolicy } from '../edge/log/index.js';
 import type { RunningGateway } from '../edge/gateway/index.js';
-import { Forwarder, LinkPolicy, forwardCursorName, registerLinkRoutes, type LinkControl, type ScheduleWindow } from '../edge/forwarder/index.js';
+import { Forwarder, LinkPolicy, forwardCursorName, registerLinkRoutes, topicMatcher, type LinkControl, type ScheduleWindow } from '../edge/forwarder/index.js';
 import { Http2Link } from '../edge/link/index.js';
 import { registerHoldingsRoute, registerIngestRoutes, type IngestStats } from '../cloud/ingest/index.js';
-import { registerReadRoutes } from '../cloud/read-api/index.js';
+import { registerReadRoutes, registerSummaryRoutes } from '../cloud/read-api/index.js';
 import { DEFAULT_DROP_PRIORITY, DEFAULT_STREAM_PRIORITY, WEEKDAYS, type LinkConfig, type SiteConfig } from './config.js';
 import { siteServerFactory, type SiteHttpTls } from './http-server.js';
 import { ACCESS_OFF_WARNING, startSiteAccess } from './access.js';
@@ -117,6 +117,7 @@ function linkFor(link: LinkConfig, config: SiteConfig, log: SqliteLog, logger: L
     requestTimeoutMs: link.requestTimeoutMs,
     stallTimeoutMs: link.stallTimeoutMs,
   });
+  const wanted = link.filter === undefined ? undefined : topicMatcher(link.filter.topics);
   const forwarder = new Forwarder({
     linkName: link.name,
     source: log,
@@ -131,8 +132,9 @@ function linkFor(link: LinkConfig, config: SiteConfig, log: SqliteLog, logger: L
     maxInFlightBatches: link.maxInFlightBatches,
     retry: { initialDelayMs: link.retryInitialMs, maxDelayMs: link.retryMaxMs },
     backlog: (stream) => log.streamStats(stream),
-    // Split horizon: the peer is the origin of its own records and holds them already.
-    include: (record) => record.origin !== link.name,
+    // Split horizon: the peer is the origin of its own records and holds them already; and a
+    // filtered link (a customer's endpoint) carries only the topics it names.
+    include: wanted === undefined ? (record) => record.origin !== link.name : (record) => record.origin !== link.name && wanted(record.topic),
     // The destination may hold this site's records already, from another site: resume there.
     catalog: log,
     logger: linkLogger,
@@ -366,6 +368,11 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       else logger.warn(ACCESS_OFF_WARNING);
       access?.registerAdminRoutes(app);
       registerReadRoutes(app, { reader, registry, ...(access === undefined ? {} : { access: access.readAccess }) });
+      // Per-topic summaries for `portcall verify --sites` (the embedded log lists its topics);
+      // under access control each caller is summarised only what its token may read.
+      if (sqliteLog !== undefined) {
+        registerSummaryRoutes(app, { site: config.site, reader, listing: sqliteLog, registry, ...(access === undefined ? {} : { access: access.readAccess }) });
+      }
       const healthBody = () => {
         const components = healthSources.map((source) => source.health());
         const status = components.some((c) => c.status === 'unavailable')

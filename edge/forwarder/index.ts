@@ -22,3 +22,5 @@ export {
 } from './link-policy.js';
 export { RetryPolicy, failureReason, type RetryDecision, type RetryPolicyOptions } from './retry-policy.js';
 export { registerLinkRoutes, type LinkControl } from './link-routes.js';
+export { topicMatcher } from './topic-filter.js';
+export { findResumePoint, type ResumePoint, type ResumePointOptions } from './resume-point.js';
