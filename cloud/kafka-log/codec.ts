@@ -152,6 +152,20 @@ export function encodeRecordTail(record: LogRecord, streamContentType: string): 
   return buf;
 }
 
+/**
+ * A message with a key, a value and no headers (high-water and cursor entries), in Kafka's
+ * record wire format from the key on, like `encodeRecordTail`; what kafkajs writes for
+ * `{ key, value }`.
+ */
+export function encodeKeyValueTail(key: string, value: string): Buffer {
+  const buf = Buffer.allocUnsafe(stringSize(key) + stringSize(value) + 1);
+  let offset = writeString(buf, 0, key);
+  offset = writeString(buf, offset, value);
+  buf[offset++] = 0; // no headers
+  if (offset !== buf.length) throw new Error(`key/value tail: wrote ${offset} of ${buf.length} bytes`);
+  return buf;
+}
+
 /** UTF-8 length; a loop for ASCII, which every identity field of ours is. */
 function utf8Length(text: string): number {
   for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return Buffer.byteLength(text, 'utf8');

@@ -87,6 +87,7 @@ import {
   decodeRecord,
   encodeCursor,
   encodeHighWater,
+  encodeKeyValueTail,
   encodeRecord,
   encodeRecordTail,
   encodedSizeBytes,
@@ -1245,15 +1246,18 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         items.push({ topic, message: encodeRecord(record, contentType, partition), sizeBytes: encodedSizeBytes(record), record });
       }
     }
+    // Pre-encoded too, so that a request's messages all are and it is written in one piece.
+    const withTail = (message: Message): Message =>
+      preEncode ? ({ ...message, portcallTail: encodeKeyValueTail(String(message.key), String(message.value)) } as Message) : message;
     for (const { stream, topic, held } of staged.values()) {
       items.push({
         topic: this.layout.highWaterTopic,
-        message: encodeHighWater(stream, topic, held),
+        message: withTail(encodeHighWater(stream, topic, held)),
         sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(stream) + Buffer.byteLength(topic) + Buffer.byteLength(held.origin),
       });
     }
     for (const [key, { position }] of cursors) {
-      items.push({ topic: this.layout.cursorTopic, message: encodeCursor(key, position), sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(key) });
+      items.push({ topic: this.layout.cursorTopic, message: withTail(encodeCursor(key, position)), sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(key) });
     }
     const chunks = chunkItems(items);
     const responses: RecordMetadata[][] = [];

@@ -12,6 +12,17 @@
  * 2. `groupMessagesPerPartition` (producer), which builds each partition's list with
  *    `[...current, message]`: quadratic in the messages per partition of one send, which for
  *    a large group commit is thousands. This one appends.
+ * 3. The produce request (protocol/requests/produce/v3, which v4 to v7 wrap). kafkajs builds a
+ *    record object per message (an object spread), an encoder per record, concatenates them
+ *    into the batch, copies the batch three more times on its way into the request, and
+ *    computes the batch's CRC-32C a byte at a time. When every message of a request is
+ *    pre-encoded (all of the Kafka log's are) and uncompressed, this one writes the whole
+ *    request into one buffer, each record once, and computes the CRC-32C eight bytes at a
+ *    time. Any other request is kafkajs's own.
+ * 4. The request framing (protocol/request): kafkajs copies every encoded request twice, into
+ *    growing encoders, to put its header and size in front; this one writes header and body
+ *    into one buffer of the exact size (one copy of a multi-megabyte produce request instead
+ *    of two and the reallocations).
  *
  * How they are installed: by replacing the modules' entries in Node's require cache before
  * the kafkajs modules that `require` them are loaded. The grouping is required when kafkajs
@@ -43,6 +54,10 @@ const GROUPING_MODULE = 'kafkajs/src/producer/groupMessagesPerPartition.js';
 const GROUPING_USERS = ['kafkajs/src/producer/sendMessages.js'];
 const ENCODER_MODULE = 'kafkajs/src/protocol/encoder.js';
 const PRODUCE_REQUEST_MODULES = [3, 4, 5, 6, 7].map((version) => `kafkajs/src/protocol/requests/produce/v${version}/request.js`);
+const PRODUCE_V3_MODULE = PRODUCE_REQUEST_MODULES[0]!;
+const PRODUCE_V3_USERS = PRODUCE_REQUEST_MODULES.slice(1);
+const FRAMING_MODULE = 'kafkajs/src/protocol/request.js';
+const FRAMING_USERS = ['kafkajs/src/network/connection.js'];
 
 function sizeOfUVarInt(value: number): number {
   let bytes = 1;
@@ -155,6 +170,200 @@ export function createRecordEncoder(original: RecordEncoder, encoderPrototype: o
   };
 }
 
+/** CRC-32C (Castagnoli) tables for slicing by 8: table k is the CRC of a byte followed by k zero bytes. */
+const CRC_TABLES: Int32Array[] = (() => {
+  const tables = Array.from({ length: 8 }, () => new Int32Array(256));
+  for (let n = 0; n < 256; n++) {
+    let crc = n;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+    tables[0]![n] = crc;
+  }
+  for (let n = 0; n < 256; n++) {
+    let crc = tables[0]![n]!;
+    for (let k = 1; k < 8; k++) {
+      crc = tables[0]![crc & 0xff]! ^ (crc >>> 8);
+      tables[k]![n] = crc;
+    }
+  }
+  return tables;
+})();
+
+/** CRC-32C of `buf[start, end)`, eight bytes per step (what kafkajs computes a byte at a time). */
+export function crc32c(buf: Uint8Array, start = 0, end = buf.length): number {
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array];
+  let crc = -1;
+  let i = start;
+  for (; i + 8 <= end; i += 8) {
+    const low = crc ^ (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24));
+    crc =
+      t7[low & 0xff]! ^
+      t6[(low >>> 8) & 0xff]! ^
+      t5[(low >>> 16) & 0xff]! ^
+      t4[low >>> 24]! ^
+      t3[buf[i + 4]!]! ^
+      t2[buf[i + 5]!]! ^
+      t1[buf[i + 6]!]! ^
+      t0[buf[i + 7]!]!;
+  }
+  for (; i < end; i++) crc = t0[(crc ^ buf[i]!) & 0xff]! ^ (crc >>> 8);
+  return (crc ^ -1) >>> 0;
+}
+
+interface ProduceMessage {
+  readonly portcallTail?: Buffer;
+  readonly timestamp?: unknown;
+}
+interface ProduceArgs {
+  readonly acks: number;
+  readonly timeout: number;
+  readonly transactionalId?: string | null;
+  readonly producerId?: { readonly value: bigint } | number | string;
+  readonly producerEpoch?: number;
+  readonly compression?: number;
+  readonly topicData: readonly {
+    readonly topic: string;
+    readonly partitions: readonly { readonly partition: number; readonly firstSequence?: number; readonly messages: readonly ProduceMessage[] }[];
+  }[];
+}
+interface ProduceRequest {
+  encode(): Promise<EncoderLike>;
+  [other: string]: unknown;
+}
+type ProduceRequestFactory = (args: ProduceArgs) => ProduceRequest;
+
+function bigIntOf(value: ProduceArgs['producerId']): bigint {
+  if (value === undefined) return -1n;
+  if (typeof value === 'object') return value.value;
+  return BigInt(value);
+}
+
+/** Record batch header bytes from the batch length field on (kafkajs recordBatch/v0). */
+const BATCH_HEADER_BYTES = 8 + 4 + 4 + 1 + 4 + 2 + 4 + 8 + 8 + 8 + 2 + 4 + 4;
+
+/**
+ * The produce request kafkajs would encode for these arguments, written directly: one
+ * buffer, each pre-encoded record copied once. Undefined when it cannot (a message without a
+ * pre-encoded tail, a timestamp of its own, compression), and kafkajs's own encode is used.
+ */
+export function encodeProduceRequest(args: ProduceArgs, encoderPrototype: object, now = Date.now()): EncoderLike | undefined {
+  if ((args.compression ?? 0) !== 0) return undefined;
+  const transactionalId = args.transactionalId ?? null;
+  const idBytes = transactionalId === null ? 0 : Buffer.byteLength(transactionalId, 'utf8');
+  let size = 2 + idBytes + 2 + 4 + 4;
+  for (const { topic, partitions } of args.topicData) {
+    size += 2 + Buffer.byteLength(topic, 'utf8') + 4;
+    for (const { messages } of partitions) {
+      size += 4 + 4 + BATCH_HEADER_BYTES;
+      for (let i = 0; i < messages.length; i++) {
+        const message = messages[i]!;
+        const tail = message.portcallTail;
+        if (tail === undefined || message.timestamp != null) return undefined;
+        const body = 1 + 1 + sizeOfUVarInt(zigZag(i)) + tail.length;
+        size += sizeOfUVarInt(zigZag(body)) + body;
+      }
+    }
+  }
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  if (transactionalId === null) at = buf.writeInt16BE(-1, at);
+  else {
+    at = buf.writeInt16BE(idBytes, at);
+    at += buf.write(transactionalId, at, idBytes, 'utf8');
+  }
+  at = buf.writeInt16BE(args.acks, at);
+  at = buf.writeInt32BE(args.timeout, at);
+  at = buf.writeInt32BE(args.topicData.length, at);
+  const producerId = bigIntOf(args.producerId);
+  // kafkajs marks the batch transactional for a non-empty id only.
+  const attributes = transactionalId === null || transactionalId === '' ? 0 : 16;
+  for (const { topic, partitions } of args.topicData) {
+    const topicBytes = Buffer.byteLength(topic, 'utf8');
+    at = buf.writeInt16BE(topicBytes, at);
+    at += buf.write(topic, at, topicBytes, 'utf8');
+    at = buf.writeInt32BE(partitions.length, at);
+    for (const { partition, firstSequence, messages } of partitions) {
+      at = buf.writeInt32BE(partition, at);
+      const sizeAt = at;
+      at += 4;
+      const batchStart = at;
+      at = buf.writeBigInt64BE(0n, at); // first offset
+      const lengthAt = at;
+      at += 4;
+      at = buf.writeInt32BE(0, at); // partition leader epoch
+      at = buf.writeInt8(2, at); // magic
+      const crcAt = at;
+      at += 4;
+      const crcStart = at;
+      at = buf.writeInt16BE(attributes, at);
+      at = buf.writeInt32BE(messages.length - 1, at); // last offset delta
+      at = buf.writeBigInt64BE(BigInt(now), at); // first timestamp
+      at = buf.writeBigInt64BE(BigInt(now), at); // max timestamp
+      at = buf.writeBigInt64BE(producerId, at);
+      at = buf.writeInt16BE(args.producerEpoch ?? 0, at);
+      at = buf.writeInt32BE(firstSequence ?? 0, at);
+      at = buf.writeInt32BE(messages.length, at);
+      for (let i = 0; i < messages.length; i++) {
+        const tail = messages[i]!.portcallTail!;
+        at = writeUVarInt(buf, at, zigZag(1 + 1 + sizeOfUVarInt(zigZag(i)) + tail.length));
+        buf[at++] = 0; // attributes
+        buf[at++] = 0; // timestamp delta: every record of the batch has the batch's time
+        at = writeUVarInt(buf, at, zigZag(i));
+        at += tail.copy(buf, at);
+      }
+      buf.writeInt32BE(at - lengthAt - 4, lengthAt);
+      buf.writeUInt32BE(crc32c(buf, crcStart, at), crcAt);
+      buf.writeInt32BE(at - batchStart, sizeAt);
+    }
+  }
+  if (at !== size) throw new Error(`produce request: wrote ${at} of ${size} bytes`);
+  const encoder = Object.create(encoderPrototype) as EncoderLike;
+  encoder.buf = buf;
+  encoder.offset = size;
+  return encoder;
+}
+
+/** kafkajs's produce request, with `encode` replaced by the direct one where it applies. */
+export function createProduceRequest(original: ProduceRequestFactory, encoderPrototype: object): ProduceRequestFactory {
+  return (args) => {
+    const request = original(args);
+    const kafkajsEncode = request.encode;
+    return Object.assign(request, {
+      encode: async () => encodeProduceRequest(args, encoderPrototype) ?? kafkajsEncode(),
+    });
+  };
+}
+
+type Framing = (args: {
+  correlationId: number;
+  clientId: string | null;
+  request: { apiKey: number; apiVersion: number; encode(): Promise<EncoderLike> | EncoderLike };
+}) => Promise<EncoderLike>;
+
+/**
+ * kafkajs's request framing (size, api key, version, correlation id, client id, then the
+ * body), written into one buffer: the same bytes, the body copied once.
+ */
+export function createFraming(encoderPrototype: object): Framing {
+  return async ({ correlationId, clientId, request: { apiKey, apiVersion, encode } }) => {
+    const payload = await encode();
+    const clientIdBytes = clientId === null || clientId === undefined ? -1 : Buffer.byteLength(clientId, 'utf8');
+    const headerBytes = 2 + 2 + 4 + 2 + Math.max(0, clientIdBytes);
+    const size = headerBytes + payload.offset;
+    const buf = Buffer.allocUnsafe(4 + size);
+    let at = buf.writeInt32BE(size, 0);
+    at = buf.writeInt16BE(apiKey, at);
+    at = buf.writeInt16BE(apiVersion, at);
+    at = buf.writeInt32BE(correlationId, at);
+    at = buf.writeInt16BE(clientIdBytes, at);
+    if (clientIdBytes > 0) at += buf.write(clientId!, at, clientIdBytes, 'utf8');
+    payload.buf.copy(buf, at, 0, payload.offset);
+    const encoder = Object.create(encoderPrototype) as EncoderLike;
+    encoder.buf = buf;
+    encoder.offset = buf.length;
+    return encoder;
+  };
+}
+
 export type InstallResult = 'installed' | 'too-late';
 
 type Grouping = (args: {
@@ -183,6 +392,11 @@ const kafkajsRecordEncoder = require(recordPath) as RecordEncoder;
 const kafkajsEncoderPrototype = (require(ENCODER_MODULE) as { prototype: object }).prototype;
 const groupingPath = require.resolve(GROUPING_MODULE);
 const kafkajsGrouping = require(groupingPath) as Grouping;
+/** Loaded here only if no produce request module is loaded yet, so that it sees the record encoder above. */
+const produceV3Path = require.resolve(PRODUCE_V3_MODULE);
+const produceModulesLoaded = PRODUCE_REQUEST_MODULES.some((name) => require.cache[require.resolve(name)] !== undefined);
+const framingPath = require.resolve(FRAMING_MODULE);
+const kafkajsFraming = require(framingPath) as Framing;
 
 function replaceModule(path: string, users: readonly string[], replacement: unknown): InstallResult {
   const cached = require.cache[path];
@@ -192,12 +406,32 @@ function replaceModule(path: string, users: readonly string[], replacement: unkn
 }
 
 /** What was installed, decided once when this module is first loaded. */
-export const speedups: { readonly recordEncoder: InstallResult; readonly grouping: InstallResult } = {
+let kafkajsProduceV3: ProduceRequestFactory | undefined;
+
+export const speedups: {
+  readonly recordEncoder: InstallResult;
+  readonly grouping: InstallResult;
+  readonly produceRequest: InstallResult;
+  readonly framing: InstallResult;
+} = {
   recordEncoder: replaceModule(recordPath, PRODUCE_REQUEST_MODULES, createRecordEncoder(kafkajsRecordEncoder, kafkajsEncoderPrototype)),
   grouping: replaceModule(groupingPath, GROUPING_USERS, groupMessagesPerPartition),
+  produceRequest: (() => {
+    if (produceModulesLoaded) return 'too-late';
+    // Loaded now, after the record encoder above replaced kafkajs's (which it requires).
+    kafkajsProduceV3 = require(produceV3Path) as ProduceRequestFactory;
+    return replaceModule(produceV3Path, PRODUCE_V3_USERS, createProduceRequest(kafkajsProduceV3, kafkajsEncoderPrototype));
+  })(),
+  framing: replaceModule(framingPath, FRAMING_USERS, createFraming(kafkajsEncoderPrototype)),
 };
 
 /** kafkajs's own implementations, for tests that compare. */
-export function kafkajsOriginals(): { encode: RecordEncoder; prototype: object; grouping: Grouping } {
-  return { encode: kafkajsRecordEncoder, prototype: kafkajsEncoderPrototype, grouping: kafkajsGrouping };
+export function kafkajsOriginals(): {
+  encode: RecordEncoder;
+  prototype: object;
+  grouping: Grouping;
+  produceRequest: ProduceRequestFactory | undefined;
+  framing: Framing;
+} {
+  return { encode: kafkajsRecordEncoder, prototype: kafkajsEncoderPrototype, grouping: kafkajsGrouping, produceRequest: kafkajsProduceV3, framing: kafkajsFraming };
 }
