@@ -2,9 +2,10 @@
  * log: the embedded site log against the raw better-sqlite3 ceiling measured in the same run
  * (a plain INSERT loop in 1,000-row transactions into one table, WAL, synchronous=FULL).
  *
- * The ceiling is measured three times, before, between and after the two append runs, and
- * the median is the baseline: on a shared 2-core machine one sample moved by 2x within a
- * minute. Every sample is printed as progress.
+ * Each append figure is measured in ROUNDS slices, each slice of the log's appends right after
+ * a slice of the ceiling's loop (same table, continuing), and both rates are taken over their
+ * slices together. On a shared 2-core machine the load moved the ceiling by 2x within a minute;
+ * interleaved, both sides see the same load. Each figure's own ceiling is its baseline.
  */
 import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
@@ -24,22 +25,68 @@ function payloadFor(sequence: number): Buffer {
   return body;
 }
 
-function rawCeiling(dir: string, rows: number, sample: number): number {
-  const db = new Database(join(dir, `raw${sample}.sqlite`));
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, topic INTEGER NOT NULL, off INTEGER NOT NULL, ts INTEGER NOT NULL, payload BLOB NOT NULL)');
-  const insert = db.prepare('INSERT INTO t (topic, off, ts, payload) VALUES (?, ?, ?, ?)');
-  const payload = payloadFor(0);
-  const startedAt = performance.now();
-  for (let i = 0; i < rows; i += 1000) {
-    db.exec('BEGIN');
-    for (let j = i; j < Math.min(rows, i + 1000); j += 1) insert.run(j % 100, j, Date.now(), payload);
-    db.exec('COMMIT');
+const ROUNDS = 6;
+
+/** The raw ceiling: a plain INSERT loop in 1,000-row transactions into one table, WAL, synchronous=FULL. */
+class RawCeiling {
+  private readonly db: Database.Database;
+  private readonly insert: Database.Statement;
+  private readonly payload = payloadFor(0);
+  private rows = 0;
+  private seconds = 0;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, topic INTEGER NOT NULL, off INTEGER NOT NULL, ts INTEGER NOT NULL, payload BLOB NOT NULL)');
+    this.insert = this.db.prepare('INSERT INTO t (topic, off, ts, payload) VALUES (?, ?, ?, ?)');
   }
-  const rate = rows / ((performance.now() - startedAt) / 1000);
-  db.close();
-  return rate;
+
+  /** Inserts `rows` more rows (a multiple of 1,000) and adds them to the rate. */
+  run(rows: number): void {
+    const startedAt = performance.now();
+    for (let i = this.rows; i < this.rows + rows; i += 1000) {
+      this.db.exec('BEGIN');
+      for (let j = i; j < i + 1000; j += 1) this.insert.run(j % 100, j, Date.now(), this.payload);
+      this.db.exec('COMMIT');
+    }
+    this.rows += rows;
+    this.seconds += (performance.now() - startedAt) / 1000;
+  }
+
+  rate(): number {
+    return this.rows / this.seconds;
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+/**
+ * Runs `measure` over `records` in ROUNDS slices, each after a slice of the raw ceiling of
+ * the same size; returns both rates over all slices.
+ */
+async function interleaved(
+  dir: string,
+  name: string,
+  records: readonly NewRecord[],
+  measure: (slice: readonly NewRecord[]) => Promise<number>,
+): Promise<{ value: number; ceiling: number }> {
+  const ceiling = new RawCeiling(join(dir, `raw-${name}.sqlite`));
+  const slice = Math.ceil(records.length / ROUNDS / 4000) * 4000;
+  let seconds = 0;
+  try {
+    for (let from = 0; from < records.length; from += slice) {
+      const part = records.slice(from, from + slice);
+      ceiling.run(Math.ceil(part.length / 1000) * 1000);
+      seconds += part.length / (await measure(part));
+    }
+    return { value: records.length / seconds, ceiling: ceiling.rate() };
+  } finally {
+    ceiling.close();
+  }
 }
 
 /** Creates every topic once (its first record), as a fleet does on first sight. */
@@ -240,18 +287,8 @@ export const logScenario: Scenario = {
     const figures: Figure[] = [];
     try {
       const rows = Math.round(300_000 * context.scale);
-      const ceilings: number[] = [];
-      const measureCeiling = () => {
-        const rate = rawCeiling(dir, rows, ceilings.length);
-        ceilings.push(rate);
-        context.progress(`log: raw better-sqlite3 ceiling, ${rows} rows, sample ${ceilings.length}: ${Math.round(rate)} rows/s`);
-      };
-      // Figures compared with the ceiling get its median once all three samples are in.
-      const againstCeiling = new Set<Figure>();
-      const null100k = await singleRecordAppend(new NullAppender(), appendWorkload(rows, 100_000));
-      measureCeiling();
+      const baseline = 'raw better-sqlite3 INSERT, 1,000-row txns, interleaved';
       for (const topics of [100, 100_000]) {
-        if (topics === 100_000) measureCeiling();
         const path = join(dir, `t${topics}`, 'log.sqlite');
         const log = SqliteLog.open({ siteId: 'BENCH', path, retentionIntervalMs: 0 });
         context.progress(`log: creating ${topics} topics…`);
@@ -260,26 +297,25 @@ export const logScenario: Scenario = {
           figures.push({ scenario: 'log', metric: 'topic creation (first record of a new topic)', value: creationRate, unit: 'topics/s' });
         }
         context.progress(`log: ${rows} durable appends over ${topics} existing topics, gateway-style batches…`);
-        const batched = await gatewayStyleAppend(log, appendWorkload(rows, topics));
+        const batched = await interleaved(dir, `batched${topics}`, appendWorkload(rows, topics), (part) => gatewayStyleAppend(log, part));
         context.progress(`log: ${rows} durable appends over ${topics} existing topics, one call per record…`);
-        const single = await singleRecordAppend(log, appendWorkload(rows, topics));
-        for (const [metric, value] of [
+        const single = await interleaved(dir, `single${topics}`, appendWorkload(rows, topics), (part) => singleRecordAppend(log, part));
+        for (const [metric, result] of [
           [`durable append, ${PAYLOAD_BYTES} B, ${topics.toLocaleString('en-US')} topics (gateway-style: one call per event-loop turn)`, batched],
           [`durable append, ${PAYLOAD_BYTES} B, ${topics.toLocaleString('en-US')} topics (one call and one promise per record)`, single],
         ] as const) {
-          const figure: Figure = { scenario: 'log', metric, value, unit: 'records/s' };
-          figures.push(figure);
-          againstCeiling.add(figure);
+          figures.push({ scenario: 'log', metric, value: result.value, unit: 'records/s', baseline, baselineValue: result.ceiling });
         }
         if (topics === 100_000) {
-          const figure: Figure = {
+          const floor = await interleaved(dir, 'null', appendWorkload(rows, topics), (part) => singleRecordAppend(new NullAppender(), part));
+          figures.push({
             scenario: 'log',
             metric: 'caller overhead alone: one call and one promise per record into a log that stores nothing, 100,000 topics',
-            value: null100k,
+            value: floor.value,
             unit: 'records/s',
-          };
-          figures.push(figure);
-          againstCeiling.add(figure);
+            baseline,
+            baselineValue: floor.ceiling,
+          });
         }
         figures.push({
           scenario: 'log',
@@ -314,13 +350,6 @@ export const logScenario: Scenario = {
         await log.close();
         if (topics === 100_000) {
           figures.push({ scenario: 'log', metric: 'RSS of a process holding a 100,000-topic log open', value: rssWithTopics(path), unit: 'MB' });
-        }
-      }
-      measureCeiling();
-      const ceiling = [...ceilings].sort((a, b) => a - b)[1]!;
-      for (let i = 0; i < figures.length; i += 1) {
-        if (againstCeiling.has(figures[i]!)) {
-          figures[i] = { ...figures[i]!, baseline: 'raw better-sqlite3 INSERT, 1,000-row txns (median of 3)', baselineValue: ceiling };
         }
       }
       const largeBytes = Math.round(5e9 * Math.min(1, context.scale));
