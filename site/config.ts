@@ -74,6 +74,8 @@ const mqttConfig = z
     maxTopicLength: z.number().int().min(1).max(65535).default(256),
     maxTopicLevels: z.number().int().min(1).max(100).default(16),
     maxPacketBytes: z.number().int().min(64).max(256 * 1024 * 1024).default(256 * 1024),
+    /** Records accepted but not yet durable above which the gateway stops reading connections (back-pressure). */
+    maxPendingRecords: z.number().int().min(100).max(10_000_000).default(100_000),
     topicRules: z.array(topicRule).min(1).default(DEFAULT_TOPIC_RULES),
     streams: z.record(streamName, streamPolicy).default(DEFAULT_STREAM_POLICIES),
     auth: z

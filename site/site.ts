@@ -263,6 +263,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         maxTopicLength: mqtt.maxTopicLength,
         maxTopicLevels: mqtt.maxTopicLevels,
         maxPacketBytes: mqtt.maxPacketBytes,
+        maxPendingRecords: mqtt.maxPendingRecords,
         ...(mqtt.auth.credentialsFile === undefined ? {} : { credentialsFile: mqtt.auth.credentialsFile }),
         allowAnonymous: mqtt.auth.allowAnonymous,
         livenessCheckIntervalMs: mqtt.liveness.checkIntervalMs,

@@ -69,6 +69,15 @@ describe('site configuration', () => {
     });
   });
 
+  it('takes the gateway\'s back-pressure limit, bounded, also from the environment', () => {
+    const mqtt = (extra: Record<string, unknown>) => parseSiteConfig({ site: 'AURORA', mqtt: { auth: { allowAnonymous: true }, ...extra } }).mqtt!;
+    expect(mqtt({}).maxPendingRecords).toBe(100_000);
+    expect(mqtt({ maxPendingRecords: 5000 }).maxPendingRecords).toBe(5000);
+    expect(errorOf(() => mqtt({ maxPendingRecords: 10 })).message).toContain('mqtt.maxPendingRecords');
+    expect(errorOf(() => mqtt({ maxPendingRecords: 1.5 })).message).toContain('mqtt.maxPendingRecords');
+    expect(applyEnvOverrides({ site: 'AURORA' }, { PORTCALL_MQTT__MAX_PENDING_RECORDS: '20000' })).toEqual({ site: 'AURORA', mqtt: { maxPendingRecords: 20_000 } });
+  });
+
   it('loads a YAML file and says which file is wrong', () => {
     const dir = mkdtempSync(join(tmpdir(), 'portcall-config-'));
     const good = join(dir, 'good.yaml');

@@ -167,7 +167,7 @@ async function run(request: LoadRequest): Promise<LoadResult> {
   const maxPacket = Math.max(...templates.map((template) => template.bytes.length));
   const counter = { acked: 0 };
   const latencies = new Float64Array(request.qos > 0 ? request.messages : 0);
-  const sentTimes = new Float64Array(request.qos > 0 && request.timelineSliceMs !== undefined ? request.messages : 0);
+  const sentTimes = new Float64Array(request.qos > 0 && (request.timelineSliceMs !== undefined || request.measureAfterMs !== undefined) ? request.messages : 0);
   const connections = await Promise.all(
     Array.from({ length: request.connections }, (_unused, index) => openConnection(request, index, latencies, counter, sentTimes)),
   );
@@ -278,6 +278,14 @@ async function run(request: LoadRequest): Promise<LoadResult> {
   for (const connection of connections) connection.socket.destroy();
   const acknowledged = Math.min(counter.acked, latencies.length);
   const timeline = request.timelineSliceMs === undefined ? undefined : sliceLatencies(latencies, sentTimes, acknowledged, startedAt, request.timelineSliceMs);
+  let steady: LoadResult['steady'];
+  if (request.measureAfterMs !== undefined && request.qos > 0) {
+    const from = startedAt + request.measureAfterMs;
+    const values: number[] = [];
+    for (let i = 0; i < acknowledged; i += 1) if (sentTimes[i]! >= from) values.push(latencies[i]!);
+    const sorted = Float64Array.from(values).sort();
+    steady = { count: sorted.length, p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99), maxMs: sorted.length === 0 ? 0 : sorted[sorted.length - 1]! };
+  }
   const measured = latencies.subarray(0, acknowledged).sort();
   return {
     kind: 'result',
@@ -288,6 +296,7 @@ async function run(request: LoadRequest): Promise<LoadResult> {
     latencyP99Ms: percentile(measured, 0.99),
     latencyMaxMs: measured.length === 0 ? 0 : measured[measured.length - 1]!,
     ...(timeline === undefined ? {} : { timeline }),
+    ...(steady === undefined ? {} : { steady }),
     ...(error === undefined ? {} : { error }),
   };
 }

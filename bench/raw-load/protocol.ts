@@ -20,6 +20,8 @@ export interface LoadRequest {
   readonly timeoutMs: number;
   /** Also report PUBACK latency per slice of this many ms of sending time (diagnosis). */
   readonly timelineSliceMs?: number;
+  /** Also report PUBACK latency of the messages sent after this many ms (`steady…`): the broker is warm by then. */
+  readonly measureAfterMs?: number;
 }
 
 export interface LoadResult {
@@ -31,6 +33,8 @@ export interface LoadResult {
   readonly latencyP50Ms: number;
   readonly latencyP99Ms: number;
   readonly latencyMaxMs: number;
+  /** With `measureAfterMs`: the same over the messages sent after it, and how many those were. */
+  readonly steady?: { readonly count: number; readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number };
   /** With `timelineSliceMs`: per slice of sending time, how many were sent then and their PUBACK latencies. */
   readonly timeline?: readonly { readonly startMs: number; readonly count: number; readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number }[];
   readonly error?: string;
