@@ -4,7 +4,8 @@
  * exactly the answer a container that does not exist gets (status, headers, body).
  */
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import type { LightMyRequestResponse } from 'fastify';
+import Fastify, { type LightMyRequestResponse } from 'fastify';
+import { registerSummaryRoutes } from '../cloud/read-api/index.js';
 import { AccessProjector, applyRecord, AccessState, parseAce, evaluateAce, formatAce, signedRecord, ACCESS_STREAM, ACCESS_TOPIC, CUSTODY_STREAM, CUSTODY_TOPIC } from '../cloud/access/index.js';
 import type { LogRecord } from '../core/index.js';
 import { ACCESS_KEY, BOOTSTRAP, accessSite, type AccessSite } from './support/access-site.js';
@@ -172,6 +173,28 @@ describe('access control over the read API', () => {
       }
     }
     expect(compared).toBe(streams.length * 2 * 15 * 11);
+  });
+
+  it("per-topic summaries show a customer its own records only, and nothing of the next owner's (not even how many)", async () => {
+    const fresh = await accessSite();
+    const summaries = Fastify({ logger: false });
+    try {
+      registerSummaryRoutes(summaries, { site: 'HQ', reader: fresh.log, listing: fresh.log, access: fresh.access.readAccess });
+      const own = await voyage(fresh);
+      await readings(fresh, 'Y01', 100);
+      await readings(fresh, 'R01', 5);
+      const summary = async () =>
+        (await summaries.inject({ url: '/v1/summaries/containers', headers: { authorization: `Bearer ${own.alice}` } })).body;
+      const before = await summary();
+      await readings(fresh, 'Y01', 100, T0 + 100); // RedCo's voyage
+      expect(await summary()).toEqual(before);
+      expect(JSON.parse(before)).toMatchObject({ topics: [{ topic: 'Y01', firstOffset: 0, nextOffset: 100, records: 100 }], after: null });
+      const anonymous = await summaries.inject({ url: '/v1/summaries/containers' });
+      expect(anonymous.json()).toEqual({ stream: 'containers', topics: [], after: null });
+    } finally {
+      await summaries.close();
+      await fresh.close();
+    }
   });
 
   it('a missing, malformed, unknown, revoked or expired token reads nothing: the answer of a container that does not exist', async () => {

@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
-import { PortcallError, type ReadAccess, type TopicHighWater, type TopicReader } from '../../core/index.js';
+import { PortcallError, RateLimitedError, type ReadAccess, type TopicHighWater, type TopicReader } from '../../core/index.js';
 
 /** What the summaries need of a log besides reading topics. */
 export interface TopicListing {
@@ -46,11 +46,16 @@ export interface TopicSummary {
 
 const NAME = /^[A-Za-z0-9._-]{1,200}$/;
 
-/** Hashes a topic's records from the first held one, a page at a time. */
-export async function summarizeTopic(reader: TopicReader, stream: string, topic: string, nextOffset: number): Promise<TopicSummary> {
+/**
+ * Hashes a topic's records from the first held one, a page at a time. With `endAtLastRead`
+ * (a reader under access control), `nextOffset` is one past the last record the reader gave,
+ * so the summary says nothing of records the caller may not see (not even that they exist).
+ */
+export async function summarizeTopic(reader: TopicReader, stream: string, topic: string, nextOffset: number, endAtLastRead = false): Promise<TopicSummary> {
   const hash = createHash('sha256');
   let from = 0;
   let first: number | undefined;
+  let last: number | undefined;
   let records = 0;
   while (from < nextOffset) {
     const page = await reader.readTopic(stream, topic, from, { maxRecords: 1000, maxBytes: 8 * 1024 * 1024 });
@@ -58,13 +63,15 @@ export async function summarizeTopic(reader: TopicReader, stream: string, topic:
     for (const record of page) {
       if (record.offset >= nextOffset) break;
       first ??= record.offset;
+      last = record.offset;
       records += 1;
       hash.update(`${record.origin}\u0000${record.offset}\u0000${record.eventTimeMs}\u0000${record.ingestTimeMs}\u0000${JSON.stringify(record.headers)}\u0000${record.payload.byteLength}\u0000`);
       hash.update(record.payload);
     }
     from = page.at(-1)!.offset + 1;
   }
-  return { topic, firstOffset: first ?? nextOffset, nextOffset, records, hash: hash.digest('hex') };
+  const end = endAtLastRead ? (last === undefined ? 0 : last + 1) : nextOffset;
+  return { topic, firstOffset: first ?? end, nextOffset: end, records, hash: hash.digest('hex') };
 }
 
 export function registerSummaryRoutes(app: FastifyInstance, options: SummaryRoutesOptions): void {
@@ -113,13 +120,17 @@ export function registerSummaryRoutes(app: FastifyInstance, options: SummaryRout
       for (const entry of topics) {
         if (page.length >= maxTopics || (page.length > 0 && read >= maxRecords)) break;
         consumed += 1;
-        const summary = await summarizeTopic(reader, stream, entry.topic, entry.nextOffset);
+        const summary = await summarizeTopic(reader, stream, entry.topic, entry.nextOffset, options.access !== undefined);
         // What the caller may not read does not exist for it.
         if (options.access !== undefined && summary.records === 0) continue;
         read += summary.records;
         page.push(summary);
       }
     } catch (error) {
+      if (error instanceof RateLimitedError) {
+        requests.inc({ outcome: 'rate_limited' });
+        return reply.code(429).header('retry-after', String(error.retryAfterSeconds)).send({ code: error.code, message: error.message });
+      }
       if (error instanceof PortcallError && error.retriable) {
         requests.inc({ outcome: 'unavailable' });
         return reply.code(503).header('retry-after', '1').send({ code: error.code, message: error.message });
