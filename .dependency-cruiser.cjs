@@ -2,7 +2,7 @@
  * Architecture boundaries, checked in `npm test`.
  *
  * Data flows left to right:
- *   devices → edge/gateway → edge/log → edge/forwarder → edge/link → cloud/ingest
+ *   devices → edge/gateway → edge/log → edge/detectors → edge/forwarder → edge/link → cloud/ingest
  *     → cloud/kafka-log → cloud/read-api
  * A stage never imports a stage to its right: it is handed what it pushes into, and only the
  * composition roots (site/, cli/, bench/) wire stages together. core/ (record identity,
@@ -13,6 +13,7 @@ const STAGES = [
   'devices',
   'edge/gateway',
   'edge/log',
+  'edge/detectors',
   'edge/forwarder',
   'edge/link',
   'cloud/ingest',

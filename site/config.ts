@@ -326,6 +326,23 @@ export const siteConfigSchema = z
       .optional(),
     links: z.array(linkConfig).default([]),
     access: accessConfig.optional(),
+    /** Alert detectors over the embedded log (overboard, temperature excursion, door at sea); on when this section is present (`detectors: {}`). */
+    detectors: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** A shock of at least this many g (with the next two conditions) starts an overboard. */
+        shockG: z.number().positive().default(5),
+        /** …then the container's position parts from its ship's by more than this… */
+        divergeNm: z.number().positive().default(1),
+        divergeWindowMinutes: z.number().positive().default(30),
+        /** …then it is silent this long. */
+        silenceMinutes: z.number().positive().default(5),
+        /** A reefer this far from its setpoint (defrosts excepted)… */
+        excursionC: z.number().positive().default(3),
+        /** …for this long is a temperature excursion. */
+        excursionMinutes: z.number().positive().default(30),
+      })
+      .optional(),
   })
   .superRefine((config, context) => {
     if (config.log.backend === 'kafka' && config.log.kafka === undefined) {

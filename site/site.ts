@@ -314,6 +314,27 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       logger.info({ port: gateway.port, tlsPort: gateway.tlsPort, webSocketPort: gateway.webSocketPort }, 'MQTT gateway listening');
     }
 
+    if (config.detectors?.enabled === true && sqliteLog !== undefined) {
+      const { DetectorRunner } = await import('../edge/detectors/index.js');
+      const settings = config.detectors;
+      const runner = new DetectorRunner({
+        source: sqliteLog,
+        appender: sqliteLog,
+        detectors: {
+          shockG: settings.shockG,
+          divergeNm: settings.divergeNm,
+          divergeWindowMs: settings.divergeWindowMinutes * 60_000,
+          silenceMs: settings.silenceMinutes * 60_000,
+          excursionC: settings.excursionC,
+          excursionMs: settings.excursionMinutes * 60_000,
+        },
+        logger: logger.child({ component: 'detectors' }),
+        registry,
+      });
+      await runner.start();
+      closers.push(() => runner.close());
+    }
+
     const forwarders: { name: string; forwarder: Forwarder; control: LinkControl }[] = [];
     if (sqliteLog !== undefined) {
       const log = sqliteLog;

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FleetEmulator } from '../devices/emulator/index.js';
-import { FleetModel, voyageScenario } from '../devices/fleet/index.js';
+import { FleetModel, parseScenario, voyageScenario } from '../devices/fleet/index.js';
 import { freeLoopbackPort } from '../tools/net/index.js';
 import { readLogTopics, SITE } from './support/gateway-site.js';
 import { startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
@@ -108,5 +108,39 @@ describe('fleet emulator → gateway', () => {
     const [, published, acknowledged] = await devices.waitFor(/published (\d+), acknowledged (\d+), reconnects 0/, 60_000);
     expect(Number(published)).toBeGreaterThanOrEqual(200 * 120);
     expect(Number(acknowledged)).toBe(Number(published));
+  }, 90_000);
+
+  it('the gateway raises the overboard alert durably on board, with the container’s last-seen position', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'portcall-fleet-alerts-'));
+    dirs.push(dataDir);
+    const config = writeYaml(join(dataDir, 'edge.yaml'), { site: SITE, dataDir, mqtt: { port: 0, auth: { allowAnonymous: true } }, detectors: {} });
+    const edge = startPortcall(['edge', '--config', config]);
+    processes.push(edge);
+    const [, port] = await edge.waitFor(/MQTT on 127\.0\.0\.1:(\d+)/);
+    const scenario = parseScenario({
+      name: 'strait',
+      seed: 11,
+      ships: [{ id: 'SEA1', speedKnots: 16, calls: [{ port: 'SGSIN', dwellHours: 4 }, { port: 'MYPKG', dwellHours: 1 }] }],
+      containers: [{ ids: 'K01-K06', owner: 'Acme', kind: 'dry', moves: [{ ship: 'SEA1', load: 'SGSIN', unload: 'MYPKG' }] }],
+      events: [{ kind: 'overboard', container: 'K05', at: { ship: 'SEA1', beforeArrivalAt: 'MYPKG', hours: 2 }, reportsForMinutes: 10 }],
+    });
+    const emulator = await FleetEmulator.start({ scenario, brokerUrl: `mqtt://127.0.0.1:${port}`, acceleration: 7200, shards: 1 });
+    const deadline = Date.now() + 60_000;
+    while (!emulator.stats().finished && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    const stats = await emulator.stop(10_000);
+    expect(stats.finished).toBe(true);
+    // The detectors follow the log; give them a moment after the last record, then stop the site.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await edge.kill9();
+    const [alerts] = await readLogTopics(dataDir, 'alerts', ['K05']);
+    expect(alerts!.map((record) => record.headers['alert-kind'])).toEqual(['overboard']);
+    const alert = JSON.parse(Buffer.from(alerts![0]!.payload).toString()) as { container: string; ship: string; lastSeen: { lat: number; lon: number; ts: string } };
+    expect(alert).toMatchObject({ container: 'K05', ship: 'SEA1' });
+    const model = new FleetModel(scenario);
+    const k05 = model.advanceTo(Infinity).filter((message) => message.topic === 'bigblue/containers/K05/telemetry').map((message) => JSON.parse(message.payload) as { ts: number; lat: number; lon: number });
+    expect(Date.parse(alert.lastSeen.ts)).toBe(k05.at(-1)!.ts);
+    expect(alert.lastSeen.lat).toBeCloseTo(k05.at(-1)!.lat, 4);
+    const others = await readLogTopics(dataDir, 'alerts', ['K01', 'K02', 'K03', 'K04', 'K06']);
+    expect(others.flat()).toEqual([]);
   }, 90_000);
 });
