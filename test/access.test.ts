@@ -384,6 +384,54 @@ describe('access control over the read API', () => {
   });
 });
 
+describe('access control: roles, organisations and long topics', () => {
+  let site: AccessSite;
+  afterEach(async () => site.close());
+
+  it("a role its organisation's kind does not allow counts for nothing (a customer's principal is never carrier ops)", async () => {
+    site = await accessSite();
+    const tokens = await voyage(site);
+    await readings(site, 'R01', 3);
+    const refused = await site.app.inject({
+      method: 'POST',
+      url: '/v1/access/principals',
+      payload: { id: 'mallory', org: 'toyco', roles: ['carrier-ops'] },
+      headers: { authorization: `Bearer ${BOOTSTRAP}` },
+    });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json<{ message: string }>().message).toMatch(/carrier-ops is for carrier organisations/);
+    // Written into the log past the admin API (signed, so the projector applies it): still nothing.
+    await site.log.append([signedRecord(ACCESS_KEY, { type: 'principal.set', id: 'mallory', org: 'toyco', kind: 'person', roles: ['carrier-ops', 'access-admin'], by: 'x', atMs: 1 })]);
+    await site.access.projector.catchUp();
+    const mallory = await site.token('mallory');
+    const url = '/v1/streams/containers/topics/R01/latest';
+    expect((await get(site, url, tokens.ops)).statusCode).toBe(200);
+    expect(whole(await get(site, url, mallory))).toEqual(whole(await get(site, url.replace('R01', 'Z99'), mallory)));
+    const admin = await site.app.inject({ url: '/v1/access/state', headers: { authorization: `Bearer ${mallory}` } });
+    expect(admin.statusCode).toBe(401);
+  });
+
+  it('latest and pages find a window far back in a long topic of large records', async () => {
+    site = await accessSite();
+    const tokens = await voyage(site);
+    // Y01: ToyCo's window is event times T0..T0+99. 2,500 records: the first 10 are ToyCo's, then RedCo's.
+    await site.log.append(Array.from({ length: 10 }, (_u, i) => ({ stream: 'containers', topic: 'Y01', eventTimeMs: T0 + i, payload: json({ i }) })));
+    for (let batch = 0; batch < 5; batch += 1) {
+      await site.log.append(Array.from({ length: 498 }, (_u, i) => ({ stream: 'containers', topic: 'Y01', eventTimeMs: T0 + 100 + batch * 498 + i, payload: json({ i }) })));
+    }
+    expect((await get(site, '/v1/streams/containers/topics/Y01/latest', tokens.alice)).json()).toMatchObject({ offset: 9 });
+    expect((await get(site, '/v1/streams/containers/topics/Y01/latest', tokens.bob)).json()).toMatchObject({ offset: 2499 });
+    // Y04: 60 records of 200 KB (more than one 4 MiB scan step); ToyCo's window covers offsets 50-54 only.
+    const big = Buffer.alloc(200 * 1024, 120);
+    await site.admin('POST', '/v1/access/custody', { id: 'y04-toyco', container: 'Y04', org: 'toyco', from: iso(T0 + 50), to: iso(T0 + 55) });
+    for (let i = 0; i < 60; i += 1) await site.log.append([{ stream: 'containers', topic: 'Y04', eventTimeMs: T0 + i, payload: big }]);
+    expect((await get(site, '/v1/streams/containers/topics/Y04/latest', tokens.alice)).json()).toMatchObject({ offset: 54 });
+    const page = (await get(site, '/v1/streams/containers/topics/Y04/records?from=3&maxRecords=100', tokens.alice)).json<Page>();
+    expect(page.records.map((r) => r.offset)).toEqual([50, 51, 52, 53, 54]);
+    expect(page.nextOffset).toBe(55);
+  });
+});
+
 describe('rate limits', () => {
   let site: AccessSite;
   afterEach(async () => site.close());

@@ -8,8 +8,8 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
-import { RateLimitedError, type RecordAppender } from '../../core/index.js';
-import type { AccessPolicy, Viewer } from './policy.js';
+import { PortcallError, RateLimitedError, type RecordAppender } from '../../core/index.js';
+import { ROLE_ORG_KINDS, type AccessPolicy, type Viewer } from './policy.js';
 import type { AccessProjector } from './projector.js';
 import type { FixedWindowLimiter } from './rate-limit.js';
 import { ORG_KINDS, ROLES, idSchema, signedRecord, type AccessRecord, type CustodyRecord } from './records.js';
@@ -97,6 +97,10 @@ export function registerAccessAdminRoutes(app: FastifyInstance, options: AdminRo
           return reply.code(429).header('retry-after', String(error.retryAfterSeconds)).send({ code: error.code, message: error.message });
         }
         if (error instanceof Refused) return reply.code(error.status).send({ code: error.code, message: error.message });
+        // The log cannot take the change now (disk full, store down): nothing was written.
+        if (error instanceof PortcallError && error.retriable) {
+          return reply.code(503).header('retry-after', '1').send({ code: error.code, message: error.message });
+        }
         throw error;
       }
     };
@@ -127,6 +131,11 @@ export function registerAccessAdminRoutes(app: FastifyInstance, options: AdminRo
       const body = parse(bodies.principal, request.body);
       mustExist('organisation', body.org, state().orgs);
       const org = state().orgs.get(body.org)!;
+      for (const role of body.roles) {
+        if (!ROLE_ORG_KINDS[role].includes(org.kind)) {
+          throw new Refused(400, 'INVALID_INPUT', `roles: ${role} is for ${ROLE_ORG_KINDS[role].join(' or ')} organisations; "${org.id}" is a ${org.kind}`);
+        }
+      }
       if (body.roles.includes('port-authority') && org.port === undefined) {
         throw new Refused(400, 'INVALID_INPUT', `roles: port-authority needs an organisation with a port; "${org.id}" has none`);
       }

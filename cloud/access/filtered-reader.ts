@@ -10,6 +10,8 @@ import type { LogRecord, ReadLimits, RecordFilter, TopicReader } from '../../cor
 
 export const DEFAULT_MAX_SCAN_RECORDS = 100_000;
 const CHUNK = 1000;
+/** Payload bytes one scan step reads at most (records may be up to the gateway's packet size). */
+const CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** A reader that holds nothing: what a missing, unknown or revoked token reads. */
 export const EMPTY_READER: TopicReader = {
@@ -30,22 +32,29 @@ export class FilteredTopicReader implements TopicReader {
     if (last === undefined) return undefined;
     const admitted = this.filter.admit(last);
     if (admitted !== undefined) return admitted;
-    // Walk back from the end a chunk at a time.
+    // Walk back from the end a chunk at a time, reading each chunk forward.
     let end = last.offset;
     let scanned = 1;
     while (end > 0 && scanned < this.maxScanRecords) {
       const start = Math.max(0, end - CHUNK);
-      const records = await this.inner.readTopic(stream, topic, start, { maxRecords: end - start });
-      scanned += end - start;
       let found: LogRecord | undefined;
-      for (const record of records) {
-        if (record.offset >= end) break;
-        const seen = this.filter.admit(record);
-        if (seen !== undefined) found = seen;
+      let from = start;
+      let held = true;
+      while (from < end) {
+        const records = await this.inner.readTopic(stream, topic, from, { maxRecords: end - from, maxBytes: CHUNK_BYTES });
+        if (records.length === 0) break;
+        // Retention may have removed the start of the topic: nothing older is held.
+        if (from === start && records[0]!.offset > start) held = false;
+        for (const record of records) {
+          if (record.offset >= end) break;
+          const seen = this.filter.admit(record);
+          if (seen !== undefined) found = seen;
+        }
+        from = records.at(-1)!.offset + 1;
       }
+      scanned += end - start;
       if (found !== undefined) return found;
-      // Retention may have removed the start of the topic: nothing older is held.
-      if (records.length === 0 || records[0]!.offset > start) return undefined;
+      if (!held) return undefined;
       end = start;
     }
     return undefined;
@@ -61,7 +70,7 @@ export class FilteredTopicReader implements TopicReader {
     let scanned = 0;
     while (scanned < this.maxScanRecords) {
       const want = Math.min(CHUNK, this.maxScanRecords - scanned);
-      const records = await this.inner.readTopic(stream, topic, from, { maxRecords: want });
+      const records = await this.inner.readTopic(stream, topic, from, { maxRecords: want, maxBytes: CHUNK_BYTES });
       if (records.length === 0) break;
       scanned += records.length;
       for (const record of records) {

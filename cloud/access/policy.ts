@@ -113,14 +113,14 @@ export class AccessPolicy {
 
   /** Whether the viewer may change access records. */
   mayAdminister(viewer: Viewer | undefined): boolean {
-    return viewer !== undefined && viewer.principal.roles.includes('access-admin');
+    return viewer !== undefined && effectiveRoles(viewer).includes('access-admin');
   }
 
   private subject(viewer: Viewer): AceSubject {
     return {
       user: viewer.principal.id,
       org: viewer.org.id,
-      roles: new Set(viewer.principal.roles),
+      roles: new Set(effectiveRoles(viewer)),
       groups: this.state.groupsOf(viewer.principal.id),
     };
   }
@@ -188,16 +188,21 @@ export class AccessPolicy {
 
   /** The viewer's filter; it consults the current state on every call. */
   filterFor(viewer: Viewer): RecordFilter {
-    const roles = AccessPolicy.ROLE_ORDER.filter((role) => viewer.principal.roles.includes(role));
+    const roles = AccessPolicy.ROLE_ORDER.filter((role) => effectiveRoles(viewer).includes(role));
+    // The subject (groups) is derived from the state: recomputed only when the state changed.
+    let cached: { version: number; subject: AceSubject } | undefined;
+    const subject = () => {
+      if (cached?.version !== this.state.version) cached = { version: this.state.version, subject: this.subject(viewer) };
+      return cached.subject;
+    };
     return {
       mayHold: (stream, topic) => {
         if (!this.live(viewer)) return false;
-        const subject = this.subject(viewer);
-        return this.streamOpen(viewer, subject, stream, topic) && roles.some((role) => this.roleMayHold(viewer, role, stream, topic));
+        return this.streamOpen(viewer, subject(), stream, topic) && roles.some((role) => this.roleMayHold(viewer, role, stream, topic));
       },
       admit: (record) => {
         if (!this.live(viewer)) return undefined;
-        if (!this.streamOpen(viewer, this.subject(viewer), record.stream, record.topic)) return undefined;
+        if (!this.streamOpen(viewer, subject(), record.stream, record.topic)) return undefined;
         for (const role of roles) {
           const seen = this.roleAdmit(viewer, role, record);
           if (seen !== undefined) return seen;
@@ -225,6 +230,20 @@ export class AccessPolicy {
       },
     };
   }
+}
+
+/** Which organisation kinds may hold a role; a role held in another kind counts for nothing. */
+export const ROLE_ORG_KINDS: Readonly<Record<Role, readonly Org['kind'][]>> = {
+  'carrier-ops': ['carrier'],
+  'access-admin': ['carrier'],
+  customer: ['customer'],
+  consignee: ['consignee', 'customer'],
+  'port-authority': ['port-authority'],
+};
+
+/** The viewer's roles that its organisation's kind allows (a customer's principal is never carrier ops). */
+function effectiveRoles(viewer: Viewer): Role[] {
+  return viewer.principal.roles.filter((role) => ROLE_ORG_KINDS[role].includes(viewer.org.kind));
 }
 
 interface Movement {

@@ -64,8 +64,11 @@ export class AccessState {
   accessOffset = 0;
   custodyOffset = 0;
   ignored = 0;
+  /** Changes with every record applied: lets callers cache what they derive from the state. */
+  version = 0;
 
   applyAccess(record: AccessRecord): void {
+    this.version += 1;
     switch (record.type) {
       case 'org.set':
         this.orgs.set(record.id, {
@@ -123,6 +126,7 @@ export class AccessState {
   }
 
   applyCustody(record: CustodyRecord): void {
+    this.version += 1;
     if (record.type === 'custody.assigned') {
       // A window is assigned once; reassigning the same id (a replay) changes nothing.
       if (!this.custody.has(record.id)) {
