@@ -325,6 +325,8 @@ export const siteConfigSchema = z
       })
       .optional(),
     links: z.array(linkConfig).default([]),
+    /** Bearer token for POST /v1/streams/<s>/topics/<t>/handoff (one writer per topic); without it topics cannot be handed over here. */
+    handoffToken: z.string().min(16, 'must be at least 16 characters').optional(),
     access: accessConfig.optional(),
     /** Alert detectors over the embedded log (overboard, temperature excursion, door at sea); on when this section is present (`detectors: {}`). */
     detectors: z

@@ -18,6 +18,8 @@ import { registerHoldingsRoute, registerIngestRoutes, type IngestStats } from '.
 import { registerReadRoutes, registerSummaryRoutes } from '../cloud/read-api/index.js';
 import { DEFAULT_DROP_PRIORITY, DEFAULT_STREAM_PRIORITY, WEEKDAYS, type LinkConfig, type SiteConfig } from './config.js';
 import { siteServerFactory, type SiteHttpTls } from './http-server.js';
+import { registerHandoffRoute } from './handoff-route.js';
+import { WriterGuard } from './writer-guard.js';
 import { ACCESS_OFF_WARNING, startSiteAccess } from './access.js';
 
 export interface SiteStats {
@@ -221,6 +223,9 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       reader = log;
     }
 
+    // The site's own writes go through the writer guard: one writer per topic, with handoff.
+    const writerGuard = sqliteLog === undefined ? undefined : new WriterGuard(sqliteLog, config.site, logger.child({ component: 'writers' }), registry);
+
     let gateway: RunningGateway | undefined;
     if (config.mqtt !== undefined && sqliteLog !== undefined) {
       const mqtt = config.mqtt;
@@ -240,7 +245,8 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       const { startGateway } = await import('../edge/gateway/index.js');
       gateway = await startGateway({
         ownThread: mqtt.ownThread,
-        appender: sqliteLog,
+        // One writer per topic: readings for a topic another site writes are refused (writer-guard.ts).
+        appender: writerGuard ?? sqliteLog,
         topicRules: mqtt.topicRules,
         streams: mqtt.streams,
         host: mqtt.host,
@@ -372,6 +378,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       const tls = config.ingest?.tls;
       app = Fastify({ logger: false, serverFactory: siteServerFactory(tls === undefined ? undefined : readHttpTls(tls)) });
       if (forwarders.length > 0) registerLinkRoutes(app, forwarders.map(({ control }) => control), { registry });
+      if (writerGuard !== undefined && config.handoffToken !== undefined) registerHandoffRoute(app, { guard: writerGuard, site: config.site, token: config.handoffToken });
       if (config.ingest !== undefined) {
         ingestStats = registerIngestRoutes(app, {
           sink,

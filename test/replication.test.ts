@@ -134,7 +134,7 @@ describe('replication on a graph with a cycle', () => {
         return quietRounds >= 3;
       },
       60_000,
-      async () => JSON.stringify(await Promise.all(SITES.map(async (site) => [site, await links(net.url(site)).catch((error: Error) => error.message)]))),
+      async () => JSON.stringify(await Promise.all(SITES.map(async (site) => [site, await links(net.url(site)).catch((error: Error) => error.message)]))) + net.exited(),
       300,
     );
 

@@ -118,6 +118,14 @@ export class SiteNet {
     this.processes.clear();
   }
 
+  /** The sites whose current process has exited, with the end of what it printed. */
+  exited(): string {
+    return [...this.processes]
+      .filter(([, process]) => process.child.exitCode !== null || process.child.signalCode !== null)
+      .map(([site, process]) => `${site} exited (${process.child.exitCode ?? process.child.signalCode}):\n${process.output().slice(-3000)}`)
+      .join('\n');
+  }
+
   async close(): Promise<void> {
     for (const process of this.started) await process.kill9();
     for (const proxy of this.proxies.values()) await proxy.close();

@@ -1,0 +1,120 @@
+/**
+ * The write path of a site, guarded so that a site appends only to topics it writes
+ * (core/writership.ts): the gateway appends through it, and handoffs are made here.
+ *
+ * A record for a topic another site writes is refused: it is left out of the append, counted
+ * in `portcall_writer_refused_records_total` and logged with the topic's writer, the way the
+ * gateway refuses any other bad input (an MQTT 3.1.1 device cannot be told no; the rest of the
+ * batch, other devices' readings, is stored as usual). A topic never seen here may be written
+ * here: it is created on first sight.
+ *
+ * The writer of each topic is read from its last record and cached by the topic's next offset,
+ * so it is read again only after the topic moved (a replicated handoff arrived). A handoff
+ * marks the topic as handed over synchronously, before anything else can be appended, and
+ * the check before an append runs synchronously with the call that enqueues it, so no reading
+ * can land after the handoff record.
+ */
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import { HANDOFF_HEADER, NotWriterError, writerAfter } from '../core/writership.js';
+import type { LogRecord, NewRecord, RecordAppender } from '../core/index.js';
+import type { SqliteLog } from '../edge/log/index.js';
+
+type GuardedLog = Pick<SqliteLog, 'append' | 'latest' | 'topicStats'>;
+
+export class WriterGuard implements RecordAppender {
+  private readonly writers = new Map<string, { nextOffset: number; writer: string | undefined }>();
+  /** Topics this site handed over: to whom, and the next offset after the handoff record (Infinity while it commits). */
+  private readonly handedOver = new Map<string, { to: string; after: number }>();
+  private readonly refused: Counter;
+  private readonly loggedAt = new Map<string, number>();
+
+  constructor(
+    private readonly log: GuardedLog,
+    private readonly site: string,
+    private readonly logger?: Logger,
+    registry?: Registry,
+  ) {
+    this.refused = new Counter({
+      name: 'portcall_writer_refused_records_total',
+      help: 'Records refused because another site writes their topic (one writer per topic), by stream',
+      labelNames: ['stream'],
+      registers: registry === undefined ? [] : [registry],
+    });
+  }
+
+  /** The site that writes the topic now, as this site knows it (undefined: nobody yet). */
+  async writerOf(stream: string, topic: string): Promise<string | undefined> {
+    const key = `${stream}\u0000${topic}`;
+    const stats = this.log.topicStats(stream, topic);
+    const handed = this.handedOver.get(key);
+    if (handed !== undefined) {
+      // Until the topic moves past the handoff (the next writer's records, or a handoff back).
+      if ((stats?.nextOffset ?? 0) <= handed.after) return handed.to;
+      this.handedOver.delete(key);
+    }
+    if (stats === undefined || stats.nextOffset === 0) return undefined;
+    const cached = this.writers.get(key);
+    if (cached !== undefined && cached.nextOffset === stats.nextOffset) return cached.writer;
+    const last = await this.log.latest(stream, topic);
+    // Retention removed every record: whoever wrote last is unknown here; this site does not claim it.
+    const writer = last === undefined ? undefined : writerAfter(last);
+    this.writers.set(key, { nextOffset: last === undefined ? stats.nextOffset : last.offset + 1, writer });
+    return writer;
+  }
+
+  private mayWrite(key: string, writer: string | undefined): boolean {
+    return !this.handedOver.has(key) && (writer === undefined || writer === this.site);
+  }
+
+  async append(records: readonly NewRecord[]): Promise<LogRecord[]> {
+    const writers = new Map<string, string | undefined>();
+    for (const record of records) {
+      const key = `${record.stream}\u0000${record.topic}`;
+      if (!writers.has(key)) writers.set(key, await this.writerOf(record.stream, record.topic));
+    }
+    // From here to the log's append nothing awaits, so a handoff cannot slip in between.
+    const kept: NewRecord[] = [];
+    for (const record of records) {
+      const key = `${record.stream}\u0000${record.topic}`;
+      if (this.mayWrite(key, writers.get(key))) {
+        kept.push(record);
+        continue;
+      }
+      this.refused.inc({ stream: record.stream });
+      const now = Date.now();
+      if (now - (this.loggedAt.get(key) ?? 0) > 10_000) {
+        this.loggedAt.set(key, now);
+        const writer = this.handedOver.get(key)?.to ?? writers.get(key) ?? 'another site';
+        this.logger?.error({ stream: record.stream, topic: record.topic, writer }, new NotWriterError(record.stream, record.topic, this.site, writer).message);
+      }
+    }
+    if (kept.length === 0) return [];
+    return this.log.append(kept);
+  }
+
+  /**
+   * Hands the topic over to `to`: appends the handoff record (resolves once it is durable).
+   * Refused with NotWriterError when this site does not write the topic.
+   */
+  async handoff(stream: string, topic: string, to: string): Promise<LogRecord> {
+    const key = `${stream}\u0000${topic}`;
+    const writer = await this.writerOf(stream, topic);
+    if (!this.mayWrite(key, writer) || writer === undefined) {
+      throw new NotWriterError(stream, topic, this.site, writer ?? 'nobody yet');
+    }
+    const appending = this.log.append([
+      { stream, topic, headers: { [HANDOFF_HEADER]: to }, payload: Buffer.from(JSON.stringify({ handoff: { from: this.site, to } })) },
+    ]);
+    const handed = { to, after: Number.POSITIVE_INFINITY };
+    this.handedOver.set(key, handed);
+    try {
+      const [record] = await appending;
+      handed.after = record!.offset + 1;
+      return record!;
+    } catch (error) {
+      this.handedOver.delete(key);
+      throw error;
+    }
+  }
+}
