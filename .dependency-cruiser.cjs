@@ -3,7 +3,7 @@
  *
  * Data flows left to right:
  *   devices → edge/gateway → edge/log → edge/detectors → edge/forwarder → edge/link → cloud/ingest
- *     → cloud/kafka-log → cloud/read-api
+ *     → cloud/kafka-log → cloud/read-api → cloud/portal
  * A stage never imports a stage to its right: it is handed what it pushes into, and only the
  * composition roots (site/, cli/, bench/) wire stages together. core/ (record identity,
  * errors, contracts) is below every stage and imports none of them. tools/ (a Kafka broker
@@ -19,6 +19,7 @@ const STAGES = [
   'cloud/ingest',
   'cloud/kafka-log',
   'cloud/read-api',
+  'cloud/portal',
 ];
 
 const escapeRegex = (path) => path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');

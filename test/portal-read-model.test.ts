@@ -1,0 +1,133 @@
+/**
+ * The portal's read model: replaying from zero gives the same state, shuffled and repeated
+ * deliveries change nothing, a late record never rolls the latest state back, and what an
+ * audience sees is exactly what its RecordFilter admits.
+ */
+import { describe, expect, it } from 'vitest';
+import type { LogRecord, RecordFilter } from '../core/index.js';
+import { FleetModel, voyageScenario } from '../devices/fleet/index.js';
+import { PortalReadModel, alertsView, containerList, containerView, fleetView, liveEventOf } from '../cloud/portal/index.js';
+
+/** The voyage's messages as a site stores them (topic rules of config/aurora.yaml), every 10 simulated minutes. */
+function voyageRecords(): LogRecord[] {
+  const scenario = { ...voyageScenario(), readingIntervalS: 600, shipReportIntervalS: 600 };
+  const next = new Map<string, number>();
+  const records: LogRecord[] = [];
+  for (const message of new FleetModel(scenario).advanceTo(Infinity)) {
+    const [, kind, subject] = message.topic.split('/');
+    const stream = kind!;
+    const key = `${stream}/${subject}`;
+    const offset = next.get(key) ?? 0;
+    next.set(key, offset + 1);
+    records.push({ origin: 'AURORA', stream, topic: subject!, offset, eventTimeMs: message.timeMs, ingestTimeMs: message.timeMs, headers: {}, payload: Buffer.from(message.payload) });
+  }
+  return records;
+}
+
+const records = voyageRecords();
+const overboard: LogRecord = {
+  origin: 'AURORA',
+  stream: 'alerts',
+  topic: 'Y07',
+  offset: 0,
+  eventTimeMs: records.at(-1)!.eventTimeMs - 86_400_000,
+  ingestTimeMs: records.at(-1)!.eventTimeMs,
+  headers: { 'alert-kind': 'overboard' },
+  payload: Buffer.from(JSON.stringify({ kind: 'overboard', container: 'Y07', lastSeen: { ts: '2026-03-19T10:00:00.000Z', lat: -33.9, lon: 151.9 } })),
+};
+const all = [...records, overboard];
+
+function shuffled<T>(items: readonly T[], seed: number): T[] {
+  const out = [...items];
+  let state = seed;
+  for (let index = out.length - 1; index > 0; index -= 1) {
+    state = (state * 1103515245 + 12345) >>> 0;
+    const other = state % (index + 1);
+    [out[index], out[other]] = [out[other]!, out[index]!];
+  }
+  return out;
+}
+
+const everything: RecordFilter = { mayHold: () => true, admit: (record) => record };
+/** A stand-in audience for the views: ToyCo's containers, readings only. */
+const toyco: RecordFilter = {
+  mayHold: (stream, topic) => stream !== 'ships' && topic.startsWith('Y'),
+  admit: (record) => (record.stream !== 'ships' && record.topic.startsWith('Y') ? record : undefined),
+};
+
+describe('portal read model', () => {
+  it('replaying from zero gives the same state, and shuffled, duplicated deliveries change nothing', () => {
+    const first = new PortalReadModel();
+    for (const record of all) first.apply(record);
+    const again = new PortalReadModel();
+    for (const record of all) again.apply(record);
+    expect(again.snapshot()).toEqual(first.snapshot());
+
+    const messy = new PortalReadModel();
+    const duplicated = shuffled([...all, ...all.filter((_, index) => index % 3 === 0)], 7);
+    for (const record of duplicated) messy.apply(record);
+    expect(messy.applied).toBeGreaterThan(all.length);
+    expect(messy.snapshot()).toEqual(first.snapshot());
+
+    // Twice everything, again in another order.
+    const twice = new PortalReadModel();
+    for (const record of shuffled([...all, ...all], 11)) twice.apply(record);
+    expect(twice.snapshot()).toEqual(first.snapshot());
+  });
+
+  it('a late or repeated record never rolls the latest state back', () => {
+    const model = new PortalReadModel();
+    for (const record of all) model.apply(record);
+    const before = containerView(model, everything, 'Y01', false)!;
+    const early = records.find((record) => record.stream === 'containers' && record.topic === 'Y01')!;
+    model.apply(early);
+    model.apply({ ...early, offset: 999_999, eventTimeMs: early.eventTimeMs - 1 }); // arrives late, older
+    expect(containerView(model, everything, 'Y01', false)).toEqual(before);
+  });
+
+  it('downsamples the whole history into bounded series that keep the shock peaks', () => {
+    const model = new PortalReadModel({ maxBuckets: 100 });
+    for (const record of all) model.apply(record);
+    const y07 = model.containers.get('Y07')!;
+    const kept = y07.series.records();
+    expect(kept.length).toBeLessThanOrEqual(200);
+    expect(kept.length).toBeGreaterThan(50);
+    const peak = Math.max(...records.filter((r) => r.stream === 'containers' && r.topic === 'Y07').map((r) => (JSON.parse(r.payload.toString()) as { shockG?: number }).shockG ?? 0));
+    expect(peak).toBeGreaterThan(5); // the overboard spike
+    expect(Math.max(...kept.map((r) => (JSON.parse(r.payload.toString()) as { shockG?: number }).shockG ?? 0))).toBe(peak);
+    // The series spans the voyage: from the first reading to (near) the last.
+    const times = records.filter((r) => r.stream === 'containers' && r.topic === 'Y07').map((r) => r.eventTimeMs);
+    expect(kept[0]!.eventTimeMs).toBe(Math.min(...times));
+    expect(Math.max(...times) - kept.at(-1)!.eventTimeMs).toBeLessThanOrEqual(y07.series.widthMs);
+  });
+
+  it('shows an audience only what its filter admits', () => {
+    const model = new PortalReadModel();
+    for (const record of all) model.apply(record);
+    const ids = containerList(model, toyco).map((view) => view.id);
+    expect(ids).toEqual(['Y01', 'Y02', 'Y03', 'Y04', 'Y05', 'Y06', 'Y07', 'Y08', 'Y09', 'Y10']);
+    expect(containerList(model, everything).map((view) => view.id)).toEqual(expect.arrayContaining(['B01', 'R01', 'Y07']));
+    expect(containerView(model, toyco, 'R01', true)).toBeUndefined();
+    const fleet = fleetView(model, toyco) as { ships: unknown[]; containers: { id: string }[] };
+    expect(fleet.ships).toEqual([]);
+    expect(fleet.containers.every((container) => container.id.startsWith('Y'))).toBe(true);
+    expect((fleetView(model, everything) as { ships: { id: string }[] }).ships.map((ship) => ship.id)).toEqual(['AURORA']);
+    const y07 = containerView(model, toyco, 'Y07', true)!;
+    expect(y07.status).toBe('lost overboard');
+    expect((y07.alertList as { lastSeen: unknown }[])[0]!.lastSeen).toEqual({ ts: '2026-03-19T10:00:00.000Z', lat: -33.9, lon: 151.9 });
+    const steps = (y07.timeline as { step: string }[]).map((entry) => entry.step);
+    expect(steps.slice(0, 3)).toEqual(['booked', 'loaded', 'at sea']);
+    expect(alertsView(model, toyco).map((alert) => alert.subject)).toEqual(['Y07']);
+    // A projected form is what the views use: a filter that replaces the payload.
+    const coarse: RecordFilter = {
+      mayHold: (stream, topic) => stream === 'manifests' && topic === 'Y05',
+      admit: (record) => (record.stream === 'manifests' && record.topic === 'Y05' ? { ...record, headers: {}, payload: Buffer.from(JSON.stringify({ status: 'in-transit', at: 'x' })) } : undefined),
+    };
+    const y05 = containerView(model, coarse, 'Y05', true)!;
+    expect(y05.status).toBe('in-transit');
+    expect(y05.series).toEqual([]);
+    expect(JSON.stringify(y05)).not.toContain('ToyCo');
+    expect(liveEventOf(toyco, records.find((r) => r.topic === 'R01')!)).toBeUndefined();
+    expect(liveEventOf(toyco, records.find((r) => r.stream === 'containers' && r.topic === 'Y01')!)).toMatchObject({ type: 'reading', container: 'Y01' });
+  });
+});
