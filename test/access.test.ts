@@ -7,7 +7,7 @@ import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import Fastify, { type LightMyRequestResponse } from 'fastify';
 import { registerSummaryRoutes } from '../cloud/read-api/index.js';
 import { AccessProjector, applyRecord, AccessState, parseAce, evaluateAce, formatAce, signedRecord, ACCESS_STREAM, ACCESS_TOPIC, CUSTODY_STREAM, CUSTODY_TOPIC } from '../cloud/access/index.js';
-import type { LogRecord } from '../core/index.js';
+import { StoreUnavailableError, type LogRecord } from '../core/index.js';
 import { ACCESS_KEY, BOOTSTRAP, accessSite, type AccessSite } from './support/access-site.js';
 
 const T0 = Date.parse('2025-06-01T00:00:00Z');
@@ -429,6 +429,50 @@ describe('access control: roles, organisations and long topics', () => {
     const page = (await get(site, '/v1/streams/containers/topics/Y04/records?from=3&maxRecords=100', tokens.alice)).json<Page>();
     expect(page.records.map((r) => r.offset)).toEqual([50, 51, 52, 53, 54]);
     expect(page.nextOffset).toBe(55);
+  });
+});
+
+describe('access projector under read failures', () => {
+  it('applies a catch-up whole or not at all, and starts denying everything while the log cannot be read', async () => {
+    const site = await accessSite();
+    try {
+      const tokens = await voyage(site);
+      const tokenId = tokens.bob.split('_')[1]!;
+      // Push the revocation past the first page of the projector's reads.
+      const filler = Array.from({ length: 1200 }, (_u, i) => signedRecord(ACCESS_KEY, { type: 'group.set', id: `g${i}`, members: [], by: 'test', atMs: 1 }));
+      await site.log.append(filler);
+      await site.log.append([signedRecord(ACCESS_KEY, { type: 'token.revoked', tokenId, by: 'test', atMs: 2 })]);
+      let failFrom: number | undefined = 1000;
+      const flaky = {
+        latest: (stream: string, topic: string) => site.log.latest(stream, topic),
+        readTopic: async (stream: string, topic: string, from: number, limits?: { maxRecords?: number }) => {
+          if (failFrom !== undefined && stream === ACCESS_STREAM && from >= failFrom) throw new StoreUnavailableError('index catching up');
+          return site.log.readTopic(stream, topic, from, limits);
+        },
+      };
+      const projector = new AccessProjector({ reader: flaky, key: ACCESS_KEY });
+      await expect(projector.catchUp()).rejects.toThrow(/catching up/);
+      // Nothing of the first page was applied: Bob's token is not half-known (issued, revocation unread).
+      expect(projector.state.tokens.size).toBe(0);
+      failFrom = undefined;
+      await projector.catchUp();
+      expect(projector.state.tokens.get(tokenId)?.revoked).toBe(true);
+
+      // A projector that cannot read at start starts anyway, knowing nobody, and catches up by polling.
+      failFrom = 0;
+      const late = new AccessProjector({ reader: flaky, key: ACCESS_KEY, pollIntervalMs: 20 });
+      await late.start();
+      try {
+        expect(late.state.tokens.size).toBe(0);
+        failFrom = undefined;
+        for (let i = 0; i < 100 && late.state.tokens.size === 0; i += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(late.state.snapshot()).toEqual(projector.state.snapshot());
+      } finally {
+        late.stop();
+      }
+    } finally {
+      await site.close();
+    }
   });
 });
 

@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import type { LogRecord, StreamSource, TopicReader } from '../../core/index.js';
+import { PortcallError, type LogRecord, type StreamSource, type TopicReader } from '../../core/index.js';
 import {
   ACCESS_STREAM,
   ACCESS_TOPIC,
@@ -47,9 +47,18 @@ export class AccessProjector {
     });
   }
 
-  /** Reads everything held, then follows new records. */
+  /**
+   * Reads everything held, then follows new records. When the log cannot be read yet (a Kafka
+   * site's index catching up), it starts with what it has (nothing: every token unknown, every
+   * read denied) and keeps trying.
+   */
   async start(): Promise<void> {
-    await this.catchUp();
+    try {
+      await this.catchUp();
+    } catch (error) {
+      if (!(error instanceof PortcallError && error.retriable)) throw error;
+      this.options.logger?.warn({ err: error.message }, 'access records cannot be read yet; every read is denied until they are');
+    }
     this.unsubscribe = this.options.source?.onDurable((stream) => {
       if (stream === ACCESS_STREAM || stream === CUSTODY_STREAM) void this.catchUp().catch(() => undefined);
     });
@@ -82,8 +91,7 @@ export class AccessProjector {
       try {
         do {
           this.again = false;
-          await this.drain(ACCESS_STREAM, ACCESS_TOPIC);
-          await this.drain(CUSTODY_STREAM, CUSTODY_TOPIC);
+          await this.drain();
         } while (this.again);
       } finally {
         this.running = undefined;
@@ -92,17 +100,29 @@ export class AccessProjector {
     return this.running;
   }
 
-  private async drain(stream: string, topic: string): Promise<void> {
-    const isAccess = stream === ACCESS_STREAM;
+  /**
+   * Reads what is new in both topics, then applies it all in one synchronous step, so no
+   * request ever sees half a catch-up (a token issued but not yet its later revocation).
+   */
+  private async drain(): Promise<void> {
+    const access = await this.readNew(ACCESS_STREAM, ACCESS_TOPIC, this.state.accessOffset);
+    const custody = await this.readNew(CUSTODY_STREAM, CUSTODY_TOPIC, this.state.custodyOffset);
+    for (const record of access) this.apply(record);
+    for (const record of custody) this.apply(record);
+    if (access.length > 0) this.state.accessOffset = access.at(-1)!.offset + 1;
+    if (custody.length > 0) this.state.custodyOffset = custody.at(-1)!.offset + 1;
+  }
+
+  private async readNew(stream: string, topic: string, fromOffset: number): Promise<LogRecord[]> {
+    const records: LogRecord[] = [];
+    let from = fromOffset;
     for (let pages = 0; pages < 1_000_000; pages += 1) {
-      const from = isAccess ? this.state.accessOffset : this.state.custodyOffset;
-      const records = await this.options.reader.readTopic(stream, topic, from, { maxRecords: PAGE });
-      if (records.length === 0) return;
-      for (const record of records) this.apply(record);
-      const next = records.at(-1)!.offset + 1;
-      if (isAccess) this.state.accessOffset = next;
-      else this.state.custodyOffset = next;
+      const page = await this.options.reader.readTopic(stream, topic, from, { maxRecords: PAGE });
+      if (page.length === 0) break;
+      records.push(...page);
+      from = page.at(-1)!.offset + 1;
     }
+    return records;
   }
 
   private apply(record: LogRecord): void {
