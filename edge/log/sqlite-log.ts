@@ -15,15 +15,20 @@
  *    the WAL on commit.
  * 2. Offsets are dense per topic. A topic's next offset is kept in memory, advanced only by
  *    records inserted in the current transaction, and put back whenever that transaction
- *    (or one caller's savepoint in it) rolls back. At open it is rebuilt from the index's
- *    per-topic statistics plus the unindexed tail, both of which derive from committed
- *    records only.
+ *    rolls back: the first time a flush touches a topic (or stream) it saves the values it
+ *    had in its own fields (`stamp` names the flush), and a rollback restores every topic
+ *    and stream the flush touched. Rows are bound 32 at a time in multi-row INSERTs; the
+ *    rows still buffered are inserted before COMMIT, so every acknowledged record was in the
+ *    committed transaction. At open it is rebuilt from the index's per-topic statistics
+ *    plus the unindexed tail, both of which derive from committed records only.
  * 3. An identity is stored once. `replicate` drops a record below the topic's next offset
  *    as a duplicate after checking its origin and refuses one above it (a gap), so a copy
  *    never skips or repeats an offset. `verify` checks it on disk.
  * 4. Group commit. Calls arriving in the same turn of the event loop are written in one
  *    transaction. A replicated batch is validated in full before any of it is written, so
- *    one caller's refused batch never fails the others and needs nothing undone.
+ *    one caller's refused batch never fails the others and needs nothing undone. The
+ *    indexer thread is woken per 16k committed records (or 200 ms after the first), so it
+ *    indexes in large batches; until then reads scan the unindexed tail.
  * 5. Retention deletes only a prefix of a stream (lowest positions first), and therefore
  *    only a prefix of each topic: what remains of a topic is always dense from its first
  *    offset. TTL never deletes a record a required forwarding cursor has not yet passed;
