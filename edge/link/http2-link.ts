@@ -371,6 +371,9 @@ export class Http2Link {
       }, connectTimeoutMs);
       session.once('connect', () => {
         clearTimeout(timer);
+        // The connect timeout may have destroyed the session while its 'connect' was queued
+        // (a busy machine): that attempt has already failed, and touching it would throw.
+        if (session.destroyed || session.closed) return;
         session.setLocalWindowSize(WINDOW_BYTES);
         this.teardown = undefined;
         this.session = session;
