@@ -4,8 +4,12 @@
  * concurrent senders), next to Kafka's own producer benchmark, ProducerPerformance from the
  * same jars, on the same broker with the same 150-byte records in the same run.
  *
- * Also measured, to show where the time goes: KafkaLog.replicate called directly (no HTTP,
- * no batch decoding), and ProducerPerformance with transactions.
+ * Every batch says where it sits in its sender's log (placement headers), as a forwarder's
+ * do, so each transaction also moves the sender's cursor in the cursor topic.
+ *
+ * Also measured: the same load from four sending sites instead of one (each site's
+ * transactions go through its own producer and overlap with the others'), KafkaLog.replicate
+ * called directly (no HTTP, no batch decoding), and ProducerPerformance with transactions.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -31,6 +35,8 @@ const SENDERS = 4;
 /** The forwarder's default batch size (links[].maxBatchRecords). */
 const BATCH_RECORDS = 5_000;
 const TOKEN = 'bench-shore-kafka-token-0001';
+/** The sending sites of the many-senders run, one per slice of the containers. */
+const SITES = ['AURORA', 'BOREALIS', 'CALYPSO', 'DORADO'];
 const PORTCALL_BIN = fileURLToPath(new URL('../../cli/portcall.js', import.meta.url));
 
 function payloadFor(i: number): Uint8Array {
@@ -118,8 +124,11 @@ interface ShoreRun {
   readonly commits: number;
 }
 
-/** `portcall shore` on the Kafka backend in its own process, fed by SENDERS concurrent HTTP senders. */
-async function measureEndpoint(broker: KafkaBroker, records: number, progress: (line: string) => void): Promise<ShoreRun> {
+/**
+ * `portcall shore` on the Kafka backend in its own process, fed by SENDERS concurrent HTTP
+ * senders: one sending site with SENDERS batches in flight, or (`manySites`) SENDERS sites.
+ */
+async function measureEndpoint(broker: KafkaBroker, records: number, progress: (line: string) => void, manySites: boolean): Promise<ShoreRun> {
   const dataDir = mkdtempSync(join(tmpdir(), 'portcall-bench-shore-kafka-'));
   const run = randomBytes(3).toString('hex');
   const config = join(dataDir, 'shore.yaml');
@@ -130,7 +139,7 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
       dataDir,
       log: { backend: 'kafka', kafka: { brokers: [broker.bootstrap], topicPrefix: `bench${run}`, partitions: PARTITIONS } },
       http: { host: '127.0.0.1', port: 0 },
-      ingest: { peers: [{ site: 'AURORA', token: TOKEN }] },
+      ingest: { peers: (manySites ? SITES : ['AURORA']).map((site) => ({ site, token: `${TOKEN}-${site}` })) },
     }),
   );
   const child = spawn(process.execPath, [PORTCALL_BIN, 'shore', '--config', config], {
@@ -153,18 +162,32 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
       child.stderr.on('data', onData);
       child.once('exit', (code) => reject(new Error(`portcall shore exited ${String(code)}:\n${output}`)));
     });
-    progress(`shore-kafka: encoding ${records} records into batches of ${BATCH_RECORDS} for ${SENDERS} senders…`);
+    progress(`shore-kafka: encoding ${records} records into batches of ${BATCH_RECORDS} for ${SENDERS} senders${manySites ? ' (one site each)' : ''}…`);
     // Encoded before the clock starts: the figure is the receiving side's.
-    const bodies = senderBatches(records).map((batches) => batches.map((batch) => encodeBatch({ sender: 'AURORA', records: batch }, Compression.None)));
+    const bodies = senderBatches(records).map((batches, s) => {
+      const site = manySites ? SITES[s]! : 'AURORA';
+      return batches.map((batch, k) => ({
+        site,
+        // Where the batch sits in its sender's log: one position stream per sender loop.
+        placement: {
+          'pc-stream': `containers-${s}`,
+          'pc-incarnation': `bench-${run}`,
+          'pc-from': String(k * BATCH_RECORDS),
+          'pc-to': String(k * BATCH_RECORDS + batch.length),
+          'pc-acked': String(k * BATCH_RECORDS),
+        },
+        body: encodeBatch({ sender: site, records: manySites ? batch.map((record) => ({ ...record, origin: site })) : batch }, Compression.None),
+      }));
+    });
     progress(`shore-kafka: posting ${records} records to ${url} (portcall shore, Kafka backend)…`);
     const startedAt = performance.now();
     await Promise.all(
       bodies.map(async (batches) => {
-        for (const body of batches) {
+        for (const { site, placement, body } of batches) {
           for (;;) {
             const response = await fetch(new URL('/v1/batches', url), {
               method: 'POST',
-              headers: { 'content-type': BATCH_CONTENT_TYPE, authorization: `Bearer ${TOKEN}` },
+              headers: { 'content-type': BATCH_CONTENT_TYPE, authorization: `Bearer ${TOKEN}-${site}`, ...placement },
               body,
             });
             const text = await response.text();
@@ -231,9 +254,13 @@ export const shoreKafkaScenario: Scenario = {
         '--transaction-duration-ms',
         '1000',
       ]);
-      const endpoint = await measureEndpoint(broker, records, context.progress);
+      const endpoint = await measureEndpoint(broker, records, context.progress, false);
       context.progress(
-        `shore-kafka: endpoint ${Math.round(endpoint.rate)} records/s in ${endpoint.commits} transactions (${Math.round(records / Math.max(1, endpoint.commits))} records each); now KafkaLog.replicate directly…`,
+        `shore-kafka: endpoint ${Math.round(endpoint.rate)} records/s in ${endpoint.commits} transactions (${Math.round(records / Math.max(1, endpoint.commits))} records each); now from ${SENDERS} sending sites…`,
+      );
+      const sites = await measureEndpoint(broker, records, context.progress, true);
+      context.progress(
+        `shore-kafka: ${SENDERS} sites ${Math.round(sites.rate)} records/s in ${sites.commits} transactions; now KafkaLog.replicate directly…`,
       );
       const direct = await measureReplicate(broker, records);
       context.progress(`shore-kafka: replicate ${Math.round(direct.rate)} records/s in ${direct.commits} transactions`);
@@ -243,6 +270,14 @@ export const shoreKafkaScenario: Scenario = {
           scenario: 'shore-kafka',
           metric: `receiving endpoint → Kafka, transactional (${SENDERS} senders × ${BATCH_RECORDS}-record batches, ${PARTITIONS} partitions)`,
           value: endpoint.rate,
+          unit: 'records/s',
+          baseline,
+          baselineValue: plain,
+        },
+        {
+          scenario: 'shore-kafka',
+          metric: `receiving endpoint → Kafka, transactional (${SENDERS} sending sites, a batch in flight each)`,
+          value: sites.rate,
           unit: 'records/s',
           baseline,
           baselineValue: plain,

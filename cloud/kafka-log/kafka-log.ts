@@ -381,6 +381,8 @@ function withTimeout<T>(promise: Promise<T>, timeoutMs: number, message: string)
 /** A message bound for Kafka, with what the index needs to know about it. */
 interface OutgoingItem {
   readonly topic: string;
+  /** `partitionKey(topic, partition)`, or the topic for messages the producer places. */
+  readonly partitionKey: string;
   readonly message: Message;
   readonly sizeBytes: number;
   /** Set for data records: the index learns their Kafka offset from the produce response. */
@@ -395,7 +397,7 @@ function chunkItems(items: readonly OutgoingItem[]): OutgoingItem[][] {
   let partitionBytes = new Map<string, number>();
   for (const item of items) {
     // High-water entries carry no partition: the producer picks it, so they count as one.
-    const key = item.message.partition === undefined ? item.topic : partitionKey(item.topic, item.message.partition);
+    const key = item.partitionKey;
     const inPartition = partitionBytes.get(key) ?? 0;
     if (currentBytes > 0 && (inPartition + item.sizeBytes > SEND_PARTITION_BYTES || currentBytes + item.sizeBytes > SEND_REQUEST_BYTES)) {
       chunks.push(current);
@@ -469,6 +471,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   /** Set when the index must be discarded and rebuilt (done by the catch-up, between runs). */
   private rebuildIndex = false;
   private readonly lanes = new Map<string, SenderLane>();
+  private readonly partitionKeyCache = new Map<string, string[]>();
   private readonly retiring = new Set<Promise<void>>();
   private pendingRecords = 0;
   /** Logical topics claimed by a transaction in flight, and by which lane. */
@@ -1060,7 +1063,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       if (stored.length > 0 || stagedCursors.size > 0) {
         for (const record of stored) {
           const kafkaTopic = this.layout.dataTopicFor(record);
-          partitions.add(partitionKey(kafkaTopic, this.layout.partitionFor(kafkaTopic, record.topic)));
+          partitions.add(this.partitionKeysOf(kafkaTopic)[this.layout.partitionFor(kafkaTopic, record.topic)]!);
         }
         for (const key of partitions) this.partitionInFlight.set(key, (this.partitionInFlight.get(key) ?? 0) + 1);
         const startedAtMs = Date.now();
@@ -1208,13 +1211,26 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     if (!(record.payload instanceof Uint8Array)) {
       throw new InvalidInputError('bad-payload', `${where}: payload must be bytes`);
     }
-    const sizeBytes = encodedSizeBytes(record);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: when even that bound fits, no exact count.
+    let bound = record.payload.byteLength + 3 * (record.origin.length + record.stream.length + 2 * record.topic.length) + 512;
+    for (const name in record.headers) bound += 16 + 3 * (name.length + record.headers[name]!.length);
+    const sizeBytes = bound <= this.options.maxRecordBytes ? bound : encodedSizeBytes(record);
     if (sizeBytes > this.options.maxRecordBytes) {
       throw new InvalidInputError(
         'record-too-large',
         `${where}: ${sizeBytes} bytes encoded, above the limit of ${this.options.maxRecordBytes}`,
       );
     }
+  }
+
+  /** `partitionKey(kafkaTopic, p)` for every partition p, made once per topic. */
+  private partitionKeysOf(kafkaTopic: string): string[] {
+    let keys = this.partitionKeyCache.get(kafkaTopic);
+    if (keys === undefined) {
+      keys = Array.from({ length: this.layout.partitionCount(kafkaTopic) }, (_unused, partition) => partitionKey(kafkaTopic, partition));
+      this.partitionKeyCache.set(kafkaTopic, keys);
+    }
+    return keys;
   }
 
   /**
@@ -1230,34 +1246,45 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   ): Promise<{ runs: Run[]; ends: Map<string, PartitionEnd> }> {
     const producer = lane.producer;
     if (producer === undefined) throw new Error('no producer');
-    const items: OutgoingItem[] = [];
+    const items: OutgoingItem[] = new Array<OutgoingItem>(records.length);
     const preEncode = speedups.recordEncoder === 'installed';
-    for (const record of records) {
-      const topic = this.layout.dataTopicFor(record);
+    let stream: string | undefined;
+    let topic = '';
+    let contentType = '';
+    let keys: string[] = [];
+    for (let i = 0; i < records.length; i++) {
+      const record = records[i]!;
+      if (record.stream !== stream) {
+        stream = record.stream;
+        topic = this.layout.dataTopicFor(record);
+        contentType = this.layout.contentTypeOf(stream);
+        keys = this.partitionKeysOf(topic);
+      }
       const partition = this.layout.partitionFor(topic, record.topic);
-      const contentType = this.layout.contentTypeOf(record.stream);
+      const partitionKey = keys[partition]!;
       if (preEncode) {
         // Key, value and headers in wire format already. `key` and `value` stay set because
         // kafkajs checks them, but the installed encoder writes the tail instead.
         const portcallTail = encodeRecordTail(record, contentType);
         const message = { key: record.topic, value: payloadBuffer(record.payload), partition, portcallTail } as Message;
-        items.push({ topic, message, sizeBytes: portcallTail.length + RECORD_FRAMING_BYTES, record });
+        items[i] = { topic, partitionKey, message, sizeBytes: portcallTail.length + RECORD_FRAMING_BYTES, record };
       } else {
-        items.push({ topic, message: encodeRecord(record, contentType, partition), sizeBytes: encodedSizeBytes(record), record });
+        items[i] = { topic, partitionKey, message: encodeRecord(record, contentType, partition), sizeBytes: encodedSizeBytes(record), record };
       }
     }
     // Pre-encoded too, so that a request's messages all are and it is written in one piece.
     const withTail = (message: Message): Message =>
       preEncode ? ({ ...message, portcallTail: encodeKeyValueTail(String(message.key), String(message.value)) } as Message) : message;
-    for (const { stream, topic, held } of staged.values()) {
+    for (const { stream: entryStream, topic: entryTopic, held } of staged.values()) {
       items.push({
         topic: this.layout.highWaterTopic,
-        message: withTail(encodeHighWater(stream, topic, held)),
-        sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(stream) + Buffer.byteLength(topic) + Buffer.byteLength(held.origin),
+        partitionKey: this.layout.highWaterTopic,
+        message: withTail(encodeHighWater(entryStream, entryTopic, held)),
+        sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(entryStream) + Buffer.byteLength(entryTopic) + Buffer.byteLength(held.origin),
       });
     }
     for (const [key, { position }] of cursors) {
-      items.push({ topic: this.layout.cursorTopic, message: withTail(encodeCursor(key, position)), sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(key) });
+      items.push({ topic: this.layout.cursorTopic, partitionKey: this.layout.cursorTopic, message: withTail(encodeCursor(key, position)), sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(key) });
     }
     const chunks = chunkItems(items);
     const responses: RecordMetadata[][] = [];
@@ -1299,7 +1326,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         const record = item.record;
         const partition = item.message.partition;
         if (record === undefined || partition === undefined) continue;
-        const key = partitionKey(item.topic, partition);
+        const key = item.partitionKey;
         const kafkaOffset = next.get(key);
         if (kafkaOffset === undefined || kafkaOffset < 0n) throw new Error(`no base offset for ${key} in the produce response`);
         next.set(key, kafkaOffset + 1n);
