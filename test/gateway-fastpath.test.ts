@@ -251,3 +251,60 @@ describe('record channel batches', () => {
     for (const [index, batch] of encoded.entries()) expect(plain(decoder.decode(cross(batch)))).toEqual(plain(batches[index]!));
   });
 });
+
+describe('remembered unmatched topics', () => {
+  it('delivers to live and offline subscribers that arrive after a topic was published to without any', async () => {
+    const { MqttGateway } = await import('../edge/gateway/index.js');
+    const mqtt = (await import('mqtt')).default;
+    const stored: string[] = [];
+    const gateway = await MqttGateway.start({
+      appender: { append: async (records: readonly NewRecord[]) => void stored.push(...records.map((record) => record.topic)) },
+      topicRules: [{ pattern: 'bigblue/containers/{container}/{sensor}', stream: 'containers', topic: '{container}' }],
+      port: 0,
+      allowAnonymous: true,
+    });
+    const url = `mqtt://127.0.0.1:${gateway.port}`;
+    const clients: { endAsync(): Promise<void> }[] = [];
+    try {
+      const sensor = await mqtt.connectAsync(url, { clientId: 'sensor', protocolVersion: 4, reconnectPeriod: 0 });
+      clients.push(sensor);
+      const topic = 'bigblue/containers/Y01/reefer';
+      const reading = (seq: number) => JSON.stringify({ ts: 1_763_769_600_000 + seq, seq });
+      // Nobody subscribes yet: aedes' look-ups find nothing, and that is remembered.
+      for (let seq = 0; seq < 3; seq += 1) await sensor.publishAsync(topic, reading(seq), { qos: 1 });
+
+      // A live subscriber and a persistent session that then goes offline.
+      const live = await mqtt.connectAsync(url, { clientId: 'portal', protocolVersion: 4, reconnectPeriod: 0 });
+      clients.push(live);
+      const liveSeqs: number[] = [];
+      live.on('message', (_topic, payload) => liveSeqs.push((JSON.parse(payload.toString()) as { seq: number }).seq));
+      await live.subscribeAsync('bigblue/containers/+/reefer', { qos: 1 });
+      const offline = await mqtt.connectAsync(url, { clientId: 'archiver', clean: false, protocolVersion: 4, reconnectPeriod: 0 });
+      await offline.subscribeAsync(topic, { qos: 1 });
+      await offline.endAsync();
+
+      for (let seq = 3; seq < 6; seq += 1) await sensor.publishAsync(topic, reading(seq), { qos: 1 });
+      const deadline = Date.now() + 5000;
+      while (liveSeqs.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(liveSeqs).toEqual([3, 4, 5]);
+
+      // The offline session got them queued, and gets them on its return.
+      const queuedSeqs: number[] = [];
+      const back = mqtt.connect(url, { clientId: 'archiver', clean: false, protocolVersion: 4, reconnectPeriod: 0 });
+      clients.push(back);
+      back.on('message', (_topic, payload) => queuedSeqs.push((JSON.parse(payload.toString()) as { seq: number }).seq));
+      while (queuedSeqs.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(queuedSeqs).toEqual([3, 4, 5]);
+
+      // Unsubscribed: nothing more arrives live; the topic is forgotten and looked up again.
+      await live.unsubscribeAsync('bigblue/containers/+/reefer');
+      await sensor.publishAsync(topic, reading(6), { qos: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(liveSeqs).toEqual([3, 4, 5]);
+      expect(stored).toHaveLength(7);
+    } finally {
+      for (const client of clients) await client.endAsync().catch(() => undefined);
+      await gateway.close();
+    }
+  });
+});

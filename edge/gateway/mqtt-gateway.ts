@@ -27,6 +27,7 @@ import type { Registry } from 'prom-client';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import { ConfigError, InvalidInputError, StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
 import { AckGate } from './ack-gate.js';
+import { rememberUnmatchedTopics } from './aedes-tuning.js';
 import { CommitBatcher, type DurableAppend } from './commit-batcher.js';
 import { mayPublish, maySubscribe, type DeviceDirectory, type DeviceIdentity } from './credentials.js';
 import { LivenessWatch } from './liveness.js';
@@ -85,6 +86,8 @@ export interface GatewayOptions {
   readonly maxPendingRecords?: number;
   /** Most records in one append; more arriving in one event-loop turn start the next one. */
   readonly maxBatchRecords?: number;
+  /** Skip aedes' subscription look-ups for topics that matched nothing since subscriptions last changed (aedes-tuning.ts); default on. */
+  readonly rememberUnmatchedTopics?: boolean;
   readonly logger?: Logger;
   readonly registry?: Registry;
 }
@@ -206,6 +209,7 @@ export class MqttGateway {
       },
       authorizeForward: (_client, packet) => (gateway.dropped.has(packet.payload as Buffer) ? null : packet),
     });
+    if (options.rememberUnmatchedTopics !== false) rememberUnmatchedTopics(gateway.broker);
     gateway.watchClients();
     try {
       await gateway.listen();
