@@ -35,15 +35,18 @@ const shipPositions = all.filter((message) => message.topic === 'bigblue/ships/A
 
 describe('emulated fleet: the voyage of DESIGN.md', () => {
   it('is deterministic, whether advanced in one step or in many', () => {
-    const again = new FleetModel(voyageScenario());
+    // The first four days, stepped unevenly (some steps landing exactly on report times),
+    // against the same days of the whole voyage advanced in one call.
+    const endMs = voyage.timeline.startMs + 4 * 24 * HOUR_MS;
+    const again = new FleetModel(voyageScenario(), { endMs });
     const stepped: FleetMessage[] = [];
-    // Uneven steps, some landing exactly on report times.
-    for (let t = again.timeline.startMs; t < again.endMs + HOUR_MS; t += 37 * 60_000 + 13) stepped.push(...again.advanceTo(t));
+    for (let t = again.timeline.startMs; t < endMs + HOUR_MS; t += 37 * 60_000 + 13) stepped.push(...again.advanceTo(t));
     stepped.push(...again.advanceTo(Infinity));
-    expect(stepped.length).toBe(all.length);
-    expect(digest(stepped)).toBe(digest(all));
-    expect(stepped.slice(0, 1000)).toEqual(all.slice(0, 1000));
-    for (let index = 1; index < all.length; index += 1) expect(all[index]!.timeMs).toBeGreaterThanOrEqual(all[index - 1]!.timeMs);
+    const sameDays = all.filter((message) => message.timeMs <= endMs);
+    expect(stepped.length).toBe(sameDays.length);
+    expect(digest(stepped)).toBe(digest(sameDays));
+    expect(stepped.slice(0, 1000)).toEqual(sameDays.slice(0, 1000));
+    expect(all.findIndex((message, index) => index > 0 && message.timeMs < all[index - 1]!.timeMs)).toBe(-1);
   });
 
   it('sails AURORA Tokyo → Singapore → Sydney on the sea lanes, berthed in between', () => {

@@ -23,6 +23,8 @@ export interface FleetEmulatorOptions {
   readonly maxInFlight?: number;
   readonly endMs?: number;
   readonly fromMs?: number;
+  /** Emulate only what this ship's gateway hears (FleetModelOptions.onlyAboard). */
+  readonly onlyAboard?: string;
 }
 
 export interface FleetStats {
@@ -79,6 +81,7 @@ export class FleetEmulator {
         ...(this.options.password === undefined ? {} : { password: this.options.password }),
         ...(this.options.endMs === undefined ? {} : { endMs: this.options.endMs }),
         ...(this.options.fromMs === undefined ? {} : { fromMs: this.options.fromMs }),
+        ...(this.options.onlyAboard === undefined ? {} : { onlyAboard: this.options.onlyAboard }),
       };
       const worker = new Worker(workerUrl(), { workerData: { options: shardOptions, statsEveryMs: 200 } });
       this.workers.push(worker);

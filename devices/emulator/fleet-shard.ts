@@ -28,6 +28,8 @@ export interface ShardOptions {
   readonly endMs?: number;
   /** Simulated time to begin at (default: the scenario's start); earlier messages are skipped. */
   readonly fromMs?: number;
+  /** Emulate only what this ship's gateway hears (FleetModelOptions.onlyAboard). */
+  readonly onlyAboard?: string;
 }
 
 export interface ShardStats {
@@ -64,6 +66,7 @@ export class FleetShard {
     const { shard, shards } = options;
     this.model = new FleetModel(options.scenario, {
       ...(options.endMs === undefined ? {} : { endMs: options.endMs }),
+      ...(options.onlyAboard === undefined ? {} : { onlyAboard: options.onlyAboard }),
       include: { containers: (_id, index) => index % shards === shard, ships: shard === 0 },
     });
     this.simTimeMs = options.fromMs ?? this.model.timeline.startMs;

@@ -277,6 +277,12 @@ export interface FleetModelOptions {
    * run for the same devices, since every device draws from its own random stream.
    */
   readonly include?: { readonly containers?: (id: string, index: number) => boolean; readonly ships?: boolean };
+  /**
+   * Only what reaches one ship's gateway: containers' readings and events while they are
+   * aboard that ship (or have just gone over its side), nothing from containers ashore, which
+   * would report to a port's systems. Manifests and ship reports are unaffected.
+   */
+  readonly onlyAboard?: string;
 }
 
 export class FleetModel {
@@ -290,7 +296,7 @@ export class FleetModel {
 
   constructor(
     readonly scenario: Scenario,
-    options: FleetModelOptions = {},
+    private readonly options: FleetModelOptions = {},
   ) {
     this.timeline = buildTimeline(scenario);
     this.endMs = options.endMs ?? this.timeline.endMs;
@@ -336,6 +342,16 @@ export class FleetModel {
     return container.position(timeMs, this.timeline.ships);
   }
 
+  /** Whether a container's own messages reach this emulation's gateway (see `onlyAboard`). */
+  private heard(container: ContainerModel, timeMs: number): boolean {
+    const ship = this.options.onlyAboard;
+    if (ship === undefined) return true;
+    const location = container.location(timeMs, this.timeline.ships);
+    if (location.kind === 'aboard') return location.ship.id === ship;
+    if (location.kind === 'overboard') return true;
+    return false;
+  }
+
   private emit(timeMs: number, kind: MessageKind, topic: string, body: Record<string, unknown>): void {
     this.out.push({ timeMs, kind, topic: `${this.prefix}/${topic}`, payload: JSON.stringify(body), qos: this.scenario.qos[kind] });
   }
@@ -370,6 +386,8 @@ export class FleetModel {
 
   private craneShock(id: string, timeMs: number): void {
     const container = this.containers.get(id)!;
+    // The crane lifts it on or off: the ship hears it when it is aboard just before or after.
+    if (!this.heard(container, timeMs) && !this.heard(container, timeMs - 1)) return;
     const g = roundTo(container.random.between(2.1, 3.4), 2);
     this.emit(timeMs, 'events', `containers/${id}/event`, { ts: timeMs, container: id, event: 'shock', shockG: g, cause: 'crane' });
   }
@@ -383,14 +401,18 @@ export class FleetModel {
       if (event.kind === 'door-open') {
         const untilMs = atMs + event.minutes * MINUTE_MS;
         container.setDoorOpen(atMs, untilMs);
-        this.schedule.add(atMs, (t) => this.emit(t, 'events', `containers/${event.container}/event`, { ts: t, container: event.container, event: 'door', door: 'open' }));
-        this.schedule.add(untilMs, (t) => this.emit(t, 'events', `containers/${event.container}/event`, { ts: t, container: event.container, event: 'door', door: 'closed' }));
+        const door = (state: 'open' | 'closed') => (t: number) => {
+          if (this.heard(container, t)) this.emit(t, 'events', `containers/${event.container}/event`, { ts: t, container: event.container, event: 'door', door: state });
+        };
+        this.schedule.add(atMs, door('open'));
+        this.schedule.add(untilMs, door('closed'));
       } else if (event.kind === 'reefer-failure') {
         container.setFailure(event.mode, atMs);
         if (event.mode !== 'sensor') {
-          this.schedule.add(atMs, (t) =>
-            this.emit(t, 'events', `containers/${event.container}/event`, { ts: t, container: event.container, event: 'alarm', alarm: event.mode === 'power' ? 'power-off' : 'compressor-fault' }),
-          );
+          this.schedule.add(atMs, (t) => {
+            if (!this.heard(container, t)) return;
+            this.emit(t, 'events', `containers/${event.container}/event`, { ts: t, container: event.container, event: 'alarm', alarm: event.mode === 'power' ? 'power-off' : 'compressor-fault' });
+          });
         }
       } else {
         this.schedule.add(atMs, (t) => {
@@ -424,7 +446,9 @@ export class FleetModel {
         container.advance(t, ambientC, location.kind !== 'overboard');
         const seaState = whereabouts?.kind === 'at-sea' ? seaStateAt(this.scenario.seed, t) : 0;
         const shockG = location.kind === 'overboard' ? container.random.between(0.5, 2) : 0.02 + 0.03 * seaState * Math.abs(container.random.normal());
-        this.emit(t, 'readings', `containers/${container.plan.id}/${sensor}`, container.reading(t, position, shockG));
+        // Taken whether or not this gateway hears it, so the unit's noise is the same either way.
+        const reading = container.reading(t, position, shockG);
+        if (this.heard(container, t)) this.emit(t, 'readings', `containers/${container.plan.id}/${sensor}`, reading);
         if (t + intervalMs <= this.endMs) this.schedule.add(t + intervalMs, report);
       };
       this.schedule.add(startMs + phaseMs, report);
