@@ -79,6 +79,14 @@ describe('portcall shore with access control, driven by portcall access', () => 
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('every access subcommand has --help', async () => {
+    const commands = [[], ['org', 'add'], ['principal', 'add'], ['principal', 'disable'], ['group', 'set'], ['ace', 'set'], ['ace', 'clear'], ['token', 'issue'], ['token', 'revoke'], ['custody', 'assign'], ['custody', 'withdraw'], ['show']];
+    for (const command of commands) {
+      const { stdout } = await run(process.execPath, [PORTCALL_BIN, 'access', ...command, '--help'], { timeout: 30_000 });
+      expect(stdout, command.join(' ')).toMatch(new RegExp(`Usage: portcall access ${command.join(' ')}`.trim()));
+    }
+  }, 60_000);
+
   it('grants, reads, refuses and revokes end to end', async () => {
     for (const args of [
       ['org', 'add', 'toyco', '--kind', 'customer', '--name', 'ToyCo'],

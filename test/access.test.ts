@@ -345,6 +345,7 @@ describe('access control over the read API', () => {
       expect(response.statusCode).toBe(401);
     }
     expect(site.access.projector.state.orgs.has('evil')).toBe(false);
+    expect(await site.registry.getSingleMetricAsString('portcall_access_admin_refusals_total')).toContain('reason="unauthorized"} 4');
     const bad = async (method: 'POST' | 'PUT', url: string, payload: object) =>
       (await site.app.inject({ method, url, payload, headers: { authorization: `Bearer ${BOOTSTRAP}` } })).statusCode;
     expect(await bad('PUT', '/v1/access/streams/containers/ace', { expression: 'role:customer &' })).toBe(400);

@@ -62,6 +62,12 @@ export function registerAccessAdminRoutes(app: FastifyInstance, options: AdminRo
     labelNames: ['type'] as const,
     registers: options.registry === undefined ? [] : [options.registry],
   });
+  const refusals = new Counter({
+    name: 'portcall_access_admin_refusals_total',
+    help: 'Admin API calls refused, by reason (unauthorized, invalid, rate_limited)',
+    labelNames: ['reason'] as const,
+    registers: options.registry === undefined ? [] : [options.registry],
+  });
   const state = () => options.projector.state;
 
   /** Rate limit, then an access-admin principal, or a refusal. */
@@ -94,9 +100,13 @@ export function registerAccessAdminRoutes(app: FastifyInstance, options: AdminRo
         return await run(request, viewer);
       } catch (error) {
         if (error instanceof RateLimitedError) {
+          refusals.inc({ reason: 'rate_limited' });
           return reply.code(429).header('retry-after', String(error.retryAfterSeconds)).send({ code: error.code, message: error.message });
         }
-        if (error instanceof Refused) return reply.code(error.status).send({ code: error.code, message: error.message });
+        if (error instanceof Refused) {
+          refusals.inc({ reason: error.status === 401 ? 'unauthorized' : 'invalid' });
+          return reply.code(error.status).send({ code: error.code, message: error.message });
+        }
         // The log cannot take the change now (disk full, store down): nothing was written.
         if (error instanceof PortcallError && error.retriable) {
           return reply.code(503).header('retry-after', '1').send({ code: error.code, message: error.message });
