@@ -468,6 +468,11 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   private readonly uncertain = new Map<string, HeldTopic>();
   /** Lanes whose last transaction ended with an unknown outcome; nothing is checked until settled. */
   private readonly unsettled = new Set<SenderLane>();
+  /**
+   * Set when a transaction with an unknown outcome was fenced: the instance that registered
+   * the id settled it already, so the maps need only be re-read, without taking the id back.
+   */
+  private rereadNeeded = false;
   /** Set when the index must be discarded and rebuilt (done by the catch-up, between runs). */
   private rebuildIndex = false;
   private readonly lanes = new Map<string, SenderLane>();
@@ -962,7 +967,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   private async claim(lane: SenderLane, keys: ReadonlySet<string>): Promise<boolean> {
     let waited = false;
     for (;;) {
-      if (this.unsettled.size > 0) return false;
+      if (this.unsettled.size > 0 || this.rereadNeeded) return false;
       let free = this.exclusiveWaiting === 0 && !this.exclusiveActive;
       if (free) {
         for (const key of keys) {
@@ -1002,6 +1007,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       lane.producer ??= await this.connectProducer(lane.transactionalId);
       const foreign = await this.readState();
       this.unsettled.clear();
+      this.rereadNeeded = false;
       if (foreign > 0 && this.index !== undefined) {
         // Another instance (that served this sender meanwhile) committed records this index
         // never saw, maybe below positions it already counts as complete: rebuilt from Kafka.
@@ -1014,7 +1020,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
 
   private async commitGroup(lane: SenderLane, group: readonly PendingReplicate[]): Promise<void> {
     let calls = group;
-    if (lane.producer === undefined || this.unsettled.size > 0) {
+    if (lane.producer === undefined || this.unsettled.size > 0 || this.rereadNeeded) {
       // A resend of records already held is answered from memory, even while Kafka is away.
       calls = calls.filter((call) => !this.answerFromMemory(call));
       if (calls.length === 0) return;
@@ -1022,7 +1028,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     const keys = new Set<string>();
     for (const call of calls) for (const record of call.records) keys.add(topicKey(record.stream, record.topic));
     for (;;) {
-      if (lane.producer === undefined || this.unsettled.size > 0) {
+      if (lane.producer === undefined || this.unsettled.size > 0 || this.rereadNeeded) {
         try {
           await this.register(lane);
         } catch (error) {
@@ -1037,6 +1043,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     }
     const partitions = new Set<string>();
     let outcome: 'none' | 'ok' | 'failed' | 'unknown' = 'none';
+    let fencedOutcome = false;
     const staged = new Map<string, StagedTopic>();
     const stagedForUncertainty = staged;
     try {
@@ -1073,6 +1080,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         } catch (error) {
           outcome = (error as { commitSent?: boolean }).commitSent === true ? 'unknown' : 'failed';
           const fenced = isFencing(error);
+          fencedOutcome = fenced;
           if (fenced) {
             lane.fenced += 1;
             this.fencedTotal += 1;
@@ -1111,7 +1119,10 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         // Kafka may hold this transaction: the index catches up from before it, and the maps
         // are re-read when the lane registers its id again (see register).
         for (const [key, entry] of stagedForUncertainty) this.uncertain.set(key, entry.held);
-        this.unsettled.add(lane);
+        // A fenced lane's id now belongs to another instance, which settled the transaction when
+        // it registered; registering it again here would take the sender back from it.
+        if (fencedOutcome) this.rereadNeeded = true;
+        else this.unsettled.add(lane);
         this.markIndexDirty();
       }
       for (const key of partitions) this.partitionInFlight.set(key, this.partitionInFlight.get(key)! - 1);
