@@ -68,6 +68,7 @@ import {
   writeMeta,
 } from './schema.js';
 import { openIndexFile, TopicIndexer } from './topic-indexer.js';
+import { TopicTable } from './topic-table.js';
 import type { IndexerReply } from './indexer-worker.js';
 
 const DEFAULT_MAX_RECORDS = 1000;
@@ -161,8 +162,8 @@ interface StreamState {
   readonly insert: Statement;
   /** Inserts ROWS_PER_INSERT rows at once. */
   readonly insertMany: Statement;
-  /** The stream's topics by name (nested maps: no key string is built per record). */
-  readonly topics: Map<string, TopicState>;
+  /** The stream's topics by name (per stream: no key string is built per record). */
+  readonly topics: TopicTable<TopicState>;
   /** Bound values of rows not yet inserted in the current flush, COLUMNS per row. */
   readonly rows: unknown[];
   rowCount: number;
@@ -385,7 +386,7 @@ export class SqliteLog implements SiteLog {
       name,
       insert: this.db.prepare(insertSql + row),
       insertMany: this.db.prepare(insertSql + new Array(ROWS_PER_INSERT).fill(row).join(', ')),
-      topics: new Map(),
+      topics: new TopicTable<TopicState>(),
       rows: new Array(ROWS_PER_INSERT * COLUMNS).fill(null),
       rowCount: 0,
       nextPosition: 1,
@@ -421,7 +422,7 @@ export class SqliteLog implements SiteLog {
       const stream = this.streamsById.get(streamId);
       if (stream === undefined) continue;
       const state = newTopicState(id, stream, name, firstOffset, droppedBytes);
-      stream.topics.set(name, state);
+      stream.topics.add(state);
       this.topicsById.set(id, state);
     }
 
@@ -707,9 +708,10 @@ export class SqliteLog implements SiteLog {
       state.lastMarkMs = state.savedLastMarkMs;
       state.rowCount = 0;
     }
-    for (const topic of changes.createdTopics) {
-      topic.stream.topics.delete(topic.name);
-      this.topicsById.delete(topic.id);
+    if (changes.createdTopics.length > 0) {
+      const created = new Set(changes.createdTopics);
+      for (const stream of new Set(changes.createdTopics.map((topic) => topic.stream))) stream.topics.remove(created);
+      for (const topic of changes.createdTopics) this.topicsById.delete(topic.id);
     }
     for (const stream of changes.createdStreams) {
       this.streams.delete(stream.name);
@@ -751,7 +753,7 @@ export class SqliteLog implements SiteLog {
     if (state === undefined) {
       const id = Number(this.sql.insertTopic.run(stream.id, name).lastInsertRowid);
       state = newTopicState(id, stream, name, 0, 0);
-      stream.topics.set(name, state);
+      stream.topics.add(state);
       this.topicsById.set(id, state);
       changes.createdTopics.push(state);
     }
