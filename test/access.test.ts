@@ -412,6 +412,34 @@ describe('access control: roles, organisations and long topics', () => {
     expect(admin.statusCode).toBe(401);
   });
 
+  it('a long-lived RecordFilter (a replication link, a live connection) stops admitting at revocation, expiry or disablement', async () => {
+    site = await accessSite();
+    await voyage(site);
+    await readings(site, 'R01', 1);
+    const [record] = await site.log.readTopic('containers', 'R01', 0);
+    const revoked = await site.token('bob');
+    const expiring = await site.token('bob', iso(site.clock.nowMs + 60_000));
+    const disabled = await site.token('bob');
+    const filters = [revoked, expiring, disabled].map((token) => site.access.filterForToken(token)!);
+    expect(filters.map((filter) => filter.admit(record!) !== undefined)).toEqual([true, true, true]);
+    await site.admin('DELETE', `/v1/access/tokens/${revoked.split('_')[1]}`);
+    expect(filters.map((filter) => filter.admit(record!) !== undefined)).toEqual([false, true, true]);
+    site.clock.nowMs += 60_000;
+    expect(filters.map((filter) => filter.admit(record!) !== undefined)).toEqual([false, false, true]);
+    expect(filters[2]!.mayHold('containers', 'R01')).toBe(true);
+    await site.admin('DELETE', '/v1/access/principals/bob');
+    expect(filters.map((filter) => filter.admit(record!) !== undefined)).toEqual([false, false, false]);
+    expect(filters[2]!.mayHold('containers', 'R01')).toBe(false);
+    // The bootstrap token's principal name is reserved.
+    const bootstrapName = await site.app.inject({
+      method: 'POST',
+      url: '/v1/access/principals',
+      payload: { id: 'bootstrap', org: 'bigblue', roles: ['carrier-ops'] },
+      headers: { authorization: `Bearer ${BOOTSTRAP}` },
+    });
+    expect(bootstrapName.statusCode).toBe(400);
+  });
+
   it('latest and pages find a window far back in a long topic of large records', async () => {
     site = await accessSite();
     const tokens = await voyage(site);

@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { PortcallError, RateLimitedError, type RecordAppender } from '../../core/index.js';
-import { ROLE_ORG_KINDS, type AccessPolicy, type Viewer } from './policy.js';
+import { BOOTSTRAP_PRINCIPAL, ROLE_ORG_KINDS, type AccessPolicy, type Viewer } from './policy.js';
 import type { AccessProjector } from './projector.js';
 import type { FixedWindowLimiter } from './rate-limit.js';
 import { ORG_KINDS, ROLES, idSchema, signedRecord, type AccessRecord, type CustodyRecord } from './records.js';
@@ -139,6 +139,7 @@ export function registerAccessAdminRoutes(app: FastifyInstance, options: AdminRo
     '/v1/access/principals',
     handle(async (request, viewer) => {
       const body = parse(bodies.principal, request.body);
+      if (body.id === BOOTSTRAP_PRINCIPAL) throw new Refused(400, 'INVALID_INPUT', `id: "${BOOTSTRAP_PRINCIPAL}" is the bootstrap token's principal`);
       mustExist('organisation', body.org, state().orgs);
       const org = state().orgs.get(body.org)!;
       for (const role of body.roles) {

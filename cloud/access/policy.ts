@@ -57,6 +57,8 @@ const PORT_MOVEMENTS = new Set(['arrived', 'departed', 'unloaded']);
 export interface Viewer {
   readonly principal: Principal;
   readonly org: Org;
+  /** The token it presented (absent for the bootstrap token, which only the configuration revokes). */
+  readonly tokenId?: string;
 }
 
 /** The principal the bootstrap admin token stands for: it may manage access, and read nothing. */
@@ -71,6 +73,12 @@ export interface AccessPolicyOptions {
 }
 
 const DUMMY_HASH = hashToken('pct_0000000000000000_not-a-token');
+
+/** Who the bootstrap admin token stands for: it manages access, and reads nothing. */
+const BOOTSTRAP_VIEWER: Viewer = {
+  principal: { id: BOOTSTRAP_PRINCIPAL, org: BOOTSTRAP_PRINCIPAL, kind: 'service', roles: ['access-admin'], disabled: false, changedBy: 'config', changedAtMs: 0 },
+  org: { id: BOOTSTRAP_PRINCIPAL, kind: 'carrier', changedBy: 'config', changedAtMs: 0 },
+};
 
 export class AccessPolicy {
   private readonly now: () => number;
@@ -96,19 +104,21 @@ export class AccessPolicy {
     const matchesIssued = tokenMatches(presented, entry?.sha256 ?? DUMMY_HASH);
     const matchesBootstrap = tokenMatches(presented, this.options.bootstrapSha256 ?? DUMMY_HASH) && this.options.bootstrapSha256 !== undefined;
     if (token === undefined) return undefined;
-    if (matchesBootstrap) {
-      return {
-        principal: { id: BOOTSTRAP_PRINCIPAL, org: BOOTSTRAP_PRINCIPAL, kind: 'service', roles: ['access-admin'], disabled: false, changedBy: 'config', changedAtMs: 0 },
-        org: { id: BOOTSTRAP_PRINCIPAL, kind: 'carrier', changedBy: 'config', changedAtMs: 0 },
-      };
-    }
-    if (entry === undefined || !matchesIssued || entry.revoked) return undefined;
+    if (matchesBootstrap) return BOOTSTRAP_VIEWER;
+    if (entry === undefined || !matchesIssued) return undefined;
+    return this.current(entry.tokenId);
+  }
+
+  /** The viewer a token stands for now: undefined once it is revoked or expired, or its principal or organisation is gone or disabled. */
+  private current(tokenId: string): Viewer | undefined {
+    const entry = this.state.tokens.get(tokenId);
+    if (entry === undefined || entry.revoked) return undefined;
     if (entry.expiresAtMs !== undefined && this.now() >= entry.expiresAtMs) return undefined;
     const principal = this.state.principals.get(entry.principal);
     if (principal === undefined || principal.disabled) return undefined;
     const org = this.state.orgs.get(principal.org);
     if (org === undefined) return undefined;
-    return { principal, org };
+    return { principal, org, tokenId };
   }
 
   /** Whether the viewer may change access records. */
@@ -212,11 +222,16 @@ export class AccessPolicy {
     };
   }
 
-  /** A filter stays valid only while its principal is (a long-lived path re-checks every record). */
+  /**
+   * A filter stays valid only while its token is (a long-lived path, such as a replication
+   * link or a live connection, re-checks on every record): revoked, expired, principal
+   * disabled or moved to another organisation, and it admits nothing more.
+   */
   private live(viewer: Viewer): boolean {
-    if (viewer.principal.id === BOOTSTRAP_PRINCIPAL) return true;
-    const principal = this.state.principals.get(viewer.principal.id);
-    return principal !== undefined && !principal.disabled && principal.org === viewer.org.id;
+    if (viewer === BOOTSTRAP_VIEWER) return true;
+    if (viewer.tokenId === undefined) return false;
+    const now = this.current(viewer.tokenId);
+    return now !== undefined && now.principal.id === viewer.principal.id && now.org.id === viewer.org.id && now.org.kind === viewer.org.kind;
   }
 
   /** The ReadAccess the read API is handed: rate limit, then authenticate, then a filtered reader. */
