@@ -22,6 +22,8 @@ import type { SqliteLog } from '../edge/log/index.js';
 
 type GuardedLog = Pick<SqliteLog, 'append' | 'latest' | 'topicStats'>;
 
+const MISS = Symbol('miss');
+
 export class WriterGuard implements RecordAppender {
   private readonly writers = new Map<string, { nextOffset: number; writer: string | undefined }>();
   /** Topics this site handed over: to whom, and the next offset after the handoff record (Infinity while it commits). */
@@ -67,12 +69,26 @@ export class WriterGuard implements RecordAppender {
     return !this.handedOver.has(key) && (writer === undefined || writer === this.site);
   }
 
+  /** The writer as cached, without reading the log; `miss` when the topic moved since. */
+  private cachedWriter(key: string, stream: string, topic: string): string | undefined | typeof MISS {
+    const stats = this.log.topicStats(stream, topic);
+    if (stats === undefined || stats.nextOffset === 0) return this.handedOver.has(key) ? MISS : undefined;
+    const cached = this.writers.get(key);
+    return cached !== undefined && cached.nextOffset === stats.nextOffset && !this.handedOver.has(key) ? cached.writer : MISS;
+  }
+
   async append(records: readonly NewRecord[]): Promise<LogRecord[]> {
     const writers = new Map<string, string | undefined>();
+    const misses: Promise<void>[] = [];
     for (const record of records) {
       const key = `${record.stream}\u0000${record.topic}`;
-      if (!writers.has(key)) writers.set(key, await this.writerOf(record.stream, record.topic));
+      if (writers.has(key)) continue;
+      const cached = this.cachedWriter(key, record.stream, record.topic);
+      writers.set(key, cached === MISS ? undefined : cached);
+      if (cached === MISS) misses.push(this.writerOf(record.stream, record.topic).then((writer) => void writers.set(key, writer)));
     }
+    // Only topics that moved since this site last looked (a replicated record, a handoff) are read.
+    if (misses.length > 0) await Promise.all(misses);
     // From here to the log's append nothing awaits, so a handoff cannot slip in between.
     const kept: NewRecord[] = [];
     for (const record of records) {
@@ -90,7 +106,10 @@ export class WriterGuard implements RecordAppender {
       }
     }
     if (kept.length === 0) return [];
-    return this.log.append(kept);
+    const stored = await this.log.append(kept);
+    // This site wrote them as the writer: remember, so the next append reads nothing.
+    for (const record of stored) this.writers.set(`${record.stream}\u0000${record.topic}`, { nextOffset: record.offset + 1, writer: this.site });
+    return stored;
   }
 
   /**

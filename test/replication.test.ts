@@ -72,7 +72,7 @@ describe('replication on a graph with a cycle', () => {
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('four sites under flaps and kill -9s end up with the identical records, each once', { timeout: 150_000 }, async () => {
+  it('four sites under flaps and kill -9s end up with the identical records, each once', { timeout: 200_000 }, async () => {
     const dir = tempDir('replication');
     dirs.push(dir);
     const net = await SiteNet.create(
@@ -119,10 +119,15 @@ describe('replication on a graph with a cycle', () => {
       proxy.resume();
       proxy.setUp();
     }
-    for (const writer of writers.splice(0)) {
-      expect(writer.acknowledged).toBeGreaterThan(500);
-      await writer.stop();
-    }
+    // Every port's devices got a fair amount written (on a loaded machine a site killed early may
+    // take many seconds to come back, so they keep publishing until then, bounded).
+    await eventually(
+      () => writers.every((writer) => writer.acknowledged >= 500),
+      60_000,
+      () => writers.map((writer) => `${writer.site}: ${writer.acknowledged} acknowledged`).join(', ') + net.exited(),
+      200,
+    );
+    for (const writer of writers.splice(0)) await writer.stop();
 
     // Quiescence: every link of every site has nothing left to send, twice in a row.
     let quietRounds = 0;
