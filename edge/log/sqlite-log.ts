@@ -35,6 +35,8 @@
  *    only disk pressure may, and every such drop is counted and logged.
  * 6. Positions are never reused: the lowest position retention left is kept per stream.
  * 7. SQL never contains a topic or stream name: names are bound parameters mapped to ids.
+ *    In memory a topic is found by its stream, then by name in the stream's TopicTable,
+ *    which confirms every hit by comparing the whole name (so no two topics are confused).
  */
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
