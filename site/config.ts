@@ -345,6 +345,12 @@ export const siteConfigSchema = z
         excursionMinutes: z.number().positive().default(30),
       })
       .optional(),
+    /** The customer portal (docs/PORTAL.md) under /portal/ on the HTTP port: on by default at sites with `ingest:` and the embedded log. */
+    portal: z
+      .strictObject({
+        enabled: z.boolean(),
+      })
+      .optional(),
   })
   .superRefine((config, context) => {
     if (config.log.backend === 'kafka' && config.log.kafka === undefined) {

@@ -21,6 +21,7 @@ import { siteServerFactory, type SiteHttpTls } from './http-server.js';
 import { registerHandoffRoute } from './handoff-route.js';
 import { WriterGuard } from './writer-guard.js';
 import { ACCESS_OFF_WARNING, startSiteAccess } from './access.js';
+import { startSitePortal } from './portal.js';
 
 export interface SiteStats {
   readonly gatewayMessagesStored: number;
@@ -427,6 +428,23 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         const body = healthBody();
         return reply.code(body.status === 'unavailable' ? 503 : 200).send(body);
       });
+      // The customer portal (docs/PORTAL.md): on by default at shore sites on the embedded log.
+      if (sqliteLog !== undefined && (config.portal?.enabled ?? config.ingest !== undefined)) {
+        const portal = startSitePortal(app, {
+          source: sqliteLog,
+          access,
+          operations: () => ({
+            health: healthBody(),
+            ingest: ingestStats?.() ?? null,
+            links: forwarders.map(({ name, forwarder, control }) => ({ name, state: forwarder.condition().state, ...control.status() })),
+          }),
+          logger,
+          registry,
+        });
+        closers.push(async () => portal.stop());
+      } else if (config.portal?.enabled === true) {
+        logger.warn('portal: not started, it follows the site log through StreamSource, which the Kafka log does not offer yet');
+      }
       app.get('/metrics', async (_request, reply) => {
         reply.header('content-type', registry.contentType);
         return registry.metrics();

@@ -33,10 +33,14 @@ export class PortalProjector {
     this.model = options.model ?? new PortalReadModel();
   }
 
-  /** Reads everything held, then follows. */
-  async start(): Promise<void> {
+  /**
+   * Follows the log from now on and reads everything held in the background; the returned
+   * promise resolves once what was held at the call has been folded in (pages served before
+   * then show what has been read so far).
+   */
+  start(): Promise<void> {
     for (const stream of PORTAL_STREAMS) this.dirty.add(stream);
-    await this.catchUp();
+    const caughtUp = this.catchUp();
     this.unsubscribe = this.options.source.onDurable((stream) => {
       if (!PORTAL_STREAMS.includes(stream)) return;
       this.dirty.add(stream);
@@ -47,6 +51,7 @@ export class PortalProjector {
       void this.catchUp();
     }, this.options.pollIntervalMs ?? 1000);
     this.timer.unref();
+    return caughtUp;
   }
 
   /** Calls the listener with every batch of records folded in from now on; returns an unsubscribe. */

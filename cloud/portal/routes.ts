@@ -144,6 +144,11 @@ export function registerPortalRoutes(app: FastifyInstance, options: PortalRoutes
   app.get('/portal/api/operations', api('operations', (audience) => (audience.operations ? options.operations() : undefined)));
 
   const maxBurst = options.maxLiveEventsPerBurst ?? 2000;
+  // Live connections never end on their own: end them when the site closes its listener.
+  const openStreams = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const close of [...openStreams]) close();
+  });
   const heartbeatMs = options.heartbeatMs ?? 15_000;
   app.get('/portal/api/events', async (request, reply) => {
     try {
@@ -165,9 +170,11 @@ export function registerPortalRoutes(app: FastifyInstance, options: PortalRoutes
       closed = true;
       unsubscribe();
       clearInterval(heartbeat);
+      openStreams.delete(close);
       live?.dec();
       raw.end();
     };
+    openStreams.add(close);
     const unsubscribe = projector.onRecords((records) => {
       // Asked again for every burst: a revoked token or an ended window stops the flow at once.
       const audience = options.authenticate(authorization);

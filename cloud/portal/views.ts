@@ -47,7 +47,7 @@ export function alertOf(record: LogRecord): Json {
   return {
     id: `${record.origin}/${record.topic}/${record.offset}`,
     subject: record.topic,
-    at: iso(record.eventTimeMs),
+    at: iso(typeof body.ts === 'number' && Number.isFinite(body.ts) ? body.ts : record.eventTimeMs),
     kind: body.kind ?? record.headers['alert-kind'] ?? 'alert',
     ...pick(body, ['container', 'ship', 'lastSeen', 'shockG', 'shockAt', 'separationNm', 'tempC', 'setpointC', 'since', 'lat', 'lon', 'silentForMs', 'lastReading', 'stream', 'topic']),
   };
