@@ -77,8 +77,8 @@ export class Series {
   }
 
   /** Adds a record; a `peakOnly` one (a device event) may stand for its bucket's peak, never for its first reading. */
-  add(record: LogRecord, peakOnly = false): void {
-    this.put(Math.floor(record.eventTimeMs / this.widthMs), peakOnly ? undefined : record, record, this.peakOf(record));
+  add(record: LogRecord, peakOnly = false, peakValue = this.peakOf(record)): void {
+    this.put(Math.floor(record.eventTimeMs / this.widthMs), peakOnly ? undefined : record, record, peakValue);
     while (this.buckets.size > this.maxBuckets) this.coarsen();
   }
 
@@ -191,7 +191,7 @@ export class PortalReadModel {
         model.recent.add(record);
         if (body === undefined) return;
         // A device event (door, shock) carries no temperature: it may be a bucket's shock peak, never its reading.
-        model.series.add(record, typeof body.event === 'string');
+        model.series.add(record, typeof body.event === 'string', num(body.shockG) ?? 0);
         return;
       }
       case 'manifests': {
@@ -205,7 +205,7 @@ export class PortalReadModel {
         const model = this.ship(record.topic);
         if (num(body.lat) !== undefined && num(body.lon) !== undefined) {
           model.positions.add(record);
-          model.track.add(record);
+          model.track.add(record, false, 0);
           if (body.status === 'berthed' && typeof body.port === 'string') {
             const held = model.lastBerthed.get(body.port);
             if (held === undefined || record.eventTimeMs > held) model.lastBerthed.set(body.port, record.eventTimeMs);
