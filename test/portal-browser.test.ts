@@ -4,7 +4,8 @@
  * DESIGN.md from the fleet simulation (sent as a ship's link would, POST /v1/batches):
  * ToyCo signs in and sees only its containers on the map and in lists, opens Y07 after the
  * overboard alert and sees its last-seen position; RedCo signs in and finds nothing of Y07;
- * a reading that reaches the site appears in an open page without a reload, within 2 s.
+ * a reading that reaches the site appears in an open page without a reload, within 2 s;
+ * carrier operations see the ship, every container and the site's health.
  * Screenshots go to test-artifacts/portal/.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -193,6 +194,21 @@ describe.skipIf(!haveChromium)('portal in a real browser', () => {
     expect(errors).toEqual([]);
     await page.close();
   }, 60_000);
+
+  it('carrier operations see the ship and every container on the map, and the site\'s health', async () => {
+    const page = await context.newPage();
+    await signIn(page, tokens.ops!);
+    await page.locator('#map').waitFor();
+    expect(await page.locator('#map [data-ship]').evaluateAll((marks) => marks.map((mark) => mark.getAttribute('data-ship')))).toEqual(['AURORA']);
+    const onMap = await page.locator('#map [data-container]').evaluateAll((marks) => marks.map((mark) => mark.getAttribute('data-container')));
+    expect(onMap).toEqual(expect.arrayContaining(['B01', 'R01', 'Y07']));
+    expect(onMap).toHaveLength(18);
+    await page.screenshot({ path: join(ARTIFACTS, 'ops-map.png'), fullPage: true });
+    await page.getByRole('link', { name: 'Operations' }).click();
+    await expect.poll(() => page.locator('#site-health').textContent()).toBe('ok');
+    await page.screenshot({ path: join(ARTIFACTS, 'ops-operations.png'), fullPage: true });
+    await page.close();
+  }, 30_000);
 
   it('RedCo finds nothing of Y07, in pages or in the API', async () => {
     const page = await context.newPage();
