@@ -1,7 +1,22 @@
 import { pino, type Logger } from 'pino';
+import { countLogLine, startCountingLogLines } from '../site/log-problems.js';
 
 /** JSON logs to stderr (stdout stays for a command's own output), or to a file for the demo. */
 export function createLogger(options: { level?: string; file?: string } = {}): Logger {
   const destination = options.file === undefined ? pino.destination(2) : pino.destination({ dest: options.file, mkdir: true, sync: false });
-  return pino({ level: options.level ?? process.env.LOG_LEVEL ?? 'info', base: { pid: process.pid } }, destination);
+  startCountingLogLines();
+  return pino(
+    {
+      level: options.level ?? process.env.LOG_LEVEL ?? 'info',
+      base: { pid: process.pid },
+      // Warn and error lines of the last hour, for `portcall status` (site/log-problems.ts).
+      hooks: {
+        logMethod(args, method, level) {
+          countLogLine(level);
+          method.apply(this, args);
+        },
+      },
+    },
+    destination,
+  );
 }

@@ -13,6 +13,7 @@ import { registerLogCommand } from './log-command.js';
 import { registerProxyCommand } from './proxy-command.js';
 import { registerAccessCommand } from './access-command.js';
 import { registerVerifyCommand } from './verify-command.js';
+import { registerStatusCommand } from './status-command.js';
 
 function integer(name: string, min: number, max: number) {
   return (raw: string): number => {
@@ -285,6 +286,7 @@ export function buildProgram(): Command {
   registerProxyCommand(program);
   registerAccessCommand(program);
   registerVerifyCommand(program);
+  registerStatusCommand(program);
 
   return program;
 }

@@ -22,6 +22,7 @@ import { registerHandoffRoute } from './handoff-route.js';
 import { WriterGuard } from './writer-guard.js';
 import { ACCESS_OFF_WARNING, startSiteAccess } from './access.js';
 import { startSitePortal } from './portal.js';
+import { registerStatusRoute } from './status-route.js';
 
 export interface SiteStats {
   readonly gatewayMessagesStored: number;
@@ -152,6 +153,7 @@ export interface StartSiteOptions {
 
 export async function startSite(config: SiteConfig, options: StartSiteOptions): Promise<RunningSite> {
   const logger = options.logger.child({ site: config.site });
+  const startedAtMs = Date.now();
   const registry = new Registry();
   registry.setDefaultLabels({ site: config.site });
   collectDefaultMetrics({ register: registry });
@@ -427,6 +429,28 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       app.get('/readyz', async (_request, reply) => {
         const body = healthBody();
         return reply.code(body.status === 'unavailable' ? 503 : 200).send(body);
+      });
+      // One screen of the site for `portcall status` (site/status-route.ts).
+      const statusLogDir = join(config.dataDir, config.site);
+      registerStatusRoute(app, {
+        site: config.site,
+        backend: config.log.backend,
+        log: sqliteLog,
+        fileBytes: () => {
+          let bytes = 0;
+          try {
+            for (const name of readdirSync(statusLogDir)) if (name.includes('.sqlite')) bytes += statSync(join(statusLogDir, name)).size;
+          } catch {
+            // No log directory (a Kafka site without its index yet).
+          }
+          return bytes;
+        },
+        health: healthBody,
+        ingest: ingestStats === undefined ? undefined : () => ({ ...ingestStats!() }),
+        peers: config.ingest?.peers.map((peer) => peer.site) ?? [],
+        links: () => forwarders.map(({ name, forwarder, control }) => ({ name, state: forwarder.condition().state, ...control.status() })),
+        registry,
+        startedAtMs,
       });
       // The customer portal (docs/PORTAL.md): on by default at shore sites on the embedded log.
       if (sqliteLog !== undefined && (config.portal?.enabled ?? config.ingest !== undefined)) {
