@@ -132,6 +132,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoHandle> {
         `portcall demo: ship AURORA → shore TOKYO (${options.kafka ? 'Apache Kafka' : 'embedded SQLite'} log)`,
         `  MQTT gateway:   ${mqttUrl}   (topics bigblue/containers/<id>/<sensor>)`,
         `  shore read API: ${shoreUrl}/v1/streams/containers/topics/${ids[0]}/latest`,
+        ...(options.kafka ? [] : [`  portal:         ${shoreUrl}/portal/   (open site: any token signs in)`]),
         `  metrics:        ${shoreUrl}/metrics   ${edge.httpUrl!}/metrics`,
         `  logs:           ${options.logFile}`,
         `Ctrl-C stops everything.`,

@@ -134,6 +134,9 @@ describe.skipIf(!haveChromium)('portal in a real browser', () => {
     const page = await context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
+    page.on('console', (message) => {
+      if (message.type() === 'error' && /Content Security Policy/i.test(message.text())) errors.push(message.text());
+    });
     await signIn(page, tokens.alice!);
 
     // The map: only ToyCo's containers, no ship (ToyCo may not read the ships stream).

@@ -64,6 +64,9 @@ const STATIC: Readonly<Record<string, string>> = {
   'style.css': 'text/css; charset=utf-8',
 };
 
+/** Pages load only their own files and talk only to their own site; no framing. */
+const CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 const NOT_FOUND = { code: 'NOT_FOUND', message: 'not found' };
 
 export function registerPortalRoutes(app: FastifyInstance, options: PortalRoutesOptions): void {
@@ -85,7 +88,12 @@ export function registerPortalRoutes(app: FastifyInstance, options: PortalRoutes
   const sendStatic = (reply: FastifyReply, name: string) => {
     const type = STATIC[name];
     if (type === undefined || STATIC_DIR === undefined) return reply.code(404).send(NOT_FOUND);
-    return reply.header('content-type', type).header('cache-control', 'no-cache').send(load(join(STATIC_DIR, name)));
+    return reply
+      .header('content-type', type)
+      .header('cache-control', 'no-cache')
+      .header('content-security-policy', CSP)
+      .header('x-content-type-options', 'nosniff')
+      .send(load(join(STATIC_DIR, name)));
   };
   app.get('/portal/:file', async (request, reply) => sendStatic(reply, (request.params as { file: string }).file));
   app.get('/portal/vendor/:file', async (request, reply) => {
