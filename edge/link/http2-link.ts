@@ -147,46 +147,14 @@ export class Http2Link {
    * does not know.
    */
   async positions(incarnation: string): Promise<Record<string, number>> {
-    const session = await this.connect();
-    return new Promise((resolve, reject) => {
-      let stream: ClientHttp2Stream;
-      try {
-        stream = session.request({
-          ':method': 'GET',
-          ':path': `/v1/positions?incarnation=${encodeURIComponent(incarnation)}`,
-          authorization: `Bearer ${this.options.token}`,
-        });
-      } catch (error) {
-        reject(this.transportError(error));
-        return;
-      }
-      const timeoutMs = this.options.requestTimeoutMs ?? 30_000;
-      stream.setTimeout(timeoutMs, () => {
-        stream.close(http2.NGHTTP2_CANCEL);
-        reject(new LinkError(`${this.origin} did not answer within ${timeoutMs} ms`, { retriable: true, reason: 'timeout' }));
-      });
-      let status = 0;
-      const chunks: Buffer[] = [];
-      stream.on('response', (headers) => (status = Number(headers[':status'] ?? 0)));
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('error', (error) => reject(this.transportError(error)));
-      stream.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        // A peer without the route (an older version) simply does not know.
-        if (status === 404) return resolve({});
-        if (status !== 200) return reject(status === 0 ? this.transportError(new Error('no response')) : this.refusal(status, text));
-        try {
-          const parsed = JSON.parse(text) as { positions?: Record<string, unknown> };
-          const positions: Record<string, number> = {};
-          for (const [name, value] of Object.entries(parsed.positions ?? {})) {
-            if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) positions[name] = value;
-          }
-          resolve(positions);
-        } catch {
-          reject(new LinkError(`${this.origin} answered positions with a body that is not JSON`, { retriable: true, reason: 'bad-ack' }));
-        }
-      });
-    });
+    // A peer without the route (an older version) simply does not know.
+    const parsed = (await this.getJson(`/v1/positions?incarnation=${encodeURIComponent(incarnation)}`)) as { positions?: Record<string, unknown> } | null | undefined;
+    const positions: Record<string, number> = {};
+    if (typeof parsed !== 'object' || parsed === null) return positions;
+    for (const [name, value] of Object.entries(parsed.positions ?? {})) {
+      if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) positions[name] = value;
+    }
+    return positions;
   }
 
   /**

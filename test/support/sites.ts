@@ -136,10 +136,9 @@ export class SiteNet {
   }
 }
 
-/** Every record a log holds, as `origin|stream|topic|offset|sha256(payload)`. */
-export async function recordSet(path: string, siteId: string): Promise<Set<string>> {
+/** Calls `visit` with every record a log holds, stream by stream in the log's order. */
+async function eachRecord(path: string, siteId: string, visit: (record: LogRecord) => void): Promise<void> {
   const log = SqliteLog.open({ siteId, path, indexer: 'inline', retentionIntervalMs: 0 });
-  const records = new Set<string>();
   try {
     for (const stream of log.listStreams()) {
       let position = 0;
@@ -147,12 +146,18 @@ export async function recordSet(path: string, siteId: string): Promise<Set<strin
         const page = await log.readStream(stream, position, { maxRecords: 20_000, maxBytes: 64 * 1024 * 1024 });
         if (page.records.length === 0) break;
         position = page.nextPosition;
-        for (const record of page.records) records.add(identityLine(record));
+        for (const record of page.records) visit(record);
       }
     }
   } finally {
     await log.close();
   }
+}
+
+/** Every record a log holds, as `origin|stream|topic|offset|sha256(payload)`. */
+export async function recordSet(path: string, siteId: string): Promise<Set<string>> {
+  const records = new Set<string>();
+  await eachRecord(path, siteId, (record) => records.add(identityLine(record)));
   return records;
 }
 
@@ -162,21 +167,8 @@ export function identityLine(record: LogRecord): string {
 
 /** How many records a log holds (count of stream positions, duplicates included). */
 export async function storedCount(path: string, siteId: string): Promise<number> {
-  const log = SqliteLog.open({ siteId, path, indexer: 'inline', retentionIntervalMs: 0 });
   let count = 0;
-  try {
-    for (const stream of log.listStreams()) {
-      let position = 0;
-      for (;;) {
-        const page = await log.readStream(stream, position, { maxRecords: 20_000, maxBytes: 64 * 1024 * 1024 });
-        if (page.records.length === 0) break;
-        position = page.nextPosition;
-        count += page.records.length;
-      }
-    }
-  } finally {
-    await log.close();
-  }
+  await eachRecord(path, siteId, () => (count += 1));
   return count;
 }
 
