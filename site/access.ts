@@ -6,12 +6,19 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ConfigError, type RecordAppender, type StreamSource, type TopicReader } from '../core/index.js';
-import { startAccess, type RunningAccess } from '../cloud/access/index.js';
+import { ACCESS_STREAM, CUSTODY_STREAM, CUSTODY_TOPIC, startAccess, type RunningAccess } from '../cloud/access/index.js';
 import type { AccessConfig } from './config.js';
 
 /** Said at start and on /healthz when a site with a read API has no `access:` section. */
 export const ACCESS_OFF_WARNING =
   'access control is off (no access: section): every topic on this site is readable by anyone who can reach its HTTP port';
+
+/**
+ * Log topics only the site writes (through the access admin API): the whole `access` stream
+ * and `manifests/custody`. The gateway refuses device and bridge messages mapped there, at
+ * every site, whether or not it enforces access itself (the records replicate to those that do).
+ */
+export const RESERVED_ACCESS_TOPICS: readonly { stream: string; topic?: string }[] = [{ stream: ACCESS_STREAM }, { stream: CUSTODY_STREAM, topic: CUSTODY_TOPIC }];
 
 function readSecret(path: string, field: string, minLength: number): Buffer {
   let bytes: Buffer;

@@ -20,7 +20,7 @@ import { DEFAULT_DROP_PRIORITY, DEFAULT_STREAM_PRIORITY, WEEKDAYS, type LinkConf
 import { siteServerFactory, type SiteHttpTls } from './http-server.js';
 import { registerHandoffRoute } from './handoff-route.js';
 import { WriterGuard } from './writer-guard.js';
-import { ACCESS_OFF_WARNING, startSiteAccess } from './access.js';
+import { ACCESS_OFF_WARNING, RESERVED_ACCESS_TOPICS, startSiteAccess } from './access.js';
 import { startSitePortal } from './portal.js';
 import { registerStatusRoute } from './status-route.js';
 
@@ -251,6 +251,8 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         // One writer per topic: readings for a topic another site writes are refused (writer-guard.ts).
         appender: writerGuard ?? sqliteLog,
         topicRules: mqtt.topicRules,
+        // Access records are written only through the access admin API, never by a device.
+        reservedTopics: RESERVED_ACCESS_TOPICS,
         streams: mqtt.streams,
         host: mqtt.host,
         port: mqtt.port,

@@ -14,6 +14,18 @@ import type { TopicMapper } from './topic-mapper.js';
 export interface IntakeLimits {
   readonly maxTopicLength: number;
   readonly maxTopicLevels: number;
+  /**
+   * Log topics no device or bridge may write, whatever the topic rules map to them: the
+   * access records (written only through the access admin API). Checked once per MQTT topic
+   * when its destination is first worked out, never per message.
+   */
+  readonly reservedTopics?: readonly ReservedTopic[];
+}
+
+/** A log topic reserved to the site itself; without `topic`, every topic of the stream. */
+export interface ReservedTopic {
+  readonly stream: string;
+  readonly topic?: string;
 }
 
 export interface Refusal {
@@ -84,6 +96,13 @@ export class MessageIntake {
     if (topic.startsWith('$')) return { reason: 'reserved-topic', message: 'topics starting with "$" are reserved' };
     const mapped = this.mapper.map(topic);
     if (mapped === undefined) return { reason: 'unmapped-topic', message: `no topic rule matches "${topic}"` };
+    const reserved = this.limits.reservedTopics?.find((entry) => entry.stream === mapped.stream && (entry.topic === undefined || entry.topic === mapped.topic));
+    if (reserved !== undefined) {
+      return {
+        reason: 'reserved-log-topic',
+        message: `"${topic}" maps to ${mapped.stream}/${mapped.topic}, which only the site writes (access records, through the access admin API)`,
+      };
+    }
     return {
       stream: mapped.stream,
       topic: mapped.topic,

@@ -31,7 +31,7 @@ import { rememberUnmatchedTopics } from './aedes-tuning.js';
 import { CommitBatcher, type DurableAppend } from './commit-batcher.js';
 import { mayPublish, maySubscribe, type DeviceDirectory, type DeviceIdentity } from './credentials.js';
 import { LivenessWatch } from './liveness.js';
-import { MessageIntake, UNCOUNTED_TAG, countCommitted, type Refusal } from './message-intake.js';
+import { MessageIntake, UNCOUNTED_TAG, countCommitted, type Refusal, type ReservedTopic } from './message-intake.js';
 import { GatewayMetrics } from './metrics.js';
 import { PacketTooLargeError, guardConnection } from './packet-size-guard.js';
 import type { PayloadKind } from './payload-policy.js';
@@ -75,6 +75,8 @@ export interface GatewayOptions {
   readonly websocket?: WebSocketListenerOptions;
   readonly maxTopicLength?: number;
   readonly maxTopicLevels?: number;
+  /** Log topics devices and the bridge may never write (the access records), refused as `reserved-log-topic`. */
+  readonly reservedTopics?: readonly ReservedTopic[];
   /** Largest MQTT packet (header included) a client may send; checked before buffering. */
   readonly maxPacketBytes?: number;
   /** Known devices and their access rules; without it every client is anonymous. */
@@ -178,7 +180,11 @@ export class MqttGateway {
     this.intake = new MessageIntake(
       new TopicMapper(options.topicRules),
       payloadKinds,
-      { maxTopicLength: options.maxTopicLength ?? 256, maxTopicLevels: options.maxTopicLevels ?? 16 },
+      {
+        maxTopicLength: options.maxTopicLength ?? 256,
+        maxTopicLevels: options.maxTopicLevels ?? 16,
+        ...(options.reservedTopics === undefined ? {} : { reservedTopics: options.reservedTopics }),
+      },
       this.batcher,
       this.liveness,
       this.metrics,
