@@ -54,13 +54,23 @@ describe.skipIf(!haveChromium)('portal in a real browser', () => {
   const tokens: Record<string, string> = {};
   let data: ReturnType<typeof voyage>;
 
+  /** Sends records as a ship's link would: at least once (a batch is resent after a connection error; the site drops duplicates). */
   const post = async (records: LogRecord[]) => {
-    const response = await fetch(new URL('/v1/batches', url), {
-      method: 'POST',
-      headers: { 'content-type': BATCH_CONTENT_TYPE, authorization: `Bearer ${PEER_TOKEN}` },
-      body: encodeBatch({ sender: 'AURORA', records }, Compression.None),
-    });
-    expect(response.status, await response.text()).toBe(200);
+    const body = encodeBatch({ sender: 'AURORA', records }, Compression.None);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const response = await fetch(new URL('/v1/batches', url), {
+          method: 'POST',
+          headers: { 'content-type': BATCH_CONTENT_TYPE, authorization: `Bearer ${PEER_TOKEN}` },
+          body,
+        });
+        expect(response.status, await response.text()).toBe(200);
+        return;
+      } catch (error) {
+        if (attempt >= 3 || !(error instanceof TypeError)) throw new Error(`${(error as Error).message}; shore output:\n${shore.output()}`, { cause: error });
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
   };
   const admin = async (path: string, body: unknown) => {
     const response = await fetch(new URL(path, url), { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -107,7 +117,7 @@ describe.skipIf(!haveChromium)('portal in a real browser', () => {
     for (const principal of ['ops', 'alice', 'rob']) tokens[principal] = (await admin('/v1/access/tokens', { principal })).token as string;
 
     data = voyage();
-    for (let index = 0; index < data.records.length; index += 10_000) await post(data.records.slice(index, index + 10_000));
+    for (let index = 0; index < data.records.length; index += 5000) await post(data.records.slice(index, index + 5000));
     // The detectors at the site raise Y07's overboard alert from what arrived.
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
@@ -207,6 +217,15 @@ describe.skipIf(!haveChromium)('portal in a real browser', () => {
     expect(onMap).toEqual(expect.arrayContaining(['B01', 'R01', 'Y07']));
     expect(onMap).toHaveLength(18);
     await page.screenshot({ path: join(ARTIFACTS, 'ops-map.png'), fullPage: true });
+    // Live on the map: B01 reports from somewhere new and its mark moves without a reload.
+    await expect.poll(() => page.locator('#live-status').textContent()).toContain('Live updates on');
+    const last = data.records.filter((record) => record.stream === 'containers' && record.topic === 'B01').at(-1)!;
+    const offset = data.next.get('containers/B01')!;
+    data.next.set('containers/B01', offset + 1);
+    const moved = { ...(JSON.parse(last.payload.toString()) as Record<string, unknown>), ts: last.eventTimeMs + 300_000, lat: -20, lon: 160 };
+    await post([{ ...last, offset, eventTimeMs: last.eventTimeMs + 300_000, payload: Buffer.from(JSON.stringify(moved)) }]);
+    await expect.poll(() => page.locator('#map a[data-container="B01"] circle').getAttribute('cx'), { timeout: 2000 }).toBe(String(160 + 180));
+    expect(await page.locator('#map a[data-container="B01"] circle').getAttribute('cy')).toBe(String(90 + 20));
     await page.getByRole('link', { name: 'Operations' }).click();
     await expect.poll(() => page.locator('#site-health').textContent()).toBe('ok');
     await page.screenshot({ path: join(ARTIFACTS, 'ops-operations.png'), fullPage: true });

@@ -348,10 +348,33 @@ async function renderOps() {
 
 // ---- live ----------------------------------------------------------------------------------
 
+/** Re-renders the current page once for a burst of events that change it. */
+let rerenderTimer;
+function rerender() {
+  if (rerenderTimer !== undefined) return;
+  rerenderTimer = setTimeout(() => {
+    rerenderTimer = undefined;
+    route();
+  }, 300);
+}
+
 function onLive(event) {
   if (event.type === 'resync') {
-    route();
+    rerender();
     return;
+  }
+  if (current.name === 'map' && typeof event.lat === 'number' && typeof event.lon === 'number') {
+    if (event.type === 'reading') {
+      const mark = document.querySelector(`#map a[data-container="${CSS.escape(event.container)}"] circle`);
+      if (mark) {
+        mark.setAttribute('cx', String(px(event.lon)));
+        mark.setAttribute('cy', String(py(event.lat)));
+      } else rerender();
+    } else if (event.type === 'ship') {
+      const mark = document.querySelector(`#map g[data-ship="${CSS.escape(event.ship)}"] path`);
+      if (mark) mark.setAttribute('transform', `translate(${px(event.lon)},${py(event.lat)})`);
+      else rerender();
+    }
   }
   if (event.type === 'reading' && current.name === 'container' && current.id === event.container && event.event === undefined) {
     const facts = $('#status-facts');
@@ -370,10 +393,10 @@ function onLive(event) {
       row.querySelector('.temp').textContent = `${fixed(event.tempC)} °C`;
       row.querySelector('.at').textContent = when(event.at);
     }
-  } else if (event.type === 'alert' && (current.name === 'alerts' || (current.name === 'container' && current.id === event.subject))) {
-    route();
-  } else if (event.type === 'movement' && (current.name === 'movements' || (current.name === 'container' && current.id === event.container))) {
-    route();
+  } else if (event.type === 'alert' && (current.name === 'alerts' || current.name === 'containers' || (current.name === 'container' && current.id === event.subject))) {
+    rerender();
+  } else if (event.type === 'movement' && (current.name === 'movements' || current.name === 'containers' || (current.name === 'container' && current.id === event.container))) {
+    rerender();
   }
   if (event.type === 'alert') $('#live-status').textContent = `New alert: ${event.kind} for ${event.subject} (${when(event.at)})`;
 }
