@@ -209,4 +209,24 @@ describe('portal API under access control', () => {
     expect((await get('containers/Y01', tokens.alice!)).status).toBe(404);
     abort.abort();
   }, 30_000);
+
+  it('is on by default where there is ingest on the embedded log, off with portal.enabled: false or without ingest', async () => {
+    expect((await fetch(new URL('/portal/', url))).status).toBe(200);
+    expect((await fetch(new URL('/portal/vendor/countries-110m.json', url))).headers.get('content-type')).toBe('application/json');
+    const off = mkdtempSync(join(tmpdir(), 'portcall-portal-off-'));
+    try {
+      for (const extra of [{ ingest: { peers: [{ site: 'AURORA', token: PEER }] }, portal: { enabled: false } }, {}]) {
+        const other = await startSite(parseSiteConfig({ site: 'SHIP', dataDir: off, http: { port: 0 }, ...extra }), { logger: pino({ level: 'silent' }) });
+        try {
+          expect((await fetch(new URL('/portal/', other.httpUrl))).status).toBe(404);
+          expect((await fetch(new URL('/portal/api/containers', other.httpUrl))).status).toBe(404);
+        } finally {
+          await other.close();
+        }
+      }
+      expect(() => parseSiteConfig({ site: 'X', dataDir: off, portal: { enabled: true, colour: 'blue' } })).toThrow(/portal/);
+    } finally {
+      rmSync(off, { recursive: true, force: true });
+    }
+  });
 });
