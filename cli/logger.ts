@@ -9,6 +9,27 @@ export function createLogger(options: { level?: string; file?: string } = {}): L
     {
       level: options.level ?? process.env.LOG_LEVEL ?? 'info',
       base: { pid: process.pid },
+      // Defence in depth: no code logs these, but a configuration or a request logged whole
+      // one day must not carry a token or a password (test/secrets-not-logged.test.ts).
+      redact: {
+        paths: [
+          'token',
+          'password',
+          'secret',
+          'authorization',
+          'controlToken',
+          'handoffToken',
+          '*.token',
+          '*.password',
+          '*.secret',
+          '*.authorization',
+          '*.controlToken',
+          '*.handoffToken',
+          '*.headers.authorization',
+          'req.headers.authorization',
+        ],
+        censor: '[redacted]',
+      },
       // Warn and error lines of the last hour, for `portcall status` (site/log-problems.ts).
       hooks: {
         logMethod(args, method, level) {
