@@ -76,6 +76,8 @@ describe('portal API under access control', () => {
         http: { port: 0 },
         ingest: { peers: [{ site: 'AURORA', token: PEER }] },
         access: { keyFile: join(dir, 'key'), bootstrapTokenFile: join(dir, 'admin') },
+        // A link to a site that is not there: its lag is what the operations page shows.
+        links: [{ name: 'SYDNEY', url: 'http://127.0.0.1:9', token: 'hq-to-sydney-token-0123', streams: ['manifests'] }],
       }),
       { logger: pino({ level: 'silent' }) },
     );
@@ -143,7 +145,8 @@ describe('portal API under access control', () => {
     expect(fleet.containers.map((c) => c.id)).toEqual(['R01', 'Y01']);
     const ops = (await get('operations', tokens.ops!)).json() as { health: { site: string; status: string }; links: unknown[] };
     expect(ops.health).toMatchObject({ site: 'HQ', status: 'ok' });
-    expect(ops.links).toEqual([]);
+    // manifests: Y01's three records, R01's one and the two custody windows, none acknowledged by SYDNEY.
+    expect(ops.links).toEqual([expect.objectContaining({ name: 'SYDNEY', lag: [expect.objectContaining({ stream: 'manifests', records: 6 })], recordsForwarded: 0 })]);
     expect((await get('me', tokens.ops!)).json()).toMatchObject({ principal: 'ops', operations: true });
     expect((await get('me', tokens.alice!)).json()).toMatchObject({ principal: 'alice', orgName: 'ToyCo', operations: false });
     const alice = await get('operations', tokens.alice!);

@@ -340,7 +340,7 @@ async function renderOps() {
       <p>Log backend: ${esc(health.backend)}</p>${(health.reasons ?? []).map((r) => `<p class="error">${esc(r)}</p>`).join('')}${(health.warnings ?? []).map((w) => `<p class="error">${esc(w)}</p>`).join('')}</div>
     <div class="card table-wrap"><h2>Links</h2>${
       ops.links.length === 0 ? '<p>This site forwards to no peer.</p>' : `<table id="links"><thead><tr><th scope="col">Link</th><th scope="col">State</th><th scope="col">Lag (records)</th><th scope="col">Forwarded</th><th scope="col">Last ack</th><th scope="col">Last error</th></tr></thead><tbody>${ops.links
-        .map((l) => `<tr><th scope="row">${esc(l.name)}</th><td>${esc(l.state)}</td><td>${esc(typeof l.lag === 'object' ? JSON.stringify(l.lag) : l.lag)}</td><td>${esc(l.recordsForwarded)}</td><td>${esc(l.lastAck ?? '—')}</td><td>${esc(l.lastError ?? '')}</td></tr>`)
+        .map((l) => `<tr><th scope="row">${esc(l.name)}</th><td>${esc(l.state)}</td><td>${esc(Array.isArray(l.lag) ? l.lag.map((x) => `${x.stream}: ${x.records}`).join(', ') : l.lag)}</td><td>${esc(l.recordsForwarded)}</td><td>${esc(l.lastAck ?? '—')}</td><td>${esc(l.lastError ?? '')}</td></tr>`)
         .join('')}</tbody></table>`
     }</div>
     ${ops.ingest ? `<div class="card"><h2>Receiving</h2><pre>${esc(JSON.stringify(ops.ingest, null, 2))}</pre></div>` : ''}`;
