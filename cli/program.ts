@@ -182,18 +182,24 @@ export function buildProgram(): Command {
 
   program
     .command('demo')
-    .description('Run the demo on this machine: emulated reefers → ship gateway → shore site, with live status')
-    .option('--shore-port <port>', 'HTTP port of the shore site (0 = any free port)', integer('--shore-port', 0, 65535), 8080)
-    .option('--mqtt-port <port>', 'MQTT port of the ship gateway (0 = any free port)', integer('--mqtt-port', 0, 65535), 1884)
-    .option('--edge-http-port <port>', 'HTTP port of the ship site (0 = any free port)', integer('--edge-http-port', 0, 65535), 8081)
-    .option('--containers <n>', 'number of emulated reefer containers', integer('--containers', 1, 10_000), 10)
-    .option('--interval-ms <ms>', 'time between readings of one container', integer('--interval-ms', 10, 3_600_000), 1000)
+    .description(
+      'Run the voyage of DESIGN.md on this machine: ship AURORA and the shore sites TOKYO, SINGAPORE, SYDNEY and HQ as real processes, the emulated fleet, links following the voyage, faults, and a verification at the end. --thin runs the small demo instead: emulated reefers → one ship gateway → one shore site',
+    )
+    .option('--thin', 'the small demo: one ship, one shore, N reefers (the options below marked [thin])')
+    .option('--acceleration <x>', 'voyage: simulated seconds per wall-clock second (10,000 sails the 18.5 days in about 3 minutes)', positiveNumber('--acceleration'), 10_000)
+    .option('--no-faults', 'voyage: no kill -9 of the ship, no dropped transfers at Singapore')
+    .option('--exit', 'voyage: exit after the verification (code 0 when it holds) instead of keeping the sites up')
+    .option('--shore-port <port>', '[thin] HTTP port of the shore site (0 = any free port)', integer('--shore-port', 0, 65535), 8080)
+    .option('--mqtt-port <port>', '[thin] MQTT port of the ship gateway (0 = any free port)', integer('--mqtt-port', 0, 65535), 1884)
+    .option('--edge-http-port <port>', '[thin] HTTP port of the ship site (0 = any free port)', integer('--edge-http-port', 0, 65535), 8081)
+    .option('--containers <n>', '[thin] number of emulated reefer containers', integer('--containers', 1, 10_000), 10)
+    .option('--interval-ms <ms>', '[thin] time between readings of one container', integer('--interval-ms', 10, 3_600_000), 1000)
     .option('--duration-s <s>', 'stop by itself after this many seconds', positiveNumber('--duration-s'))
     .option('--data-dir <dir>', 'keep the sites\' data here (default: a temporary directory, removed at exit)')
-    .option('--kafka', 'run the shore site on a real Apache Kafka broker started for the demo')
-    .option('--link-latency-ms <ms>', 'put the fault proxy between ship and shore with this one-way delay', integer('--link-latency-ms', 0, 60_000))
-    .option('--link-bandwidth-bps <bits>', 'and this link rate in bits per second (the ship caps itself just under it)', integer('--link-bandwidth-bps', 1000, 10_000_000_000))
-    .option('--link-flaps <phases>', 'and this repeating schedule, e.g. up:60s,down:15s,stall:5s')
+    .option('--kafka', '[thin] run the shore site on a real Apache Kafka broker started for the demo')
+    .option('--link-latency-ms <ms>', '[thin] put the fault proxy between ship and shore with this one-way delay', integer('--link-latency-ms', 0, 60_000))
+    .option('--link-bandwidth-bps <bits>', '[thin] and this link rate in bits per second (the ship caps itself just under it)', integer('--link-bandwidth-bps', 1000, 10_000_000_000))
+    .option('--link-flaps <phases>', '[thin] and this repeating schedule, e.g. up:60s,down:15s,stall:5s')
     .action(
       async (options: {
         shorePort: number;
@@ -207,7 +213,30 @@ export function buildProgram(): Command {
         linkLatencyMs?: number;
         linkBandwidthBps?: number;
         linkFlaps?: string;
+        thin?: boolean;
+        acceleration: number;
+        faults: boolean;
+        exit?: boolean;
       }) => {
+        if (options.thin !== true) {
+          const { runVoyage } = await import('./voyage.js');
+          const voyage = await runVoyage({ acceleration: options.acceleration, faults: options.faults, out: process.stdout, ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }) });
+          let interrupted = false;
+          const stopping = untilSignalled(async () => {
+            interrupted = true;
+            await voyage.stop();
+          });
+          const report = await Promise.race([voyage.done, stopping.then(() => undefined)]);
+          if (interrupted || report === undefined) return;
+          process.exitCode = report.ok ? 0 : 1;
+          if (options.exit === true) {
+            await voyage.stop();
+            process.exit();
+          }
+          process.stdout.write('\nThe sites keep running for a look (URLs above); Ctrl-C stops them.\n');
+          await stopping;
+          return;
+        }
         const { runDemo } = await import('./demo.js');
         let link;
         if (options.linkLatencyMs !== undefined || options.linkBandwidthBps !== undefined || options.linkFlaps !== undefined) {

@@ -69,13 +69,13 @@ describe('portcall command line', () => {
     expect(result.stderr).toContain(`127.0.0.1:${port}: the port is taken`);
     expect(result.stderr).toContain('PORTCALL_HTTP__PORT');
 
-    const demo = await portcall(['demo', '--shore-port', String(port), '--duration-s', '1']);
+    const demo = await portcall(['demo', '--thin', '--shore-port', String(port), '--duration-s', '1']);
     expect(demo.code).toBe(2);
     expect(demo.stderr).toContain('--shore-port');
   });
 
   it('demo: readings reach the shore within 30 seconds, and the read API serves them', async () => {
-    const demo = startPortcall(['demo', '--shore-port', '0', '--mqtt-port', '0', '--edge-http-port', '0', '--containers', '5', '--interval-ms', '200']);
+    const demo = startPortcall(['demo', '--thin', '--shore-port', '0', '--mqtt-port', '0', '--edge-http-port', '0', '--containers', '5', '--interval-ms', '200']);
     started.push(demo);
     const [, url] = await demo.waitFor(/shore read API: (\S+)/);
     await demo.waitFor(/total at shore [1-9]\d*/, 30_000);

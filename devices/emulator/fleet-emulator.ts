@@ -115,6 +115,15 @@ export class FleetEmulator {
     };
   }
 
+  /**
+   * Changes how fast simulated time runs (0 holds it), e.g. slower while a ship is in port so
+   * its link has the wall-clock time to drain a backlog.
+   */
+  setAcceleration(acceleration: number): void {
+    if (!(acceleration >= 0) || !Number.isFinite(acceleration)) throw new RangeError('acceleration must be a finite number ≥ 0');
+    for (const worker of this.workers) worker.postMessage({ type: 'accelerate', acceleration } satisfies ShardCommand);
+  }
+
   /** Stops every shard, waiting up to `drainMs` for their messages to be acknowledged. */
   async stop(drainMs = 5000): Promise<FleetStats> {
     await Promise.all(

@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { FleetShard, type ShardOptions } from './fleet-shard.js';
 
-export type ShardCommand = { readonly type: 'stop'; readonly drainMs: number };
+export type ShardCommand = { readonly type: 'stop'; readonly drainMs: number } | { readonly type: 'accelerate'; readonly acceleration: number };
 export type ShardReport =
   | { readonly type: 'started' }
   | { readonly type: 'stats'; readonly stats: ReturnType<FleetShard['stats']> }
@@ -20,7 +20,10 @@ shard.start().then(
     port.postMessage({ type: 'started' } satisfies ShardReport);
     const timer = setInterval(() => port.postMessage({ type: 'stats', stats: shard.stats() } satisfies ShardReport), statsEveryMs);
     port.on('message', (command: ShardCommand) => {
-      if (command.type !== 'stop') return;
+      if (command.type === 'accelerate') {
+        shard.setAcceleration(command.acceleration);
+        return;
+      }
       clearInterval(timer);
       void shard.stop(command.drainMs).then((stats) => {
         port.postMessage({ type: 'stopped', stats } satisfies ShardReport);

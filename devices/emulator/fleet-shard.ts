@@ -61,8 +61,10 @@ export class FleetShard {
   private finished = false;
   private pending: { readonly topic: string; readonly payload: string; readonly qos: 0 | 1 | 2 }[] = [];
   private pendingIndex = 0;
+  private acceleration: number;
 
   constructor(private readonly options: ShardOptions) {
+    this.acceleration = options.acceleration;
     const { shard, shards } = options;
     this.model = new FleetModel(options.scenario, {
       ...(options.endMs === undefined ? {} : { endMs: options.endMs }),
@@ -75,6 +77,11 @@ export class FleetShard {
 
   get endMs(): number {
     return this.model.endMs;
+  }
+
+  /** Changes how fast simulated time runs from now on (0 holds it). */
+  setAcceleration(acceleration: number): void {
+    this.acceleration = acceleration;
   }
 
   async start(): Promise<void> {
@@ -109,7 +116,7 @@ export class FleetShard {
     const client = this.client;
     if (client === undefined || this.finished) return;
     const wallMs = performance.now();
-    const wantedAdvanceMs = (wallMs - this.lastWallMs) * this.options.acceleration;
+    const wantedAdvanceMs = (wallMs - this.lastWallMs) * this.acceleration;
     this.lastWallMs = wallMs;
     // Back-pressure: hold the simulated clock while the broker has not taken what was sent.
     if (this.published - this.acknowledged >= this.options.maxInFlight || !client.connected) {
