@@ -183,7 +183,7 @@ export function buildProgram(): Command {
   program
     .command('demo')
     .description(
-      'Run the voyage of DESIGN.md on this machine: ship AURORA and the shore sites TOKYO, SINGAPORE, SYDNEY and HQ as real processes, the emulated fleet, links following the voyage, faults, and a verification at the end. --thin runs the small demo instead: emulated reefers → one ship gateway → one shore site',
+      'Run the voyage of the product brief on this machine: ship AURORA and the shore sites TOKYO, SINGAPORE, SYDNEY and HQ as real processes, the emulated fleet, links following the voyage, faults, and a verification at the end. --thin runs the small demo instead: emulated reefers → one ship gateway → one shore site',
     )
     .option('--thin', 'the small demo: one ship, one shore, N reefers (the options below marked [thin])')
     .option('--acceleration <x>', 'voyage: simulated seconds per wall-clock second (10,000 sails the 18.5 days in about 3 minutes)', positiveNumber('--acceleration'), 10_000)

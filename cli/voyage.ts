@@ -1,5 +1,5 @@
 /**
- * The voyage of DESIGN.md as a demo: five sites as real processes on this machine — ship
+ * The voyage of the product brief (DESIGN.md) as a demo: five sites as real processes on this machine — ship
  * AURORA (`portcall edge`: gateway, log, detectors, links) and the shore sites TOKYO,
  * SINGAPORE, SYDNEY and HQ (`portcall shore`) — with Tokyo↔Singapore and Singapore↔Sydney
  * replicating both ways and every port replicating to HQ; the fleet simulation publishing
