@@ -39,10 +39,11 @@ export function startSitePortal(
         org: viewer.org.id,
         ...(viewer.org.name === undefined ? {} : { orgName: viewer.org.name }),
         orgKind: viewer.org.kind,
-        roles: viewer.principal.roles,
+        roles: access.policy.rolesOf(viewer),
         filter: access.policy.filterFor(viewer),
-        // Site health and link lag are not records; the carrier's operations role sees them.
-        operations: viewer.principal.roles.includes('carrier-ops'),
+        // Site health and link lag are not records; the carrier's operations role sees them
+        // (as the policy counts roles: carrier-ops held in a customer's organisation is nothing).
+        operations: access.policy.rolesOf(viewer).includes('carrier-ops'),
       };
     },
     // The read API's rate limit (per client address) counts portal requests too.

@@ -92,7 +92,11 @@ describe('portal API under access control', () => {
     await admin('POST', '/v1/access/principals', { id: 'pat', org: 'sydport', roles: ['port-authority'] });
     await admin('POST', '/v1/access/custody', { container: 'Y01', org: 'toyco', from: '2026-03-01T00:00:00Z' });
     await admin('POST', '/v1/access/custody', { container: 'Y01', org: 'duckshop', as: 'consignee', from: '2026-03-01T00:00:00Z' });
-    for (const principal of ['ops', 'alice', 'dora', 'pat']) tokens[principal] = (await admin('POST', '/v1/access/tokens', { principal })).token as string;
+    // carrier-ops held in an organisation that is no longer a carrier counts for nothing (the policy's rule).
+    await admin('POST', '/v1/access/orgs', { id: 'shifty', kind: 'carrier' });
+    await admin('POST', '/v1/access/principals', { id: 'mallory', org: 'shifty', roles: ['carrier-ops'] });
+    await admin('POST', '/v1/access/orgs', { id: 'shifty', kind: 'customer' });
+    for (const principal of ['ops', 'alice', 'dora', 'pat', 'mallory']) tokens[principal] = (await admin('POST', '/v1/access/tokens', { principal })).token as string;
 
     const manifest = { container: 'Y01', owner: 'ToyCo', kind: 'dry', cargo: 'plastic toy ducks', ship: 'AURORA' };
     await post([
@@ -151,6 +155,9 @@ describe('portal API under access control', () => {
     expect((await get('me', tokens.alice!)).json()).toMatchObject({ principal: 'alice', orgName: 'ToyCo', operations: false });
     const alice = await get('operations', tokens.alice!);
     expect(alice.status).toBe(404);
+    expect((await get('me', tokens.mallory!)).json()).toMatchObject({ principal: 'mallory', roles: [], operations: false });
+    expect((await get('operations', tokens.mallory!)).status).toBe(404);
+    expect((await get('fleet', tokens.mallory!)).json()).toMatchObject({ ships: [] });
     expect((await get('fleet', tokens.alice!)).json()).toMatchObject({ ships: [], containers: [{ id: 'Y01' }] });
   });
 

@@ -121,6 +121,11 @@ export class AccessPolicy {
     return { principal, org, tokenId };
   }
 
+  /** The roles that count for the viewer: those its organisation's kind allows (the portal shows operations to carrier-ops). */
+  rolesOf(viewer: Viewer): Role[] {
+    return effectiveRoles(viewer);
+  }
+
   /** Whether the viewer may change access records. */
   mayAdminister(viewer: Viewer | undefined): boolean {
     return viewer !== undefined && effectiveRoles(viewer).includes('access-admin');
