@@ -4,8 +4,9 @@ import { logScenario } from './scenarios/log.js';
 import { shoreKafkaScenario } from './scenarios/shore-kafka.js';
 import { ingestScenario } from './scenarios/ingest.js';
 import { uplinkScenario } from './scenarios/uplink.js';
+import { devicesScenario } from './scenarios/devices.js';
 
 export { formatTable, formatJsonLines, type Figure, type Scenario, type BenchContext } from './harness.js';
 
 /** Every named scenario `portcall bench` knows, in the order `all` runs them. */
-export const SCENARIOS: readonly Scenario[] = [thinPathScenario, logScenario, ingestScenario, shoreKafkaScenario, uplinkScenario];
+export const SCENARIOS: readonly Scenario[] = [thinPathScenario, logScenario, ingestScenario, shoreKafkaScenario, uplinkScenario, devicesScenario];

@@ -148,7 +148,10 @@ export class FleetDetectors {
       return [];
     }
     const timeMs = record.eventTimeMs;
-    if (timeMs > this.nowMs) this.nowMs = timeMs;
+    // The clock is the devices' own: ships and containers report on event time. Manifests may
+    // carry other clocks (access custody records are stamped when an operator made them), and a
+    // clock jumping ahead would make every container look silent.
+    if (record.stream !== 'manifests' && timeMs > this.nowMs) this.nowMs = timeMs;
     const alerts: AlertDraft[] = [];
     if (record.stream === 'ships') this.observeShip(record.topic, body, timeMs);
     else if (record.stream === 'manifests') this.observeManifest(record.topic, body);
