@@ -63,6 +63,9 @@ describe('portcall status', () => {
       await client.publishAsync(`bigblue/containers/Y0${index % 4}/temp`, JSON.stringify({ c: 4 + index / 10 }), { qos: 1 });
     }
     await client.publishAsync('bigblue/alerts/Y07', JSON.stringify({ type: 'overboard', container: 'Y07' }), { qos: 1 });
+    // Refused at the gateway (on its own thread): counted, shown by the edge's status.
+    await client.publishAsync('nowhere/Y07', '{}', { qos: 1 });
+    await client.publishAsync('bigblue/manifests/custody', '{}', { qos: 1 });
     await client.endAsync();
 
     // A batch under a wrong token: refused (unauthenticated) and counted at the shore.
@@ -122,6 +125,7 @@ describe('portcall status', () => {
     expect(edgeText.stdout).toContain('ingest: none');
     expect(edgeText.stdout).toMatch(/TOKYO\s+up\s+0\s+0 B\s+21\s+\d{4}-/);
     expect(edgeText.stdout).toContain('alerts stored in the last hour: 1 (overboard 1)');
+    expect(edgeText.stdout).toContain('gateway refusals since start: publishes unmapped-topic 1, reserved-log-topic 1; connections none');
     expect(edgeText.stdout).not.toContain(TOKEN);
   });
 
