@@ -3,6 +3,7 @@
  * Same seed, same readings: the generator is a seeded PRNG, never Math.random.
  */
 import mqtt, { type MqttClient } from 'mqtt';
+import { mulberry32 as seededRandom } from '../fleet/random.js';
 
 export interface ReeferFleetOptions {
   /** mqtt://host:port of the gateway. */
@@ -25,17 +26,8 @@ export interface ReeferReading {
   readonly door: 'closed' | 'open';
 }
 
-/** mulberry32: small, fast, and good enough for emulated sensor noise. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The fleet's seeded generator (mulberry32), under the name this module has always exported. */
+export { seededRandom };
 
 export class ReeferFleet {
   private client: MqttClient | undefined;
