@@ -7,7 +7,6 @@
  * that cannot reach its broker, a configuration refused for a short token); none of the secret
  * strings, nor the wrong ones presented, appears in anything either process printed.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -15,7 +14,7 @@ import { stringify } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashSecret } from '../edge/gateway/index.js';
 import { createLogger } from '../cli/logger.js';
-import { PORTCALL_BIN, startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
+import { runPortcall, startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
 import { freeLoopbackPort, tempDir } from './support/uplink.js';
 
 const SECRETS = {
@@ -32,14 +31,9 @@ const SECRETS = {
   shortToken: 'short-SECRET-15',
 };
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [PORTCALL_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.on('exit', (code) => resolve({ code, output }));
-  });
+async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; output: string }> {
+  const { code, stdout, stderr } = await runPortcall(args, env);
+  return { code, output: `${stdout}${stderr}` };
 }
 
 describe('secrets are never logged', () => {

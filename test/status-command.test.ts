@@ -5,24 +5,14 @@
  * health, log streams and counts, ingest peers and refusals, the link with its state and
  * lag, the alert of the last hour, and the warn/error log lines of the last hour.
  */
-import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PORTCALL_BIN, startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
+import { runPortcall, startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
 import { freeLoopbackPort, tempDir } from './support/uplink.js';
 
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [PORTCALL_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = (args: string[]) => runPortcall(args);
 
 const TOKEN = 'aurora-to-tokyo-status-token-01';
 
