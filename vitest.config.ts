@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import LongestFirst from './test/support/longest-first.js';
 
 export default defineConfig({
   test: {
@@ -9,5 +10,7 @@ export default defineConfig({
     // Integration tests start real processes and brokers; two cores do not run many at once well.
     fileParallelism: true,
     maxWorkers: 2,
+    // The few files that take minutes start first, beside the short ones.
+    sequence: { sequencer: LongestFirst },
   },
 });

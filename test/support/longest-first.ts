@@ -1,0 +1,33 @@
+/**
+ * Test files in an order that keeps both workers busy to the end: the few files that take
+ * minutes (they start real processes and kill them dozens of times) go first, so they run
+ * beside the many short ones instead of starting last and running alone. Otherwise vitest's
+ * own order (its duration cache, then file size).
+ */
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
+
+/** The long ones, longest first (seconds on a quiet two-core machine, roughly). */
+const LONG_FILES = [
+  'test/voyage.test.ts', // ~130
+  'test/uplink.test.ts', // ~100
+  'test/kafka-shore-crash.test.ts', // ~60-150
+  'test/log-crash.test.ts', // ~45-115
+  'test/thin-path.test.ts',
+  'test/fleet-emulator.test.ts',
+  'test/uplink-policy.test.ts',
+  'test/kafka-log.test.ts',
+  'test/gateway-bridge.test.ts',
+  'test/replication.test.ts',
+];
+
+function rank(file: TestSpecification): number {
+  const index = LONG_FILES.findIndex((name) => file.moduleId.endsWith(name));
+  return index === -1 ? LONG_FILES.length : index;
+}
+
+export default class LongestFirst extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const sorted = await super.sort(files);
+    return [...sorted].sort((left, right) => rank(left) - rank(right));
+  }
+}
