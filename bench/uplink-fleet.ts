@@ -1,26 +1,25 @@
 /**
  * The standard emulated reefer fleet as a ship's log holds it, without running MQTT: the
- * readings of devices/emulator (`ReeferFleet.nextReading`, seeded), with the identity, times
- * and headers the gateway gives them. Used by the uplink benchmark and tests.
+ * readings the fleet simulation (devices/fleet) gives N reefers aboard one ship from Singapore
+ * to Sydney, with the identity, times and headers the gateway gives them. Used by the uplink
+ * benchmark and tests.
  *
  * Realistic in the ways that matter to a link's encoding:
- * - each container reports once a minute on its own clock: a fixed phase within the minute
- *   (containers power up at different times) and a couple of milliseconds of timer jitter,
- *   so readings arrive spread over the minute, not in one burst with one timestamp;
- * - the gateway stamps each reading durable a few milliseconds after the device took it;
- * - the MQTT topic of each reading is kept as a header, as the gateway does;
- * - records are in arrival order, each container's topic with dense offsets from 0.
+ * - each reefer reports once a minute on its own clock (a fixed phase within the minute), so
+ *   readings arrive spread over the minute, in arrival order;
+ * - a reading is what the simulation's units send: temperature against setpoint with the
+ *   compressor cycling and defrosting, humidity, door, shock from the sea state, battery, and
+ *   the position of the ship it rides on;
+ * - the gateway stamps each reading durable a few milliseconds after the device took it, and
+ *   keeps the MQTT topic as a header;
+ * - each container's topic has dense offsets from 0.
  */
 import type { LogRecord } from '../core/index.js';
-import { ReeferFleet, seededRandom } from '../devices/emulator/index.js';
+import { FleetModel, parseScenario, Random } from '../devices/fleet/index.js';
 
 export interface FleetOptions {
   readonly containers: number;
   readonly origin?: string;
-  readonly startMs?: number;
-  readonly intervalMs?: number;
-  /** Timer jitter of a device, ± this many ms. */
-  readonly jitterMs?: number;
   /** Device to durable at the gateway, in [min, max] ms. */
   readonly latencyMs?: readonly [number, number];
   readonly seed?: number;
@@ -30,41 +29,45 @@ export function containerId(index: number): string {
   return `C${String(index + 1).padStart(5, '0')}`;
 }
 
+/** Simulated time advanced per step of the generator: bounded memory, whatever is taken. */
+const STEP_MS = 10 * 60_000;
+
 /** Readings of the whole fleet, minute after minute, in the order the gateway stored them. */
 export function* fleetRecords(options: FleetOptions): Generator<LogRecord> {
-  const random = seededRandom(options.seed ?? 7);
-  const emulator = new ReeferFleet({
-    brokerUrl: 'mqtt://unused',
-    topicPrefix: 'bigblue/containers',
-    containerIds: [],
-    intervalMs: options.intervalMs ?? 60_000,
-    qos: 1,
-    seed: options.seed ?? 7,
-  });
-  const intervalMs = options.intervalMs ?? 60_000;
-  const jitterMs = options.jitterMs ?? 2;
-  const [latencyMin, latencyMax] = options.latencyMs ?? [2, 9];
-  const startMs = options.startMs ?? Date.UTC(2026, 0, 1);
   const origin = options.origin ?? 'AURORA';
-  const ids = Array.from({ length: options.containers }, (_unused, index) => containerId(index));
-  const phases = ids.map(() => Math.floor(random() * intervalMs));
-  for (let round = 0; ; round += 1) {
-    const readings = ids.map((id, index) => ({
-      id,
-      ts: startMs + round * intervalMs + phases[index]! + Math.round((random() * 2 - 1) * jitterMs),
-    }));
-    readings.sort((left, right) => left.ts - right.ts);
-    for (const { id, ts } of readings) {
-      const reading = emulator.nextReading(id, ts);
+  const seed = options.seed ?? 7;
+  const scenario = parseScenario(
+    {
+      name: 'uplink-fleet',
+      seed,
+      ships: [{ id: origin, speedKnots: 18, calls: [{ port: 'SGSIN', dwellHours: 1 }, { port: 'AUSYD', dwellHours: 6 }] }],
+      containers: [{ ids: `${containerId(0)}-${containerId(options.containers - 1)}`, owner: 'Acme', kind: 'reefer', setpointC: -18, moves: [{ ship: origin, load: 'SGSIN', unload: 'AUSYD' }] }],
+    },
+    'uplink-fleet',
+  );
+  const model = new FleetModel(scenario, { include: { ships: false } });
+  const latency = new Random(seed, 'gateway-latency');
+  const [latencyMin, latencyMax] = options.latencyMs ?? [2, 9];
+  const offsets = new Map<string, number>();
+  // From just after the ship sails: every container aboard and reporting.
+  let timeMs = model.timeline.ships.get(origin)!.legs[0]!.departMs;
+  model.advanceTo(timeMs);
+  while (timeMs < model.endMs) {
+    timeMs += STEP_MS;
+    for (const message of model.advanceTo(timeMs)) {
+      if (message.kind !== 'readings') continue;
+      const topic = message.topic.split('/')[2]!;
+      const offset = offsets.get(topic) ?? 0;
+      offsets.set(topic, offset + 1);
       yield {
         origin,
         stream: 'containers',
-        topic: id,
-        offset: round,
-        eventTimeMs: ts,
-        ingestTimeMs: ts + latencyMin + Math.floor(random() * (latencyMax - latencyMin + 1)),
-        headers: { 'mqtt-topic': `bigblue/containers/${id}/reefer` },
-        payload: Buffer.from(JSON.stringify(reading)),
+        topic,
+        offset,
+        eventTimeMs: message.timeMs,
+        ingestTimeMs: message.timeMs + latency.integer(latencyMin, latencyMax),
+        headers: { 'mqtt-topic': message.topic },
+        payload: Buffer.from(message.payload),
       };
     }
   }

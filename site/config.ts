@@ -217,7 +217,7 @@ const linkConfig = z
     /** Bearer token for PUT /v1/links/<name>/state on this site's HTTP port. */
     controlToken: z.string().min(16, 'must be at least 16 characters').optional(),
     wireVersion: z.union([z.literal(1), z.literal(2)]).default(2),
-    compressionQuality: z.number().int().min(0).max(11).default(5),
+    compressionQuality: z.union([z.number().int().min(0).max(11), z.literal('auto')]).default('auto'),
     maxBatchRecords: z.number().int().positive().default(10_000),
     maxBatchBytes: z.number().int().positive().default(2 * 1024 * 1024),
     maxBatchAgeMs: z.number().int().min(0).max(600_000).default(500),

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LinkError, type LogRecord } from '../core/index.js';
 import { Forwarder, LinkPolicy, RetryPolicy, forwardCursorName, parseSwitch, windowContains, type BatchSender, type SendOptions, type SendReport } from '../edge/forwarder/index.js';
 import { Pacer, type BodySink } from '../edge/link/pacer.js';
+import { Http2Link, SLOW_LINK_BYTES_PER_SECOND } from '../edge/link/index.js';
 import { SqliteLog } from '../edge/log/index.js';
 
 class RecordingSink extends EventEmitter implements BodySink {
@@ -29,6 +30,23 @@ class RecordingSink extends EventEmitter implements BodySink {
     this.ended = true;
   }
 }
+
+describe('link compression', () => {
+  it("picks brotli's best quality on a slow, capped link and a fast one elsewhere, unless configured", async () => {
+    const link = new Http2Link({ url: 'http://127.0.0.1:9', sender: 'AURORA', token: 'x'.repeat(20) });
+    expect(link.compressionQuality).toBe(5);
+    link.setBandwidthLimit(SLOW_LINK_BYTES_PER_SECOND);
+    expect(link.compressionQuality).toBe(11);
+    link.setBandwidthLimit(SLOW_LINK_BYTES_PER_SECOND + 1);
+    expect(link.compressionQuality).toBe(5);
+    link.setBandwidthLimit(undefined);
+    expect(link.compressionQuality).toBe(5);
+    const fixed = new Http2Link({ url: 'http://127.0.0.1:9', sender: 'AURORA', token: 'x'.repeat(20), compressionQuality: 7, bandwidthBytesPerSecond: 10_000 });
+    expect(fixed.compressionQuality).toBe(7);
+    await link.close();
+    await fixed.close();
+  });
+});
 
 describe('pacer', () => {
   it('writes at the cap, in pieces, and puts an urgent body ahead of the bulk still waiting', async () => {

@@ -1,4 +1,4 @@
-export { Http2Link, type BatchPosition, type Http2LinkOptions, type Http2LinkTls, type SendOptions, type SendReport } from './http2-link.js';
+export { Http2Link, SLOW_LINK_BYTES_PER_SECOND, type BatchPosition, type Http2LinkOptions, type Http2LinkTls, type SendOptions, type SendReport } from './http2-link.js';
 export {
   encodeBatch,
   decodeBatch,
