@@ -16,7 +16,7 @@
  * fast. Composition root: it wires processes, proxies and the emulator, nothing else.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FleetEmulator } from '../devices/emulator/index.js';
@@ -39,7 +39,13 @@ const SHORE_LINKS: readonly (readonly [string, string])[] = [
   ['TOKYO', 'HQ'],
   ['SINGAPORE', 'HQ'],
   ['SYDNEY', 'HQ'],
+  // Access is managed at headquarters; its records (and custody, in manifests) go to every port.
+  ['HQ', 'TOKYO'],
+  ['HQ', 'SINGAPORE'],
+  ['HQ', 'SYDNEY'],
 ];
+/** What headquarters sends the ports: the access records and the custody it assigns. */
+const HQ_STREAMS = ['access', 'manifests'];
 const COASTAL_RANGE_NM = 150;
 /** Links between sites on one machine: notice a dead connection fast, batch little. */
 const QUICK_LINK = { connectTimeoutMs: 2000, requestTimeoutMs: 10_000, stallTimeoutMs: 3000, retryInitialMs: 50, retryMaxMs: 1000, maxBatchAgeMs: 100 };
@@ -87,13 +93,13 @@ async function linkViews(site: SiteProcess): Promise<LinkView[]> {
 const lagOf = (view: LinkView | undefined) => view?.lag.reduce((sum, entry) => sum + entry.records, 0) ?? 0;
 
 /** Records a site holds, by paging through its per-topic summaries. */
-async function recordsHeld(site: SiteProcess): Promise<number> {
-  const listing = await site.getJson<{ streams: { stream: string }[] }>('/v1/summaries');
+async function recordsHeld(site: SiteProcess, token: string | undefined): Promise<number> {
+  const listing = await site.getJson<{ streams: { stream: string }[] }>('/v1/summaries', token);
   let total = 0;
   for (const { stream } of listing.streams) {
     let after: string | null = '';
     while (after !== null) {
-      const page: { topics: { records: number }[]; after: string | null } = await site.getJson(`/v1/summaries/${stream}?after=${encodeURIComponent(after)}&maxTopics=5000`, undefined, 120_000);
+      const page: { topics: { records: number }[]; after: string | null } = await site.getJson(`/v1/summaries/${stream}?after=${encodeURIComponent(after)}&maxTopics=5000`, token, 120_000);
       for (const topic of page.topics) total += topic.records;
       after = page.after;
     }
@@ -109,6 +115,74 @@ function desiredStates(timeline: VoyageTimeline, simTimeMs: number): Record<stri
     else states[site] = distanceNm(where.position, portByCode(code)) <= COASTAL_RANGE_NM ? 'metered' : 'down';
   }
   return states;
+}
+
+/** The voyage's organisations and people, as data at HQ; returns each sign-in's token. */
+async function setUpAccess(hq: SiteProcess, bootstrapToken: string, timeline: VoyageTimeline): Promise<Record<string, string>> {
+  const call = async (path: string, body: unknown): Promise<Record<string, unknown>> => {
+    const response = await fetch(`${hq.url}${path}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${bootstrapToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (!response.ok) throw new Error(`HQ refused ${path}: HTTP ${response.status} ${await response.text()}`);
+    return (await response.json()) as Record<string, unknown>;
+  };
+  const orgs = [
+    { id: 'bigblue', kind: 'carrier', name: 'Big Blue (carrier)' },
+    { id: 'toyco', kind: 'customer', name: 'ToyCo' },
+    { id: 'redco', kind: 'customer', name: 'RedCo' },
+    { id: 'duckmart', kind: 'consignee', name: 'DuckMart Sydney' },
+    { id: 'sydney-port', kind: 'port-authority', name: 'Port Authority of Sydney', port: 'AUSYD' },
+  ];
+  for (const org of orgs) await call('/v1/access/orgs', org);
+  const people = [
+    { id: 'ops', org: 'bigblue', roles: ['carrier-ops'] },
+    { id: 'toyco', org: 'toyco', roles: ['customer'] },
+    { id: 'redco', org: 'redco', roles: ['customer'] },
+    { id: 'duckmart', org: 'duckmart', roles: ['consignee'] },
+    { id: 'sydney-port', org: 'sydney-port', roles: ['port-authority'] },
+  ];
+  for (const person of people) await call('/v1/access/principals', person);
+  // Custody from the bookings: each customer sees its containers from the start of the voyage.
+  const from = new Date(timeline.startMs - 86_400_000).toISOString();
+  for (const container of timeline.containers) {
+    const org = container.owner === 'ToyCo' ? 'toyco' : container.owner === 'RedCo' ? 'redco' : undefined;
+    if (org !== undefined) await call('/v1/access/custody', { container: container.id, org, as: 'owner', from });
+    // DuckMart in Sydney receives ToyCo's containers unloaded there: a consignee's coarse view.
+    if (org === 'toyco' && container.moves.at(-1)?.unload.code === 'AUSYD') await call('/v1/access/custody', { container: container.id, org: 'duckmart', as: 'consignee', from });
+  }
+  const tokens: Record<string, string> = {};
+  for (const person of people) tokens[person.id] = String((await call('/v1/access/tokens', { principal: person.id })).token);
+  return tokens;
+}
+
+/** What each audience may read at a site, checked through its read API: [description, passed]. */
+async function accessChecks(site: SiteProcess, tokens: Record<string, string>): Promise<[string, boolean][]> {
+  const status = async (path: string, token: string | undefined) => {
+    const response = await fetch(`${site.url}${path}`, {
+      signal: AbortSignal.timeout(30_000),
+      ...(token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } }),
+    });
+    await response.arrayBuffer();
+    return response.status;
+  };
+  const latest = (stream: string, topic: string) => `/v1/streams/${stream}/topics/${topic}/latest`;
+  const checks: [string, string, string | undefined, number][] = [
+    ['ToyCo reads Y07 and its overboard alert', latest('alerts', 'Y07'), tokens.toyco, 200],
+    ['ToyCo reads Y01’s readings', latest('containers', 'Y01'), tokens.toyco, 200],
+    ['ToyCo finds nothing of RedCo’s R01', latest('containers', 'R01'), tokens.toyco, 404],
+    ['ToyCo finds nothing of the ships stream', latest('ships', 'AURORA'), tokens.toyco, 404],
+    ['RedCo reads R01', latest('containers', 'R01'), tokens.redco, 200],
+    ['RedCo finds nothing of Y07', latest('alerts', 'Y07'), tokens.redco, 404],
+    ['RedCo finds nothing of Y07’s readings', latest('containers', 'Y07'), tokens.redco, 404],
+    ['no token finds nothing at all', latest('containers', 'Y01'), undefined, 404],
+    ['carrier operations read the ship', latest('ships', 'AURORA'), tokens.ops, 200],
+  ];
+  const results: [string, boolean][] = [];
+  for (const [what, path, token, expected] of checks) results.push([what, (await status(path, token)) === expected]);
+  return results;
 }
 
 export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
@@ -134,16 +208,21 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
     const httpPorts = new Map<string, number>();
     for (const name of [...SHORE_SITES, SHIP]) httpPorts.set(name, await freeLoopbackPort());
     const mqttPort = await freeLoopbackPort();
-    const tokens = new Map<string, string>();
+    const linkTokens = new Map<string, string>();
     const tokenOf = (from: string, to: string) => {
       const key = `${from}>${to}`;
-      if (!tokens.has(key)) tokens.set(key, token(from, to));
-      return tokens.get(key)!;
+      if (!linkTokens.has(key)) linkTokens.set(key, token(from, to));
+      return linkTokens.get(key)!;
     };
     const shipLinks: [string, string][] = [...Object.keys(PORT_SITES), 'HQ'].map((to) => [SHIP, to]);
     const allLinks = [...SHORE_LINKS, ...shipLinks];
 
     // The ship's links to the ports go through fault proxies (the port Wi-Fi that drops).
+    const accessKeyFile = join(dataDir, 'access.key');
+    writeFileSync(accessKeyFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+    const bootstrapTokenFile = join(dataDir, 'bootstrap.token');
+    const bootstrapToken = randomBytes(32).toString('hex');
+    writeFileSync(bootstrapTokenFile, bootstrapToken, { mode: 0o600 });
     const proxies = new Map<string, FaultProxy>();
     for (const site of Object.keys(PORT_SITES)) {
       const proxy = await FaultProxy.start({ targetPort: httpPorts.get(site)! });
@@ -153,8 +232,16 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
 
     for (const name of SHORE_SITES) {
       const peers = allLinks.filter(([, to]) => to === name).map(([from]) => ({ site: from, token: tokenOf(from, name) }));
-      const links = SHORE_LINKS.filter(([from]) => from === name).map(([, to]) => ({ name: to, url: `http://127.0.0.1:${httpPorts.get(to)!}`, token: tokenOf(name, to), ...QUICK_LINK }));
-      const site = new SiteProcess(name, 'shore', httpPorts.get(name)!, { site: name, dataDir, http: { port: httpPorts.get(name)! }, ingest: { peers }, links }, dataDir);
+      const links = SHORE_LINKS.filter(([from]) => from === name).map(([, to]) => ({
+        name: to,
+        url: `http://127.0.0.1:${httpPorts.get(to)!}`,
+        token: tokenOf(name, to),
+        ...(name === 'HQ' ? { streams: HQ_STREAMS } : {}),
+        ...QUICK_LINK,
+      }));
+      // Every shore site enforces access with the shared key; only HQ takes the bootstrap token.
+      const access = { keyFile: accessKeyFile, ...(name === 'HQ' ? { bootstrapTokenFile } : {}), readRateLimit: { requests: 100_000, windowSeconds: 60 } };
+      const site = new SiteProcess(name, 'shore', httpPorts.get(name)!, { site: name, dataDir, http: { port: httpPorts.get(name)! }, ingest: { peers }, links, access }, dataDir);
       sites.set(name, site);
       stoppers.push(() => site.stop());
     }
@@ -189,12 +276,20 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
     await Promise.all(SHORE_SITES.map((name) => sites.get(name)!.start()));
     await ship.start();
     for (const [name, site] of sites) out.write(`  ${name.padEnd(9)} ${site.url}\n`);
+    const tokens = await setUpAccess(sites.get('HQ')!, bootstrapToken, timeline);
+    out.write(
+      `\nportal: ${sites.get('HQ')!.url}/portal/ (any shore site serves one); sign in with a token:\n` +
+        Object.entries(tokens)
+          .map(([who, token]) => `  ${who.padEnd(12)} ${token}`)
+          .join('\n') +
+        '\n\n',
+    );
 
     const emulator = await FleetEmulator.start({ scenario, brokerUrl: `mqtt://127.0.0.1:${mqttPort}`, acceleration: options.acceleration, shards: 1, clientIdPrefix: 'voyage', onlyAboard: SHIP });
     stoppers.push(async () => {
       await emulator.stop(2000);
     });
-    const done = driveSafely({ options, timeline, sites, ship, proxies, emulator, controlToken, applied: { ...states }, dataDir }).then((report) => {
+    const done = driveSafely({ options, timeline, sites, ship, proxies, emulator, controlToken, applied: { ...states }, dataDir, tokens }).then((report) => {
       // A voyage that did not hold keeps its sites' data and logs for a look.
       if (!report.ok) removeData = false;
       return report;
@@ -216,6 +311,8 @@ interface DriveContext {
   readonly controlToken: string;
   readonly applied: Record<string, string>;
   readonly dataDir: string;
+  /** Sign-ins by principal (the shore sites enforce access). */
+  readonly tokens: Record<string, string>;
 }
 
 async function setLinkState(context: DriveContext, link: string, state: string): Promise<void> {
@@ -277,7 +374,10 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   const pollAlert = async (site: string) => {
     if (alertSeenAt[site] !== undefined) return;
     try {
-      const response = await fetch(`${sites.get(site)!.url}/v1/streams/alerts/topics/Y07/latest`, { signal: AbortSignal.timeout(1000) });
+      const response = await fetch(`${sites.get(site)!.url}/v1/streams/alerts/topics/Y07/latest`, {
+        signal: AbortSignal.timeout(1000),
+        headers: { authorization: `Bearer ${context.tokens.ops!}` },
+      });
       if (response.ok) {
         // From when the ship made the alert durable (its ingest time, same machine clock) to now.
         const alert = (await response.json()) as { ingestTime: string };
@@ -378,24 +478,32 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
 
+  // The shore sites compare every stream carrier operations may see; the ship (which holds no
+  // access records or custody) compares what it wrote.
   const shoreUrls = SHORE_SITES.map((name) => sites.get(name)!.url);
-  const report = await verifySites([...shoreUrls, ship.url]);
+  const opsToken = context.tokens.ops!;
+  const shores = await verifySites(shoreUrls, { token: opsToken });
+  const shipToShore = await verifySites([ship.url, sites.get('HQ')!.url], { token: opsToken, streams: ['containers', 'ships', 'alerts'] });
+  const report = { ...shores, differences: [...shores.differences, ...shipToShore.differences] };
   const records: Record<string, number> = {};
-  for (const [name, site] of sites) records[name] = await recordsHeld(site);
+  for (const [name, site] of sites) records[name] = await recordsHeld(site, opsToken);
+  const checks = await accessChecks(sites.get('HQ')!, context.tokens);
   const alertLatencyMs: Record<string, number | undefined> = {};
   for (const site of ['SYDNEY', 'HQ']) alertLatencyMs[site] = alertLatency[site];
-  const ok = report.differences.length === 0 && alertLatencyMs.SYDNEY !== undefined && alertLatencyMs.HQ !== undefined;
+  const ok = report.differences.length === 0 && alertLatencyMs.SYDNEY !== undefined && alertLatencyMs.HQ !== undefined && checks.every(([, passed]) => passed);
   out.write('\nvoyage: verification\n');
   for (const [name, count] of Object.entries(records)) out.write(`  ${name.padEnd(9)} ${count} records\n`);
   out.write(
     report.differences.length === 0
-      ? `  all ${report.sites.length} sites hold identical records at identical offsets: ${report.topics} topics in ${report.streams} streams compared by content hash\n`
+      ? `  all ${report.sites.length} shore sites hold identical records at identical offsets: ${report.topics} topics in ${report.streams} streams compared by content hash; AURORA's containers, ships and alerts (${shipToShore.topics} topics) identical at HQ\n`
       : `  ${report.differences.length} topics differ:\n${report.differences.slice(0, 20).map((line) => `    ${line}`).join('\n')}\n`,
   );
   for (const site of ['SYDNEY', 'HQ']) {
     const latency = alertLatencyMs[site];
     out.write(`  Y07 overboard alert at ${site}: ${latency === undefined ? 'NOT RECEIVED' : `within ${(latency / 1000).toFixed(1)} s of being made durable on board (wall clock, polled every 200 ms)`}\n`);
   }
+  out.write(`  access checks at HQ: ${checks.filter(([, passed]) => passed).length} of ${checks.length} passed\n`);
+  for (const [what, passed] of checks) out.write(`    ${passed ? 'ok    ' : 'FAILED'} ${what}\n`);
   for (const fault of faults) out.write(`  fault injected: ${fault}\n`);
   out.write(`  ${ok ? 'OK' : 'FAILED'}: the voyage ${ok ? 'tells its story' : 'did not hold'}; logs of each site in ${context.dataDir}\n`);
   return { ok, records, differences: report.differences, alertLatencyMs, faults, dataDir: context.dataDir };
