@@ -505,6 +505,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   out.write(`  access checks at HQ: ${checks.filter(([, passed]) => passed).length} of ${checks.length} passed\n`);
   for (const [what, passed] of checks) out.write(`    ${passed ? 'ok    ' : 'FAILED'} ${what}\n`);
   for (const fault of faults) out.write(`  fault injected: ${fault}\n`);
-  out.write(`  ${ok ? 'OK' : 'FAILED'}: the voyage ${ok ? 'tells its story' : 'did not hold'}; logs of each site in ${context.dataDir}\n`);
+  const where = ok && options.dataDir === undefined ? 'the sites\' data and logs go when the demo stops (--data-dir keeps them)' : `the sites' data and logs are in ${context.dataDir}`;
+  out.write(`  ${ok ? 'OK' : 'FAILED'}: the voyage ${ok ? 'tells its story' : 'did not hold'}; ${where}\n`);
   return { ok, records, differences: report.differences, alertLatencyMs, faults, dataDir: context.dataDir };
 }
