@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Kafka, logLevel, Partitioners, type KafkaMessage } from 'kafkajs';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { afterEach, expect, it } from 'vitest';
 
 import { KafkaLog, type KafkaLogOptions } from '../cloud/kafka-log/index.js';
@@ -16,6 +16,7 @@ import {
 } from '../core/index.js';
 import { startKafkaBroker, type KafkaBroker } from '../tools/kafka/index.js';
 import { describeKafka, kafkaBootstrap } from './support/kafka.js';
+import { header, readBackCommitted as readBack, type ReadMessage } from './support/kafka-readback.js';
 
 const STREAMS = ['containers', 'ships'];
 /** Short, so a recovery that cannot find the end of the high-water topic fails the test, not the suite. */
@@ -70,68 +71,6 @@ function range(stream: string, topic: string, from: number, toExclusive: number,
   const records: LogRecord[] = [];
   for (let offset = from; offset < toExclusive; offset++) records.push(rec(stream, topic, offset, origin));
   return records;
-}
-
-interface ReadMessage {
-  partition: number;
-  message: KafkaMessage;
-}
-
-function header(message: KafkaMessage, name: string): string | undefined {
-  const value = message.headers?.[name];
-  if (value === undefined) return undefined;
-  return Array.isArray(value) ? String(value[0]) : value.toString();
-}
-
-/**
- * Everything committed in a Kafka topic, read by a plain kafkajs consumer (read_committed).
- * It knows it has read everything when it sees a sentinel that it wrote itself to every
- * partition after the writes under test: independent of how KafkaLog finds the end of a topic.
- */
-async function readBack(brokers: string, topic: string): Promise<ReadMessage[]> {
-  const kafka = client(brokers);
-  const admin = kafka.admin();
-  await admin.connect();
-  const partitions = (await admin.fetchTopicOffsets(topic)).map(({ partition }) => partition);
-  await admin.disconnect();
-
-  const marker = randomUUID();
-  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
-  await producer.connect();
-  await producer.send({
-    topic,
-    messages: partitions.map((partition) => ({ partition, key: 'sentinel', value: marker, headers: { 'test-sentinel': marker } })),
-  });
-  await producer.disconnect();
-
-  const consumer = kafka.consumer({ groupId: `kltest-read-${randomUUID()}`, readUncommitted: false, maxWaitTimeInMs: 200 });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic, fromBeginning: true });
-    const read: ReadMessage[] = [];
-    const waiting = new Set(partitions);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`read back of ${topic}: no sentinel on partitions ${[...waiting].join(',')}`)), 30_000);
-      consumer
-        .run({
-          eachMessage: async ({ partition, message }) => {
-            if (header(message, 'test-sentinel') === marker) {
-              waiting.delete(partition);
-              if (waiting.size === 0) {
-                clearTimeout(timer);
-                resolve();
-              }
-            } else if (header(message, 'test-sentinel') === undefined) {
-              read.push({ partition, message });
-            }
-          },
-        })
-        .catch(reject);
-    });
-    return read;
-  } finally {
-    await consumer.disconnect();
-  }
 }
 
 /** (topic, offset) of each read message, in read order per logical topic. */

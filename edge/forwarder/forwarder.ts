@@ -29,20 +29,14 @@
  */
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { CursorStore, LogRecord, ReplicateResult, StreamSource } from '../../core/index.js';
+import type { CursorStore, LogRecord, ReplicateResult, SenderPlacement, StreamSource } from '../../core/index.js';
 import { TopicOrigins, type HoldingsDigest, type TopicCatalog } from '../../core/holdings.js';
 import { LinkPolicy, LINK_STATES, type LinkCondition } from './link-policy.js';
 import { RetryPolicy, type RetryDecision, type RetryPolicyOptions } from './retry-policy.js';
 import { findResumePoint } from './resume-point.js';
 
 /** Where a batch sits in this site's stream; the destination remembers how far it got. */
-export interface BatchPosition {
-  readonly stream: string;
-  readonly from: number;
-  readonly to: number;
-  readonly acked: number;
-  readonly incarnation: string;
-}
+export type BatchPosition = SenderPlacement;
 
 export interface SendOptions {
   /** The link writes urgent batches ahead of everything else. */

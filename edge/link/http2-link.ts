@@ -13,7 +13,7 @@
  * peer drops what it already holds by record identity).
  */
 import { connect, constants as http2, type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
-import { LinkError, type LogRecord, type ReplicateResult } from '../../core/index.js';
+import { LinkError, type LogRecord, type ReplicateResult, type SenderPlacement } from '../../core/index.js';
 import type { HoldingsDigest } from '../../core/holdings.js';
 import { BATCH_CONTENT_TYPE } from './batch.js';
 import { Pacer } from './pacer.js';
@@ -64,16 +64,7 @@ export interface Http2LinkOptions {
  * Where a batch sits in the sender's stream, sent as request headers so the receiver can
  * keep, per sender, how far each stream has arrived without a gap (see `positions`).
  */
-export interface BatchPosition {
-  readonly stream: string;
-  /** The batch holds the records after `from` up to and including `to` (sender positions). */
-  readonly from: number;
-  readonly to: number;
-  /** Everything up to here is acknowledged already. */
-  readonly acked: number;
-  /** Identifies the sender's log; positions of another log (restored, rebuilt) never mix. */
-  readonly incarnation: string;
-}
+export type BatchPosition = SenderPlacement;
 
 export interface SendOptions {
   /** Written ahead of every non-urgent body (alerts). */
