@@ -14,6 +14,7 @@ import { registerProxyCommand } from './proxy-command.js';
 import { registerAccessCommand } from './access-command.js';
 import { registerVerifyCommand } from './verify-command.js';
 import { registerStatusCommand } from './status-command.js';
+import { registerChaosCommand } from './chaos-command.js';
 
 function integer(name: string, min: number, max: number) {
   return (raw: string): number => {
@@ -316,6 +317,7 @@ export function buildProgram(): Command {
   registerAccessCommand(program);
   registerVerifyCommand(program);
   registerStatusCommand(program);
+  registerChaosCommand(program);
 
   return program;
 }

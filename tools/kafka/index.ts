@@ -8,3 +8,4 @@ export { KafkaUnavailableError, type KafkaUnavailableReason } from './errors.js'
 export { kafkaCacheDir, ensureKafkaJars } from './jars.js';
 export { javaAndMavenAvailable } from './process.js';
 export { startKafkaBroker, type KafkaBroker, type StartKafkaBrokerOptions } from './broker.js';
+export { header, readBackCommitted, type ReadMessage } from './readback.js';
