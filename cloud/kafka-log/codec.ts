@@ -53,6 +53,28 @@ export function cursorTopicName(prefix: string): string {
   return `${prefix}.cursors`;
 }
 
+export function consumerCursorTopicName(prefix: string): string {
+  return `${prefix}.consumers`;
+}
+
+/** A named consumer cursor (`CursorStore`): key = name, value `{"position": n}`. */
+export function decodeConsumerCursor(message: Pick<KafkaMessage, 'key' | 'value' | 'offset'>): { name: string; position: number | undefined } {
+  if (message.key === null) throw new Error(`consumer cursor entry at offset ${message.offset} has no key`);
+  const name = message.key.toString('utf8');
+  if (message.value === null) return { name, position: undefined };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(message.value.toString('utf8'));
+  } catch (error) {
+    throw new Error(`consumer cursor entry at offset ${message.offset} is not JSON: ${(error as Error).message}`);
+  }
+  const { position } = (parsed ?? {}) as { position?: unknown };
+  if (typeof position !== 'number' || !Number.isSafeInteger(position) || position < 0) {
+    throw new Error(`consumer cursor entry at offset ${message.offset} has no valid position`);
+  }
+  return { name, position };
+}
+
 /** Key of a sender's cursor: sender NUL incarnation (of the sender's log) NUL stream. */
 export function cursorKey(sender: string, incarnation: string, stream: string): string {
   return `${sender}\u0000${incarnation}\u0000${stream}`;

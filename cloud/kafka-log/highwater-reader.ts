@@ -45,7 +45,7 @@ const FETCH_BYTES = 4 * 1024 * 1024;
  * the other retriable errors, such as NOT_LEADER_FOR_PARTITION, which a topic created moments
  * ago answers while its leader is still being announced.
  */
-async function fetchEndOffsets(admin: Admin, topic: string, deadlineMs: number): ReturnType<Admin['fetchTopicOffsets']> {
+export async function fetchEndOffsets(admin: Admin, topic: string, deadlineMs: number): ReturnType<Admin['fetchTopicOffsets']> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await admin.fetchTopicOffsets(topic);

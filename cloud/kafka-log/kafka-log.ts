@@ -39,6 +39,19 @@
  * duplicate of an older offset is dropped without comparing origins. Reading the data topic
  * back to compare older offsets would cost a fetch per duplicate on every resend.
  *
+ * 7. The stream order (`StreamSource`). Every transaction that stores records of a stream
+ *    also writes, before its commit, a journal entry listing the Kafka ranges those records
+ *    took, to the stream's one-partition journal topic; positions are journal offsets and
+ *    indexes within entries (stream-journal.ts says why this is exactly the committed records,
+ *    in order, durable and resumable). `onDurable` fires after this instance's commits, and
+ *    within about a second of other instances' (a watch on the journals' stable ends).
+ * 8. Named cursors (`CursorStore`, a forwarding link's position) live in the compacted
+ *    `<prefix>.consumers` topic, written with acks=all by an idempotent producer and read back
+ *    at open: durable when `commitCursor` resolves. One instance of a site runs its links.
+ * 9. Own writes (`RecordAppender`, e.g. handoff records) go through the lane without a sender:
+ *    offsets are assigned at planning time against the committed state plus what the group
+ *    staged, so they are dense, and the records commit like replicated ones.
+ *
  * Reads (`readTopic`, `latest`) go through the topic index (topic-index.ts): this instance's
  * own commits feed it with the exact Kafka positions the broker assigned, and at open it
  * catches up from Kafka on whatever it does not know yet (all of it, when the file is new).
@@ -73,15 +86,17 @@ import {
   type HealthSource,
   type HealthStatus,
   type LogRecord,
+  type NewRecord,
   type ReadLimits,
-  type ReplicaSink,
   type ReplicateContext,
   type ReplicateResult,
+  type SiteLog,
+  type StreamPage,
   type TopicHighWater,
-  type TopicReader,
 } from '../../core/index.js';
 import {
   cursorKey,
+  decodeConsumerCursor,
   decodeCursor,
   decodeHighWater,
   decodeRecord,
@@ -95,12 +110,22 @@ import {
   peekIdentity,
   type HeldTopic,
 } from './codec.js';
-import { readCompacted } from './highwater-reader.js';
+import { fetchEndOffsets, readCompacted } from './highwater-reader.js';
 import { OffsetOutOfRangeError, PartitionFetcher } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
 import { speedups } from './kafkajs-speedups.js';
 import { TopicLayout, topicConfigEntries, type StreamSettings, type TopicSettings } from './layout.js';
 import { RunBuilder, TopicIndex, type Run, type Span } from './topic-index.js';
+import {
+  PageFill,
+  decodeJournalEntry,
+  encodeJournalEntry,
+  journalEntries,
+  positionOf,
+  splitPosition,
+  type JournalEntry,
+  type JournalRange,
+} from './stream-journal.js';
 
 /** Per-stream overrides of how the site creates a stream's Kafka topic. */
 export interface StreamTopicOptions {
@@ -217,11 +242,17 @@ const CATCH_UP_RETRY_INITIAL_MS = 500;
 const CATCH_UP_RETRY_MAX_MS = 30_000;
 /** How long a read waits for a just-committed transaction's markers to make it readable. */
 const COMMIT_MARKER_WAIT_MS = 5_000;
+/** Bytes asked for per fetch of a stream journal (entries are a few hundred bytes). */
+const JOURNAL_FETCH_BYTES = 256 * 1024;
+/** How often, while someone listens, the journals' ends are checked for other instances' commits. */
+const JOURNAL_WATCH_INTERVAL_MS = 1_000;
 
 interface PendingReplicate {
   readonly records: readonly LogRecord[];
+  /** Set for this site's own writes (`append`): offsets are assigned when the call is planned. */
+  readonly newRecords?: readonly NewRecord[];
   readonly context: ReplicateContext | undefined;
-  readonly resolve: (result: ReplicateResult) => void;
+  readonly resolve: (result: ReplicateResult, stored: readonly LogRecord[]) => void;
   readonly reject: (error: unknown) => void;
 }
 
@@ -450,7 +481,7 @@ interface CatchUpTarget {
   readonly target: bigint;
 }
 
-export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
+export class KafkaLog implements SiteLog, HealthSource {
   readonly siteId: string;
   private readonly options: ResolvedOptions;
   private readonly layout: TopicLayout;
@@ -494,6 +525,15 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
 
   private index: TopicIndex | undefined;
   private fetcher: PartitionFetcher | undefined;
+  /** Listeners of `onDurable`. */
+  private readonly durableListeners = new Set<(stream: string) => void>();
+  /** Per stream, one past the last journal entry known committed (own commits, and the watch). */
+  private readonly journalEnds = new Map<string, bigint>();
+  private journalWatchTimer: NodeJS.Timeout | undefined;
+  private journalWatching = false;
+  /** Named cursors (`CursorStore`) as read at open and committed since. */
+  private readonly consumerCursors = new Map<string, number>();
+  private cursorProducer: Promise<Producer> | undefined;
   /** Partitions the index is catching up on, with the Kafka offset it must reach. */
   private readonly catchUpPending = new Map<string, CatchUpTarget>();
   /**
@@ -506,6 +546,12 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   private indexDirty = true;
   private indexDirtyEpoch = 0;
   private readonly ownEnd = new Map<string, PartitionEnd>();
+  /**
+   * Ends of own commits that could not be indexed: a catch-up must read at least this far,
+   * and EndTxn returns before the commit markers make them readable, so until the partition's
+   * last stable offset passes them the catch-up tries again rather than stopping short.
+   */
+  private readonly unindexedEnds = new Map<string, PartitionEnd>();
   private catchingUp: Promise<void> | undefined;
   private catchUpAgain = false;
   private indexError: string | undefined;
@@ -578,6 +624,12 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     const lane = this.laneFor('');
     lane.producer = await this.connectProducer(lane.transactionalId);
     await this.readState();
+    await this.readConsumerCursors();
+    // Where each journal stands now, so the watch wakes listeners only for what comes later.
+    for (const { topic, stream } of this.layout.journalTopicList()) {
+      const offsets = await fetchEndOffsets(this.admin, topic, Date.now() + this.options.recoveryTimeoutMs);
+      this.journalEnds.set(stream, BigInt(offsets.find((entry) => entry.partition === 0)?.high ?? '0'));
+    }
     const { clusterId } = await this.admin.describeCluster();
     this.index = new TopicIndex({
       path: this.options.indexPath,
@@ -591,6 +643,8 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     }
     this.probeTimer = setInterval(() => void this.probe(), this.options.healthProbeIntervalMs);
     this.probeTimer.unref();
+    this.journalWatchTimer = setInterval(() => void this.watchJournals(), JOURNAL_WATCH_INTERVAL_MS);
+    this.journalWatchTimer.unref();
   }
 
   private async ensureTopics(): Promise<void> {
@@ -616,6 +670,18 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
           { name: 'min.insync.replicas', value: String(this.layout.highWaterSettings.minInsyncReplicas) },
         ],
       },
+      {
+        topic: this.layout.consumerCursorTopic,
+        settings: this.layout.highWaterSettings,
+        // A link quiet for a month still resumes where it was.
+        configEntries: [
+          { name: 'cleanup.policy', value: 'compact' },
+          { name: 'min.insync.replicas', value: String(this.layout.highWaterSettings.minInsyncReplicas) },
+        ],
+      },
+      // One partition each: the order of the stream's transactions (stream-journal.ts); deleted
+      // with the same retention as the stream's records.
+      ...this.layout.journalTopicList().map(({ topic, settings }) => ({ topic, settings, configEntries: topicConfigEntries(settings) })),
     ];
     const missing = wanted.filter(({ topic }) => !existing.has(topic));
     if (missing.length > 0) {
@@ -637,11 +703,18 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         this.options.logger?.info({ err: error }, 'topics created; waiting for their leaders');
       }
     }
-    for (const topic of [this.layout.highWaterTopic, this.layout.cursorTopic]) {
+    for (const topic of [this.layout.highWaterTopic, this.layout.cursorTopic, this.layout.consumerCursorTopic]) {
       if (existing.has(topic)) await this.checkCompacted(topic);
     }
     const metadata = await this.topicMetadata(wanted.map(({ topic }) => topic));
     for (const { name, partitions } of metadata.topics) this.layout.setPartitionCount(name, partitions.length);
+    for (const { topic } of this.layout.journalTopicList()) {
+      if (this.layout.partitionCount(topic) !== 1) {
+        throw new ConfigError(
+          `Kafka topic ${topic} has ${this.layout.partitionCount(topic)} partitions; a stream journal must have exactly 1 (its order is the stream's order)`,
+        );
+      }
+    }
     await this.warnAboutDifferences(wanted.filter(({ topic }) => existing.has(topic)), metadata.topics);
   }
 
@@ -697,7 +770,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         replicationFactor: settings.replicationFactor,
         'min.insync.replicas': String(settings.minInsyncReplicas),
       };
-      if (topic !== this.layout.highWaterTopic && topic !== this.layout.cursorTopic) {
+      if (topic !== this.layout.highWaterTopic && topic !== this.layout.cursorTopic && topic !== this.layout.consumerCursorTopic) {
         expected['retention.ms'] = String(settings.retentionMs);
         expected['retention.bytes'] = String(settings.retentionBytes);
       }
@@ -721,8 +794,11 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         topic === this.layout.highWaterTopic
           ? `Kafka topic ${topic} exists with cleanup.policy=${String(policy)}; it must be 'compact', ` +
               `or offsets of quiet topics are deleted and their records would be stored again`
-          : `Kafka topic ${topic} exists with cleanup.policy=${String(policy)}; it must be 'compact', ` +
-              `or quiet senders' cursors are deleted and they would resend everything`,
+          : topic === this.layout.consumerCursorTopic
+            ? `Kafka topic ${topic} exists with cleanup.policy=${String(policy)}; it must be 'compact', ` +
+                `or quiet links' cursors are deleted and they would forward everything again`
+            : `Kafka topic ${topic} exists with cleanup.policy=${String(policy)}; it must be 'compact', ` +
+                `or quiet senders' cursors are deleted and they would resend everything`,
       );
     }
   }
@@ -895,6 +971,45 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     });
   }
 
+  /**
+   * Appends records as this site's own (origin = siteId), at the next offsets of their topics,
+   * through the lane without a sender; resolves once their transaction committed. One writer
+   * per topic is the caller's business (site/writer-guard.ts), as with the embedded log.
+   */
+  append(records: readonly NewRecord[]): Promise<LogRecord[]> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) {
+        reject(new ClosedError('Kafka log'));
+        return;
+      }
+      if (records.length === 0) {
+        resolve([]);
+        return;
+      }
+      if (this.pendingRecords > 0 && this.pendingRecords + records.length > this.options.maxPendingRecords) {
+        this.refusedBusyTotal += 1;
+        reject(new StoreUnavailableError(`Kafka is behind: ${this.pendingRecords} records are waiting for a transaction (limit ${this.options.maxPendingRecords}); try again later`));
+        return;
+      }
+      this.pendingRecords += records.length;
+      const lane = this.laneFor('');
+      lane.queue.push({
+        records: [],
+        newRecords: records,
+        context: undefined,
+        resolve: (_result, stored) => {
+          this.pendingRecords -= records.length;
+          resolve([...stored]);
+        },
+        reject: (error) => {
+          this.pendingRecords -= records.length;
+          reject(error);
+        },
+      });
+      this.drain(lane);
+    });
+  }
+
   /** One transaction at a time per sender; whatever queued up meanwhile goes into the next one. */
   private drain(lane: SenderLane): void {
     if (lane.draining !== undefined) return;
@@ -925,6 +1040,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     for (const call of lane.queue) {
       let callBytes = 0;
       for (const record of call.records) callBytes += record.payload?.byteLength ?? 0;
+      for (const record of call.newRecords ?? []) callBytes += record.payload?.byteLength ?? 0;
       if (count > 0 && bytes + callBytes > MAX_TRANSACTION_BYTES) break;
       bytes += callBytes;
       count += 1;
@@ -1026,7 +1142,10 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       if (calls.length === 0) return;
     }
     const keys = new Set<string>();
-    for (const call of calls) for (const record of call.records) keys.add(topicKey(record.stream, record.topic));
+    for (const call of calls) {
+      for (const record of call.records) keys.add(topicKey(record.stream, record.topic));
+      for (const record of call.newRecords ?? []) if (record !== null && typeof record === 'object') keys.add(topicKey(record.stream, record.topic));
+    }
     for (;;) {
       if (lane.producer === undefined || this.unsettled.size > 0 || this.rereadNeeded) {
         try {
@@ -1066,6 +1185,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         }
       }
       const stored = accepted.flatMap((entry) => entry.stored);
+      const durableStreams: string[] = [];
       // A resend of records already held needs a transaction only to move its sender's cursor.
       if (stored.length > 0 || stagedCursors.size > 0) {
         for (const record of stored) {
@@ -1074,7 +1194,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         }
         for (const key of partitions) this.partitionInFlight.set(key, (this.partitionInFlight.get(key) ?? 0) + 1);
         const startedAtMs = Date.now();
-        let runs: { runs: Run[]; ends: Map<string, PartitionEnd> };
+        let runs: { runs: Run[]; ends: Map<string, PartitionEnd>; journalEnds: Map<string, bigint> };
         try {
           runs = await this.writeTransaction(lane, stored, staged, stagedCursors);
         } catch (error) {
@@ -1112,8 +1232,13 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
         for (const key of partitions) this.partitionInFlight.set(key, this.partitionInFlight.get(key)! - 1);
         partitions.clear();
         this.indexOwnCommit(runs.runs, runs.ends);
+        for (const [stream, end] of runs.journalEnds) {
+          if (end > (this.journalEnds.get(stream) ?? 0n)) this.journalEnds.set(stream, end);
+          durableStreams.push(stream);
+        }
       }
-      for (const entry of accepted) entry.call.resolve(entry.result);
+      for (const entry of accepted) entry.call.resolve(entry.result, entry.stored);
+      for (const stream of durableStreams) this.notifyDurable(stream);
     } finally {
       if (outcome === 'unknown') {
         // Kafka may hold this transaction: the index catches up from before it, and the maps
@@ -1137,6 +1262,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
    * before it is re-read; anything else waits for the re-read. True if answered.
    */
   private answerFromMemory(call: PendingReplicate): boolean {
+    if (call.newRecords !== undefined) return false;
     const highWater = new Map<string, TopicHighWater>();
     for (const record of call.records) {
       if (record === null || typeof record !== 'object' || typeof record.stream !== 'string' || typeof record.topic !== 'string') return false;
@@ -1151,7 +1277,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     } catch {
       return false;
     }
-    call.resolve({ stored: 0, duplicates: call.records.length, highWater: [...highWater.values()] });
+    call.resolve({ stored: 0, duplicates: call.records.length, highWater: [...highWater.values()] }, []);
     return true;
   }
 
@@ -1160,6 +1286,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
    * same group staged. Throws (and stages nothing) when the call is refused.
    */
   private plan(call: PendingReplicate, staged: Map<string, StagedTopic>): AcceptedCall {
+    if (call.newRecords !== undefined) return this.planAppend(call, call.newRecords, staged);
     for (const record of call.records) this.validate(record);
     const own = new Map<string, StagedTopic>();
     const touched = new Map<string, { stream: string; topic: string }>();
@@ -1191,6 +1318,34 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       nextOffset: current(key)?.nextOffset ?? 0,
     }));
     return { call, stored, result: { stored: stored.length, duplicates, highWater } };
+  }
+
+  /** This site's own records: each at its topic's next offset, as committed plus staged. */
+  private planAppend(call: PendingReplicate, newRecords: readonly NewRecord[], staged: Map<string, StagedTopic>): AcceptedCall {
+    const own = new Map<string, StagedTopic>();
+    const stored: LogRecord[] = [];
+    const now = Date.now();
+    for (const newRecord of newRecords) {
+      if (newRecord === null || typeof newRecord !== 'object') throw new InvalidInputError('bad-record', 'append: each record must be an object');
+      const key = topicKey(newRecord.stream, newRecord.topic);
+      const held = own.get(key)?.held ?? staged.get(key)?.held ?? this.held.get(key);
+      const record: LogRecord = {
+        origin: this.siteId,
+        stream: newRecord.stream,
+        topic: newRecord.topic,
+        offset: held?.nextOffset ?? 0,
+        eventTimeMs: newRecord.eventTimeMs ?? now,
+        ingestTimeMs: now,
+        headers: newRecord.headers ?? {},
+        payload: newRecord.payload,
+      };
+      this.validate(record);
+      own.set(key, { stream: record.stream, topic: record.topic, held: { nextOffset: record.offset + 1, origin: record.origin } });
+      stored.push(record);
+    }
+    for (const [key, entry] of own) staged.set(key, entry);
+    const highWater: TopicHighWater[] = [...own.values()].map(({ stream, topic, held }) => ({ stream, topic, nextOffset: held.nextOffset }));
+    return { call, stored, result: { stored: stored.length, duplicates: 0, highWater } };
   }
 
   private validate(record: LogRecord): void {
@@ -1254,7 +1409,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     records: readonly LogRecord[],
     staged: ReadonlyMap<string, StagedTopic>,
     cursors: ReadonlyMap<string, { position: number }>,
-  ): Promise<{ runs: Run[]; ends: Map<string, PartitionEnd> }> {
+  ): Promise<{ runs: Run[]; ends: Map<string, PartitionEnd>; journalEnds: Map<string, bigint> }> {
     const producer = lane.producer;
     if (producer === undefined) throw new Error('no producer');
     const items: OutgoingItem[] = new Array<OutgoingItem>(records.length);
@@ -1301,9 +1456,21 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     const responses: RecordMetadata[][] = [];
     let transaction: Transaction | undefined;
     let commitSent = false;
+    const journalEnds = new Map<string, bigint>();
     try {
       transaction = await producer.transaction();
       for (const chunk of chunks) responses.push(await transaction.sendBatch({ acks: -1, topicMessages: toTopicMessages(chunk) }));
+      // The stream order: where this transaction's records went, known from the responses,
+      // written in the same transaction just before its commit (stream-journal.ts).
+      const journal = this.journalMessages(chunks, responses, withTail);
+      if (journal.length > 0) {
+        const written = await transaction.sendBatch({ acks: -1, topicMessages: journal.map(({ topic, messages }) => ({ topic, messages })) });
+        for (const { stream, topic, messages } of journal) {
+          const meta = written.find((entry) => entry.topicName === topic);
+          if (meta?.baseOffset === undefined) throw new Error(`no base offset for the journal ${topic} in the produce response`);
+          journalEnds.set(stream, BigInt(meta.baseOffset) + BigInt(messages.length));
+        }
+      }
       commitSent = true;
       await transaction.commit();
     } catch (error) {
@@ -1321,7 +1488,54 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       else if (commitSent) throw Object.assign(new Error(String(error)), { commitSent: true });
       throw error;
     }
-    return this.positionsOf(chunks, responses);
+    return { ...this.positionsOf(chunks, responses), journalEnds };
+  }
+
+  /**
+   * The journal entries of a transaction: per stream, the ranges its records took, in the
+   * order they were produced (chunk by chunk; within a chunk, a partition's records are one
+   * record batch at consecutive offsets, from the base offset of the response).
+   */
+  private journalMessages(
+    chunks: readonly (readonly OutgoingItem[])[],
+    responses: readonly RecordMetadata[][],
+    withTail: (message: Message) => Message,
+  ): { stream: string; topic: string; messages: Message[] }[] {
+    const byStream = new Map<string, { ranges: { kafkaTopic: string; partition: number; firstKafkaOffset: bigint; count: number }[]; order: number[] }>();
+    chunks.forEach((chunk, index) => {
+      const base = new Map<string, bigint>();
+      for (const meta of responses[index] ?? []) base.set(partitionKey(meta.topicName, meta.partition), BigInt(meta.baseOffset ?? '-1'));
+      // The range (index into its stream's list) of each partition written by this chunk.
+      const inChunk = new Map<string, number>();
+      for (const item of chunk) {
+        const record = item.record;
+        const partition = item.message.partition;
+        if (record === undefined || partition === undefined) continue;
+        let stream = byStream.get(record.stream);
+        if (stream === undefined) {
+          stream = { ranges: [], order: [] };
+          byStream.set(record.stream, stream);
+        }
+        let range = inChunk.get(item.partitionKey);
+        if (range === undefined) {
+          const first = base.get(item.partitionKey);
+          if (first === undefined || first < 0n) throw new Error(`no base offset for ${item.partitionKey} in the produce response`);
+          range = stream.ranges.length;
+          stream.ranges.push({ kafkaTopic: item.topic, partition, firstKafkaOffset: first, count: 0 });
+          inChunk.set(item.partitionKey, range);
+        }
+        stream.ranges[range]!.count += 1;
+        stream.order.push(range);
+      }
+    });
+    const result: { stream: string; topic: string; messages: Message[] }[] = [];
+    for (const [stream, { ranges, order }] of byStream) {
+      const topic = this.layout.journalTopicFor(stream);
+      if (topic === undefined) throw new Error(`no journal topic for stream ${stream}`);
+      const messages = journalEntries(ranges, order).map((entry) => ({ ...withTail({ key: stream, value: encodeJournalEntry(entry) }), partition: 0 }));
+      result.push({ stream, topic, messages });
+    }
+    return result;
   }
 
   private positionsOf(
@@ -1373,6 +1587,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     try {
       index.record(runs, progress);
     } catch (error) {
+      for (const [key, entry] of ends) keepLatest(this.unindexedEnds, key, entry);
       this.indexError = `cannot write the topic index: ${describeError(error)}`;
       this.options.logger?.error({ err: error }, 'topic index write failed; it will catch up from Kafka');
       this.markIndexDirty();
@@ -1478,6 +1693,10 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
           return;
         }
         if (from < BigInt(low)) from = BigInt(low);
+        const unindexed = this.unindexedEnds.get(partitionKey(topic, partition));
+        if (unindexed !== undefined && unindexed.end > target) {
+          throw new Error(`${topic}/${partition}: committed records up to ${unindexed.end} are not readable yet (last stable offset ${target})`);
+        }
         if (from < target) {
           this.catchUpPending.set(partitionKey(topic, partition), { kafkaTopic: topic, partition, target });
           targets.push({ kafkaTopic: topic, partition, target, from });
@@ -1522,6 +1741,7 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
       }
       index.record([], progress);
       this.ownEnd.clear();
+      this.unindexedEnds.clear();
       this.indexDirty = false;
     }
     if (targets.length > 0) {
@@ -1638,6 +1858,245 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
     return record;
   }
 
+  /**
+   * The stream in this site's commit order, after `afterPosition` (stream-journal.ts): reads
+   * the journal from the position's entry, read_committed, then exactly the Kafka ranges the
+   * entries name. Stops at the journal's last stable offset; right after one of this
+   * instance's own commits it waits (briefly) for the commit markers, so a listener woken by
+   * `onDurable` always finds the records.
+   */
+  async readStream(stream: string, afterPosition: number, limits?: ReadLimits): Promise<StreamPage> {
+    if (this.closed) throw new ClosedError('Kafka log');
+    const fetcher = this.fetcher;
+    if (fetcher === undefined) throw new StoreUnavailableError('Kafka log is not open');
+    const journalTopic = this.layout.journalTopicFor(stream);
+    if (journalTopic === undefined) return { records: [], nextPosition: afterPosition };
+    const page = new PageFill(limits?.maxRecords ?? DEFAULT_MAX_READ_RECORDS, limits?.maxBytes ?? DEFAULT_MAX_READ_BYTES);
+    const start = splitPosition(afterPosition);
+    let journalOffset = start.journalOffset;
+    let nextPosition = afterPosition;
+    let markersDeadlineMs: number | undefined;
+    try {
+      while (!page.full()) {
+        let fetched;
+        try {
+          fetched = await fetcher.fetch(journalTopic, 0, journalOffset, JOURNAL_FETCH_BYTES);
+        } catch (error) {
+          if (!(error instanceof OffsetOutOfRangeError)) throw error;
+          // Retention deleted the entries: go on from the first one left.
+          const low = await this.logStartOffset(journalTopic, 0);
+          if (low <= journalOffset) throw error;
+          journalOffset = low;
+          continue;
+        }
+        if (fetched.messages.length === 0) {
+          if (fetched.nextOffset > journalOffset) {
+            // Only aborted entries and commit markers: step over them.
+            journalOffset = fetched.nextOffset;
+            continue;
+          }
+          // Nothing committed at or after here that a read_committed reader may see yet. If this
+          // instance committed an entry here, its markers are on their way: wait for them.
+          if (page.records.length === 0 && (this.journalEnds.get(stream) ?? 0n) > journalOffset) {
+            if (Date.now() > (markersDeadlineMs ??= Date.now() + COMMIT_MARKER_WAIT_MS)) {
+              throw new StoreUnavailableError(`${journalTopic}@${journalOffset}: committed entries are not readable after ${COMMIT_MARKER_WAIT_MS} ms`);
+            }
+            await new Promise((resolve) => setTimeout(resolve, 10));
+            continue;
+          }
+          break;
+        }
+        let stopped = false;
+        for (const message of fetched.messages) {
+          const offset = BigInt(message.offset);
+          if (offset < journalOffset) continue;
+          const skip = offset === start.journalOffset ? start.taken : 0;
+          const entry = decodeJournalEntry(message.value, `${journalTopic}@${offset}`);
+          const complete = await this.readEntry(fetcher, entry, skip, page, (taken) => {
+            nextPosition = positionOf(offset, taken);
+          });
+          if (!complete) {
+            stopped = true;
+            break;
+          }
+          nextPosition = Math.max(nextPosition, positionOf(offset, entry.records));
+          journalOffset = offset + 1n;
+          if (page.full()) {
+            stopped = true;
+            break;
+          }
+        }
+        if (stopped) break;
+        if (fetched.nextOffset > journalOffset) journalOffset = fetched.nextOffset;
+      }
+    } catch (error) {
+      // What was read so far is a correct page; the error shows again at the next call.
+      if (page.records.length > 0) return { records: page.records, nextPosition };
+      throw asStoreError(`cannot read stream ${stream} from Kafka`, error);
+    }
+    return { records: page.records, nextPosition };
+  }
+
+  /**
+   * Feeds the page the entry's records from index `skip` on, in the entry's order, fetching
+   * each range from where it is needed; `taken(n)` says the first n of the entry are consumed.
+   * False when the page filled before the entry's end.
+   */
+  private async readEntry(fetcher: PartitionFetcher, entry: JournalEntry, skip: number, page: PageFill, taken: (count: number) => void): Promise<boolean> {
+    const { ranges, order } = entry;
+    const used = new Array<number>(ranges.length).fill(0);
+    for (let k = 0; k < skip && k < order.length; k += 1) used[order[k]!]! += 1;
+    /** Per range, records fetched and not yet taken (undefined: not a record, or deleted by retention). */
+    const buffered: (LogRecord | undefined)[][] = ranges.map(() => []);
+    const heads = new Array<number>(ranges.length).fill(0);
+    for (let k = skip; k < order.length; k += 1) {
+      const r = order[k]!;
+      const range = ranges[r]!;
+      if (heads[r]! >= buffered[r]!.length) {
+        buffered[r] = await this.fetchRange(fetcher, range, range.firstKafkaOffset + BigInt(used[r]!));
+        heads[r] = 0;
+      }
+      const record = buffered[r]![heads[r]!];
+      if (record !== undefined && !page.take(record)) return false;
+      heads[r]! += 1;
+      used[r]! += 1;
+      taken(k + 1);
+      if (page.full()) return k + 1 === order.length;
+    }
+    return true;
+  }
+
+  /**
+   * The records of a committed range from `from` on, as far as one fetch goes (at least one),
+   * one slot per Kafka offset. Read uncommitted: the range is committed (its journal entry is),
+   * and this way a reader does not wait for other transactions still open on the partition.
+   */
+  private async fetchRange(fetcher: PartitionFetcher, range: JournalRange, from: bigint): Promise<(LogRecord | undefined)[]> {
+    const end = range.firstKafkaOffset + BigInt(range.count);
+    let fetched;
+    try {
+      fetched = await fetcher.fetch(range.kafkaTopic, range.partition, from, READ_FETCH_BYTES, 'read_uncommitted');
+    } catch (error) {
+      if (!(error instanceof OffsetOutOfRangeError)) throw error;
+      // Retention deleted records of the range: they count as read.
+      const low = await this.logStartOffset(range.kafkaTopic, range.partition);
+      if (low <= from) throw error;
+      return new Array<undefined>(Number((low < end ? low : end) - from)).fill(undefined);
+    }
+    const slots: (LogRecord | undefined)[] = [];
+    for (const message of fetched.messages) {
+      const offset = BigInt(message.offset);
+      if (offset < from) continue;
+      if (offset >= end) break;
+      while (from + BigInt(slots.length) < offset) slots.push(undefined);
+      slots.push(decodeRecord(message));
+    }
+    if (slots.length === 0) {
+      if (fetched.nextOffset > from) return new Array<undefined>(Number((fetched.nextOffset < end ? fetched.nextOffset : end) - from)).fill(undefined);
+      throw new StoreUnavailableError(`${range.kafkaTopic}/${range.partition}@${from}: records of a committed transaction are not readable`);
+    }
+    return slots;
+  }
+
+  onDurable(listener: (stream: string) => void): () => void {
+    this.durableListeners.add(listener);
+    return () => this.durableListeners.delete(listener);
+  }
+
+  private notifyDurable(stream: string): void {
+    for (const listener of this.durableListeners) {
+      try {
+        listener(stream);
+      } catch (error) {
+        this.options.logger?.warn({ err: error, stream }, 'onDurable listener failed');
+      }
+    }
+  }
+
+  /**
+   * Other ingest instances of the site commit to the same journals: while someone listens,
+   * their stable ends are checked every second and a move wakes the listeners.
+   */
+  private async watchJournals(): Promise<void> {
+    if (this.durableListeners.size === 0 || this.journalWatching || this.closed || this.kafkaState.status !== 'ok') return;
+    this.journalWatching = true;
+    try {
+      for (const { topic, stream } of this.layout.journalTopicList()) {
+        const offsets = await withTimeout(this.admin.fetchTopicOffsets(topic), PROBE_TIMEOUT_MS, 'journal end not answered in time');
+        const end = BigInt(offsets.find((entry) => entry.partition === 0)?.high ?? '0');
+        if (end > (this.journalEnds.get(stream) ?? 0n)) {
+          this.journalEnds.set(stream, end);
+          this.notifyDurable(stream);
+        }
+      }
+    } catch {
+      // The probe reports Kafka's state; the next tick tries again.
+    } finally {
+      this.journalWatching = false;
+    }
+  }
+
+  private async readConsumerCursors(): Promise<void> {
+    const fetcher = this.fetcher;
+    if (fetcher === undefined) throw new Error('the fetcher is connected before the cursors are read');
+    await readCompacted(
+      { admin: this.admin, fetcher, timeoutMs: this.options.recoveryTimeoutMs, topic: this.layout.consumerCursorTopic, what: 'consumer cursor' },
+      (message) => {
+        const { name, position } = decodeConsumerCursor(message);
+        if (position === undefined) this.consumerCursors.delete(name);
+        else this.consumerCursors.set(name, position);
+      },
+    );
+  }
+
+  /** A named cursor as read at open or committed since (one instance of a site runs its links). */
+  async getCursor(name: string): Promise<number | undefined> {
+    if (this.closed) throw new ClosedError('Kafka log');
+    return this.consumerCursors.get(name);
+  }
+
+  /** Durable (acks=all to the compacted consumer-cursor topic) when it resolves. */
+  async commitCursor(name: string, position: number): Promise<void> {
+    if (this.closed) throw new ClosedError('Kafka log');
+    if (!Number.isSafeInteger(position) || position < 0) throw new InvalidInputError('bad-position', `cursor ${name}: position must be a non-negative integer`);
+    try {
+      this.cursorProducer ??= (async () => {
+        const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: RETRY });
+        await producer.connect();
+        return producer;
+      })().catch((error: unknown) => {
+        this.cursorProducer = undefined;
+        throw error;
+      });
+      const producer = await this.cursorProducer;
+      await producer.send({ topic: this.layout.consumerCursorTopic, acks: -1, messages: [{ key: name, value: JSON.stringify({ position }) }] });
+    } catch (error) {
+      throw asStoreError(`cursor ${name} not committed to Kafka`, error);
+    }
+    this.consumerCursors.set(name, position);
+  }
+
+  /** The streams this site stores. */
+  listStreams(): string[] {
+    return [...this.options.streams];
+  }
+
+  /** Every logical topic of the stream with its next offset, from the committed high water (memory). */
+  listTopics(stream: string): TopicHighWater[] {
+    const prefix = `${stream}\u0000`;
+    const result: TopicHighWater[] = [];
+    for (const [key, held] of this.held) {
+      if (key.startsWith(prefix)) result.push({ stream, topic: key.slice(prefix.length), nextOffset: held.nextOffset });
+    }
+    return result;
+  }
+
+  /** Where a logical topic stands (the next offset), or undefined for one never seen. */
+  topicHighWater(stream: string, topic: string): { readonly nextOffset: number } | undefined {
+    const held = this.held.get(topicKey(stream, topic));
+    return held === undefined ? undefined : { nextOffset: held.nextOffset };
+  }
+
   /** The next offset this site will accept for a topic; 0 for a topic it has never seen. */
   async highWater(stream: string, topic: string): Promise<number> {
     if (this.closed) throw new ClosedError('Kafka log');
@@ -1744,6 +2203,10 @@ export class KafkaLog implements ReplicaSink, TopicReader, HealthSource {
   private async shutdown(): Promise<void> {
     this.closed = true;
     if (this.probeTimer !== undefined) clearInterval(this.probeTimer);
+    if (this.journalWatchTimer !== undefined) clearInterval(this.journalWatchTimer);
+    const cursorProducer = this.cursorProducer;
+    this.cursorProducer = undefined;
+    if (cursorProducer !== undefined) await cursorProducer.then((producer) => producer.disconnect()).catch(() => {});
     const producers = [...this.lanes.values()].flatMap((lane) => {
       const producer = lane.producer;
       lane.producer = undefined;

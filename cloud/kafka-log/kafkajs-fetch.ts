@@ -94,6 +94,12 @@ type BatchConstructor = new (
 ) => { messages: FetchedMessage[]; messagesWithinOffset: FetchedMessage[]; rawMessages: FetchedMessage[] };
 
 const READ_COMMITTED = 1;
+/**
+ * Only for ranges known to be committed (a stream journal's entry names them): there it
+ * returns the same records as read_committed, without waiting for other transactions still
+ * open on the partition.
+ */
+const READ_UNCOMMITTED = 0;
 const CREATE_CLUSTER = 'private:Kafka:createCluster';
 
 export class PartitionFetcher {
@@ -126,10 +132,10 @@ export class PartitionFetcher {
    * One Fetch of one partition from `offset`. The broker returns whole record batches, at
    * least one even when it is larger than `maxBytes`, so a read always makes progress.
    */
-  async fetch(topic: string, partition: number, offset: bigint, maxBytes: number): Promise<FetchedPartition> {
+  async fetch(topic: string, partition: number, offset: bigint, maxBytes: number, isolation: 'read_committed' | 'read_uncommitted' = 'read_committed'): Promise<FetchedPartition> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.fetchOnce(topic, partition, offset, maxBytes);
+        return await this.fetchOnce(topic, partition, offset, maxBytes, isolation === 'read_committed' ? READ_COMMITTED : READ_UNCOMMITTED);
       } catch (error) {
         const type = (error as { type?: unknown }).type;
         if (type === 'OFFSET_OUT_OF_RANGE' || (error as { name?: unknown }).name === 'KafkaJSOffsetOutOfRange') {
@@ -143,7 +149,7 @@ export class PartitionFetcher {
     }
   }
 
-  private async fetchOnce(topic: string, partition: number, offset: bigint, maxBytes: number): Promise<FetchedPartition> {
+  private async fetchOnce(topic: string, partition: number, offset: bigint, maxBytes: number, isolationLevel: number): Promise<FetchedPartition> {
     if (!this.knownTopics.has(topic)) {
       await this.cluster.addMultipleTargetTopics([topic]);
       this.knownTopics.add(topic);
@@ -154,7 +160,7 @@ export class PartitionFetcher {
     const broker = await this.cluster.findBroker({ nodeId });
     const fetchOffset = offset.toString();
     const response = await broker.fetch({
-      isolationLevel: READ_COMMITTED,
+      isolationLevel,
       // Answer at once with what there is: a read never waits for new records.
       maxWaitTime: 0,
       minBytes: 1,

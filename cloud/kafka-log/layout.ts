@@ -15,7 +15,8 @@
 import { Partitioners, type Message } from 'kafkajs';
 
 import { ConfigError } from '../../core/index.js';
-import { cursorTopicName, dataTopicName, highWaterTopicName } from './codec.js';
+import { consumerCursorTopicName, cursorTopicName, dataTopicName, highWaterTopicName } from './codec.js';
+import { journalTopicName } from './stream-journal.js';
 
 /** How the site creates one Kafka topic. Existing topics are checked against it, never altered. */
 export interface TopicSettings {
@@ -43,6 +44,10 @@ export class TopicLayout {
   readonly highWaterTopic: string;
   /** Compacted: each sending site's cursor (how far each of its streams arrived), per log incarnation. */
   readonly cursorTopic: string;
+  /** Compacted: named consumer cursors of this site (`CursorStore`: forwarding links, consumers). */
+  readonly consumerCursorTopic: string;
+  /** One partition each: the stream's append order (stream-journal.ts). */
+  private readonly journalTopics: ReadonlyMap<string, string>;
   private readonly streamTopics: ReadonlyMap<string, string>;
   private readonly partitioner: Partitioner;
   /** Partition count per Kafka topic as it is on the cluster (which wins over the configuration). */
@@ -58,16 +63,18 @@ export class TopicLayout {
   ) {
     this.highWaterTopic = highWaterTopicName(prefix);
     this.cursorTopic = cursorTopicName(prefix);
+    this.consumerCursorTopic = consumerCursorTopicName(prefix);
     this.streamTopics = new Map([...streams.keys()].map((stream) => [stream, dataTopicName(prefix, stream)]));
-    for (const name of [this.highWaterTopic, this.cursorTopic, ...this.streamTopics.values()]) {
+    this.journalTopics = new Map([...streams.keys()].map((stream) => [stream, journalTopicName(prefix, stream)]));
+    for (const name of [this.highWaterTopic, this.cursorTopic, this.consumerCursorTopic, ...this.streamTopics.values(), ...this.journalTopics.values()]) {
       if (!KAFKA_TOPIC_NAME.test(name)) {
         throw new ConfigError(
           `KafkaLog: ${JSON.stringify(name)} is not a valid Kafka topic name (letters, digits, '.', '_', '-', at most 249); check topicPrefix and streams`,
         );
       }
     }
-    if (streams.has('highwater') || streams.has('cursors')) {
-      throw new ConfigError(`KafkaLog: a stream cannot be named 'highwater' or 'cursors'; its data topic would be one of the site's own compacted topics`);
+    if (streams.has('highwater') || streams.has('cursors') || streams.has('consumers')) {
+      throw new ConfigError(`KafkaLog: a stream cannot be named 'highwater', 'cursors' or 'consumers'; its data topic would be one of the site's own compacted topics`);
     }
     this.partitioner = Partitioners.DefaultPartitioner() as unknown as Partitioner;
   }
@@ -75,6 +82,16 @@ export class TopicLayout {
   /** Every data topic this site writes, with the settings it creates it with. */
   dataTopics(): { topic: string; stream: string; settings: StreamSettings }[] {
     return [...this.streams].map(([stream, settings]) => ({ topic: this.streamTopics.get(stream)!, stream, settings }));
+  }
+
+  /** The stream's journal topic (one partition): its append order at this site. */
+  journalTopicFor(stream: string): string | undefined {
+    return this.journalTopics.get(stream);
+  }
+
+  /** Every journal topic, with the settings of its stream (but always one partition). */
+  journalTopicList(): { topic: string; stream: string; settings: StreamSettings }[] {
+    return [...this.streams].map(([stream, settings]) => ({ topic: this.journalTopics.get(stream)!, stream, settings: { ...settings, partitions: 1 } }));
   }
 
   storesStream(stream: string): boolean {
