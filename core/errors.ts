@@ -98,3 +98,21 @@ export class RateLimitedError extends PortcallError {
     super('RATE_LIMITED', `too many requests; try again in ${retryAfterSeconds} s`, { retriable: true });
   }
 }
+
+/**
+ * Some records of one append were refused (each with its own error, by its index in the
+ * call); every other record of the call is durable. The caller must not acknowledge the
+ * refused ones and may acknowledge the rest (the writer guard refusing readings for a topic
+ * another site writes, among other devices' readings in the same group commit).
+ */
+export class RecordsRefusedError extends PortcallError {
+  constructor(
+    /** Index in the append call → why that record was refused. */
+    readonly refused: ReadonlyMap<number, PortcallError>,
+    /** How many records of the call are durable. */
+    readonly stored: number,
+  ) {
+    const first = refused.values().next().value as PortcallError | undefined;
+    super(first?.code ?? 'REFUSED', `${refused.size} record(s) refused, ${stored} stored${first === undefined ? '' : `: ${first.message}`}`);
+  }
+}

@@ -3,10 +3,12 @@
  * (core/writership.ts): the gateway appends through it, and handoffs are made here.
  *
  * A record for a topic another site writes is refused: it is left out of the append, counted
- * in `portcall_writer_refused_records_total` and logged with the topic's writer, the way the
- * gateway refuses any other bad input (an MQTT 3.1.1 device cannot be told no; the rest of the
- * batch, other devices' readings, is stored as usual). A topic never seen here may be written
- * here: it is created on first sight.
+ * in `portcall_writer_refused_records_total` and logged with the topic's writer, and the call
+ * rejects with RecordsRefusedError naming each refused record (a NotWriterError) once the rest
+ * of the batch, other devices' readings, is durable. The gateway then acknowledges the rest and
+ * not the refused ones: an MQTT 3.1.1 device cannot be told no, so its connection is closed
+ * and the message stays with the device, which sends it again (stored once this site becomes
+ * the writer). A topic never seen here may be written here: it is created on first sight.
  *
  * The writer of each topic is read from its last record and cached by the topic's next offset,
  * so it is read again only after the topic moved (a replicated handoff arrived). A handoff
@@ -17,7 +19,7 @@
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { HANDOFF_HEADER, NotWriterError, writerAfter } from '../core/writership.js';
-import type { LogRecord, NewRecord, RecordAppender } from '../core/index.js';
+import { RecordsRefusedError, type LogRecord, type NewRecord, type RecordAppender } from '../core/index.js';
 import type { SqliteLog } from '../edge/log/index.js';
 
 type GuardedLog = Pick<SqliteLog, 'append' | 'latest' | 'topicStats'>;
@@ -91,24 +93,28 @@ export class WriterGuard implements RecordAppender {
     if (misses.length > 0) await Promise.all(misses);
     // From here to the log's append nothing awaits, so a handoff cannot slip in between.
     const kept: NewRecord[] = [];
-    for (const record of records) {
+    const refused = new Map<number, NotWriterError>();
+    records.forEach((record, index) => {
       const key = `${record.stream}\u0000${record.topic}`;
       if (this.mayWrite(key, writers.get(key))) {
         kept.push(record);
-        continue;
+        return;
       }
       this.refused.inc({ stream: record.stream });
+      const writer = this.handedOver.get(key)?.to ?? writers.get(key) ?? 'another site';
+      const error = new NotWriterError(record.stream, record.topic, this.site, writer);
+      refused.set(index, error);
       const now = Date.now();
       if (now - (this.loggedAt.get(key) ?? 0) > 10_000) {
         this.loggedAt.set(key, now);
-        const writer = this.handedOver.get(key)?.to ?? writers.get(key) ?? 'another site';
-        this.logger?.error({ stream: record.stream, topic: record.topic, writer }, new NotWriterError(record.stream, record.topic, this.site, writer).message);
+        this.logger?.error({ stream: record.stream, topic: record.topic, writer }, error.message);
       }
-    }
-    if (kept.length === 0) return [];
-    const stored = await this.log.append(kept);
+    });
+    const stored = kept.length === 0 ? [] : await this.log.append(kept);
     // This site wrote them as the writer: remember, so the next append reads nothing.
     for (const record of stored) this.writers.set(`${record.stream}\u0000${record.topic}`, { nextOffset: record.offset + 1, writer: this.site });
+    // The rest is durable; the refused ones must not be acknowledged.
+    if (refused.size > 0) throw new RecordsRefusedError(refused, stored.length);
     return stored;
   }
 

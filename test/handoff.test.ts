@@ -2,7 +2,9 @@
  * One writer per topic, with handoff, under load: Tokyo and Singapore replicate both ways and
  * devices at both publish readings of container Y01 all the time. Tokyo writes Y01, hands it
  * to Singapore, which hands it back; a write at the site that is not the writer is refused
- * (counted, logged), a handoff asked of the wrong site is refused naming the writer. Both
+ * (counted, logged, and never acknowledged to the device: no PUBACK, its connection closed, so
+ * the message stays with it and is stored once the site becomes the writer), a handoff asked
+ * of the wrong site is refused naming the writer. Both
  * sites end with the identical topic: dense offsets, and each record written by the writer
  * its predecessor names. Real processes, MQTT, SQLite.
  */
@@ -93,7 +95,8 @@ describe('one writer per topic, with handoff', () => {
     await eventually(async () => (await handoff('SINGAPORE', 'TOKYO')).status === 200, 60_000, () => 'handoff back from Singapore', 200);
     await new Promise((resolve) => setTimeout(resolve, 1500));
     for (const timer of timers.splice(0)) clearInterval(timer);
-    for (const client of clients.splice(0)) await client.endAsync();
+    // Forced: a device at the site that does not write Y01 keeps its refused readings (never acknowledged) and would wait for them forever.
+    for (const client of clients.splice(0)) await client.endAsync(true);
 
     await eventually(
       async () =>
@@ -104,10 +107,14 @@ describe('one writer per topic, with handoff', () => {
       () => 'links draining',
       200,
     );
-    // Both sites refused readings while the other wrote Y01.
+    // Both sites refused readings while the other wrote Y01, and their gateways did not
+    // acknowledge them: each refusal closes the device's connection (it reconnects after a
+    // second and sends again), so a couple of refusals per second of the other's writership.
     for (const site of ['TOKYO', 'SINGAPORE']) {
       const refused = await metricSamples(net.url(site), 'portcall_writer_refused_records_total');
-      expect([...refused.values()].reduce((sum, value) => sum + value, 0), site).toBeGreaterThan(10);
+      expect([...refused.values()].reduce((sum, value) => sum + value, 0), site).toBeGreaterThan(0);
+      const notAcknowledged = await metricSamples(net.url(site), 'portcall_gateway_refusals_total');
+      expect(notAcknowledged.get(`{reason="not-writer",site="${site}"}`) ?? 0, site).toBeGreaterThan(0);
     }
 
     await net.stopAll();
@@ -136,5 +143,68 @@ describe('one writer per topic, with handoff', () => {
         await log.close();
       }
     }
+  });
+  it('a QoS 1 write at a site that is not the writer gets no PUBACK: counted, logged, the connection closed, other devices acknowledged; stored once the topic is handed over', { timeout: 120_000 }, async () => {
+    const dir = tempDir('not-writer');
+    dirs.push(dir);
+    const net = await SiteNet.create(
+      dir,
+      ['TOKYO', 'SINGAPORE'].map((name) => ({ name, mqtt: true, extra: { handoffToken: HANDOFF_TOKEN } })),
+      [
+        ['TOKYO', 'SINGAPORE'],
+        ['SINGAPORE', 'TOKYO'],
+      ],
+      { proxies: false },
+    );
+    nets.push(net);
+    await net.startAll();
+    const latest = async (site: string, topic: string) => {
+      const response = await fetch(`${net.url(site)}/v1/streams/containers/topics/${topic}/latest`);
+      return response.status === 404 ? undefined : ((await response.json()) as { offset: number; origin: string; headers: Record<string, string>; payload: unknown });
+    };
+    // Tokyo writes Y02 (its crane's reading); Singapore learns it by replication.
+    const tokyo = await mqtt.connectAsync(`mqtt://127.0.0.1:${net.mqttPort.get('TOKYO')!}`, { clientId: 'reefer-Y02-tokyo', protocolVersion: 4 });
+    clients.push(tokyo);
+    for (let n = 0; n < 5; n += 1) await tokyo.publishAsync('bigblue/containers/Y02/reefer', JSON.stringify({ ts: Date.now(), tempC: 4.5, n }), { qos: 1 });
+    await eventually(async () => (await latest('SINGAPORE', 'Y02'))?.offset === 4, 60_000, () => `Y02 at Singapore${net.exited()}`);
+
+    // A device at Singapore publishes Y02 while Tokyo writes it: no PUBACK, the connection closes.
+    const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${net.mqttPort.get('SINGAPORE')!}`, { clientId: 'reefer-Y02-singapore', protocolVersion: 4, clean: false, reconnectPeriod: 300 });
+    clients.push(device);
+    // Another device at Singapore, writing its own topic meanwhile, is acknowledged as usual.
+    const other = await mqtt.connectAsync(`mqtt://127.0.0.1:${net.mqttPort.get('SINGAPORE')!}`, { clientId: 'reefer-R09-singapore', protocolVersion: 4 });
+    clients.push(other);
+    let closes = 0;
+    device.on('close', () => (closes += 1));
+    let acknowledged = false;
+    const refusedReading = JSON.stringify({ ts: Date.now(), tempC: 5.5, at: 'SINGAPORE' });
+    device.publish('bigblue/containers/Y02/reefer', refusedReading, { qos: 1 }, (error) => {
+      if (error === undefined || error === null) acknowledged = true;
+    });
+    for (let n = 0; n < 20; n += 1) await other.publishAsync('bigblue/containers/R09/reefer', JSON.stringify({ ts: Date.now(), tempC: 2, n }), { qos: 1 });
+    await eventually(async () => closes >= 2, 30_000, () => `the non-writer device's connection closed (closes ${closes})`, 100);
+    expect(acknowledged).toBe(false);
+    expect((await latest('SINGAPORE', 'R09'))?.offset).toBe(19);
+    expect((await latest('SINGAPORE', 'Y02'))?.origin).toBe('TOKYO');
+    expect((await latest('SINGAPORE', 'Y02'))?.offset).toBe(4);
+    const refusals = await metricSamples(net.url('SINGAPORE'), 'portcall_gateway_refusals_total');
+    expect(refusals.get('{reason="not-writer",site="SINGAPORE"}') ?? 0, JSON.stringify([...refusals])).toBeGreaterThanOrEqual(2);
+    const refusedRecords = await metricSamples(net.url('SINGAPORE'), 'portcall_writer_refused_records_total');
+    expect(refusedRecords.get('{stream="containers",site="SINGAPORE"}') ?? 0, JSON.stringify([...refusedRecords])).toBeGreaterThanOrEqual(2);
+    expect(net.processes.get('SINGAPORE')!.output()).toMatch(/topic containers\/Y02 is written by TOKYO, not SINGAPORE/);
+
+    // Tokyo hands Y02 to Singapore: the device's reading, resent after each refusal, is stored
+    // right after the handoff record, once.
+    const response = await fetch(`${net.url('TOKYO')}/v1/streams/containers/topics/Y02/handoff`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${HANDOFF_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ to: 'SINGAPORE' }),
+    });
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as { offset: number }).offset).toBe(5);
+    await eventually(async () => acknowledged, 30_000, () => 'the reading acknowledged after the handoff', 100);
+    const stored = await latest('SINGAPORE', 'Y02');
+    expect(stored).toMatchObject({ offset: 6, origin: 'SINGAPORE' });
+    await eventually(async () => (await latest('TOKYO', 'Y02'))?.offset === 6, 30_000, () => 'the reading back at Tokyo');
   });
 });

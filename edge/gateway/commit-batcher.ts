@@ -11,11 +11,14 @@
  * Per message it keeps the record and its waiter in two arrays, with no closure: waiters are
  * objects (an ack gate's entry, say) or plain callbacks for the rarer paths.
  */
-import type { NewRecord } from '../../core/index.js';
+import { RecordsRefusedError, type NewRecord } from '../../core/index.js';
 
 /** What the batcher needs of the log: a `RecordAppender`, or the channel to one on another thread. */
 export interface DurableAppend {
-  /** Resolves once every record of the call is durable; rejects if none of it is. */
+  /**
+   * Resolves once every record of the call is durable; rejects if none of it is, or with
+   * RecordsRefusedError when the records it names were refused and the rest are durable.
+   */
   append(records: readonly NewRecord[]): Promise<unknown>;
 }
 
@@ -46,6 +49,8 @@ export class CommitBatcher {
     private readonly onCommitted: (tags: readonly number[], elapsedMs: number) => void = () => undefined,
     /** Called once per failed batch, before its waiters are told. */
     private readonly onFailed: (tags: readonly number[], error: Error) => void = () => undefined,
+    /** Called once per batch some of whose records were refused (the rest durable), with the refused records' tags. */
+    private readonly onRefused: (tags: readonly number[], error: RecordsRefusedError) => void = () => undefined,
   ) {}
 
   add(record: NewRecord, waiter: CommitWaiter | CommitCallback, tag = 0): void {
@@ -83,6 +88,16 @@ export class CommitBatcher {
       },
       (error: unknown) => {
         this.inFlight -= records.length;
+        if (error instanceof RecordsRefusedError) {
+          // Partly refused: the rest is durable. Each refused record's waiter is told why.
+          const refusedTags: number[] = [];
+          const storedTags: number[] = [];
+          for (let i = 0; i < tags.length; i += 1) (error.refused.has(i) ? refusedTags : storedTags).push(tags[i]!);
+          if (storedTags.length > 0) this.onCommitted(storedTags, performance.now() - startedAt);
+          this.onRefused(refusedTags, error);
+          for (let i = 0; i < waiters.length; i += 1) settle(waiters[i]!, error.refused.get(i));
+          return;
+        }
         const failure = error instanceof Error ? error : new Error(String(error));
         this.onFailed(tags, failure);
         for (let i = 0; i < waiters.length; i += 1) settle(waiters[i]!, failure);

@@ -29,6 +29,7 @@ port.on('message', (message: ToGatewayThread | ChannelReply) => {
   switch (message.type) {
     case 'appended':
     case 'append-failed':
+    case 'append-refused':
       appender.settle(message);
       break;
     case 'metrics':

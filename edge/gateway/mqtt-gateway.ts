@@ -14,7 +14,9 @@
  * disconnected (MQTT 3.1.1 cannot say "no" to a PUBLISH). A message that is merely bad —
  * unmapped topic, too long or deep, payload failing its stream's schema — is acknowledged
  * and dropped, counted by reason: disconnecting would make the device resend the same
- * poison message forever and stall everything it sends after it.
+ * poison message forever and stall everything it sends after it. A message the site refuses
+ * to store because another site writes its topic (RecordsRefusedError from the appender) is
+ * not acknowledged: the connection is closed, counted `not-writer`, and the device keeps it.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
@@ -176,6 +178,12 @@ export class MqttGateway {
         countCommitted(this.metrics, tags, 'stored');
       },
       (tags) => countCommitted(this.metrics, tags, 'store-failed'),
+      // Refused by the site (a topic another site writes): not acknowledged, the device's connection closed.
+      (tags, error) => {
+        this.statsValue.messagesRefused += tags.length;
+        for (const tag of tags) if (tag >= 0) this.metrics.countMessage(tag >> 1, 'refused', (tag & 1) === 1 ? 'bridge' : 'device');
+        this.metrics.refusals.inc({ reason: error.refused.values().next().value?.code === 'NOT_WRITER' ? 'not-writer' : 'refused-by-site' }, tags.length);
+      },
     );
     this.intake = new MessageIntake(
       new TopicMapper(options.topicRules),

@@ -11,7 +11,7 @@
  * - records whose headers are anything else (alerts) cross whole, beside the numbers.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
+import { PortcallError, RecordsRefusedError, StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
 import type { DurableAppend } from './commit-batcher.js';
 
 /** In `destinations`: a record carried whole in `inline` instead. */
@@ -185,7 +185,9 @@ export function decodeBatch(batch: EncodedBatch): NewRecord[] {
 export type ChannelRequest = { readonly type: 'append'; readonly id: number; readonly batch: EncodedBatch };
 export type ChannelReply =
   | { readonly type: 'appended'; readonly id: number }
-  | { readonly type: 'append-failed'; readonly id: number; readonly message: string; readonly retriable: boolean };
+  | { readonly type: 'append-failed'; readonly id: number; readonly message: string; readonly retriable: boolean }
+  /** Some records refused (index, code, message), the rest durable. */
+  | { readonly type: 'append-refused'; readonly id: number; readonly stored: number; readonly refused: readonly { readonly index: number; readonly code: string; readonly message: string }[] };
 
 /**
  * The gateway thread's end of the log: posts each batch to the log's thread and resolves
@@ -205,7 +207,9 @@ export class ChannelAppender implements DurableAppend {
     if (waiter === undefined) return;
     this.waiting.delete(reply.id);
     if (reply.type === 'appended') waiter.resolve();
-    else waiter.reject(new StoreUnavailableError(reply.message));
+    else if (reply.type === 'append-refused') {
+      waiter.reject(new RecordsRefusedError(new Map(reply.refused.map(({ index, code, message }) => [index, new PortcallError(code, message)])), reply.stored));
+    } else waiter.reject(new StoreUnavailableError(reply.message));
   }
 
   /** Fails everything still waiting (the log's thread went away). */
@@ -240,7 +244,14 @@ export class AppendServer {
     this.appender.append(records).then(
       () => this.reply({ type: 'appended', id: request.id }),
       (error: unknown) =>
-        this.reply({
+        error instanceof RecordsRefusedError
+          ? this.reply({
+              type: 'append-refused',
+              id: request.id,
+              stored: error.stored,
+              refused: [...error.refused].map(([index, refusal]) => ({ index, code: refusal.code, message: refusal.message })),
+            })
+          : this.reply({
           type: 'append-failed',
           id: request.id,
           message: (error as Error).message ?? String(error),
