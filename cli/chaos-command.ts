@@ -6,7 +6,7 @@
  * Only the registration loads with the command line; the suite is imported when it runs.
  */
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 
 /** `90s`, `5m`, `30m`, `1h` or plain seconds → milliseconds. */
 export function parseDuration(raw: string): number {
@@ -55,15 +55,15 @@ export function registerChaosCommand(program: Command): void {
     .description(
       'The chaos suite: fleet → ship AURORA → ports TOKYO and SINGAPORE → headquarters HQ on Kafka, as real processes under load, while a seeded schedule kills sites with kill -9, flaps, resets and stalls links, fills the ship\u2019s disk, restarts the Kafka broker and skews device clocks; then every site is read back. Exit 1 when a record was lost or duplicated',
     )
-    .option('--duration <time>', 'length of the fault phase (load runs through it), e.g. 90s, 5m, 30m', parseDuration, 30 * 60_000)
+    .addOption(new Option('--duration <time>', 'length of the fault phase (load runs through it), e.g. 90s, 5m, 30m').argParser(parseDuration).default(30 * 60_000, '30m'))
     .option('--seed <n>', 'seed of the schedule and the fleet (same seed, same schedule)', integer('--seed'), 11)
     .option('--faults <mix>', 'relative weight of each fault kind: kill, flap, reset, stall, disk-full, kafka-restart, clock-skew', 'kill=30,flap=14,reset=18,stall=10,disk-full=10,kafka-restart=6,clock-skew=12')
     .option('--rate <n>', 'faults per minute', positive('--rate', 600), 8)
     .option('--messages-per-second <n>', 'the fleet\u2019s publish rate (QoS 1)', positive('--messages-per-second', 100_000), 200)
     .option('--schedule <file>', 'replay this schedule (JSON: a report\u2019s "faults", or --print-schedule --json) instead of planning one from the seed')
     .option('--print-schedule', 'print the schedule the options give and exit, starting nothing')
-    .option('--quiesce-timeout <time>', 'how long to wait, after the faults, for every link to drain', parseDuration, 300_000)
-    .option('--ship-disk-mb <n>', 'size of the tmpfs holding the ship\u2019s log (mounting needs root; without it no disk-full faults)', positive('--ship-disk-mb', 65_536), 1024)
+    .addOption(new Option('--quiesce-timeout <time>', 'how long to wait, after the faults, for every link to drain').argParser(parseDuration).default(300_000, '5m'))
+    .option('--ship-disk-mb <n>', 'size of the tmpfs holding the ship\u2019s log (mounting needs root; without it no disk-full faults)', positive('--ship-disk-mb', 65_536), 512)
     .option('--kafka-bootstrap <host:port>', 'use this Kafka broker instead of starting one (then no kafka-restart faults)')
     .option('--work-dir <dir>', 'configurations, site outputs and shore data here (default: a temporary directory, kept when the run fails)')
     .option('--keep', 'keep the work directory even when the run passes')

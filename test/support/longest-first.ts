@@ -8,6 +8,7 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /** The long ones, longest first (seconds on a quiet two-core machine, roughly). */
 const LONG_FILES = [
+  'test/chaos.test.ts', // ~160-190
   'test/voyage.test.ts', // ~130
   'test/uplink.test.ts', // ~100
   'test/kafka-shore-crash.test.ts', // ~60-150

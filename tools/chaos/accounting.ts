@@ -88,7 +88,7 @@ export async function readSite(site: ChaosSite, topicsByStream: ReadonlyMap<stri
 export async function readKafka(bootstrap: string, prefix: string, streams: readonly string[]): Promise<ReadRecord[]> {
   const records: ReadRecord[] = [];
   for (const stream of streams) {
-    const messages = await readBackCommitted(bootstrap, `${prefix}.${stream}`, 120_000);
+    const messages = await readBackCommitted(bootstrap, `${prefix}.${stream}`, 600_000);
     for (const { message } of messages) {
       let seq: number | undefined;
       try {

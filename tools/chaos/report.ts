@@ -8,7 +8,9 @@ export function formatChaosReport(report: ChaosReport): string {
   const lines: string[] = [];
   const row = (cells: readonly (string | number)[], widths: readonly number[]) =>
     cells.map((cell, index) => (index === 0 ? String(cell).padEnd(widths[index]!) : String(cell).padStart(widths[index]!))).join('  ');
-  lines.push(`chaos: seed ${report.seed}, ${report.rate} messages/s, ${report.faultsPerMinute} faults/min, ship disk ${report.shipDisk}`);
+  lines.push(
+    `chaos: seed ${report.seed}, ${report.rate} messages/s, ${report.faultsPerMinute} faults/min, ship disk ${report.shipDisk}${report.shipDiskUsedMb === null ? '' : ` (${report.shipDiskUsedMb} MiB used at the end)`}`,
+  );
   lines.push(
     `  wall time ${seconds(report.timingsMs.total)} (setup ${seconds(report.timingsMs.setup)}, load and faults ${seconds(report.timingsMs.faults)}, quiescence ${seconds(report.timingsMs.quiesce)}, read-back ${seconds(report.timingsMs.readBack)})`,
   );

@@ -73,6 +73,8 @@ export interface ChaosReport {
   readonly verifyTopics: number | null;
   readonly timingsMs: { readonly setup: number; readonly faults: number; readonly quiesce: number; readonly readBack: number; readonly total: number };
   readonly shipDisk: string;
+  /** The ship's log on its tmpfs at the end of the run (MiB), to size --ship-disk-mb. */
+  readonly shipDiskUsedMb: number | null;
   readonly workDir: string;
   readonly problems: readonly string[];
 }
@@ -262,6 +264,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       for (const message of load.messages) if (message.state === 1 && !held.has(message.seq)) lostSeqs.add(message.seq);
     }
     const readBackMs = Date.now() - readStart;
+    const shipDiskUsed = system.shipDiskUsedBytes();
 
     const faultsByKind = Object.fromEntries(
       FAULT_KINDS.map((kind) => {
@@ -280,6 +283,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         ];
       }),
     ) as Record<FaultKind, FaultKindSummary>;
+    for (const site of system.sites.values()) {
+      if (site.startFailures > 0) problems.push(`${site.name} exited while starting ${site.startFailures} times and was started again (see ${site.logFile})`);
+    }
     const duplicated = accounts.reduce((sum, entry) => sum + entry.duplicated, 0);
     const misplaced = accounts.reduce((sum, entry) => sum + entry.misplaced, 0);
     if ((verifyDifferences?.length ?? 0) > 0) problems.push(`portcall verify --sites: ${verifyDifferences!.length} topics differ between the sites`);
@@ -306,6 +312,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       verifyTopics,
       timingsMs: { setup: setupMs, faults: faultsMs, quiesce: quiesceMs, readBack: readBackMs, total: Date.now() - startedAt },
       shipDisk: system.diskUnavailable === undefined ? `${options.shipDiskMb} MiB tmpfs` : `no tmpfs (${system.diskUnavailable}); no disk-full faults`,
+      shipDiskUsedMb: shipDiskUsed === undefined ? null : Math.round((shipDiskUsed / 1048576) * 10) / 10,
       workDir: system.workDir,
       problems,
     };

@@ -17,6 +17,8 @@ export class ChaosSite {
   private exited: Promise<void> = Promise.resolve();
   private readonly output: WriteStream;
   starts = 0;
+  /** Times the process exited while starting and was started again. */
+  startFailures = 0;
 
   constructor(
     readonly name: string,
@@ -38,8 +40,23 @@ export class ChaosSite {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** Starts the process and waits (bounded) until /healthz answers 200. */
-  async start(timeoutMs = 90_000): Promise<void> {
+  /**
+   * Starts the process and waits (bounded) until /healthz answers 200. A process that exits
+   * while starting (a Kafka-backed site whose broker is still loading its coordinators
+   * refuses to open) is started again, as a supervisor would, and counted in `startFailures`.
+   */
+  async start(timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (await this.startOnce(deadline)) return;
+      this.startFailures += 1;
+      if (Date.now() > deadline) throw new Error(`${this.name} exited while starting, again and again for ${timeoutMs} ms; see ${this.logFile}`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+
+  /** True when the process answered /healthz, false when it exited first. */
+  private async startOnce(deadline: number): Promise<boolean> {
     this.starts += 1;
     const child = spawn(process.execPath, [portcallBin(), this.kind, '--config', this.configFile], {
       env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
@@ -49,17 +66,19 @@ export class ChaosSite {
     child.stdout!.pipe(this.output, { end: false });
     child.stderr!.pipe(this.output, { end: false });
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    const deadline = Date.now() + timeoutMs;
     for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${this.name} exited (${child.exitCode ?? child.signalCode}) while starting; see ${this.logFile}`);
+      if (child.exitCode !== null || child.signalCode !== null) return false;
       try {
         const response = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1000) });
         await response.arrayBuffer();
-        if (response.status === 200) return;
+        if (response.status === 200) return true;
       } catch {
         // not listening yet
       }
-      if (Date.now() > deadline) throw new Error(`${this.name} did not become healthy on ${this.url} within ${timeoutMs} ms; see ${this.logFile}`);
+      if (Date.now() > deadline) {
+        await this.kill9();
+        throw new Error(`${this.name} did not become healthy on ${this.url} in time; see ${this.logFile}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

@@ -11,7 +11,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -204,6 +204,13 @@ export class ChaosSystem {
     this.broker.kill9();
     await sleep(downMs);
     await this.broker.restart();
+  }
+
+  /** Bytes used on the ship's tmpfs (its log), or undefined without one. */
+  shipDiskUsedBytes(): number | undefined {
+    if (!this.mounted) return undefined;
+    const stats = statfsSync(this.mountPoint!);
+    return (stats.blocks - stats.bfree) * stats.bsize;
   }
 
   /** Records each forwarding site still has to send, summed over its links; undefined if a site does not answer. */
