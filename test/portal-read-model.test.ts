@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LogRecord, RecordFilter } from '../core/index.js';
 import { FleetModel, voyageScenario } from '../devices/fleet/index.js';
-import { PortalReadModel, alertsView, containerList, containerView, fleetView, liveEventOf } from '../cloud/portal/index.js';
+import { FLEET_TRACK_POINTS, PortalReadModel, alertsView, containerList, containerView, fleetView, liveEventOf } from '../cloud/portal/index.js';
 
 /** The voyage's messages as a site stores them (topic rules of config/aurora.yaml), every 10 simulated minutes. */
 function voyageRecords(): LogRecord[] {
@@ -129,5 +129,35 @@ describe('portal read model', () => {
     expect(JSON.stringify(y05)).not.toContain('ToyCo');
     expect(liveEventOf(toyco, records.find((r) => r.topic === 'R01')!)).toBeUndefined();
     expect(liveEventOf(toyco, records.find((r) => r.stream === 'containers' && r.topic === 'Y01')!)).toMatchObject({ type: 'reading', container: 'Y01' });
+  });
+
+  it('shares a bounded number of track points among the containers of a fleet answer, each ending at its latest position', () => {
+    const model = new PortalReadModel();
+    const containers = 3000;
+    const readings = 300;
+    const startMs = Date.parse('2026-03-02T00:00:00Z');
+    for (let index = 0; index < containers; index += 1) {
+      const topic = `C${String(index).padStart(5, '0')}`;
+      for (let offset = 0; offset < readings; offset += 1) {
+        const eventTimeMs = startMs + offset * 600_000;
+        const payload = Buffer.from(JSON.stringify({ ts: eventTimeMs, tempC: 4, lat: 10 + offset / 100, lon: 100 + index / 100 }));
+        model.apply({ origin: 'AURORA', stream: 'containers', topic, offset, eventTimeMs, ingestTimeMs: eventTimeMs, headers: {}, payload });
+      }
+    }
+    const everything: RecordFilter = { mayHold: () => true, admit: (record) => record };
+    const fleet = fleetView(model, everything) as { containers: { id: string; lat: number; track: number[][] }[] };
+    expect(fleet.containers).toHaveLength(containers);
+    const points = fleet.containers.reduce((sum, container) => sum + container.track.length, 0);
+    expect(points).toBeLessThanOrEqual(FLEET_TRACK_POINTS);
+    expect(points).toBeGreaterThanOrEqual(containers * 2);
+    for (const container of fleet.containers) {
+      expect(container.lat).toBe(10 + (readings - 1) / 100);
+      expect(container.track.at(-1)).toEqual([100 + Number(container.id.slice(1)) / 100, 10 + (readings - 1) / 100]);
+      expect(container.track[0]![1]).toBe(10);
+    }
+    // One container alone gets its whole downsampled track.
+    const one: RecordFilter = { mayHold: (_stream, topic) => topic === 'C00007', admit: (record) => (record.topic === 'C00007' ? record : undefined) };
+    const alone = fleetView(model, one) as { containers: { track: unknown[] }[] };
+    expect(alone.containers[0]!.track.length).toBe(containerView(model, one, 'C00007', true)!.series.length as number);
   });
 });

@@ -31,5 +31,5 @@
  */
 export { PortalReadModel, Series, bodyOf, newer, BASE_BUCKET_MS, DEFAULT_MAX_BUCKETS, RECENT, type ContainerModel, type ShipModel, type ReadModelOptions } from './read-model.js';
 export { PortalProjector, PORTAL_STREAMS, type PortalProjectorOptions, type LiveListener } from './projector.js';
-export { containerView, containerList, fleetView, alertsView, movementsView, liveEventOf } from './views.js';
+export { FLEET_TRACK_POINTS, containerView, containerList, fleetView, alertsView, movementsView, liveEventOf } from './views.js';
 export { registerPortalRoutes, type PortalAudience, type PortalRoutesOptions } from './routes.js';

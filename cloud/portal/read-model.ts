@@ -104,12 +104,16 @@ export class Series {
 
   /** The records kept, once each, in (event time, offset) order. */
   records(): LogRecord[] {
-    const kept = new Map<number, LogRecord>();
-    for (const bucket of this.buckets.values()) {
-      if (bucket.first !== undefined) kept.set(bucket.first.offset, bucket.first);
-      kept.set(bucket.peak.offset, bucket.peak);
+    // Buckets cover disjoint time ranges, so ordering the bucket indexes (a few hundred
+    // numbers) orders the records; only a bucket's own two records need comparing.
+    const out: LogRecord[] = [];
+    for (const index of [...this.buckets.keys()].sort((left, right) => left - right)) {
+      const { first, peak } = this.buckets.get(index)!;
+      if (first === undefined || first.offset === peak.offset) out.push(peak);
+      else if (newer(peak, first)) out.push(first, peak);
+      else out.push(peak, first);
     }
-    return [...kept.values()].sort((left, right) => (newer(left, right) ? 1 : -1));
+    return out;
   }
 }
 
@@ -155,6 +159,8 @@ export class PortalReadModel {
   readonly ships = new Map<string, ShipModel>();
   /** Alerts by `<origin>/<topic>/<offset>`: topic is the container (or other topic) it is about. */
   readonly alerts = new Map<string, LogRecord>();
+  /** The same alerts by topic, so a page about one container never walks every alert. */
+  readonly alertsByTopic = new Map<string, Map<string, LogRecord>>();
   private readonly maxBuckets: number;
   /** Records applied, repeats included (for metrics and tests). */
   applied = 0;
@@ -215,9 +221,14 @@ export class PortalReadModel {
         }
         return;
       }
-      case 'alerts':
-        this.alerts.set(`${record.origin}/${record.topic}/${record.offset}`, record);
+      case 'alerts': {
+        const key = `${record.origin}/${record.topic}/${record.offset}`;
+        this.alerts.set(key, record);
+        let ofTopic = this.alertsByTopic.get(record.topic);
+        if (ofTopic === undefined) this.alertsByTopic.set(record.topic, (ofTopic = new Map()));
+        ofTopic.set(key, record);
         return;
+      }
       default:
         return;
     }

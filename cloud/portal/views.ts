@@ -25,14 +25,12 @@ const pick = (body: Json, keys: readonly string[]): Json => Object.fromEntries(k
 const READING_FIELDS = ['tempC', 'setpointC', 'humidityPct', 'door', 'shockG', 'batteryPct', 'lat', 'lon', 'compressor'] as const;
 
 /** A reading as the pages use it. */
-export function readingOf(record: LogRecord): Json {
-  const body = bodyOf(record) ?? {};
+export function readingOf(record: LogRecord, body: Json = bodyOf(record) ?? {}): Json {
   return { at: iso(record.eventTimeMs), offset: record.offset, ...pick(body, [...READING_FIELDS, 'event']) };
 }
 
 /** A manifests record as a timeline entry, in whichever form the audience was given. */
-export function timelineEntryOf(record: LogRecord): Json {
-  const body = bodyOf(record) ?? {};
+export function timelineEntryOf(record: LogRecord, body: Json = bodyOf(record) ?? {}): Json {
   const step = typeof body.event === 'string' ? body.event : typeof body.type === 'string' ? body.type : undefined;
   return {
     at: iso(record.eventTimeMs),
@@ -66,13 +64,21 @@ export function containerView(model: PortalReadModel, filter: RecordFilter, id: 
   const series = container === undefined || !mayReadings || (!detail && recent.length > 0) ? [] : admitted(filter, container.series.records());
   const points = new Map<number, LogRecord>();
   for (const record of [...series, ...recent]) points.set(record.offset, record);
+  // Payloads are parsed only where an answer needs them (a parse costs microseconds, and a
+  // list of thousands of containers would otherwise parse every record it holds).
+  const ordered = [...points.values()].sort((l, r) => (newer(l, r) ? 1 : -1));
   let latest: LogRecord | undefined;
-  for (const record of points.values()) if (typeof bodyOf(record)?.event !== 'string' && (latest === undefined || newer(record, latest))) latest = record;
+  let latestBody: Json = {};
+  for (let index = ordered.length - 1; index >= 0 && latest === undefined; index -= 1) {
+    const body = bodyOf(ordered[index]!);
+    if (typeof body?.event !== 'string') [latest, latestBody] = [ordered[index]!, body ?? {}];
+  }
   const manifests = container === undefined || !mayManifests ? [] : admitted(filter, [...container.manifests.values()].sort((l, r) => (newer(l, r) ? 1 : -1)));
-  const alerts = mayAlerts ? admitted(filter, [...model.alerts.values()].filter((record) => record.topic === id)) : [];
+  const alerts = mayAlerts ? admitted(filter, [...(model.alertsByTopic.get(id)?.values() ?? [])]) : [];
   if (latest === undefined && manifests.length === 0 && alerts.length === 0) return undefined;
 
-  const timeline = manifests.map(timelineEntryOf);
+  const manifestBodies = manifests.map((record) => bodyOf(record) ?? {});
+  const timeline = manifests.map((record, index) => timelineEntryOf(record, manifestBodies[index]));
   // "At sea": the ship's departure from the port the container was loaded at, shown with
   // (and only with) the admitted `loaded` record it follows from.
   const steps: Json[] = [];
@@ -99,12 +105,12 @@ export function containerView(model: PortalReadModel, filter: RecordFilter, id: 
               : latest === undefined
                 ? 'unknown'
                 : 'reporting';
-  const owner = manifests.map((record) => bodyOf(record)?.owner).find((value) => typeof value === 'string');
+  const owner = manifestBodies.map((body) => body.owner).find((value) => typeof value === 'string');
   const view: Json = {
     id,
     status,
     ...(owner === undefined ? {} : { owner }),
-    ...(latest === undefined ? {} : { latest: readingOf(latest) }),
+    ...(latest === undefined ? {} : { latest: readingOf(latest, latestBody) }),
     alerts: alerts.length,
   };
   if (!detail) return view;
@@ -112,17 +118,34 @@ export function containerView(model: PortalReadModel, filter: RecordFilter, id: 
     ...view,
     timeline: steps,
     alertList: alerts.map(alertOf),
-    series: [...points.values()].sort((l, r) => (newer(l, r) ? 1 : -1)).map(readingOf),
+    series: ordered.map((record) => readingOf(record)),
   };
 }
 
 export function containerList(model: PortalReadModel, filter: RecordFilter): Json[] {
-  const ids = new Set([...model.containers.keys(), ...[...model.alerts.values()].filter((record) => !model.ships.has(record.topic)).map((record) => record.topic)]);
+  const ids = new Set([...model.containers.keys(), ...[...model.alertsByTopic.keys()].filter((topic) => !model.ships.has(topic))]);
   const out: Json[] = [];
   for (const id of [...ids].sort()) {
     const view = containerView(model, filter, id, false);
     if (view !== undefined) out.push(view);
   }
+  return out;
+}
+
+/**
+ * Points of container tracks in one fleet answer, shared among the containers it shows: a
+ * customer with a few containers gets each one's whole downsampled track, carrier operations
+ * with thousands a coarser one each, and the answer stays a few hundred KB (at 2,000
+ * containers with every track whole it was 480,000 points, and the page could not draw it).
+ */
+export const FLEET_TRACK_POINTS = 40_000;
+
+/** At most `count` records of a time-ordered list, evenly spaced, the last always kept. */
+function spread<T>(records: readonly T[], count: number): T[] {
+  if (records.length <= count) return [...records];
+  const out: T[] = [];
+  const step = (records.length - 1) / (count - 1);
+  for (let index = 0; index < count; index += 1) out.push(records[Math.round(index * step)]!);
   return out;
 }
 
@@ -141,26 +164,37 @@ export function fleetView(model: PortalReadModel, filter: RecordFilter): Json {
     const body = bodyOf(latest) ?? {};
     ships.push({ id: ship.id, at: iso(latest.eventTimeMs), ...pick(body, ['lat', 'lon', 'status', 'port', 'speedKnots', 'headingDeg', 'heading', 'speed']), track });
   }
+  const shown = [...model.containers.values()].filter((container) => filter.mayHold('containers', container.id)).sort((l, r) => (l.id < r.id ? -1 : 1));
+  const pointsEach = Math.max(2, Math.floor(FLEET_TRACK_POINTS / Math.max(1, shown.length)));
   const containers: Json[] = [];
-  for (const container of [...model.containers.values()].sort((l, r) => (l.id < r.id ? -1 : 1))) {
-    if (!filter.mayHold('containers', container.id)) continue;
-    const points = admitted(filter, [...container.series.records(), ...container.recent.records])
-      .filter((record) => typeof bodyOf(record)?.lat === 'number')
-      .sort((l, r) => (newer(l, r) ? 1 : -1));
-    const latest = points.at(-1);
-    if (latest === undefined) continue;
-    const lost = admitted(filter, [...model.alerts.values()].filter((record) => record.topic === container.id)).some((record) => bodyOf(record)?.kind === 'overboard');
-    const body = bodyOf(latest) ?? {};
+  for (const container of shown) {
+    // A recent record may also be in the series: once each, by offset.
+    const points = new Map<number, LogRecord>();
+    for (const record of admitted(filter, [...container.series.records(), ...container.recent.records])) points.set(record.offset, record);
+    const ordered = [...points.values()].sort((l, r) => (newer(l, r) ? 1 : -1));
+    // Parse only what is shown: the latest record with a position, and an even spread of the rest.
+    let latestIndex = ordered.length - 1;
+    let latestBody: Record<string, unknown> | undefined;
+    for (; latestIndex >= 0; latestIndex -= 1) {
+      latestBody = bodyOf(ordered[latestIndex]!);
+      if (typeof latestBody?.lat === 'number') break;
+    }
+    if (latestIndex < 0 || latestBody === undefined) continue;
+    const latest = ordered[latestIndex]!;
+    const track: unknown[][] = [];
+    for (const record of spread(ordered.slice(0, latestIndex), pointsEach - 1)) {
+      const point = bodyOf(record);
+      if (typeof point?.lat === 'number') track.push([point.lon, point.lat]);
+    }
+    track.push([latestBody.lon, latestBody.lat]);
+    const lost = admitted(filter, [...(model.alertsByTopic.get(container.id)?.values() ?? [])]).some((record) => bodyOf(record)?.kind === 'overboard');
     containers.push({
       id: container.id,
       at: iso(latest.eventTimeMs),
-      lat: body.lat,
-      lon: body.lon,
+      lat: latestBody.lat,
+      lon: latestBody.lon,
       ...(lost ? { status: 'lost overboard' } : {}),
-      track: points.map((record) => {
-        const point = bodyOf(record) ?? {};
-        return [point.lon, point.lat];
-      }),
+      track,
     });
   }
   return { ships, containers };

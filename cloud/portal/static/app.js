@@ -154,11 +154,18 @@ function trackPath(points) {
 }
 
 function viewBoxFor(points) {
-  const lons = points.map(([lon]) => lon).filter((v) => typeof v === 'number');
-  const lats = points.map(([, lat]) => lat).filter((v) => typeof v === 'number');
-  if (lons.length === 0) return '0 0 360 180';
-  let [minX, maxX] = [px(Math.min(...lons)), px(Math.max(...lons))];
-  let [minY, maxY] = [py(Math.max(...lats)), py(Math.min(...lats))];
+  // A loop, not Math.min(...values): spreading tens of thousands of points overflows the stack.
+  let [minLon, maxLon, minLat, maxLat] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (const [lon, lat] of points) {
+    if (typeof lon !== 'number' || typeof lat !== 'number') continue;
+    minLon = Math.min(minLon, lon);
+    maxLon = Math.max(maxLon, lon);
+    minLat = Math.min(minLat, lat);
+    maxLat = Math.max(maxLat, lat);
+  }
+  if (minLon === Infinity) return '0 0 360 180';
+  let [minX, maxX] = [px(minLon), px(maxLon)];
+  let [minY, maxY] = [py(maxLat), py(minLat)];
   const pad = Math.max(8, (maxX - minX) * 0.15, (maxY - minY) * 0.15);
   minX = Math.max(0, minX - pad);
   maxX = Math.min(360, maxX + pad);
