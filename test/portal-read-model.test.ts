@@ -158,6 +158,6 @@ describe('portal read model', () => {
     // One container alone gets its whole downsampled track.
     const one: RecordFilter = { mayHold: (_stream, topic) => topic === 'C00007', admit: (record) => (record.topic === 'C00007' ? record : undefined) };
     const alone = fleetView(model, one) as { containers: { track: unknown[] }[] };
-    expect(alone.containers[0]!.track.length).toBe(containerView(model, one, 'C00007', true)!.series.length as number);
+    expect(alone.containers[0]!.track.length).toBe((containerView(model, one, 'C00007', true)!.series as unknown[]).length);
   });
 });
