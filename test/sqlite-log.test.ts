@@ -30,6 +30,23 @@ describe('SqliteLog (embedded site log)', () => {
     await log.close();
   });
 
+  it('stores each record\'s headers: a frozen object shared by many records, and a plain one changed between calls', async () => {
+    const { log } = openLog('AURORA');
+    const shared = Object.freeze({ 'mqtt-topic': 'bigblue/containers/Y01/temp' });
+    const plain: Record<string, string> = { kind: 'first' };
+    await Promise.all([
+      log.append([{ ...reading('Y01', 0), headers: shared }]),
+      log.append([{ ...reading('Y01', 1), headers: plain }]),
+      log.append([{ ...reading('Y01', 2), headers: shared }, { ...reading('Y02', 3), headers: shared }]),
+    ]);
+    // The same plain object, changed after its first commit: stored as it is now.
+    plain.kind = 'second';
+    await log.append([{ ...reading('Y01', 4), headers: plain }]);
+    const held = [...(await log.readTopic('containers', 'Y01', 0)), ...(await log.readTopic('containers', 'Y02', 0))];
+    expect(held.map((r) => r.headers)).toEqual([shared, { kind: 'first' }, shared, { kind: 'second' }, shared]);
+    await log.close();
+  });
+
   it('keeps what it acknowledged across close and reopen', async () => {
     const { log, dir } = openLog('AURORA');
     await log.append([reading('Y01', 0), reading('Y01', 1)]);

@@ -311,8 +311,11 @@ export const logScenario: Scenario = {
         context.progress(`log: ${rows} durable appends over ${topics} existing topics, one call per record…`);
         const single = await interleaved(dir, `single${topics}`, appendWorkload(rows, topics), (part) => singleRecordAppend(log, part));
         for (const [metric, result] of [
-          [`durable append, ${PAYLOAD_BYTES} B, ${topics.toLocaleString('en-US')} topics (gateway-style: one call per event-loop turn)`, batched],
-          [`durable append, ${PAYLOAD_BYTES} B, ${topics.toLocaleString('en-US')} topics (one call and one promise per record)`, single],
+          [`durable append, ${PAYLOAD_BYTES} B, ${topics.toLocaleString('en-US')} topics (gateway-style: one call per event-loop turn; target >= 0.7x)`, batched],
+          [
+            `durable append, ${PAYLOAD_BYTES} B, ${topics.toLocaleString('en-US')} topics (one record per call: 4,000 concurrent callers, each its own append and promise, group-committed; target >= 0.7x)`,
+            single,
+          ],
         ] as const) {
           figures.push({ scenario: 'log', metric, value: result.value, unit: 'records/s', baseline, baselineValue: result.ceiling });
         }

@@ -26,9 +26,16 @@
  *    never skips or repeats an offset. `verify` checks it on disk.
  * 4. Group commit. Calls arriving in the same turn of the event loop are written in one
  *    transaction. A replicated batch is validated in full before any of it is written, so
- *    one caller's refused batch never fails the others and needs nothing undone. The
- *    indexer thread is woken per 16k committed records (or 200 ms after the first), so it
- *    indexes in large batches; until then reads scan the unindexed tail.
+ *    one caller's refused batch never fails the others and needs nothing undone. Each
+ *    caller's outcome is kept in its own `PendingWrite` and settled only after COMMIT
+ *    returned (or every caller of the flush is rejected), so no caller hears of a record
+ *    before it is durable. `append` hands its records to one shared Promise executor
+ *    through a field: a Promise runs its executor synchronously inside its constructor, so
+ *    nothing can run between setting the field and reading it. The indexer thread is woken
+ *    per 16k committed records (or 200 ms after the first), so it indexes in large batches;
+ *    until then reads scan the unindexed tail. It runs at a lower OS priority (nice 5): it
+ *    may fall behind under load, which makes that tail longer and delays retention (which
+ *    deletes only indexed records) but cannot make a read wrong.
  * 5. Retention deletes only a prefix of a stream (lowest positions first), and therefore
  *    only a prefix of each topic: what remains of a topic is always dense from its first
  *    offset. TTL never deletes a record a required forwarding cursor has not yet passed;
@@ -37,6 +44,11 @@
  * 7. SQL never contains a topic or stream name: names are bound parameters mapped to ids.
  *    In memory a topic is found by its stream, then by name in the stream's TopicTable,
  *    which confirms every hit by comparing the whole name (so no two topics are confused).
+ *    The stream found last is remembered (compared by name before use) and forgotten on
+ *    every rollback, since a rollback may remove a stream the flush created.
+ * 8. Headers are stored as the caller gave them. A frozen headers object cannot change, so
+ *    its JSON text is made once and kept in a WeakMap keyed by the object (the gateway
+ *    shares one frozen object per MQTT topic); any other object is serialised per record.
  */
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
@@ -178,14 +190,22 @@ interface StreamState {
   savedLastMarkMs: number;
 }
 
-type PendingWrite =
-  | { kind: 'append'; records: readonly NewRecord[]; resolve: (r: LogRecord[]) => void; reject: (e: unknown) => void }
-  | {
-      kind: 'replicate';
-      records: readonly LogRecord[];
-      resolve: (r: ReplicateResult) => void;
-      reject: (e: unknown) => void;
-    };
+/**
+ * One caller's write, waiting for the next flush. One shape for both kinds (a class, so the
+ * flush loop sees one hidden class), and the outcome is kept in the object itself rather
+ * than in a closure per caller (measured: docs/LOG.md, one call per record).
+ */
+class PendingWrite {
+  /** What the flush decided: the result to resolve with, or the refusal to reject with. */
+  result: LogRecord[] | ReplicateResult | undefined = undefined;
+  refusal: unknown = undefined;
+  constructor(
+    readonly kind: 'append' | 'replicate',
+    readonly records: readonly NewRecord[] | readonly LogRecord[],
+    readonly resolve: (result: never) => void,
+    readonly reject: (error: unknown) => void,
+  ) {}
+}
 
 interface RecordRow {
   position: number;
@@ -216,6 +236,12 @@ class FlushChanges {
 function isStorageFailure(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   return typeof code === 'string' && /^SQLITE_(FULL|IOERR|CANTOPEN|BUSY|READONLY|NOMEM|CORRUPT)/.test(code);
+}
+
+/** The headers as stored: JSON, or null when there are none. */
+function headersJson(headers: RecordHeaders): string | null {
+  for (const _key in headers) return JSON.stringify(headers);
+  return null;
 }
 
 function newTopicState(id: number, stream: StreamState, name: string, firstOffset: number, droppedBytes: number): TopicState {
@@ -276,6 +302,10 @@ export class SqliteLog implements SiteLog {
   private retentionTimer: NodeJS.Timeout | undefined;
   private retentionRunning: Promise<RetentionReport[]> | undefined;
   private readonly readerStatements = new Map<string, Statement>();
+  /** The stored text of frozen headers objects (shared per MQTT topic by the gateway). */
+  private readonly frozenHeadersText = new WeakMap<object, string | null>();
+  /** The stream `topicOf` found last: records of one call nearly always share it. */
+  private lastStream: StreamState | undefined;
   private readonly sql;
   private readonly metrics;
 
@@ -576,11 +606,21 @@ export class SqliteLog implements SiteLog {
   // ----- writing -------------------------------------------------------------------------
 
   append(records: readonly NewRecord[]): Promise<LogRecord[]> {
-    return new Promise((resolve, reject) => this.enqueue({ kind: 'append', records, resolve, reject }));
+    // The executor is one function made once, handed the records through a field (a Promise
+    // runs its executor synchronously), so a call allocates no closure of its own.
+    this.executorRecords = records;
+    return new Promise<LogRecord[]>(this.appendExecutor);
   }
 
+  private executorRecords: readonly NewRecord[] = [];
+  private readonly appendExecutor = (resolve: (result: LogRecord[]) => void, reject: (error: unknown) => void): void => {
+    const records = this.executorRecords;
+    this.executorRecords = [];
+    this.enqueue(new PendingWrite('append', records, resolve, reject));
+  };
+
   replicate(records: readonly LogRecord[]): Promise<ReplicateResult> {
-    return new Promise((resolve, reject) => this.enqueue({ kind: 'replicate', records, resolve, reject }));
+    return new Promise((resolve, reject) => this.enqueue(new PendingWrite('replicate', records, resolve, reject)));
   }
 
   private enqueue(write: PendingWrite): void {
@@ -609,30 +649,27 @@ export class SqliteLog implements SiteLog {
     // two statements per caller, which dominated single-record appends.
     this.flushStamp += 1;
     const changes = new FlushChanges(this.flushStamp);
-    const outcomes: (() => void)[] = [];
     const nowMs = Date.now();
     let written = 0;
     try {
       this.db.exec('BEGIN IMMEDIATE');
-      for (const write of writes) {
+      for (let w = 0; w < writes.length; w += 1) {
+        const write = writes[w]!;
         if (write.kind === 'append') {
-          const stored = this.applyAppend(write.records, nowMs, changes);
+          const stored = this.applyAppend(write.records as readonly NewRecord[], nowMs, changes);
           written += stored.length;
-          outcomes.push(() => write.resolve(stored));
+          write.result = stored;
         } else {
-          let refusal: unknown;
+          const records = write.records as readonly LogRecord[];
           try {
-            this.validateReplicate(write.records);
+            this.validateReplicate(records);
           } catch (error) {
-            refusal = error;
-          }
-          if (refusal !== undefined) {
-            outcomes.push(() => write.reject(refusal));
+            write.refusal = error ?? new Error('refused');
             continue;
           }
-          const result = this.applyReplicate(write.records, changes);
+          const result = this.applyReplicate(records, changes);
           written += result.stored;
-          outcomes.push(() => write.resolve(result));
+          write.result = result;
         }
       }
       for (const stream of changes.streams) {
@@ -663,7 +700,11 @@ export class SqliteLog implements SiteLog {
       if (code === 'SQLITE_FULL') void this.runRetention().catch(() => undefined);
       return;
     }
-    for (const settle of outcomes) settle();
+    for (let w = 0; w < writes.length; w += 1) {
+      const write = writes[w]!;
+      if (write.refusal !== undefined) write.reject(write.refusal);
+      else (write.resolve as (result: unknown) => void)(write.result);
+    }
     this.pokeIndexer(written);
     for (const stream of changes.streams) {
       for (const listener of this.listeners) listener(stream.name);
@@ -715,6 +756,7 @@ export class SqliteLog implements SiteLog {
       for (const stream of new Set(changes.createdTopics.map((topic) => topic.stream))) stream.topics.remove(created);
       for (const topic of changes.createdTopics) this.topicsById.delete(topic.id);
     }
+    this.lastStream = undefined;
     for (const stream of changes.createdStreams) {
       this.streams.delete(stream.name);
       this.streamsById.delete(stream.id);
@@ -743,7 +785,7 @@ export class SqliteLog implements SiteLog {
 
   /** The topic's state, created (with its stream) on first sight; saved for a rollback on the flush's first touch. */
   private topicOf(streamName: string, name: string, changes: FlushChanges): TopicState {
-    let stream = this.streams.get(streamName);
+    let stream = this.lastStream?.name === streamName ? this.lastStream : this.streams.get(streamName);
     if (stream === undefined) {
       const streamId = Number(this.sql.insertStream.run(streamName).lastInsertRowid);
       stream = this.streamState(streamId, streamName);
@@ -751,6 +793,7 @@ export class SqliteLog implements SiteLog {
       this.streamsById.set(streamId, stream);
       changes.createdStreams.push(stream);
     }
+    this.lastStream = stream;
     let state = stream.topics.get(name);
     if (state === undefined) {
       const id = Number(this.sql.insertTopic.run(stream.id, name).lastInsertRowid);
@@ -794,10 +837,16 @@ export class SqliteLog implements SiteLog {
     const position = stream.nextPosition;
     let headersText: string | null = null;
     if (headers !== undefined && headers !== EMPTY_HEADERS) {
-      for (const _key in headers) {
-        headersText = JSON.stringify(headers);
-        break;
-      }
+      // A frozen headers object cannot change, so its text is made once: the gateway shares
+      // one frozen object per MQTT topic across all of that topic's records.
+      if (Object.isFrozen(headers)) {
+        const cached = this.frozenHeadersText.get(headers);
+        if (cached !== undefined) headersText = cached;
+        else {
+          headersText = headersJson(headers);
+          this.frozenHeadersText.set(headers, headersText);
+        }
+      } else headersText = headersJson(headers);
     }
     const rows = stream.rows;
     const at = stream.rowCount * COLUMNS;
