@@ -363,13 +363,6 @@ export const siteConfigSchema = z
         message: 'an MQTT gateway writes to the embedded log; use log.backend "sqlite" on a site with devices',
       });
     }
-    if (config.log.backend === 'kafka' && config.links.length > 0) {
-      context.addIssue({
-        code: 'custom',
-        path: ['links'],
-        message: 'forwarding from a Kafka-backed site is not available yet; use log.backend "sqlite"',
-      });
-    }
   });
 
 export type SiteConfig = z.infer<typeof siteConfigSchema>;

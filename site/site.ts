@@ -9,8 +9,19 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { ConfigError, PortInUseError, type HealthSource, type ReplicaSink, type TopicReader } from '../core/index.js';
-import { SqliteLog, type StreamPolicy } from '../edge/log/index.js';
+import {
+  ConfigError,
+  PortInUseError,
+  type CursorStore,
+  type HealthSource,
+  type RecordAppender,
+  type ReplicaSink,
+  type StreamSource,
+  type TopicReader,
+} from '../core/index.js';
+import type { TopicCatalog } from '../core/holdings.js';
+import { SqliteLog, type StreamPolicy, type TopicStats } from '../edge/log/index.js';
+import type { StreamBacklog } from '../edge/forwarder/forwarder.js';
 import type { RunningGateway } from '../edge/gateway/index.js';
 import { Forwarder, LinkPolicy, forwardCursorName, registerLinkRoutes, topicMatcher, type LinkControl, type ScheduleWindow } from '../edge/forwarder/index.js';
 import { Http2Link } from '../edge/link/index.js';
@@ -84,8 +95,22 @@ function minutesOf(clock: string): number {
   return hours! * 60 + minutes!;
 }
 
+/**
+ * What links, the portal and the holdings and summary routes read, whichever backend the log
+ * is on (the embedded log, or the Kafka log with its stream journals: docs/KAFKA.md).
+ */
+interface SiteStreams {
+  readonly source: StreamSource & CursorStore;
+  readonly catalog: TopicCatalog & { listStreams(): string[] };
+  readonly appender: RecordAppender;
+  /** Records past a position, for lag; only where positions are dense (the embedded log). */
+  readonly backlog?: (stream: string) => StreamBacklog | undefined;
+  /** The same where they are not (the Kafka log's journal positions). */
+  readonly recordsAfter?: (stream: string, afterPosition: number) => number | undefined;
+}
+
 /** One link: its policy (state, cap, schedule, switch file), its HTTP/2 sender and its forwarder. */
-function linkFor(link: LinkConfig, config: SiteConfig, log: SqliteLog, logger: Logger, registry: Registry) {
+function linkFor(link: LinkConfig, config: SiteConfig, log: SiteStreams, logger: Logger, registry: Registry) {
   const linkLogger = logger.child({ component: 'forwarder', link: link.name });
   const schedule: ScheduleWindow[] = link.schedule.map((window) => ({
     ...(window.days === undefined ? {} : { days: window.days.map((day) => WEEKDAYS.indexOf(day)) }),
@@ -124,7 +149,7 @@ function linkFor(link: LinkConfig, config: SiteConfig, log: SqliteLog, logger: L
   const wanted = link.filter === undefined ? undefined : topicMatcher(link.filter.topics);
   const forwarder = new Forwarder({
     linkName: link.name,
-    source: log,
+    source: log.source,
     sender,
     streams: link.streams,
     urgentStreams: link.urgentStreams,
@@ -135,12 +160,13 @@ function linkFor(link: LinkConfig, config: SiteConfig, log: SqliteLog, logger: L
     maxBatchAgeMs: link.maxBatchAgeMs,
     maxInFlightBatches: link.maxInFlightBatches,
     retry: { initialDelayMs: link.retryInitialMs, maxDelayMs: link.retryMaxMs },
-    backlog: (stream) => log.streamStats(stream),
+    ...(log.backlog === undefined ? {} : { backlog: log.backlog }),
+    ...(log.recordsAfter === undefined ? {} : { recordsAfter: log.recordsAfter }),
     // Split horizon: the peer is the origin of its own records and holds them already; and a
     // filtered link (a customer's endpoint) carries only the topics it names.
     include: wanted === undefined ? (record) => record.origin !== link.name : (record) => record.origin !== link.name && wanted(record.topic),
     // The destination may hold this site's records already, from another site: resume there.
-    catalog: log,
+    catalog: log.catalog,
     logger: linkLogger,
     registry,
   });
@@ -174,6 +200,8 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
     const healthSources: HealthSource[] = [];
     let sink: ReplicaSink;
     let reader: TopicReader;
+    let streams: SiteStreams;
+    let guarded: ConstructorParameters<typeof WriterGuard>[0];
     if (config.log.backend === 'kafka' && config.log.kafka !== undefined) {
       const kafka = config.log.kafka;
       // Loaded only on Kafka-backed sites, so a ship never loads the Kafka client.
@@ -201,7 +229,15 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
             },
           ]),
         ),
-        streams: [...new Set([...DEFAULT_STREAM_PRIORITY, ...Object.keys(config.streams), ...Object.keys(kafka.streams)])],
+        // With access control, its records (the `access` stream) are in the log too.
+        streams: [
+          ...new Set([
+            ...DEFAULT_STREAM_PRIORITY,
+            ...Object.keys(config.streams),
+            ...Object.keys(kafka.streams),
+            ...(config.access === undefined ? [] : RESERVED_ACCESS_TOPICS.map(({ stream }) => stream)),
+          ]),
+        ],
         indexPath: kafka.indexPath ?? join(config.dataDir, config.site, 'kafka-index.sqlite'),
         maxPendingRecords: kafka.maxPendingRecords,
         logger: logger.child({ component: 'kafka-log' }),
@@ -210,6 +246,17 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       sink = kafkaLog;
       reader = kafkaLog;
       healthSources.push(kafkaLog);
+      // Links, the portal, holdings and summaries read the stream journals (docs/KAFKA.md).
+      streams = { source: kafkaLog, catalog: kafkaLog, appender: kafkaLog, recordsAfter: (stream, position) => kafkaLog.recordsAfter(stream, position) };
+      guarded = {
+        append: (records) => kafkaLog.append(records),
+        latest: (stream, topic) => kafkaLog.latest(stream, topic),
+        // The writer guard reads only nextOffset; Kafka keeps no per-topic counts or first offset.
+        topicStats: (stream, topic): TopicStats | undefined => {
+          const held = kafkaLog.topicHighWater(stream, topic);
+          return held === undefined ? undefined : { stream, topic, firstOffset: 0, nextOffset: held.nextOffset, count: held.nextOffset, bytes: 0, lastAppendMs: undefined };
+        },
+      };
     } else {
       const log = SqliteLog.open({
         siteId: config.site,
@@ -224,10 +271,12 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       sqliteLog = log;
       sink = log;
       reader = log;
+      streams = { source: log, catalog: log, appender: log, backlog: (stream) => log.streamStats(stream) };
+      guarded = log;
     }
 
     // The site's own writes go through the writer guard: one writer per topic, with handoff.
-    const writerGuard = sqliteLog === undefined ? undefined : new WriterGuard(sqliteLog, config.site, logger.child({ component: 'writers' }), registry);
+    const writerGuard = new WriterGuard(guarded, config.site, logger.child({ component: 'writers' }), registry);
 
     let gateway: RunningGateway | undefined;
     if (config.mqtt !== undefined && sqliteLog !== undefined) {
@@ -249,7 +298,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       gateway = await startGateway({
         ownThread: mqtt.ownThread,
         // One writer per topic: readings for a topic another site writes are refused (writer-guard.ts).
-        appender: writerGuard ?? sqliteLog,
+        appender: writerGuard,
         topicRules: mqtt.topicRules,
         // Access records are written only through the access admin API, never by a device.
         reservedTopics: RESERVED_ACCESS_TOPICS,
@@ -347,33 +396,31 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
     }
 
     const forwarders: { name: string; forwarder: Forwarder; control: LinkControl }[] = [];
-    if (sqliteLog !== undefined) {
-      const log = sqliteLog;
-      for (const link of config.links) {
-        const { forwarder, policy } = linkFor(link, config, log, logger, registry);
-        await policy.start();
-        closers.push(async () => policy.stop());
-        await forwarder.start();
-        closers.push(() => forwarder.stop());
-        const control: LinkControl = {
-          name: link.name,
-          policy,
-          controlToken: link.controlToken,
-          status: () => {
-            const stats = forwarder.stats();
-            return {
-              lag: forwarder.lag(),
-              recordsForwarded: stats.recordsForwarded,
-              wireBytes: stats.wireBytes,
-              rawBytes: stats.rawBytes,
-              lastAck: stats.lastAckAtMs === undefined ? null : new Date(stats.lastAckAtMs).toISOString(),
-              lastError: stats.lastError ?? null,
-              lastFailureReason: stats.lastFailureReason ?? null,
-            };
-          },
-        };
-        forwarders.push({ name: link.name, forwarder, control });
-      }
+    // Every site forwards its whole log over its links, whichever log it is on.
+    for (const link of config.links) {
+      const { forwarder, policy } = linkFor(link, config, streams, logger, registry);
+      await policy.start();
+      closers.push(async () => policy.stop());
+      await forwarder.start();
+      closers.push(() => forwarder.stop());
+      const control: LinkControl = {
+        name: link.name,
+        policy,
+        controlToken: link.controlToken,
+        status: () => {
+          const stats = forwarder.stats();
+          return {
+            lag: forwarder.lag(),
+            recordsForwarded: stats.recordsForwarded,
+            wireBytes: stats.wireBytes,
+            rawBytes: stats.rawBytes,
+            lastAck: stats.lastAckAtMs === undefined ? null : new Date(stats.lastAckAtMs).toISOString(),
+            lastError: stats.lastError ?? null,
+            lastFailureReason: stats.lastFailureReason ?? null,
+          };
+        },
+      };
+      forwarders.push({ name: link.name, forwarder, control });
     }
 
     let app: FastifyInstance | undefined;
@@ -383,7 +430,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       const tls = config.ingest?.tls;
       app = Fastify({ logger: false, serverFactory: siteServerFactory(tls === undefined ? undefined : readHttpTls(tls)) });
       if (forwarders.length > 0) registerLinkRoutes(app, forwarders.map(({ control }) => control), { registry });
-      if (writerGuard !== undefined && config.handoffToken !== undefined) registerHandoffRoute(app, { guard: writerGuard, site: config.site, token: config.handoffToken });
+      if (config.handoffToken !== undefined) registerHandoffRoute(app, { guard: writerGuard, site: config.site, token: config.handoffToken });
       if (config.ingest !== undefined) {
         ingestStats = registerIngestRoutes(app, {
           sink,
@@ -391,22 +438,21 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
           limits: config.ingest,
           registry,
         }).stats;
-        if (sqliteLog !== undefined) registerHoldingsRoute(app, { catalog: sqliteLog, peers: config.ingest.peers, registry });
+        registerHoldingsRoute(app, { catalog: streams.catalog, peers: config.ingest.peers, registry });
       }
       // Access control (docs/ACCESS.md): every read asks the policy; without an access: section the site is open, loudly.
       const access =
         config.access === undefined
           ? undefined
-          : await startSiteAccess(config.access, { reader, ...(sqliteLog === undefined ? {} : { appender: sqliteLog, source: sqliteLog }) }, logger, registry);
+          : await startSiteAccess(config.access, { reader, appender: streams.appender, source: streams.source }, logger, registry);
       if (access !== undefined) closers.push(async () => access.close());
       else logger.warn(ACCESS_OFF_WARNING);
       access?.registerAdminRoutes(app);
       registerReadRoutes(app, { reader, registry, ...(access === undefined ? {} : { access: access.readAccess }) });
-      // Per-topic summaries for `portcall verify --sites` (the embedded log lists its topics);
-      // under access control each caller is summarised only what its token may read.
-      if (sqliteLog !== undefined) {
-        registerSummaryRoutes(app, { site: config.site, reader, listing: sqliteLog, registry, ...(access === undefined ? {} : { access: access.readAccess }) });
-      }
+      // Per-topic summaries for `portcall verify --sites` (either log lists its topics: the
+      // Kafka log from its high water); under access control each caller is summarised only
+      // what its token may read.
+      registerSummaryRoutes(app, { site: config.site, reader, listing: streams.catalog, registry, ...(access === undefined ? {} : { access: access.readAccess }) });
       const healthBody = () => {
         const components = healthSources.map((source) => source.health());
         const status = components.some((c) => c.status === 'unavailable')
@@ -454,10 +500,10 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         registry,
         startedAtMs,
       });
-      // The customer portal (docs/PORTAL.md): on by default at shore sites on the embedded log.
-      if (sqliteLog !== undefined && (config.portal?.enabled ?? config.ingest !== undefined)) {
+      // The customer portal (docs/PORTAL.md): on by default at shore sites, on either log.
+      if (config.portal?.enabled ?? config.ingest !== undefined) {
         const portal = startSitePortal(app, {
-          source: sqliteLog,
+          source: streams.source,
           access,
           operations: () => ({
             health: healthBody(),
@@ -468,8 +514,6 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
           registry,
         });
         closers.push(async () => portal.stop());
-      } else if (config.portal?.enabled === true) {
-        logger.warn('portal: not started, it follows the site log through StreamSource, which the Kafka log does not offer yet');
       }
       app.get('/metrics', async (_request, reply) => {
         reply.header('content-type', registry.contentType);

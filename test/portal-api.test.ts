@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LogRecord } from '../core/index.js';
 import { BATCH_CONTENT_TYPE, Compression, encodeBatch } from '../edge/link/index.js';
 import { parseSiteConfig, startSite, type RunningSite } from '../site/index.js';
+import { describeKafka, kafkaBootstrap } from './support/kafka.js';
 
 const T0 = Date.parse('2026-03-02T00:00:00Z');
 const PEER = 'aurora-ingest-token-0123456789';
@@ -26,7 +27,9 @@ function record(stream: string, topic: string, atMs: number, body: Record<string
   return { origin: 'AURORA', stream, topic, offset, eventTimeMs: atMs, ingestTimeMs: atMs, headers: {}, payload: Buffer.from(JSON.stringify({ ts: atMs, ...body })) };
 }
 
-describe('portal API under access control', () => {
+// The same portal, API and access rules on both logs: the embedded one, and Kafka (the
+// projector reads the Kafka log's stream journals; access records are appended to Kafka).
+for (const backend of ['sqlite', 'kafka'] as const) (backend === 'kafka' ? describeKafka : describe)(`portal API under access control (${backend} log)`, () => {
   let dir: string;
   let site: RunningSite;
   let url: string;
@@ -67,6 +70,7 @@ describe('portal API under access control', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'portcall-portal-api-'));
+    next.clear();
     writeFileSync(join(dir, 'key'), 'k'.repeat(40));
     writeFileSync(join(dir, 'admin'), ADMIN);
     site = await startSite(
@@ -74,6 +78,9 @@ describe('portal API under access control', () => {
         site: 'HQ',
         dataDir: dir,
         http: { port: 0 },
+        ...(backend === 'kafka'
+          ? { log: { backend: 'kafka', kafka: { brokers: [kafkaBootstrap()!], topicPrefix: `portal${Date.now().toString(36)}`, partitions: 2 } } }
+          : {}),
         ingest: { peers: [{ site: 'AURORA', token: PEER }] },
         access: { keyFile: join(dir, 'key'), bootstrapTokenFile: join(dir, 'admin') },
         // A link to a site that is not there: its lag is what the operations page shows.
@@ -108,7 +115,12 @@ describe('portal API under access control', () => {
       ...Array.from({ length: 5 }, (_, index) => record('ships', 'AURORA', T0 + index * 600_000, { lat: 35, lon: 139 + index / 10, status: 'at-sea' })),
       record('manifests', 'Y01', T0 + 10 * 86_400_000, { ...manifest, event: 'unloaded', port: 'AUSYD' }),
     ]);
+    // Every stream of the batch folded in (the projector reads the streams one after another).
     await until(async () => (await get('movements', tokens.ops!)).body.includes('unloaded'));
+    await until(async () => {
+      const fleet = (await get('fleet', tokens.ops!)).json() as { ships: unknown[]; containers: unknown[] };
+      return fleet.ships.length === 1 && fleet.containers.length === 2;
+    });
   }, 60_000);
 
   afterAll(async () => {
@@ -147,6 +159,8 @@ describe('portal API under access control', () => {
     const fleet = (await get('fleet', tokens.ops!)).json() as { ships: { id: string }[]; containers: { id: string }[] };
     expect(fleet.ships.map((s) => s.id)).toEqual(['AURORA']);
     expect(fleet.containers.map((c) => c.id)).toEqual(['R01', 'Y01']);
+    // A Kafka link's lag is counted from the stream journal in the background: wait for the first count.
+    await until(async () => (((await get('operations', tokens.ops!)).json() as { links: { lag: unknown[] }[] }).links[0]?.lag.length ?? 0) > 0);
     const ops = (await get('operations', tokens.ops!)).json() as { health: { site: string; status: string }; links: unknown[] };
     expect(ops.health).toMatchObject({ site: 'HQ', status: 'ok' });
     // manifests: Y01's three records, R01's one and the two custody windows, none acknowledged by SYDNEY.

@@ -111,7 +111,7 @@ import {
   type HeldTopic,
 } from './codec.js';
 import { fetchEndOffsets, readCompacted } from './highwater-reader.js';
-import { OffsetOutOfRangeError, PartitionFetcher } from './kafkajs-fetch.js';
+import { OffsetOutOfRangeError, PartitionFetcher, type FetchedPartition } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
 import { speedups } from './kafkajs-speedups.js';
 import { TopicLayout, topicConfigEntries, type StreamSettings, type TopicSettings } from './layout.js';
@@ -534,6 +534,9 @@ export class KafkaLog implements SiteLog, HealthSource {
   /** Named cursors (`CursorStore`) as read at open and committed since. */
   private readonly consumerCursors = new Map<string, number>();
   private cursorProducer: Promise<Producer> | undefined;
+  /** Per stream, the last count of records after a position (links' lag), and where it was counted. */
+  private readonly lagCache = new Map<string, { end: bigint; records: number }>();
+  private readonly lagCounting = new Set<string>();
   /** Partitions the index is catching up on, with the Kafka offset it must reach. */
   private readonly catchUpPending = new Map<string, CatchUpTarget>();
   /**
@@ -622,7 +625,19 @@ export class KafkaLog implements SiteLog, HealthSource {
     // Registers the id of calls without a sender (and fences an older instance's), then reads
     // both compacted topics; each sender's id is registered before its first transaction.
     const lane = this.laneFor('');
-    lane.producer = await this.connectProducer(lane.transactionalId);
+    // A broker started moments ago is still creating its transaction-state topic and answers
+    // "coordinator not available" for a while (longer than kafkajs's retries on a loaded
+    // machine): keep trying within the recovery bound rather than failing the start.
+    for (let attempt = 1, deadlineMs = Date.now() + this.options.recoveryTimeoutMs; ; attempt++) {
+      try {
+        lane.producer = await this.connectProducer(lane.transactionalId);
+        break;
+      } catch (error) {
+        if (!/coordinator/i.test(describeError(error)) || Date.now() > deadlineMs) throw error;
+        this.options.logger?.info({ err: describeError(error), attempt }, 'Kafka transaction coordinator not ready yet; retrying');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(500 * attempt, 3_000)));
+      }
+    }
     await this.readState();
     await this.readConsumerCursors();
     // Where each journal stands now, so the watch wakes listeners only for what comes later.
@@ -1878,17 +1893,9 @@ export class KafkaLog implements SiteLog, HealthSource {
     let markersDeadlineMs: number | undefined;
     try {
       while (!page.full()) {
-        let fetched;
-        try {
-          fetched = await fetcher.fetch(journalTopic, 0, journalOffset, JOURNAL_FETCH_BYTES);
-        } catch (error) {
-          if (!(error instanceof OffsetOutOfRangeError)) throw error;
-          // Retention deleted the entries: go on from the first one left.
-          const low = await this.logStartOffset(journalTopic, 0);
-          if (low <= journalOffset) throw error;
-          journalOffset = low;
-          continue;
-        }
+        const read = await this.fetchJournal(fetcher, journalTopic, journalOffset);
+        const fetched = read.fetched;
+        journalOffset = read.from;
         if (fetched.messages.length === 0) {
           if (fetched.nextOffset > journalOffset) {
             // Only aborted entries and commit markers: step over them.
@@ -1935,6 +1942,18 @@ export class KafkaLog implements SiteLog, HealthSource {
       throw asStoreError(`cannot read stream ${stream} from Kafka`, error);
     }
     return { records: page.records, nextPosition };
+  }
+
+  /** One fetch of a journal from `from`, or from its first entry left when retention deleted `from`. */
+  private async fetchJournal(fetcher: PartitionFetcher, journalTopic: string, from: bigint): Promise<{ fetched: FetchedPartition; from: bigint }> {
+    try {
+      return { fetched: await fetcher.fetch(journalTopic, 0, from, JOURNAL_FETCH_BYTES), from };
+    } catch (error) {
+      if (!(error instanceof OffsetOutOfRangeError)) throw error;
+      const low = await this.logStartOffset(journalTopic, 0);
+      if (low <= from) throw error;
+      return { fetched: await fetcher.fetch(journalTopic, 0, low, JOURNAL_FETCH_BYTES), from: low };
+    }
   }
 
   /**
@@ -1996,6 +2015,58 @@ export class KafkaLog implements SiteLog, HealthSource {
       throw new StoreUnavailableError(`${range.kafkaTopic}/${range.partition}@${from}: records of a committed transaction are not readable`);
     }
     return slots;
+  }
+
+  /**
+   * How many records of the stream lie after `afterPosition` (a link's lag), summed from the
+   * journal entries, without reading data. Answers from a cache refreshed in the background
+   * (at most one read per stream at a time), so it is synchronous and may lag a moment behind;
+   * undefined until the first count for the stream.
+   */
+  recordsAfter(stream: string, afterPosition: number): number | undefined {
+    const key = `${stream}\u0000${afterPosition}`;
+    const cached = this.lagCache.get(key);
+    const end = this.journalEnds.get(stream) ?? 0n;
+    if ((cached === undefined || cached.end !== end) && !this.lagCounting.has(key) && !this.closed) {
+      this.lagCounting.add(key);
+      void this.countAfter(stream, afterPosition)
+        .then((records) => {
+          this.lagCache.delete(key);
+          this.lagCache.set(key, { end, records });
+          // Links ask at the positions they stand at: keep the few most recent.
+          for (const oldest of this.lagCache.keys()) {
+            if (this.lagCache.size <= 64) break;
+            this.lagCache.delete(oldest);
+          }
+        })
+        .catch(() => undefined)
+        .finally(() => this.lagCounting.delete(key));
+    }
+    return cached?.records;
+  }
+
+  private async countAfter(stream: string, afterPosition: number): Promise<number> {
+    const fetcher = this.fetcher;
+    const journalTopic = this.layout.journalTopicFor(stream);
+    if (fetcher === undefined || journalTopic === undefined) return 0;
+    const start = splitPosition(afterPosition);
+    let journalOffset = start.journalOffset;
+    let records = 0;
+    // Bounded: a backlog beyond this many fetches (about 250 MB of journal) counts as what was read.
+    for (let fetches = 0; fetches < 1_000; fetches += 1) {
+      const read = await this.fetchJournal(fetcher, journalTopic, journalOffset);
+      const fetched = read.fetched;
+      journalOffset = read.from;
+      for (const message of fetched.messages) {
+        const offset = BigInt(message.offset);
+        if (offset < journalOffset) continue;
+        const entry = decodeJournalEntry(message.value, `${journalTopic}@${offset}`);
+        records += Math.max(0, entry.records - (offset === start.journalOffset ? start.taken : 0));
+      }
+      if (fetched.nextOffset <= journalOffset) break;
+      journalOffset = fetched.nextOffset;
+    }
+    return records;
   }
 
   onDurable(listener: (stream: string) => void): () => void {

@@ -102,6 +102,13 @@ export interface ForwarderOptions {
   readonly retry?: RetryPolicyOptions;
   readonly backlog?: (stream: string) => StreamBacklog | undefined;
   /**
+   * Records of the stream after a position, for a source whose positions are not record
+   * counts (the Kafka log's stream order); used instead of `backlog` for the lag and for
+   * deciding whether a digest is worth computing. May answer from a cache refreshed in the
+   * background; undefined while unknown.
+   */
+  readonly recordsAfter?: (stream: string, afterPosition: number) => number | undefined;
+  /**
    * Which records of the stream go to this destination (all when absent). Records left out
    * still move the cursor: split horizon (a record never goes back to its origin, which holds
    * it) and a link's stream/topic filter. A batch left with nothing is acknowledged here.
@@ -336,6 +343,11 @@ export class Forwarder {
   lag(): { stream: string; records: number; bytes: number }[] {
     const result: { stream: string; records: number; bytes: number }[] = [];
     for (const stream of this.options.streams) {
+      if (this.options.recordsAfter !== undefined) {
+        const records = this.options.recordsAfter(stream, this.acked.get(stream) ?? 0);
+        if (records !== undefined) result.push({ stream, records, bytes: 0 });
+        continue;
+      }
       const backlog = this.options.backlog?.(stream);
       if (backlog === undefined) continue;
       const records = Math.max(0, backlog.lastPosition - (this.acked.get(stream) ?? 0));
@@ -412,7 +424,8 @@ export class Forwarder {
     if (catalog === undefined || this.topicOrigins === undefined || sender.holdings === undefined) return undefined;
     const acked = this.acked.get(stream) ?? 0;
     const backlog = this.options.backlog?.(stream);
-    if (backlog === undefined || backlog.lastPosition - acked < (this.options.digestMinRecords ?? 1000)) return undefined;
+    const pending = this.options.recordsAfter !== undefined ? this.options.recordsAfter(stream, acked) : backlog === undefined ? undefined : backlog.lastPosition - acked;
+    if (pending === undefined || pending < (this.options.digestMinRecords ?? 1000)) return undefined;
     const now = Date.now();
     if (now - (this.digestAtMs.get(stream) ?? -Infinity) < (this.options.digestIntervalMs ?? 30_000)) return undefined;
     this.digestAtMs.set(stream, now);
