@@ -5,7 +5,7 @@
  *
  * Only the registration loads with the command line; the suite is imported when it runs.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 
 /** `90s`, `5m`, `30m`, `1h` or plain seconds → milliseconds. */
@@ -47,6 +47,7 @@ interface ChaosCommandOptions {
   workDir?: string;
   keep?: boolean;
   json?: boolean;
+  reportFile?: string;
 }
 
 export function registerChaosCommand(program: Command): void {
@@ -68,6 +69,7 @@ export function registerChaosCommand(program: Command): void {
     .option('--work-dir <dir>', 'configurations, site outputs and shore data here (default: a temporary directory, kept when the run fails)')
     .option('--keep', 'keep the work directory even when the run passes')
     .option('--json', 'print the report as JSON (one object) instead of the table')
+    .option('--report-file <file>', 'also write the report as JSON to this file (every fault with its timing, every site\u2019s figures)')
     .addHelpText(
       'after',
       [
@@ -127,6 +129,7 @@ export function registerChaosCommand(program: Command): void {
         ...(options.kafkaBootstrap === undefined ? {} : { kafkaBootstrap: options.kafkaBootstrap }),
         ...(options.workDir === undefined ? {} : { workDir: options.workDir }),
       });
+      if (options.reportFile !== undefined) writeFileSync(options.reportFile, `${JSON.stringify(report, null, 2)}\n`);
       process.stdout.write(options.json === true ? `${JSON.stringify(report, null, 2)}\n` : chaos.formatChaosReport(report));
       process.exitCode = report.ok ? 0 : 1;
     });

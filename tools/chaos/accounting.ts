@@ -9,6 +9,7 @@
  * - duplicated: a record identity (origin, stream, topic, offset) held twice at a site, or one
  *   message (its `chaosSeq`) held under two identities at a site. Must be 0.
  * - misplaced: a message's record under another stream or topic than its MQTT topic maps to.
+ * - gaps: offsets missing inside a topic at a site (offsets are dense from 0 everywhere).
  */
 import { header, readBackCommitted } from '../kafka/index.js';
 import type { GeneratedMessage } from './generator.js';
@@ -25,6 +26,8 @@ export interface SiteAccount {
   readonly lost: number;
   readonly duplicated: number;
   readonly misplaced: number;
+  /** Offsets missing inside a topic (offsets are dense from 0 at every site): a record lost whether or not it was acknowledged. */
+  readonly gaps: number;
   /** Records not from the generator (no chaosSeq). */
   readonly foreign: number;
   /** A few examples of each problem, for the report. */
@@ -147,6 +150,23 @@ export function account(site: string, records: readonly ReadRecord[], messages: 
       example(`message #${record.seq} (${message.mqttTopic}) held as ${identity}`);
     }
   }
+  // Offsets are dense from 0 in every topic at every site: count the holes.
+  const offsetsByTopic = new Map<string, number[]>();
+  for (const identity of identities) {
+    const cut = identity.lastIndexOf('|');
+    const key = identity.slice(0, cut);
+    let offsets = offsetsByTopic.get(key);
+    if (offsets === undefined) offsetsByTopic.set(key, (offsets = []));
+    offsets.push(Number(identity.slice(cut + 1)));
+  }
+  let gaps = 0;
+  for (const [key, offsets] of offsetsByTopic) {
+    const missing = Math.max(...offsets) + 1 - offsets.length;
+    if (missing > 0) {
+      gaps += missing;
+      example(`${key}: ${missing} offsets missing below ${Math.max(...offsets)}`);
+    }
+  }
   let lost = 0;
   let deliveredUnacknowledged = 0;
   for (const message of messages) {
@@ -157,5 +177,5 @@ export function account(site: string, records: readonly ReadRecord[], messages: 
     }
     if (message.state !== 1 && held) deliveredUnacknowledged += 1;
   }
-  return { site, records: records.length, delivered: seen.size, deliveredUnacknowledged, lost, duplicated, misplaced, foreign, examples };
+  return { site, records: records.length, delivered: seen.size, deliveredUnacknowledged, lost, duplicated, misplaced, gaps, foreign, examples };
 }

@@ -19,12 +19,13 @@ export function formatChaosReport(report: ChaosReport): string {
   lines.push(`  acknowledged        ${report.acknowledged}  (PUBACK received)`);
   lines.push(`  not acknowledged    ${report.unacknowledged}  (connection lost before the PUBACK; may or may not be stored, never resent)`);
   lines.push('');
-  const widths = [30, 9, 9, 13, 6, 10, 9];
-  lines.push(row(['site', 'records', 'delivered', 'of them unack', 'lost', 'duplicated', 'misplaced'], widths));
-  for (const site of report.sites) lines.push(row([site.site, site.records, site.delivered, site.deliveredUnacknowledged, site.lost, site.duplicated, site.misplaced], widths));
+  const widths = [30, 9, 9, 13, 6, 10, 9, 5];
+  lines.push(row(['site', 'records', 'delivered', 'of them unack', 'lost', 'duplicated', 'misplaced', 'gaps'], widths));
+  for (const site of report.sites) lines.push(row([site.site, site.records, site.delivered, site.deliveredUnacknowledged, site.lost, site.duplicated, site.misplaced, site.gaps], widths));
   lines.push('');
   lines.push(`LOST        ${report.lost}  (acknowledged, missing at one site or more; must be 0)`);
   lines.push(`DUPLICATED  ${report.duplicated}  (same identity twice, or one message under two identities, summed over sites; must be 0)`);
+  if (report.gaps > 0) lines.push(`GAPS        ${report.gaps}  (offsets missing inside topics, summed over sites)`);
   if (report.misplaced > 0) lines.push(`MISPLACED   ${report.misplaced}  (a message under another stream or topic than its MQTT topic maps to)`);
   if (report.verifyDifferences !== null) {
     lines.push(

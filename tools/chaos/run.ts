@@ -64,6 +64,8 @@ export interface ChaosReport {
   /** Extra copies, summed over the sites. */
   readonly duplicated: number;
   readonly misplaced: number;
+  /** Offsets missing inside topics, summed over the sites. */
+  readonly gaps: number;
   readonly faults: readonly InjectedFault[];
   readonly faultsByKind: Readonly<Record<FaultKind, FaultKindSummary>>;
   readonly quiesced: boolean;
@@ -288,8 +290,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     }
     const duplicated = accounts.reduce((sum, entry) => sum + entry.duplicated, 0);
     const misplaced = accounts.reduce((sum, entry) => sum + entry.misplaced, 0);
+    const gaps = accounts.reduce((sum, entry) => sum + entry.gaps, 0);
     if ((verifyDifferences?.length ?? 0) > 0) problems.push(`portcall verify --sites: ${verifyDifferences!.length} topics differ between the sites`);
-    const ok = lostSeqs.size === 0 && duplicated === 0 && misplaced === 0 && quiesced && (verifyDifferences?.length ?? 0) === 0;
+    const ok = lostSeqs.size === 0 && duplicated === 0 && misplaced === 0 && gaps === 0 && quiesced && (verifyDifferences?.length ?? 0) === 0;
     if (!ok) keep = true;
     return {
       ok,
@@ -304,6 +307,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       lost: lostSeqs.size,
       duplicated,
       misplaced,
+      gaps,
       faults: results.sort((a, b) => a.atMs - b.atMs),
       faultsByKind,
       quiesced,

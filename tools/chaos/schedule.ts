@@ -73,7 +73,23 @@ export function formatFaultMix(mix: FaultMix): string {
 export function planSchedule(options: ScheduleOptions): PlannedFault[] {
   const random = mulberry32(options.seed);
   const between = (low: number, high: number) => Math.round(low + random() * (high - low));
-  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  // Targets come in rounds: each round hits every site (or link) once, in a seeded order, so
+  // even a short run kills the ship and flaps every link, not just whatever a die favours.
+  const rotation = <T>(items: readonly T[]) => {
+    let round: T[] = [];
+    return (): T => {
+      if (round.length === 0) {
+        round = [...items];
+        for (let i = round.length - 1; i > 0; i -= 1) {
+          const j = Math.floor(random() * (i + 1));
+          [round[i], round[j]] = [round[j]!, round[i]!];
+        }
+      }
+      return round.pop()!;
+    };
+  };
+  const nextSite = rotation(options.sites);
+  const nextLink = rotation(options.links);
   const weights = FAULT_KINDS.map((kind) => (kind === 'disk-full' && !options.diskFull ? 0 : options.mix[kind]));
   const total = weights.reduce((sum, weight) => sum + weight, 0);
   if (total <= 0) return [];
@@ -90,13 +106,13 @@ export function planSchedule(options: ScheduleOptions): PlannedFault[] {
     const kind = FAULT_KINDS[index]!;
     switch (kind) {
       case 'kill':
-        return { atMs, kind, target: pick(options.sites), holdMs: between(0, 3000) };
+        return { atMs, kind, target: nextSite(), holdMs: between(0, 3000) };
       case 'flap':
-        return { atMs, kind, target: pick(options.links), holdMs: between(1000, 8000) };
+        return { atMs, kind, target: nextLink(), holdMs: between(1000, 8000) };
       case 'reset':
-        return { atMs, kind, target: pick(options.links), holdMs: 0 };
+        return { atMs, kind, target: nextLink(), holdMs: 0 };
       case 'stall':
-        return { atMs, kind, target: pick(options.links), holdMs: between(2000, 10_000) };
+        return { atMs, kind, target: nextLink(), holdMs: between(2000, 10_000) };
       case 'disk-full':
         return { atMs, kind, target: 'AURORA', holdMs: between(2000, 8000) };
       case 'kafka-restart':
