@@ -160,4 +160,34 @@ describe('portal read model', () => {
     const alone = fleetView(model, one) as { containers: { track: unknown[] }[] };
     expect(alone.containers[0]!.track.length).toBe((containerView(model, one, 'C00007', true)!.series as unknown[]).length);
   });
+
+  it('shows a handoff of a container\'s topic as a "handed over" step after its unloading, never as a reading', () => {
+    const model = new PortalReadModel();
+    for (const record of records) model.apply(record);
+    const y01 = records.filter((record) => record.stream === 'containers' && record.topic === 'Y01');
+    const unloaded = records.find((record) => record.stream === 'manifests' && record.topic === 'Y01' && record.payload.toString().includes('"unloaded"'))!;
+    const handoff: LogRecord = {
+      origin: 'AURORA',
+      stream: 'containers',
+      topic: 'Y01',
+      offset: y01.length,
+      eventTimeMs: unloaded.eventTimeMs + 60_000,
+      ingestTimeMs: unloaded.eventTimeMs + 60_000,
+      headers: { 'pc-handoff-to': 'SINGAPORE' },
+      payload: Buffer.from(JSON.stringify({ handoff: { from: 'AURORA', to: 'SINGAPORE' } })),
+    };
+    model.apply(handoff);
+    const everything: RecordFilter = { mayHold: () => true, admit: (record) => record };
+    const view = containerView(model, everything, 'Y01', true)!;
+    const timeline = view.timeline as { step?: string; from?: string; to?: string; at: string }[];
+    const unloadedAt = timeline.findIndex((entry) => entry.step === 'unloaded');
+    expect(unloadedAt).toBeGreaterThan(0);
+    expect(timeline[unloadedAt + 1]).toEqual({ at: new Date(handoff.eventTimeMs).toISOString(), step: 'handed over', from: 'AURORA', to: 'SINGAPORE' });
+    expect(view.status).toBe('unloaded at SGSIN');
+    expect((view.latest as { offset: number }).offset).toBe(y01.at(-1)!.offset);
+    expect((view.series as { offset: number }[]).some((point) => point.offset === handoff.offset)).toBe(false);
+    // An audience given the manifests only sees no handoff.
+    const manifestsOnly: RecordFilter = { mayHold: (stream) => stream === 'manifests', admit: (record) => (record.stream === 'manifests' ? record : undefined) };
+    expect((containerView(model, manifestsOnly, 'Y01', true)!.timeline as { step?: string }[]).map((entry) => entry.step)).not.toContain('handed over');
+  });
 });

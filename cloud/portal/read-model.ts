@@ -24,6 +24,7 @@
  * whatever the order the records came in.
  */
 import type { LogRecord } from '../../core/index.js';
+import { HANDOFF_HEADER } from '../../core/writership.js';
 
 /** manifests/custody holds access control's custody windows (cloud/access), not a container. */
 export const CUSTODY_TOPIC = 'custody';
@@ -137,6 +138,8 @@ export interface ContainerModel {
   readonly series: Series;
   /** Manifests records by offset. */
   readonly manifests: Map<number, LogRecord>;
+  /** Handoff records of the container's own topic (a new writer site), by offset. */
+  readonly handoffs: Map<number, LogRecord>;
 }
 
 export interface ShipModel {
@@ -172,7 +175,7 @@ export class PortalReadModel {
   container(id: string): ContainerModel {
     let model = this.containers.get(id);
     if (model === undefined) {
-      model = { id, recent: new Recent(), series: new Series(this.maxBuckets, shockOf), manifests: new Map() };
+      model = { id, recent: new Recent(), series: new Series(this.maxBuckets, shockOf), manifests: new Map(), handoffs: new Map() };
       this.containers.set(id, model);
     }
     return model;
@@ -193,6 +196,11 @@ export class PortalReadModel {
     switch (record.stream) {
       case 'containers': {
         const model = this.container(record.topic);
+        // A handoff names the topic's next writer (core/writership.ts): a timeline step, not a reading.
+        if (record.headers[HANDOFF_HEADER] !== undefined) {
+          model.handoffs.set(record.offset, record);
+          return;
+        }
         const body = bodyOf(record);
         model.recent.add(record);
         if (body === undefined) return;
@@ -245,6 +253,7 @@ export class PortalReadModel {
         series: model.series.records().map(id),
         width: model.series.widthMs,
         manifests: [...model.manifests.values()].map(id).sort(),
+        handoffs: [...model.handoffs.values()].map(id).sort(),
       })),
       ships: sorted(this.ships).map(([key, model]) => ({
         key,

@@ -5,6 +5,7 @@
  * projection. Nothing here decides who may see what.
  */
 import type { LogRecord, RecordFilter } from '../../core/index.js';
+import { HANDOFF_HEADER } from '../../core/writership.js';
 import { bodyOf, newer, type ContainerModel, type PortalReadModel } from './read-model.js';
 
 type Json = Record<string, unknown>;
@@ -81,8 +82,19 @@ export function containerView(model: PortalReadModel, filter: RecordFilter, id: 
   const timeline = manifests.map((record, index) => timelineEntryOf(record, manifestBodies[index]));
   // "At sea": the ship's departure from the port the container was loaded at, shown with
   // (and only with) the admitted `loaded` record it follows from.
+  // Handoffs of the container's topic (its next writer, e.g. the port that unloaded it), in
+  // the form the audience was given: a projection without the header is no handoff to it.
+  const handoffs = container === undefined || !mayReadings ? [] : admitted(filter, container.handoffs.values());
+  const handedOver: Json[] = [];
+  for (const record of handoffs) {
+    const to = record.headers[HANDOFF_HEADER];
+    if (to === undefined) continue;
+    const from = (bodyOf(record)?.handoff as { from?: unknown } | undefined)?.from;
+    handedOver.push({ at: iso(record.eventTimeMs), step: 'handed over', from: typeof from === 'string' ? from : record.origin, to });
+  }
   const steps: Json[] = [];
-  for (const entry of timeline) {
+  const entries = [...timeline, ...handedOver].sort((l, r) => Date.parse(l.at as string) - Date.parse(r.at as string));
+  for (const entry of entries) {
     steps.push(entry);
     if (entry.step === 'loaded' && typeof entry.ship === 'string' && typeof entry.port === 'string') {
       const departed = model.ships.get(entry.ship)?.lastBerthed.get(entry.port);

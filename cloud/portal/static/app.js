@@ -276,7 +276,7 @@ async function renderContainer(id) {
     <div class="grid2">
       <div class="card"><h2>Current status</h2>${c.owner ? `<p>Owner: ${esc(c.owner)}</p>` : ''}<div id="status-facts">${statusFacts(c.latest)}</div></div>
       <div class="card"><h2>Timeline</h2><ol class="timeline" id="timeline">${c.timeline
-        .map((e) => `<li><strong>${esc(e.step ?? e.status ?? 'update')}</strong>${e.port ? ` · ${esc(e.port)}` : ''}${e.ship ? ` · ${esc(e.ship)}` : ''}${e.from ? ` · from ${esc(e.from)}` : ''}<br><small>${esc(when(e.at))}</small></li>`)
+        .map((e) => `<li><strong>${esc(e.step ?? e.status ?? 'update')}</strong>${e.port ? ` · ${esc(e.port)}` : ''}${e.ship ? ` · ${esc(e.ship)}` : ''}${e.from ? ` · from ${esc(e.from)}` : ''}${e.to ? ` · to ${esc(e.to)}` : ''}<br><small>${esc(when(e.at))}</small></li>`)
         .join('')}</ol></div>
     </div>
     ${c.series.length === 0 ? '' : `<div class="card charts" id="charts">
