@@ -45,6 +45,9 @@ export function formatChaosReport(report: ChaosReport): string {
     lines.push(row([kind, entry.planned, entry.injected, entry.skipped, entry.failed, seconds(entry.minTookMs), seconds(entry.maxTookMs)], faultWidths));
   }
   lines.push(`${total} faults injected (fastest/slowest: from the fault to its end, restart or restore included)`);
+  for (const fault of report.faults.filter((entry) => entry.detail !== undefined).slice(0, 30)) {
+    lines.push(`  at ${((fault.startedAtMs ?? fault.atMs) / 1000).toFixed(1)} s ${fault.kind} ${fault.target} (${fault.outcome}): ${fault.detail}`);
+  }
   const examples = report.sites.flatMap((site) => site.examples);
   if (examples.length > 0) lines.push('', 'examples:', ...examples.slice(0, 20).map((line) => `  ${line}`));
   for (const problem of report.problems) lines.push(`problem: ${problem}`);

@@ -101,6 +101,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const system = new ChaosSystem({ shipDiskMb: options.shipDiskMb, log, ...(options.workDir === undefined ? {} : { workDir: options.workDir }), ...(options.kafkaBootstrap === undefined ? {} : { kafkaBootstrap: options.kafkaBootstrap }) });
   let keep = options.keep === true;
   const problems: string[] = [];
+  // Interrupted: stop every process, unmount the tmpfs, keep the work directory, then exit.
+  const interrupted = (signal: NodeJS.Signals) => {
+    log(`chaos: ${signal}; stopping the sites and the broker, unmounting the ship's disk`);
+    void system.close(true).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
     await system.start();
     const schedule =
@@ -148,8 +155,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         case 'stall':
           await system.stall(fault.target, fault.holdMs);
           return undefined;
-        case 'disk-full':
-          return `ballast ${((await system.fillDisk(fault.holdMs)) / 1048576).toFixed(1)} MiB`;
+        case 'disk-full': {
+          const ballast = await system.fillDisk();
+          const before = load.stats().acknowledged;
+          try {
+            await sleep(fault.holdMs);
+          } finally {
+            await ballast.free();
+          }
+          return `ballast ${(ballast.bytes / 1048576).toFixed(1)} MiB; ${load.stats().acknowledged - before} messages acknowledged while full`;
+        }
         case 'kafka-restart':
           await system.restartKafka(fault.holdMs);
           return undefined;
@@ -178,8 +193,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
                 const detail = await execute(fault);
                 results.push({ ...fault, outcome: 'injected', startedAtMs, tookMs: elapsed() - startedAtMs, ...(detail === undefined ? {} : { detail }) });
               } catch (error) {
-                results.push({ ...fault, outcome: 'failed', startedAtMs, tookMs: elapsed() - startedAtMs, detail: (error as Error).message });
-                log(`  fault ${fault.kind} ${fault.target} FAILED: ${(error as Error).message}`);
+                const why = (error as Error).message.split('\n')[0]!;
+                results.push({ ...fault, outcome: 'failed', startedAtMs, tookMs: elapsed() - startedAtMs, detail: why });
+                log(`  fault ${fault.kind} ${fault.target} FAILED: ${why}`);
               }
             };
             const next = (locks.get(group) ?? Promise.resolve()).then(run);
@@ -285,6 +301,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         ];
       }),
     ) as Record<FaultKind, FaultKindSummary>;
+    if (system.brokerStartFailures > 0) problems.push(`the Kafka broker did not serve within 180 s of a restart ${system.brokerStartFailures} times and was restarted again`);
     for (const site of system.sites.values()) {
       if (site.startFailures > 0) problems.push(`${site.name} exited while starting ${site.startFailures} times and was started again (see ${site.logFile})`);
     }
@@ -324,6 +341,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     keep = true;
     throw error;
   } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     await system.close(keep);
     if (keep) log(`work directory kept: ${system.workDir} (configurations, each site's output, shore data; the ship's tmpfs is unmounted)`);
   }

@@ -58,6 +58,8 @@ export class ChaosSystem {
   /** Why the ship's disk cannot be filled (no tmpfs), or undefined when it can. */
   diskUnavailable: string | undefined;
   mqttPort = 0;
+  /** Broker restarts that timed out and were tried again. */
+  brokerStartFailures = 0;
   private mountPoint: string | undefined;
   private mounted = false;
   private readonly ownsWorkDir: boolean;
@@ -100,7 +102,8 @@ export class ChaosSystem {
       log(`kafka: using ${this.bootstrap} (not restartable by this run)`);
     } else {
       const startedAt = Date.now();
-      this.broker = await startKafkaBroker({ dataDir: join(this.workDir, 'kafka') });
+      // A JVM on a loaded two-core machine can take over a minute to serve after a crash.
+      this.broker = await startKafkaBroker({ dataDir: join(this.workDir, 'kafka'), startTimeoutMs: 180_000 });
       this.bootstrap = this.broker.bootstrap;
       log(`kafka: broker up at ${this.bootstrap} in ${((Date.now() - startedAt) / 1000).toFixed(1)} s (pid ${this.broker.pid})`);
     }
@@ -158,8 +161,8 @@ export class ChaosSystem {
     await sleep(holdMs);
   }
 
-  /** Fills the ship's tmpfs with a ballast file until it is full, holds, then frees it. Returns the ballast size. */
-  async fillDisk(holdMs: number): Promise<number> {
+  /** Fills the ship's tmpfs with a ballast file until it is full; `free` deletes it. */
+  async fillDisk(): Promise<{ bytes: number; free: () => Promise<void> }> {
     if (!this.mounted) throw new Error(`no tmpfs for the ship's disk: ${this.diskUnavailable}`);
     const ballast = join(this.mountPoint!, 'ballast');
     const chunk = Buffer.alloc(1024 * 1024, 0x5a);
@@ -190,12 +193,7 @@ export class ChaosSystem {
     } finally {
       await handle.close();
     }
-    try {
-      await sleep(holdMs);
-    } finally {
-      await unlink(ballast);
-    }
-    return written;
+    return { bytes: written, free: () => unlink(ballast) };
   }
 
   /** The broker crashes (kill -9), stays down, and is started again on the same data. */
@@ -203,7 +201,13 @@ export class ChaosSystem {
     if (this.broker === undefined) throw new Error('the broker was given (--kafka-bootstrap); it cannot be restarted');
     this.broker.kill9();
     await sleep(downMs);
-    await this.broker.restart();
+    try {
+      await this.broker.restart();
+    } catch (error) {
+      this.brokerStartFailures += 1;
+      this.options.log(`  the Kafka broker did not come back (${(error as Error).message.split('\n')[0]}); starting it again`);
+      await this.broker.restart();
+    }
   }
 
   /** Bytes used on the ship's tmpfs (its log), or undefined without one. */
