@@ -244,6 +244,8 @@ const CATCH_UP_RETRY_MAX_MS = 30_000;
 const COMMIT_MARKER_WAIT_MS = 5_000;
 /** Bytes asked for per fetch of a stream journal (entries are a few hundred bytes). */
 const JOURNAL_FETCH_BYTES = 256 * 1024;
+/** A link's lag at one position is counted again at most this often. */
+const LAG_RECOUNT_MS = 1_000;
 /** How often, while someone listens, the journals' ends are checked for other instances' commits. */
 const JOURNAL_WATCH_INTERVAL_MS = 1_000;
 
@@ -535,7 +537,7 @@ export class KafkaLog implements SiteLog, HealthSource {
   private readonly consumerCursors = new Map<string, number>();
   private cursorProducer: Promise<Producer> | undefined;
   /** Per stream, the last count of records after a position (links' lag), and where it was counted. */
-  private readonly lagCache = new Map<string, { end: bigint; records: number }>();
+  private readonly lagCache = new Map<string, { end: bigint; records: number; countedAtMs: number }>();
   private readonly lagCounting = new Set<string>();
   /** Partitions the index is catching up on, with the Kafka offset it must reach. */
   private readonly catchUpPending = new Map<string, CatchUpTarget>();
@@ -2027,12 +2029,14 @@ export class KafkaLog implements SiteLog, HealthSource {
     const key = `${stream}\u0000${afterPosition}`;
     const cached = this.lagCache.get(key);
     const end = this.journalEnds.get(stream) ?? 0n;
-    if ((cached === undefined || cached.end !== end) && !this.lagCounting.has(key) && !this.closed) {
+    // At most one count per position a second: under load the journal's end moves with every commit.
+    const due = cached === undefined || (cached.end !== end && Date.now() - cached.countedAtMs >= LAG_RECOUNT_MS);
+    if (due && !this.lagCounting.has(key) && !this.closed) {
       this.lagCounting.add(key);
       void this.countAfter(stream, afterPosition)
         .then((records) => {
           this.lagCache.delete(key);
-          this.lagCache.set(key, { end, records });
+          this.lagCache.set(key, { end, records, countedAtMs: Date.now() });
           // Links ask at the positions they stand at: keep the few most recent.
           for (const oldest of this.lagCache.keys()) {
             if (this.lagCache.size <= 64) break;
