@@ -327,6 +327,13 @@ export const siteConfigSchema = z
     links: z.array(linkConfig).default([]),
     /** Bearer token for POST /v1/streams/<s>/topics/<t>/handoff (one writer per topic); without it topics cannot be handed over here. */
     handoffToken: z.string().min(16, 'must be at least 16 characters').optional(),
+    /**
+     * Streams whose topics this site writes only once they are handed to it (a port's terminal:
+     * containers arrive by handoff from the ship). A topic of these streams that nobody handed
+     * here is refused, never created here, even if this site has not seen it yet: the ship may
+     * hold records of it that have not arrived, and creating it here would fork it.
+     */
+    handoffOnlyStreams: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a stream name')).default([]),
     access: accessConfig.optional(),
     /** Alert detectors over the embedded log (overboard, temperature excursion, door at sea); on when this section is present (`detectors: {}`). */
     detectors: z

@@ -276,7 +276,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
     }
 
     // The site's own writes go through the writer guard: one writer per topic, with handoff.
-    const writerGuard = new WriterGuard(guarded, config.site, logger.child({ component: 'writers' }), registry);
+    const writerGuard = new WriterGuard(guarded, config.site, logger.child({ component: 'writers' }), registry, config.handoffOnlyStreams);
 
     let gateway: RunningGateway | undefined;
     if (config.mqtt !== undefined && sqliteLog !== undefined) {

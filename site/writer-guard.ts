@@ -32,13 +32,17 @@ export class WriterGuard implements RecordAppender {
   private readonly handedOver = new Map<string, { to: string; after: number }>();
   private readonly refused: Counter;
   private readonly loggedAt = new Map<string, number>();
+  private readonly handoffOnly: ReadonlySet<string>;
 
   constructor(
     private readonly log: GuardedLog,
     private readonly site: string,
     private readonly logger?: Logger,
     registry?: Registry,
+    /** Streams whose topics this site writes only once handed them: an unseen topic is refused, not created. */
+    handoffOnlyStreams: readonly string[] = [],
   ) {
+    this.handoffOnly = new Set(handoffOnlyStreams);
     this.refused = new Counter({
       name: 'portcall_writer_refused_records_total',
       help: 'Records refused because another site writes their topic (one writer per topic), by stream',
@@ -67,8 +71,8 @@ export class WriterGuard implements RecordAppender {
     return writer;
   }
 
-  private mayWrite(key: string, writer: string | undefined): boolean {
-    return !this.handedOver.has(key) && (writer === undefined || writer === this.site);
+  private mayWrite(key: string, writer: string | undefined, stream: string): boolean {
+    return !this.handedOver.has(key) && (writer === this.site || (writer === undefined && !this.handoffOnly.has(stream)));
   }
 
   /** The writer as cached, without reading the log; `miss` when the topic moved since. */
@@ -96,12 +100,12 @@ export class WriterGuard implements RecordAppender {
     const refused = new Map<number, NotWriterError>();
     records.forEach((record, index) => {
       const key = `${record.stream}\u0000${record.topic}`;
-      if (this.mayWrite(key, writers.get(key))) {
+      if (this.mayWrite(key, writers.get(key), record.stream)) {
         kept.push(record);
         return;
       }
       this.refused.inc({ stream: record.stream });
-      const writer = this.handedOver.get(key)?.to ?? writers.get(key) ?? 'another site';
+      const writer = this.handedOver.get(key)?.to ?? writers.get(key) ?? 'nobody yet (it must be handed to this site first)';
       const error = new NotWriterError(record.stream, record.topic, this.site, writer);
       refused.set(index, error);
       const now = Date.now();
@@ -119,17 +123,24 @@ export class WriterGuard implements RecordAppender {
   }
 
   /**
-   * Hands the topic over to `to`: appends the handoff record (resolves once it is durable).
+   * Hands the topic over to `to`: appends the handoff record (resolves once it is durable),
+   * with `eventTimeMs` as its event time if given (the topic's own clock), else now.
    * Refused with NotWriterError when this site does not write the topic.
    */
-  async handoff(stream: string, topic: string, to: string): Promise<LogRecord> {
+  async handoff(stream: string, topic: string, to: string, eventTimeMs?: number): Promise<LogRecord> {
     const key = `${stream}\u0000${topic}`;
     const writer = await this.writerOf(stream, topic);
-    if (!this.mayWrite(key, writer) || writer === undefined) {
+    if (!this.mayWrite(key, writer, stream) || writer === undefined) {
       throw new NotWriterError(stream, topic, this.site, writer ?? 'nobody yet');
     }
     const appending = this.log.append([
-      { stream, topic, headers: { [HANDOFF_HEADER]: to }, payload: Buffer.from(JSON.stringify({ handoff: { from: this.site, to } })) },
+      {
+        stream,
+        topic,
+        ...(eventTimeMs === undefined ? {} : { eventTimeMs }),
+        headers: { [HANDOFF_HEADER]: to },
+        payload: Buffer.from(JSON.stringify({ handoff: { from: this.site, to } })),
+      },
     ]);
     const handed = { to, after: Number.POSITIVE_INFINITY };
     this.handedOver.set(key, handed);

@@ -21,6 +21,7 @@
  * ends it); where a ship is, from the ships stream (`status: at-sea | berthed`).
  */
 import type { LogRecord } from '../../core/index.js';
+import { HANDOFF_HEADER } from '../../core/writership.js';
 
 export interface DetectorOptions {
   readonly shockG: number;
@@ -142,6 +143,8 @@ export class FleetDetectors {
   /** Feeds one stored record; returns the alerts it completes. */
   observe(record: LogRecord): AlertDraft[] {
     if (record.stream !== 'containers' && record.stream !== 'ships' && record.stream !== 'manifests') return [];
+    // A handoff record (core/writership.ts) says who writes the topic next; it is not a reading.
+    if (record.headers[HANDOFF_HEADER] !== undefined) return [];
     const body = parseObject(record.payload);
     if (body === undefined) {
       this.unreadable += 1;
