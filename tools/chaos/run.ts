@@ -102,12 +102,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let keep = options.keep === true;
   const problems: string[] = [];
   // Interrupted: stop every process, unmount the tmpfs, keep the work directory, then exit.
+  // `on`, not `once`: the Kafka tools' reaper kills the broker and re-raises the signal when it
+  // finds itself the only listener, which it would during the emit once a `once` listener is gone.
+  let stopping = false;
   const interrupted = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
     log(`chaos: ${signal}; stopping the sites and the broker, unmounting the ship's disk`);
     void system.close(true).finally(() => process.exit(130));
   };
-  process.once('SIGINT', interrupted);
-  process.once('SIGTERM', interrupted);
+  process.on('SIGINT', interrupted);
+  process.on('SIGTERM', interrupted);
   try {
     await system.start();
     const schedule =
