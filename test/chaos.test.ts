@@ -87,7 +87,8 @@ describeKafka('portcall chaos (short run)', () => {
     // Each site was read back, HQ twice (its read API and Kafka read_committed).
     expect(report.sites.map((site) => site.site)).toEqual(['AURORA', 'TOKYO', 'SINGAPORE', 'HQ (read API)', 'HQ (Kafka read_committed)']);
     for (const site of report.sites) expect(site.delivered, site.site).toBeGreaterThanOrEqual(report.acknowledged);
-    expect(report.acknowledged).toBeGreaterThan(5000);
+    // 150 messages/s for 75 s is about 11,000; faults and a loaded machine take some of it.
+    expect(report.acknowledged).toBeGreaterThan(3000);
     expect(code).toBe(0);
     // The ship's tmpfs is gone again.
     expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(report.workDir);
