@@ -151,11 +151,56 @@ describe('scenario files', () => {
       [{ ...base, events: [{ kind: 'overboard', container: 'Y99', at: { ship: 'AURORA', beforeArrivalAt: 'SGSIN', hours: 1 } }] }, /events\.0\.container: no container Y99/],
       [{ ...base, speed: 3 }, /Unrecognized key/],
       [{ ...base, topicPrefix: 'big/#' }, /topicPrefix: no MQTT wildcards/],
+      // Link windows and faults.
+      [{ ...base, links: [{ ship: 'AURORA', site: 'TOKYO', port: 'JPTYO', docked: 'wifi' }] }, /fleet\.yaml: links\.0\.docked: .*"docked"\|"satellite"\|"none"/],
+      [{ ...base, links: [{ ship: 'AURORA', site: 'TOKYO', port: 'AUSYD' }] }, /links\.0\.port: AURORA does not call at AUSYD/],
+      [{ ...base, links: [{ ship: 'NOPE', site: 'TOKYO' }] }, /links\.0\.ship: no ship NOPE/],
+      [{ ...base, links: [{ ship: 'AURORA', site: 'HQ' }, { ship: 'AURORA', site: 'HQ' }] }, /links\.1\.site: AURORA already has a link to HQ/],
+      [{ ...base, links: [{ ship: 'AURORA', site: 'bad site' }] }, /links\.0\.site: 1-64 of/],
+      [{ ...base, faults: [{ kind: 'kill-gateway', ship: 'AURORA', at: { ship: 'AURORA', afterDepartureFrom: 'AUSYD', hours: 3 } }] }, /faults\.0\.at: AURORA does not call at AUSYD/],
+      [{ ...base, faults: [{ kind: 'link-drop', ship: 'AURORA', site: 'SINGAPORE', port: 'SGSIN', afterLinkUpMs: [400] }] }, /faults\.0\.site: AURORA has no link to SINGAPORE in links/],
+      [{ ...base, links: [{ ship: 'AURORA', site: 'SINGAPORE', port: 'SGSIN' }], faults: [{ kind: 'link-drop', ship: 'AURORA', site: 'SINGAPORE', port: 'JPTYO', afterLinkUpMs: [400] }] }, /faults\.0\.port: the link AURORA → SINGAPORE is docked at SGSIN, not JPTYO/],
+      [{ ...base, links: [{ ship: 'AURORA', site: 'SINGAPORE', port: 'SGSIN' }], faults: [{ kind: 'link-drop', ship: 'AURORA', site: 'SINGAPORE', port: 'SGSIN', afterLinkUpMs: [] }] }, /faults\.0\.afterLinkUpMs: /],
+      [{ ...base, faults: [{ kind: 'power-cut', ship: 'AURORA' }] }, /faults\.0\.kind: /],
     ];
     for (const [document, message] of cases) {
       expect(() => parseScenario(document, 'fleet.yaml')).toThrow(ScenarioError);
       expect(() => parseScenario(document, 'fleet.yaml')).toThrow(message);
     }
+  });
+
+  it('the voyage takes its link windows and faults from the scenario', () => {
+    const voyage = voyageScenario();
+    expect(voyage.links.map((link) => [link.site, link.port ?? null, link.docked, link.coastal, link.elsewhere])).toEqual([
+      ['TOKYO', 'JPTYO', 'docked', 'satellite', 'none'],
+      ['SINGAPORE', 'SGSIN', 'docked', 'satellite', 'none'],
+      ['SYDNEY', 'AUSYD', 'docked', 'satellite', 'none'],
+      ['HQ', null, 'docked', 'satellite', 'satellite'],
+    ]);
+    expect(voyage.faults.map((fault) => fault.kind)).toEqual(['kill-gateway', 'link-drop']);
+  });
+
+  it('a port hears its unloaded containers ashore, the ship them aboard: each message once', () => {
+    const scenario = { ...voyageScenario(), readingIntervalS: 600, shipReportIntervalS: 600 };
+    const containerMessages = (messages: FleetMessage[]) => messages.filter((message) => message.kind === 'readings' || message.kind === 'events').map((message) => `${message.topic} ${message.payload}`);
+    const all = new FleetModel(scenario);
+    const everything = containerMessages(all.advanceTo(all.endMs));
+    const parts = [new FleetModel(scenario, { onlyAboard: 'AURORA' }), new FleetModel(scenario, { onlyAshoreAt: 'SGSIN' }), new FleetModel(scenario, { onlyAshoreAt: 'AUSYD' })].map((model) => model.advanceTo(model.endMs));
+    // A port hears no ships or manifests, and only containers unloaded there, after unloading.
+    const singapore = parts[1]!;
+    expect(singapore.every((message) => message.kind === 'readings')).toBe(true);
+    expect(new Set(singapore.map((message) => message.topic.split('/')[2]))).toEqual(new Set(['Y01', 'Y02', 'Y03', 'Y04']));
+    const unloaded = all.timeline.containers.find((container) => container.id === 'Y01')!.moves[0]!.unloadMs;
+    expect(Math.min(...singapore.filter((message) => message.topic.includes('/Y01/')).map((message) => message.timeMs))).toBeGreaterThanOrEqual(unloaded);
+    // Ashore at Tokyo before loading, nobody hears a container; otherwise each message exactly once.
+    const heard = parts.flatMap(containerMessages);
+    expect(new Set(heard).size).toBe(heard.length);
+    const everythingSet = new Set(everything);
+    expect(heard.filter((message) => !everythingSet.has(message)).slice(0, 3)).toEqual([]);
+    const loadedMs = new Map(all.timeline.containers.map((container) => [container.id, container.moves[0]!.loadMs]));
+    const heardSet = new Set(heard);
+    const unheard = everything.filter((message) => !heardSet.has(message));
+    expect(unheard.every((message) => (JSON.parse(message.slice(message.indexOf(' ') + 1)) as { ts: number }).ts < loadedMs.get(message.split('/')[2]!)!)).toBe(true);
   });
 
   it('reads YAML files, with ranges of container ids', () => {

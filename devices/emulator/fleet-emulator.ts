@@ -25,6 +25,8 @@ export interface FleetEmulatorOptions {
   readonly fromMs?: number;
   /** Emulate only what this ship's gateway hears (FleetModelOptions.onlyAboard). */
   readonly onlyAboard?: string;
+  /** Emulate only what this port's terminal hears (FleetModelOptions.onlyAshoreAt). */
+  readonly onlyAshoreAt?: string;
 }
 
 export interface FleetStats {
@@ -82,6 +84,7 @@ export class FleetEmulator {
         ...(this.options.endMs === undefined ? {} : { endMs: this.options.endMs }),
         ...(this.options.fromMs === undefined ? {} : { fromMs: this.options.fromMs }),
         ...(this.options.onlyAboard === undefined ? {} : { onlyAboard: this.options.onlyAboard }),
+        ...(this.options.onlyAshoreAt === undefined ? {} : { onlyAshoreAt: this.options.onlyAshoreAt }),
       };
       const worker = new Worker(workerUrl(), { workerData: { options: shardOptions, statsEveryMs: 200 } });
       this.workers.push(worker);

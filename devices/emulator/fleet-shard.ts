@@ -30,6 +30,8 @@ export interface ShardOptions {
   readonly fromMs?: number;
   /** Emulate only what this ship's gateway hears (FleetModelOptions.onlyAboard). */
   readonly onlyAboard?: string;
+  /** Emulate only what this port's terminal hears (FleetModelOptions.onlyAshoreAt). */
+  readonly onlyAshoreAt?: string;
 }
 
 export interface ShardStats {
@@ -69,6 +71,7 @@ export class FleetShard {
     this.model = new FleetModel(options.scenario, {
       ...(options.endMs === undefined ? {} : { endMs: options.endMs }),
       ...(options.onlyAboard === undefined ? {} : { onlyAboard: options.onlyAboard }),
+      ...(options.onlyAshoreAt === undefined ? {} : { onlyAshoreAt: options.onlyAshoreAt }),
       include: { containers: (_id, index) => index % shards === shard, ships: shard === 0 },
     });
     this.simTimeMs = options.fromMs ?? this.model.timeline.startMs;

@@ -283,6 +283,13 @@ export interface FleetModelOptions {
    * would report to a port's systems. Manifests and ship reports are unaffected.
    */
   readonly onlyAboard?: string;
+  /**
+   * Only what one port's terminal hears (a port code): containers' readings and events while
+   * they stand ashore there after being unloaded there, as reefer monitoring and trackers go
+   * on reporting to the port's systems; nothing from the ships, no manifests (the ship sends
+   * those) and not the crane moves (the ship hears them).
+   */
+  readonly onlyAshoreAt?: string;
 }
 
 export class FleetModel {
@@ -307,10 +314,11 @@ export class FleetModel {
     this.timeline.containers.forEach((plan, index) => {
       if (includeContainer(plan.id, index)) this.containers.set(plan.id, new ContainerModel(plan, scenario.seed, startMs));
     });
+    const ashore = options.onlyAshoreAt !== undefined;
     this.planManifests();
     this.planEvents();
     this.planReadings();
-    if (options.include?.ships ?? true) this.planShips();
+    if ((options.include?.ships ?? true) && !ashore) this.planShips();
   }
 
   /** Simulated time the fleet has been advanced to. */
@@ -344,6 +352,11 @@ export class FleetModel {
 
   /** Whether a container's own messages reach this emulation's gateway (see `onlyAboard`). */
   private heard(container: ContainerModel, timeMs: number): boolean {
+    const port = this.options.onlyAshoreAt;
+    if (port !== undefined) {
+      const location = container.location(timeMs, this.timeline.ships);
+      return location.kind === 'ashore' && location.port.code === port && container.plan.moves.some((move) => move.unload.code === port && move.unloadMs <= timeMs);
+    }
     const ship = this.options.onlyAboard;
     if (ship === undefined) return true;
     const location = container.location(timeMs, this.timeline.ships);
@@ -353,6 +366,8 @@ export class FleetModel {
   }
 
   private emit(timeMs: number, kind: MessageKind, topic: string, body: Record<string, unknown>): void {
+    // A port's gateway hears its containers, not the manifests (the ship sends them).
+    if (kind === 'manifests' && this.options.onlyAshoreAt !== undefined) return;
     this.out.push({ timeMs, kind, topic: `${this.prefix}/${topic}`, payload: JSON.stringify(body), qos: this.scenario.qos[kind] });
   }
 
@@ -386,9 +401,12 @@ export class FleetModel {
 
   private craneShock(id: string, timeMs: number): void {
     const container = this.containers.get(id)!;
+    const ashore = this.options.onlyAshoreAt !== undefined;
     // The crane lifts it on or off: the ship hears it when it is aboard just before or after.
-    if (!this.heard(container, timeMs) && !this.heard(container, timeMs - 1)) return;
+    if (!ashore && !this.heard(container, timeMs) && !this.heard(container, timeMs - 1)) return;
     const g = roundTo(container.random.between(2.1, 3.4), 2);
+    // A port's gateway does not hear the crane (the ship does), but the unit drew its value all the same.
+    if (ashore) return;
     this.emit(timeMs, 'events', `containers/${id}/event`, { ts: timeMs, container: id, event: 'shock', shockG: g, cause: 'crane' });
   }
 
@@ -422,7 +440,7 @@ export class FleetModel {
           const driftBearingDeg = (whereabouts.position.headingDeg + (container.random.chance(0.5) ? 90 : 270)) % 360;
           container.overboard = { atMs: t, silentFromMs: t + event.reportsForMinutes * MINUTE_MS, from, driftBearingDeg };
           const g = roundTo(container.random.between(8, 15), 2);
-          this.emit(t, 'events', `containers/${event.container}/event`, { ts: t, container: event.container, event: 'shock', shockG: g, lat: roundTo(from.lat, 5), lon: roundTo(from.lon, 5) });
+          if (this.heard(container, t)) this.emit(t, 'events', `containers/${event.container}/event`, { ts: t, container: event.container, event: 'shock', shockG: g, lat: roundTo(from.lat, 5), lon: roundTo(from.lon, 5) });
         });
       }
     }

@@ -1,6 +1,6 @@
 /**
  * A fleet scenario: ships with their port calls, containers with their owners and moves,
- * and the events that happen to them. Written as YAML, validated here with messages that
+ * the events that happen to them, the ships' link windows and the faults to inject. Written as YAML, validated here with messages that
  * name the bad field; the voyage of DESIGN.md is the default (`voyageScenario()`).
  */
 import { readFileSync } from 'node:fs';
@@ -34,6 +34,14 @@ const whenSchema = z.union([
 export type When = z.infer<typeof whenSchema>;
 
 const qos = z.union([z.literal(0), z.literal(1), z.literal(2)]);
+
+const siteName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, '1-64 of A-Z a-z 0-9 - _ (a site name)');
+/**
+ * What a ship's link to a site can do in a window: `docked` (port Wi-Fi: everything goes),
+ * `satellite` (alerts and the summary streams only), `none` (nothing).
+ */
+const linkWindow = z.enum(['docked', 'satellite', 'none']);
+export type LinkWindow = z.infer<typeof linkWindow>;
 
 export const scenarioSchema = z.strictObject({
   name: z.string().min(1).default('scenario'),
@@ -97,7 +105,47 @@ export const scenarioSchema = z.strictObject({
       ]),
     )
     .default([]),
+  /**
+   * A ship's links to sites, and which window each is in as the ship sails: berthed at the
+   * link's `port`, `docked`; at sea within `coastalRangeNm` of it, `coastal`; anywhere else,
+   * `elsewhere`. A link without a port (headquarters, over the satellite) is `elsewhere` all along.
+   */
+  links: z
+    .array(
+      z.strictObject({
+        ship: entityId,
+        site: siteName,
+        port: portCode.optional(),
+        docked: linkWindow.default('docked'),
+        coastal: linkWindow.default('satellite'),
+        elsewhere: linkWindow.default('none'),
+        coastalRangeNm: z.number().nonnegative().max(2000).default(150),
+      }),
+    )
+    .default([]),
+  /** Faults to inject (by the voyage demo): a ship's gateway killed -9, a link dropped mid-transfer. */
+  faults: z
+    .array(
+      z.discriminatedUnion('kind', [
+        /** kill -9 of the ship's site process (gateway, log, links) at a moment of its voyage, restarted at once. */
+        z.strictObject({ kind: z.literal('kill-gateway'), ship: entityId, at: whenSchema }),
+        /** The ship's link to `site`, when it comes up docked at `port`, cut this many wall-clock ms later (each once). */
+        z.strictObject({
+          kind: z.literal('link-drop'),
+          ship: entityId,
+          site: siteName,
+          port: portCode,
+          afterLinkUpMs: z.array(z.number().int().nonnegative().max(600_000)).min(1),
+        }),
+      ]),
+    )
+    .default([]),
 });
+
+/** The state a link is put in for a window: everything, the urgent and summary streams only, nothing. */
+export function linkStateOf(window: LinkWindow): 'up' | 'metered' | 'down' {
+  return window === 'docked' ? 'up' : window === 'satellite' ? 'metered' : 'down';
+}
 
 export type Scenario = z.infer<typeof scenarioSchema>;
 export type ScenarioInput = z.input<typeof scenarioSchema>;
@@ -151,6 +199,30 @@ export function parseScenario(document: unknown, source = 'scenario'): Scenario 
     const port = 'afterDepartureFrom' in event.at ? event.at.afterDepartureFrom : event.at.beforeArrivalAt;
     if (!ship.calls.some((call) => call.port === port)) throw new ScenarioError(`${where}.at: ${ship.id} does not call at ${port}`);
   });
+  const linked = new Set<string>();
+  scenario.links.forEach((link, index) => {
+    const where = `${source}: links.${index}`;
+    const ship = ships.get(link.ship);
+    if (ship === undefined) throw new ScenarioError(`${where}.ship: no ship ${link.ship} in ships`);
+    if (link.port !== undefined && !ship.calls.some((call) => call.port === link.port)) throw new ScenarioError(`${where}.port: ${link.ship} does not call at ${link.port}`);
+    const key = `${link.ship}>${link.site}`;
+    if (linked.has(key)) throw new ScenarioError(`${where}.site: ${link.ship} already has a link to ${link.site}`);
+    linked.add(key);
+  });
+  scenario.faults.forEach((fault, index) => {
+    const where = `${source}: faults.${index}`;
+    const ship = ships.get(fault.ship);
+    if (ship === undefined) throw new ScenarioError(`${where}.ship: no ship ${fault.ship} in ships`);
+    if (fault.kind === 'kill-gateway') {
+      if (fault.at.ship !== fault.ship) throw new ScenarioError(`${where}.at.ship: must be ${fault.ship}, the ship whose gateway is killed`);
+      const port = 'afterDepartureFrom' in fault.at ? fault.at.afterDepartureFrom : fault.at.beforeArrivalAt;
+      if (!ship.calls.some((call) => call.port === port)) throw new ScenarioError(`${where}.at: ${ship.id} does not call at ${port}`);
+      return;
+    }
+    const link = scenario.links.find((candidate) => candidate.ship === fault.ship && candidate.site === fault.site);
+    if (link === undefined) throw new ScenarioError(`${where}.site: ${fault.ship} has no link to ${fault.site} in links`);
+    if (link.port !== fault.port) throw new ScenarioError(`${where}.port: the link ${fault.ship} → ${fault.site} is docked at ${link.port ?? 'no port'}, not ${fault.port}`);
+  });
   return scenario;
 }
 
@@ -186,6 +258,19 @@ export function voyageScenario(): Scenario {
         { kind: 'door-open', container: 'B02', at: { ship: 'AURORA', afterDepartureFrom: 'JPTYO', hours: 30 }, minutes: 25 },
         { kind: 'reefer-failure', container: 'B04', at: { ship: 'AURORA', afterDepartureFrom: 'SGSIN', hours: 40 }, mode: 'compressor' },
         { kind: 'overboard', container: 'Y07', at: { ship: 'AURORA', beforeArrivalAt: 'AUSYD', hours: 6 }, reportsForMinutes: 10 },
+      ],
+      // Port Wi-Fi when docked, alerts only within 150 nm of a port; headquarters over the satellite all along.
+      links: [
+        { ship: 'AURORA', site: 'TOKYO', port: 'JPTYO' },
+        { ship: 'AURORA', site: 'SINGAPORE', port: 'SGSIN' },
+        { ship: 'AURORA', site: 'SYDNEY', port: 'AUSYD' },
+        { ship: 'AURORA', site: 'HQ', elsewhere: 'satellite' },
+      ],
+      faults: [
+        // Mid-way to Singapore (the leg is 171 h): the ship's gateway killed -9 with a backlog aboard.
+        { kind: 'kill-gateway', ship: 'AURORA', at: { ship: 'AURORA', afterDepartureFrom: 'JPTYO', hours: 77 } },
+        // Singapore's port Wi-Fi drops the ship's backlog transfer twice.
+        { kind: 'link-drop', ship: 'AURORA', site: 'SINGAPORE', port: 'SGSIN', afterLinkUpMs: [400, 1500] },
       ],
     },
     'voyage',
