@@ -72,7 +72,7 @@ describeKafka('portcall chaos (short run)', () => {
     const byKind = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, report.faultsByKind[kind].injected]));
     process.stderr.write(
       `[chaos] ${injected.length} faults in ${(report.timingsMs.faults / 1000).toFixed(0)} s (${JSON.stringify(byKind)}); ${report.generated} generated, ${report.acknowledged} acknowledged; ` +
-        `delivered ${report.sites.map((site) => `${site.site} ${site.delivered}`).join(', ')}; lost ${report.lost}, duplicated ${report.duplicated}; quiesced in ${(report.timingsMs.quiesce / 1000).toFixed(1)} s; total ${(report.timingsMs.total / 1000).toFixed(0)} s${report.problems.length === 0 ? '' : `; ${report.problems.join('; ')}`}\n`,
+        `delivered ${report.sites.map((site) => `${site.site} ${site.delivered}`).join(', ')}; lost ${report.lost}, duplicated ${report.duplicated}; verify --sites over ${report.verifiedSites.join(', ')}; quiesced in ${(report.timingsMs.quiesce / 1000).toFixed(1)} s; total ${(report.timingsMs.total / 1000).toFixed(0)} s${report.problems.length === 0 ? '' : `; ${report.problems.join('; ')}`}\n`,
     );
     const context = `${stderr.slice(-3000)}\nexamples: ${report.sites.flatMap((site) => site.examples).join('\n')}\nproblems: ${report.problems.join('\n')}`;
     expect(report.lost, context).toBe(0);
@@ -81,6 +81,7 @@ describeKafka('portcall chaos (short run)', () => {
     expect(report.gaps, context).toBe(0);
     expect(report.quiesced, context).toBe(true);
     expect(report.verifyDifferences, context).toEqual([]);
+    expect(report.verifiedSites).toEqual(expect.arrayContaining(['AURORA', 'TOKYO', 'SINGAPORE']));
     expect(injected.length).toBeGreaterThanOrEqual(15);
     // This seed's schedule holds every kind of fault.
     for (const kind of FAULT_KINDS) expect(byKind[kind], kind).toBeGreaterThanOrEqual(1);

@@ -51,13 +51,12 @@ function seqOf(payload: unknown): number | undefined {
 /**
  * Every record of the given topics at a site, through the read API (…/records?from=, paged by
  * identity offset), plus any other topic of those streams the site lists in GET
- * /v1/summaries (the embedded log lists its topics; a Kafka-backed site does not, so there the
- * topics the fleet wrote are read).
+ * /v1/summaries (where it serves them).
  */
 export async function readSite(site: ChaosSite, topicsByStream: ReadonlyMap<string, ReadonlySet<string>>): Promise<ReadRecord[]> {
   const records: ReadRecord[] = [];
   const wanted = new Map<string, Set<string>>([...topicsByStream].map(([stream, topics]) => [stream, new Set(topics)]));
-  if (site.hasSummaries) {
+  if (await site.servesSummaries()) {
     const listing = await site.getJson<{ streams: { stream: string }[] }>('/v1/summaries');
     for (const { stream } of listing.streams) {
       const topics = wanted.get(stream);

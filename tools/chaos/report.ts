@@ -30,7 +30,7 @@ export function formatChaosReport(report: ChaosReport): string {
   if (report.verifyDifferences !== null) {
     lines.push(
       report.verifyDifferences.length === 0
-        ? `portcall verify --sites: AURORA, TOKYO and SINGAPORE identical (${report.verifyTopics} topics by content hash; HQ on Kafka serves no summaries, it is read record by record above)`
+        ? `portcall verify --sites: ${report.verifiedSites.join(', ')} identical (${report.verifyTopics} topics by content hash)`
         : `portcall verify --sites: ${report.verifyDifferences.length} topics differ:\n${report.verifyDifferences.slice(0, 10).map((line) => `    ${line}`).join('\n')}`,
     );
   }

@@ -73,6 +73,8 @@ export interface ChaosReport {
   readonly pendingAtEnd: number | null;
   readonly verifyDifferences: readonly string[] | null;
   readonly verifyTopics: number | null;
+  /** The sites `portcall verify --sites` compared. */
+  readonly verifiedSites: readonly string[];
   readonly timingsMs: { readonly setup: number; readonly faults: number; readonly quiesce: number; readonly readBack: number; readonly total: number };
   readonly shipDisk: string;
   /** The ship's log on its tmpfs at the end of the run (MiB), to size --ship-disk-mb. */
@@ -274,11 +276,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     }
     let verifyDifferences: readonly string[] | null = null;
     let verifyTopics: number | null = null;
+    let verifiedSites: readonly string[] = [];
     if (options.verifySites !== undefined) {
-      // The sites on the embedded log (a Kafka-backed site has no per-topic summaries yet).
-      const verified = await options.verifySites(SITES.filter((name) => system.site(name).hasSummaries).map((name) => system.site(name).url));
+      // Every site that serves per-topic summaries (a Kafka-backed site did not before it could forward).
+      const summarised: string[] = [];
+      for (const name of SITES) if (await system.site(name).servesSummaries()) summarised.push(name);
+      const verified = await options.verifySites(summarised.map((name) => system.site(name).url));
       verifyDifferences = verified.differences;
       verifyTopics = verified.topics;
+      verifiedSites = summarised;
     }
     const kafkaRecords = await readKafka(system.bootstrap, system.kafkaPrefix, streams);
     const kafkaAccount = tally(`${HQ} (Kafka read_committed)`, kafkaRecords);
@@ -336,6 +342,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       pendingAtEnd: pending ?? null,
       verifyDifferences,
       verifyTopics,
+      verifiedSites,
       timingsMs: { setup: setupMs, faults: faultsMs, quiesce: quiesceMs, readBack: readBackMs, total: Date.now() - startedAt },
       shipDisk: system.diskUnavailable === undefined ? `${options.shipDiskMb} MiB tmpfs` : `no tmpfs (${system.diskUnavailable}); no disk-full faults`,
       shipDiskUsedMb: shipDiskUsed === undefined ? null : Math.round((shipDiskUsed / 1048576) * 10) / 10,

@@ -26,8 +26,6 @@ export class ChaosSite {
     readonly httpPort: number,
     readonly configFile: string,
     readonly logFile: string,
-    /** Whether it serves GET /v1/summaries (the embedded log does, a Kafka-backed site does not). */
-    readonly hasSummaries: boolean,
   ) {
     this.output = createWriteStream(logFile, { flags: 'a' });
   }
@@ -99,6 +97,11 @@ export class ChaosSite {
       await this.exited;
       clearTimeout(timer);
     }
+  }
+
+  /** Whether it serves GET /v1/summaries (per-topic summaries for `portcall verify --sites`; older Kafka-backed sites did not). */
+  async servesSummaries(): Promise<boolean> {
+    return (await this.getJson<unknown>('/v1/summaries', 30_000, true)) !== undefined;
   }
 
   close(): void {

@@ -126,13 +126,14 @@ export class ChaosSystem {
           dataDir: this.workDir,
           log: { backend: 'kafka', kafka: { brokers: [this.bootstrap], topicPrefix: this.kafkaPrefix, partitions: 3 } },
           ingest: { peers },
+          portal: { enabled: false },
         });
       } else {
         Object.assign(config, { dataDir: this.workDir, ingest: { peers }, links: outgoing, portal: { enabled: false } });
       }
       const configFile = join(this.workDir, `${name.toLowerCase()}.yaml`);
       writeFileSync(configFile, stringify(config));
-      this.sites.set(name, new ChaosSite(name, name === SHIP ? 'edge' : 'shore', httpPorts.get(name)!, configFile, join(this.workDir, `${name.toLowerCase()}.log`), name !== HQ));
+      this.sites.set(name, new ChaosSite(name, name === SHIP ? 'edge' : 'shore', httpPorts.get(name)!, configFile, join(this.workDir, `${name.toLowerCase()}.log`)));
     }
     await Promise.all([...this.sites.values()].map((site) => site.start()));
     log(`sites: ${[...this.sites.values()].map((site) => `${site.name} ${site.url}`).join(', ')}; MQTT on 127.0.0.1:${this.mqttPort}`);
