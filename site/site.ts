@@ -500,8 +500,10 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         registry,
         startedAtMs,
       });
-      // The customer portal (docs/PORTAL.md): on by default at shore sites, on either log.
-      if (config.portal?.enabled ?? config.ingest !== undefined) {
+      // The customer portal (docs/PORTAL.md): on by default at shore sites on the embedded log;
+      // on a Kafka-backed site when asked (portal.enabled: true), since it rebuilds its read
+      // model by reading the whole of Kafka's streams at every start.
+      if (config.portal?.enabled ?? (config.ingest !== undefined && config.log.backend === 'sqlite')) {
         const portal = startSitePortal(app, {
           source: streams.source,
           access,

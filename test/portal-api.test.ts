@@ -79,7 +79,7 @@ for (const backend of ['sqlite', 'kafka'] as const) (backend === 'kafka' ? descr
         dataDir: dir,
         http: { port: 0 },
         ...(backend === 'kafka'
-          ? { log: { backend: 'kafka', kafka: { brokers: [kafkaBootstrap()!], topicPrefix: `portal${Date.now().toString(36)}`, partitions: 2 } } }
+          ? { log: { backend: 'kafka', kafka: { brokers: [kafkaBootstrap()!], topicPrefix: `portal${Date.now().toString(36)}`, partitions: 2 } }, portal: { enabled: true } }
           : {}),
         ingest: { peers: [{ site: 'AURORA', token: PEER }] },
         access: { keyFile: join(dir, 'key'), bootstrapTokenFile: join(dir, 'admin') },

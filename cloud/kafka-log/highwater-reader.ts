@@ -45,12 +45,15 @@ const FETCH_BYTES = 4 * 1024 * 1024;
  * the other retriable errors, such as NOT_LEADER_FOR_PARTITION, which a topic created moments
  * ago answers while its leader is still being announced.
  */
-export async function fetchEndOffsets(admin: Admin, topic: string, deadlineMs: number): ReturnType<Admin['fetchTopicOffsets']> {
+async function fetchEndOffsets(admin: Admin, topic: string, deadlineMs: number): ReturnType<Admin['fetchTopicOffsets']> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await admin.fetchTopicOffsets(topic);
     } catch (error) {
-      if ((error as { retriable?: unknown }).retriable !== true || Date.now() + RETRY_DELAY_MS > deadlineMs) throw error;
+      // kafkajs's admin answers a TypeError (`high.pop()` of nothing) when its metadata lacks the
+      // topic for a moment, which concurrent calls for other topics can cause: retried the same.
+      const metadataRace = error instanceof TypeError && /partitions/.test(error.message);
+      if (((error as { retriable?: unknown }).retriable !== true && !metadataRace) || Date.now() + RETRY_DELAY_MS > deadlineMs) throw error;
       await sleep(Math.min(RETRY_DELAY_MS * attempt, 1_000));
       // Refreshes the admin client's metadata, which is what stale leader errors need.
       await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => {});

@@ -110,7 +110,7 @@ import {
   peekIdentity,
   type HeldTopic,
 } from './codec.js';
-import { fetchEndOffsets, readCompacted } from './highwater-reader.js';
+import { readCompacted } from './highwater-reader.js';
 import { OffsetOutOfRangeError, PartitionFetcher, type FetchedPartition } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
 import { speedups } from './kafkajs-speedups.js';
@@ -643,10 +643,7 @@ export class KafkaLog implements SiteLog, HealthSource {
     await this.readState();
     await this.readConsumerCursors();
     // Where each journal stands now, so the watch wakes listeners only for what comes later.
-    for (const { topic, stream } of this.layout.journalTopicList()) {
-      const offsets = await fetchEndOffsets(this.admin, topic, Date.now() + this.options.recoveryTimeoutMs);
-      this.journalEnds.set(stream, BigInt(offsets.find((entry) => entry.partition === 0)?.high ?? '0'));
-    }
+    for (const { topic, stream } of this.layout.journalTopicList()) this.journalEnds.set(stream, await this.journalStableEnd(topic, 0n));
     const { clusterId } = await this.admin.describeCluster();
     this.index = new TopicIndex({
       path: this.options.indexPath,
@@ -2097,8 +2094,7 @@ export class KafkaLog implements SiteLog, HealthSource {
     this.journalWatching = true;
     try {
       for (const { topic, stream } of this.layout.journalTopicList()) {
-        const offsets = await withTimeout(this.admin.fetchTopicOffsets(topic), PROBE_TIMEOUT_MS, 'journal end not answered in time');
-        const end = BigInt(offsets.find((entry) => entry.partition === 0)?.high ?? '0');
+        const end = await withTimeout(this.journalStableEnd(topic, this.journalEnds.get(stream) ?? 0n), PROBE_TIMEOUT_MS, 'journal end not answered in time');
         if (end > (this.journalEnds.get(stream) ?? 0n)) {
           this.journalEnds.set(stream, end);
           this.notifyDurable(stream);
@@ -2109,6 +2105,18 @@ export class KafkaLog implements SiteLog, HealthSource {
     } finally {
       this.journalWatching = false;
     }
+  }
+
+  /**
+   * A journal's last stable offset, from a read_committed fetch (kafkajs's admin asks
+   * ListOffsets without an isolation level, which the broker answers with the high watermark:
+   * past entries of transactions still open, which a reader would wait for in vain).
+   */
+  private async journalStableEnd(journalTopic: string, from: bigint): Promise<bigint> {
+    const fetcher = this.fetcher;
+    if (fetcher === undefined) throw new Error('the fetcher is connected before the journals are read');
+    const { fetched } = await this.fetchJournal(fetcher, journalTopic, from);
+    return fetched.lastStableOffset;
   }
 
   private async readConsumerCursors(): Promise<void> {
