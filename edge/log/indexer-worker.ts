@@ -1,14 +1,7 @@
 /**
  * Worker thread running the topic indexer, so index building and WAL checkpoints use the
  * second core instead of the thread that appends.
- *
- * It runs at a lower OS priority (nice INDEXER_NICE, this thread only): its work is deferred
- * by design (reads scan the short unindexed tail), while the threads that append, commit and
- * acknowledge are on a device's PUBACK path. On two cores the scheduler then gives those
- * threads the CPU first, and the indexer the rest; it still runs whenever a core is free.
  */
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { TopicIndexer, type IndexerOptions } from './topic-indexer.js';
 
@@ -16,22 +9,6 @@ export type IndexerMessage = { type: 'poke' } | { type: 'stop' };
 export type IndexerReply = { type: 'indexed'; records: number } | { type: 'error'; message: string } | { type: 'stopped' };
 
 const IDLE_POLL_MS = 250;
-/** Nice value of this thread (0 normal, 19 lowest): a weight of about a third of a normal thread's. */
-const INDEXER_NICE = 5;
-
-/**
- * Lowers this thread's priority. On Linux `setpriority(PRIO_PROCESS, tid)` applies to one
- * thread, and /proc/thread-self names this one. Elsewhere, or if refused, it stays as it is.
- */
-function lowerPriority(): void {
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0 && tid !== process.pid) setPriority(tid, INDEXER_NICE);
-  } catch {
-    // Not Linux, or not permitted: normal priority.
-  }
-}
-lowerPriority();
 const CHECKPOINT_EVERY_MS = 1000;
 
 const port = parentPort!;

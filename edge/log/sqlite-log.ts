@@ -33,9 +33,9 @@
  *    through a field: a Promise runs its executor synchronously inside its constructor, so
  *    nothing can run between setting the field and reading it. The indexer thread is woken
  *    per 16k committed records (or 200 ms after the first), so it indexes in large batches;
- *    until then reads scan the unindexed tail. It runs at a lower OS priority (nice 5): it
- *    may fall behind under load, which makes that tail longer and delays retention (which
- *    deletes only indexed records) but cannot make a read wrong.
+ *    until then reads scan the unindexed tail. It runs at normal OS priority: lowered (nice
+ *    5) it fell 6-7 s behind under load, and retention deletes only indexed records, so a
+ *    starved indexer would hold back the deletes a filling disk needs (docs/LOG.md).
  * 5. Retention deletes only a prefix of a stream (lowest positions first), and therefore
  *    only a prefix of each topic: what remains of a topic is always dense from its first
  *    offset. TTL never deletes a record a required forwarding cursor has not yet passed;
