@@ -4,9 +4,9 @@
  * audience sees is exactly what its RecordFilter admits.
  */
 import { describe, expect, it } from 'vitest';
-import type { LogRecord, RecordFilter } from '../core/index.js';
+import type { LogRecord, RecordFilter, StreamSource } from '../core/index.js';
 import { FleetModel, voyageScenario } from '../devices/fleet/index.js';
-import { FLEET_TRACK_POINTS, PortalReadModel, alertsView, containerList, containerView, fleetView, liveEventOf } from '../cloud/portal/index.js';
+import { FLEET_TRACK_POINTS, PortalProjector, PortalReadModel, alertsView, containerList, containerView, fleetView, liveEventOf } from '../cloud/portal/index.js';
 
 /** The voyage's messages as a site stores them (topic rules of config/aurora.yaml), every 10 simulated minutes. */
 function voyageRecords(): LogRecord[] {
@@ -189,5 +189,32 @@ describe('portal read model', () => {
     // An audience given the manifests only sees no handoff.
     const manifestsOnly: RecordFilter = { mayHold: (stream) => stream === 'manifests', admit: (record) => (record.stream === 'manifests' ? record : undefined) };
     expect((containerView(model, manifestsOnly, 'Y01', true)!.timeline as { step?: string }[]).map((entry) => entry.step)).not.toContain('handed over');
+  });
+
+  it('lets the event loop serve requests while the projector catches up on a log that reads synchronously', async () => {
+    const pages = 200;
+    const pageRecords = 10;
+    let pagesRead = 0;
+    // Like the embedded log: every read's promise is settled at once.
+    const source: StreamSource = {
+      readStream: async (stream, afterPosition) => {
+        if (stream !== 'containers' || afterPosition >= pages * pageRecords) return { records: [], nextPosition: afterPosition };
+        pagesRead += 1;
+        const records = Array.from({ length: pageRecords }, (_unused, index) => {
+          const offset = afterPosition + index;
+          return { origin: 'AURORA', stream, topic: 'C1', offset, eventTimeMs: offset * 60_000, ingestTimeMs: offset * 60_000, headers: {}, payload: Buffer.from(JSON.stringify({ tempC: 4 })) };
+        });
+        return { records, nextPosition: afterPosition + pageRecords };
+      },
+      onDurable: () => () => undefined,
+    };
+    const projector = new PortalProjector({ source, pageRecords, pollIntervalMs: 3_600_000 });
+    const caughtUp = projector.start();
+    const readWhenServed = await new Promise<number>((resolve) => setImmediate(() => resolve(pagesRead)));
+    await caughtUp;
+    projector.stop();
+    expect(pagesRead).toBe(pages);
+    expect(readWhenServed).toBeLessThan(pages);
+    expect(projector.model.applied).toBe(pages * pageRecords);
   });
 });

@@ -3,6 +3,7 @@
  * from the start at `start()` (rebuild, see index.ts), then follows them, woken by
  * `onDurable` and polling as a fallback, and tells live listeners about each record folded in.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { LogRecord, StreamSource } from '../../core/index.js';
 import { PortalReadModel } from './read-model.js';
@@ -95,6 +96,11 @@ export class PortalProjector {
           }
         }
         if (page.records.length < pageRecords) break;
+        // The embedded log reads synchronously, so its promise is already settled: without
+        // giving the event loop a turn, catching up on millions of records would run as one
+        // chain of microtasks and the site would answer no request (not even /healthz) until
+        // it ended (seen: 405 s at 10 million records).
+        await nextTurn();
       }
     }
   }

@@ -16,6 +16,7 @@
  *   and silence is judged only when every stream has been read to its end: while catching
  *   up, one stream read ahead of another would make a container look silent that is not.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { CursorStore, LogRecord, RecordAppender, StreamSource, TopicReader } from '../../core/index.js';
@@ -87,7 +88,9 @@ export class DetectorRunner {
         this.again = false;
         try {
           while (!this.closed && (await this.pass())) {
-            /* more to read */
+            // More to read: give the event loop a turn first (the embedded log reads
+            // synchronously, so a long catch-up would otherwise starve every other request).
+            await nextTurn();
           }
           this.lastError = undefined;
         } catch (error) {
