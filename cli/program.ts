@@ -188,7 +188,8 @@ export function buildProgram(): Command {
     )
     .option('--thin', 'the small demo: one ship, one shore, N reefers (the options below marked [thin])')
     .option('--acceleration <x>', 'voyage: simulated seconds per wall-clock second (10,000 sails the 18.5 days in about 3 minutes)', positiveNumber('--acceleration'), 10_000)
-    .option('--no-faults', 'voyage: no kill -9 of the ship, no dropped transfers at Singapore')
+    .option('--no-faults', 'voyage: leave out the scenario\'s faults (the voyage\'s: kill -9 of the ship at sea, two dropped transfers at Singapore)')
+    .option('--scenario <file>', 'voyage: a scenario YAML instead of the voyage of DESIGN.md (one ship; its links name the demo\'s sites TOKYO, SINGAPORE, SYDNEY, HQ; see docs/DEVICES.md)')
     .option('--exit', 'voyage: exit after the verification (code 0 when it holds) instead of keeping the sites up')
     .option('--shore-port <port>', '[thin] HTTP port of the shore site (0 = any free port)', integer('--shore-port', 0, 65535), 8080)
     .option('--mqtt-port <port>', '[thin] MQTT port of the ship gateway (0 = any free port)', integer('--mqtt-port', 0, 65535), 1884)
@@ -217,11 +218,25 @@ export function buildProgram(): Command {
         thin?: boolean;
         acceleration: number;
         faults: boolean;
+        scenario?: string;
         exit?: boolean;
       }) => {
         if (options.thin !== true) {
           const { runVoyage } = await import('./voyage.js');
-          const voyage = await runVoyage({ acceleration: options.acceleration, faults: options.faults, out: process.stdout, ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }) });
+          const { loadScenarioFile } = await import('../devices/fleet/index.js');
+          let scenario;
+          try {
+            scenario = options.scenario === undefined ? undefined : loadScenarioFile(options.scenario);
+          } catch (error) {
+            throw new PortcallError('BAD_SCENARIO', (error as Error).message);
+          }
+          const voyage = await runVoyage({
+            acceleration: options.acceleration,
+            faults: options.faults,
+            out: process.stdout,
+            ...(scenario === undefined ? {} : { scenario }),
+            ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+          });
           let interrupted = false;
           const stopping = untilSignalled(async () => {
             interrupted = true;

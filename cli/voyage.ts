@@ -5,30 +5,36 @@
  * replicating both ways and every port replicating to HQ; the fleet simulation publishing
  * to AURORA's gateway, accelerated; and the ship's links following the voyage:
  *
- * - berthed at a port: the link to that port is up (port Wi-Fi);
- * - at sea within 150 nm of a port: that link is metered (coastal: alerts only);
- * - at sea: the satellite link to HQ is metered all along (alerts only);
- * - the ship's links to the ports go through the fault proxy; at Singapore it drops the
- *   transfer twice, and mid-voyage the ship's process is killed -9 and restarted.
+ * The scenario (default: the voyage of DESIGN.md, `voyageScenario()`; or a YAML file) says
+ * everything that happens: the fleet, the port calls, the ship's link windows (docked: up;
+ * satellite: metered, alerts and summary only; none: down) and the faults (a kill -9 of the
+ * ship's gateway at sea, a port link dropped mid-transfer). The ship's links to the ports go
+ * through fault proxies.
  *
- * It ends by checking what the voyage promises: every site holds identical records at
- * identical offsets (per-topic hashes), Y07's overboard alert reached Sydney and HQ, and how
- * fast. Composition root: it wires processes, proxies and the emulator, nothing else.
+ * Port calls drive handoffs, as a terminal operating system would: when a container is
+ * unloaded at a port with a site, the demo asks the ship (`POST /v1/streams/containers/topics/
+ * <id>/handoff`) to hand the container's topic to that port's site once everything the ship
+ * heard of it is durable aboard; from then on the container reports to the port's gateway (a
+ * second emulator plays the terminal's devices), which stores its readings once the handoff
+ * has reached it (until then it refuses them unacknowledged, and the devices send them again).
+ *
+ * It ends by checking what the voyage promises, step by step (voyage-checks.ts). Composition
+ * root: it wires processes, proxies and the emulators, nothing else.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PortcallError } from '../core/index.js';
 import { FleetEmulator } from '../devices/emulator/index.js';
-import { buildTimeline, voyageScenario, type VoyageTimeline } from '../devices/fleet/index.js';
+import { buildTimeline, linkStateOf, voyageScenario, type Scenario, type VoyageTimeline } from '../devices/fleet/index.js';
 import { distanceNm, portByCode } from '../devices/sea-lanes/index.js';
 import { FaultProxy } from '../tools/fault-proxy/index.js';
 import { freeLoopbackPort } from '../tools/net/index.js';
 import { verifySites } from './verify-command.js';
+import { checkSteps, shipTopicsArePrefixes, type StepCheck, type VoyageObservations } from './voyage-checks.js';
 import { SiteProcess } from './voyage-sites.js';
 
-const SHIP = 'AURORA';
-const PORT_SITES: Record<string, string> = { TOKYO: 'JPTYO', SINGAPORE: 'SGSIN', SYDNEY: 'AUSYD' };
 const SHORE_SITES = ['TOKYO', 'SINGAPORE', 'SYDNEY', 'HQ'] as const;
 /** Shore replication: ports both ways along the route, every port to headquarters. */
 const SHORE_LINKS: readonly (readonly [string, string])[] = [
@@ -46,15 +52,17 @@ const SHORE_LINKS: readonly (readonly [string, string])[] = [
 ];
 /** What headquarters sends the ports: the access records and the custody it assigns. */
 const HQ_STREAMS = ['access', 'manifests'];
-const COASTAL_RANGE_NM = 150;
+const STEP_NAMES = ['', 'Tokyo, docked, link up', 'At sea', 'Singapore', 'Singapore → Sydney', 'Overboard', 'Sydney', 'Afterwards'];
 /** Links between sites on one machine: notice a dead connection fast, batch little. */
 const QUICK_LINK = { connectTimeoutMs: 2000, requestTimeoutMs: 10_000, stallTimeoutMs: 3000, retryInitialMs: 50, retryMaxMs: 1000, maxBatchAgeMs: 100 };
 
 export interface VoyageOptions {
   /** Simulated seconds per wall-clock second; 10,000 sails the 18.5 days in about 160 s. */
   readonly acceleration: number;
-  /** Kill -9 the ship at sea and drop the Singapore transfer twice. */
+  /** Inject the scenario's faults (the voyage's: kill -9 the ship at sea, drop the Singapore transfer twice). */
   readonly faults: boolean;
+  /** Default: the voyage of DESIGN.md. Its ship links must name the demo's shore sites. */
+  readonly scenario?: Scenario;
   readonly dataDir?: string;
   readonly out: NodeJS.WriteStream;
   /** After the voyage and its checks, keep the sites running until stopped. */
@@ -67,6 +75,7 @@ export interface VoyageReport {
   readonly differences: readonly string[];
   readonly alertLatencyMs: Record<string, number | undefined>;
   readonly faults: readonly string[];
+  readonly steps: readonly StepCheck[];
   readonly dataDir: string;
 }
 
@@ -107,14 +116,33 @@ async function recordsHeld(site: SiteProcess, token: string | undefined): Promis
   return total;
 }
 
-function desiredStates(timeline: VoyageTimeline, simTimeMs: number): Record<string, 'up' | 'metered' | 'down'> {
-  const where = timeline.ships.get(SHIP)!.whereabouts(simTimeMs);
-  const states: Record<string, 'up' | 'metered' | 'down'> = { HQ: 'metered' };
-  for (const [site, code] of Object.entries(PORT_SITES)) {
-    if (where.kind === 'berthed') states[site] = where.port.code === code ? 'up' : 'down';
-    else states[site] = distanceNm(where.position, portByCode(code)) <= COASTAL_RANGE_NM ? 'metered' : 'down';
+type ShipLink = Scenario['links'][number];
+
+/** Each of the ship's links' state at a moment, from the scenario's link windows. */
+function desiredStates(timeline: VoyageTimeline, ship: string, links: readonly ShipLink[], simTimeMs: number): Record<string, 'up' | 'metered' | 'down'> {
+  const where = timeline.ships.get(ship)!.whereabouts(simTimeMs);
+  const states: Record<string, 'up' | 'metered' | 'down'> = {};
+  for (const link of links) {
+    let window = link.elsewhere;
+    if (link.port !== undefined) {
+      if (where.kind === 'berthed' && where.port.code === link.port) window = link.docked;
+      else if (where.kind === 'at-sea' && distanceNm(where.position, portByCode(link.port)) <= link.coastalRangeNm) window = link.coastal;
+    }
+    states[link.site] = linkStateOf(window);
   }
   return states;
+}
+
+/** The demo's fixed sites against the scenario: one ship, links only to the demo's shore sites. */
+function demoLinks(scenario: Scenario): { ship: string; links: ShipLink[] } {
+  const ship = scenario.ships[0]!.id;
+  if (scenario.ships.length !== 1) throw new PortcallError('BAD_SCENARIO', `demo: the voyage demo sails one ship; the scenario has ${scenario.ships.length}`);
+  const links = scenario.links.filter((link) => link.ship === ship);
+  links.forEach((link) => {
+    if (!(SHORE_SITES as readonly string[]).includes(link.site)) throw new PortcallError('BAD_SCENARIO', `demo: links.${scenario.links.indexOf(link)}.site: ${link.site} is not one of the demo's shore sites (${SHORE_SITES.join(', ')})`);
+  });
+  if (links.length === 0) throw new PortcallError('BAD_SCENARIO', `demo: links: the scenario gives ${ship} no links; the demo's shore sites are ${SHORE_SITES.join(', ')}`);
+  return { ship, links };
 }
 
 /** The voyage's organisations and people, as data at HQ; returns each sign-in's token. */
@@ -159,7 +187,7 @@ async function setUpAccess(hq: SiteProcess, bootstrapToken: string, timeline: Vo
 }
 
 /** What each audience may read at a site, checked through its read API: [description, passed]. */
-async function accessChecks(site: SiteProcess, tokens: Record<string, string>): Promise<[string, boolean][]> {
+async function accessChecks(site: SiteProcess, tokens: Record<string, string>, lost: string): Promise<[string, boolean][]> {
   const status = async (path: string, token: string | undefined) => {
     const response = await fetch(`${site.url}${path}`, {
       signal: AbortSignal.timeout(30_000),
@@ -170,13 +198,13 @@ async function accessChecks(site: SiteProcess, tokens: Record<string, string>): 
   };
   const latest = (stream: string, topic: string) => `/v1/streams/${stream}/topics/${topic}/latest`;
   const checks: [string, string, string | undefined, number][] = [
-    ['ToyCo reads Y07 and its overboard alert', latest('alerts', 'Y07'), tokens.toyco, 200],
+    [`ToyCo reads ${lost} and its overboard alert`, latest('alerts', lost), tokens.toyco, 200],
     ['ToyCo reads Y01’s readings', latest('containers', 'Y01'), tokens.toyco, 200],
     ['ToyCo finds nothing of RedCo’s R01', latest('containers', 'R01'), tokens.toyco, 404],
     ['ToyCo finds nothing of the ships stream', latest('ships', 'AURORA'), tokens.toyco, 404],
     ['RedCo reads R01', latest('containers', 'R01'), tokens.redco, 200],
-    ['RedCo finds nothing of Y07', latest('alerts', 'Y07'), tokens.redco, 404],
-    ['RedCo finds nothing of Y07’s readings', latest('containers', 'Y07'), tokens.redco, 404],
+    [`RedCo finds nothing of ${lost}`, latest('alerts', lost), tokens.redco, 404],
+    [`RedCo finds nothing of ${lost}’s readings`, latest('containers', lost), tokens.redco, 404],
     ['no token finds nothing at all', latest('containers', 'Y01'), undefined, 404],
     ['carrier operations read the ship', latest('ships', 'AURORA'), tokens.ops, 200],
   ];
@@ -189,10 +217,17 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
   const { out } = options;
   const temporaryDir = options.dataDir === undefined ? mkdtempSync(join(tmpdir(), 'portcall-voyage-')) : undefined;
   const dataDir = options.dataDir ?? temporaryDir!;
+  mkdirSync(dataDir, { recursive: true });
   // Reefer monitoring reports every few minutes; every 5 simulated minutes keeps the voyage's
   // 18.5 days at about 100,000 records, so the demo's sites replicate them in seconds.
-  const scenario = { ...voyageScenario(), readingIntervalS: 300, shipReportIntervalS: 300 };
+  const scenario = options.scenario ?? { ...voyageScenario(), readingIntervalS: 300, shipReportIntervalS: 300 };
+  const { ship: SHIP, links: scenarioLinks } = demoLinks(scenario);
   const timeline = buildTimeline(scenario);
+  /** Port code → the site there, and back. */
+  const portSites = new Map(scenarioLinks.filter((link) => link.port !== undefined).map((link) => [link.port!, link.site]));
+  // Ports where containers are unloaded: their gateways hear those containers ashore.
+  const unloadPorts = new Set(timeline.containers.flatMap((container) => container.moves.filter((move) => move.ship === SHIP && portSites.has(move.unload.code)).map((move) => move.unload.code)));
+  const handoffToken = randomBytes(24).toString('hex');
   const stoppers: (() => Promise<void>)[] = [];
   let stopped = false;
   let removeData = true;
@@ -208,13 +243,15 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
     const httpPorts = new Map<string, number>();
     for (const name of [...SHORE_SITES, SHIP]) httpPorts.set(name, await freeLoopbackPort());
     const mqttPort = await freeLoopbackPort();
+    const portMqtt = new Map<string, number>();
+    for (const code of unloadPorts) portMqtt.set(portSites.get(code)!, await freeLoopbackPort());
     const linkTokens = new Map<string, string>();
     const tokenOf = (from: string, to: string) => {
       const key = `${from}>${to}`;
       if (!linkTokens.has(key)) linkTokens.set(key, token(from, to));
       return linkTokens.get(key)!;
     };
-    const shipLinks: [string, string][] = [...Object.keys(PORT_SITES), 'HQ'].map((to) => [SHIP, to]);
+    const shipLinks: [string, string][] = scenarioLinks.map((link) => [SHIP, link.site]);
     const allLinks = [...SHORE_LINKS, ...shipLinks];
 
     // The ship's links to the ports go through fault proxies (the port Wi-Fi that drops).
@@ -224,7 +261,7 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
     const bootstrapToken = randomBytes(32).toString('hex');
     writeFileSync(bootstrapTokenFile, bootstrapToken, { mode: 0o600 });
     const proxies = new Map<string, FaultProxy>();
-    for (const site of Object.keys(PORT_SITES)) {
+    for (const site of scenarioLinks.filter((link) => link.port !== undefined).map((link) => link.site)) {
       const proxy = await FaultProxy.start({ targetPort: httpPorts.get(site)! });
       proxies.set(site, proxy);
       stoppers.push(() => proxy.close());
@@ -241,12 +278,15 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
       }));
       // Every shore site enforces access with the shared key; only HQ takes the bootstrap token.
       const access = { keyFile: accessKeyFile, ...(name === 'HQ' ? { bootstrapTokenFile } : {}), readRateLimit: { requests: 100_000, windowSeconds: 60 } };
-      const site = new SiteProcess(name, 'shore', httpPorts.get(name)!, { site: name, dataDir, http: { port: httpPorts.get(name)! }, ingest: { peers }, links, access }, dataDir);
+      // A port where containers are unloaded runs a gateway for them ashore (the terminal's devices).
+      // Its containers come by handoff only: one it has not been handed is refused, never created there.
+      const mqtt = portMqtt.has(name) ? { mqtt: { port: portMqtt.get(name)!, auth: { allowAnonymous: true } }, handoffOnlyStreams: ['containers'] } : {};
+      const site = new SiteProcess(name, 'shore', httpPorts.get(name)!, { site: name, dataDir, http: { port: httpPorts.get(name)! }, ingest: { peers }, links, access, handoffToken, ...mqtt }, dataDir);
       sites.set(name, site);
       stoppers.push(() => site.stop());
     }
     const controlToken = randomBytes(16).toString('hex');
-    const states = desiredStates(timeline, timeline.startMs);
+    const states = desiredStates(timeline, SHIP, scenarioLinks, timeline.startMs);
     const ship = new SiteProcess(
       SHIP,
       'edge',
@@ -258,9 +298,10 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
         mqtt: { port: mqttPort, auth: { allowAnonymous: true } },
         // Readings every 5 minutes: silent means two missed readings.
         detectors: { silenceMinutes: 11 },
+        handoffToken,
         links: shipLinks.map(([, to]) => ({
           name: to,
-          url: to === 'HQ' ? `http://127.0.0.1:${httpPorts.get(to)!}` : proxies.get(to)!.url(),
+          url: proxies.get(to)?.url() ?? `http://127.0.0.1:${httpPorts.get(to)!}`,
           token: tokenOf(SHIP, to),
           controlToken,
           state: states[to],
@@ -285,11 +326,27 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
         '\n\n',
     );
 
+    // The terminals' devices at the ports: containers ashore after unloading report there.
+    const portEmulators = new Map<string, FleetEmulator>();
+    for (const code of unloadPorts) {
+      const site = portSites.get(code)!;
+      const port = await FleetEmulator.start({ scenario, brokerUrl: `mqtt://127.0.0.1:${portMqtt.get(site)!}`, acceleration: options.acceleration, shards: 1, clientIdPrefix: `terminal-${code.toLowerCase()}`, onlyAshoreAt: code });
+      portEmulators.set(site, port);
+      stoppers.push(async () => {
+        await port.stop(2000);
+      });
+    }
+    // A container lost overboard on the way is never unloaded.
+    const lostAtMs = new Map(scenario.events.flatMap((event) => (event.kind === 'overboard' ? [[event.container, timeline.ships.get(event.at.ship)!.resolve(event.at)] as const] : [])));
+    // The ship's devices last: the voyage's clock starts with them.
     const emulator = await FleetEmulator.start({ scenario, brokerUrl: `mqtt://127.0.0.1:${mqttPort}`, acceleration: options.acceleration, shards: 1, clientIdPrefix: 'voyage', onlyAboard: SHIP });
     stoppers.push(async () => {
       await emulator.stop(2000);
     });
-    const done = driveSafely({ options, timeline, sites, ship, proxies, emulator, controlToken, applied: { ...states }, dataDir, tokens }).then((report) => {
+    const handoffs = timeline.containers
+      .flatMap((container) => container.moves.filter((move) => move.ship === SHIP && portSites.has(move.unload.code) && !((lostAtMs.get(container.id) ?? Number.POSITIVE_INFINITY) < move.unloadMs)).map((move) => ({ container: container.id, to: portSites.get(move.unload.code)!, atMs: move.unloadMs, done: false })))
+      .sort((a, b) => a.atMs - b.atMs);
+    const done = driveSafely({ options, scenario, timeline, sites, ship, proxies, emulator, portEmulators, portSites, scenarioLinks, handoffs, handoffToken, controlToken, applied: { ...states }, dataDir, tokens }).then((report) => {
       // A voyage that did not hold keeps its sites' data and logs for a look.
       if (!report.ok) removeData = false;
       return report;
@@ -303,7 +360,13 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
 
 interface DriveContext {
   readonly options: VoyageOptions;
+  readonly scenario: Scenario;
   readonly timeline: VoyageTimeline;
+  readonly portEmulators: ReadonlyMap<string, FleetEmulator>;
+  readonly portSites: ReadonlyMap<string, string>;
+  readonly scenarioLinks: readonly ShipLink[];
+  readonly handoffs: { readonly container: string; readonly to: string; readonly atMs: number; done: boolean }[];
+  readonly handoffToken: string;
   readonly sites: ReadonlyMap<string, SiteProcess>;
   readonly ship: SiteProcess;
   readonly proxies: ReadonlyMap<string, FaultProxy>;
@@ -330,28 +393,54 @@ async function driveSafely(context: DriveContext): Promise<VoyageReport> {
   try {
     return await drive(context);
   } catch (error) {
-    context.options.out.write(`\nvoyage: FAILED: ${(error as Error).message}\n`);
-    return { ok: false, records: {}, differences: [(error as Error).message], alertLatencyMs: {}, faults: [], dataDir: context.dataDir };
+    const cause = (error as Error).cause as Error | undefined;
+    context.options.out.write(`\nvoyage: FAILED: ${(error as Error).message}${cause === undefined ? '' : ` (${cause.message})`}\n${(error as Error).stack ?? ''}\n`);
+    return { ok: false, records: {}, differences: [(error as Error).message], alertLatencyMs: {}, faults: [], steps: [], dataDir: context.dataDir };
   }
 }
 
 async function drive(context: DriveContext): Promise<VoyageReport> {
-  const { options, timeline, sites, ship, emulator } = context;
+  const { options, scenario, timeline, sites, ship, emulator, portEmulators } = context;
+  const SHIP = ship.name;
   const out = options.out;
   const faults: string[] = [];
   const aurora = timeline.ships.get(SHIP)!;
-  const [, singaporeCall] = aurora.calls;
-  const firstLeg = aurora.legs[0]!;
-  const killAtMs = firstLeg.departMs + (firstLeg.arriveMs - firstLeg.departMs) * 0.45;
-  const overboardAtMs = aurora.callAt('AUSYD').arriveMs - 6 * 3_600_000;
-  let killed = false;
-  let flapsStarted = false;
-  const alertSeenAt: Record<string, number | undefined> = { AURORA: undefined, SYDNEY: undefined, HQ: undefined };
-  const alertLatency: Record<string, number | undefined> = {};
+  const emulators = [emulator, ...portEmulators.values()];
+  const opsToken = context.tokens.ops!;
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  // The scenario's faults, unless turned off.
+  const kills = options.faults ? scenario.faults.flatMap((fault) => (fault.kind === 'kill-gateway' && fault.ship === SHIP ? [{ atMs: aurora.resolve(fault.at), done: false }] : [])) : [];
+  const drops = options.faults ? scenario.faults.flatMap((fault) => (fault.kind === 'link-drop' && fault.ship === SHIP ? [{ site: fault.site, port: fault.port, afterLinkUpMs: fault.afterLinkUpMs, started: false }] : [])) : [];
+  const overboard = scenario.events.find((event) => event.kind === 'overboard');
+  const overboardAtMs = overboard === undefined ? Number.POSITIVE_INFINITY : aurora.resolve(overboard.at);
+  const lastPortSite = context.portSites.get(aurora.calls.at(-1)!.port.code);
+  const alertSites = [...(lastPortSite === undefined ? [] : [lastPortSite]), 'HQ'];
+  const alertSeenAt: Record<string, number | undefined> = Object.fromEntries([SHIP, ...alertSites].map((site) => [site, undefined]));
+  const observations: VoyageObservations = {
+    firstPortReplicationS: undefined,
+    firstPortReplicationDetail: 'not measured',
+    knewBeforeArrival: [],
+    portWritesAheadOfShip: [],
+    dropsMidTransfer: [],
+    killed: undefined,
+    handoffs: [],
+    alertAheadOfBacklog: undefined,
+    alertLatencyMs: {},
+    lagAtDeparture: {},
+  };
+  const alertLatency = observations.alertLatencyMs;
   const startedAt = performance.now();
   let lastStatusAt = 0;
   let restarting: Promise<void> | undefined;
   let acceleration = options.acceleration;
+  const setAcceleration = (value: number) => {
+    for (const each of emulators) each.setAcceleration(value);
+  };
+  const latestOf = async (site: string, stream: string, topic: string) => {
+    const response = await fetch(`${sites.get(site)!.url}/v1/streams/${stream}/topics/${topic}/latest`, { signal: AbortSignal.timeout(5000), headers: { authorization: `Bearer ${opsToken}` } });
+    if (!response.ok) return undefined;
+    return (await response.json()) as { origin: string; offset: number; eventTime: string; payload: { event?: string; port?: string } };
+  };
 
   const statusLine = async (simTimeMs: number) => {
     const where = aurora.whereabouts(simTimeMs);
@@ -361,110 +450,240 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
       const views = await linkViews(ship);
       links = views.map((view) => `${view.name} ${view.state}${lagOf(view) > 0 ? ` (lag ${lagOf(view)})` : ''}`).join(', ');
     } catch {
-      links = 'AURORA not answering';
+      links = `${SHIP} not answering`;
     }
     const day = ((simTimeMs - timeline.startMs) / 86_400_000).toFixed(1);
     const alerts = Object.entries(alertSeenAt)
       .filter(([, at]) => at !== undefined)
       .map(([site]) => site);
-    const line = `day ${day.padStart(4)}  ${new Date(simTimeMs).toISOString().slice(0, 16).replace('T', ' ')}  ${place}  |  links: ${links}${alerts.length > 0 ? `  |  Y07 overboard alert at ${alerts.join(', ')}` : ''}`;
+    const line = `day ${day.padStart(4)}  ${new Date(simTimeMs).toISOString().slice(0, 16).replace('T', ' ')}  ${place}  |  links: ${links}${alerts.length > 0 ? `  |  ${overboard?.container} overboard alert at ${alerts.join(', ')}` : ''}`;
     out.write(out.isTTY ? `\r${line.slice(0, (out.columns ?? 200) - 1)}\u001b[K` : `${line}\n`);
   };
 
   const pollAlert = async (site: string) => {
-    if (alertSeenAt[site] !== undefined) return;
+    if (alertSeenAt[site] !== undefined || overboard === undefined) return;
     try {
-      const response = await fetch(`${sites.get(site)!.url}/v1/streams/alerts/topics/Y07/latest`, {
+      const response = await fetch(`${sites.get(site)!.url}/v1/streams/alerts/topics/${overboard.container}/latest`, {
         signal: AbortSignal.timeout(1000),
-        headers: { authorization: `Bearer ${context.tokens.ops!}` },
+        headers: { authorization: `Bearer ${opsToken}` },
       });
       if (response.ok) {
         // From when the ship made the alert durable (its ingest time, same machine clock) to now.
         const alert = (await response.json()) as { ingestTime: string };
         alertSeenAt[site] = Date.now();
         alertLatency[site] = Date.now() - Date.parse(alert.ingestTime);
+        // The first shore site to see it: how far its readings of the container had come by then.
+        if (site !== SHIP && observations.alertAheadOfBacklog === undefined) {
+          const reading = await latestOf(site, 'containers', overboard.container);
+          observations.alertAheadOfBacklog = { site, latestReadingAt: reading?.eventTime };
+        }
       }
     } catch {
       // not there yet
     }
   };
 
+  // Step 1: when the ship leaves its first port, how long until that port's records are everywhere.
+  const measureFirstPort = async () => {
+    const site = context.portSites.get(aurora.calls[0]!.port.code);
+    if (site === undefined) return;
+    const loaded = timeline.containers.filter((container) => container.moves[0]?.ship === SHIP && container.moves[0].load.code === aurora.calls[0]!.port.code).map((container) => container.id);
+    const held = new Map<string, number>();
+    for (const id of loaded) held.set(id, (await latestOf(site, 'containers', id))?.offset ?? -1);
+    const others = SHORE_SITES.filter((name) => name !== site);
+    const from = performance.now();
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      const results = await Promise.all(others.flatMap((other) => [...held].map(async ([id, offset]) => ((await latestOf(other, 'containers', id).catch(() => undefined))?.offset ?? -1) >= offset)));
+      if (results.every(Boolean)) {
+        observations.firstPortReplicationS = (performance.now() - from) / 1000;
+        observations.firstPortReplicationDetail = `${loaded.length} containers' topics as ${site} held them at departure (${[...held.values()].reduce((sum, offset) => sum + offset + 1, 0)} records) at ${others.join(', ')} within ${observations.firstPortReplicationS.toFixed(1)} s`;
+        return;
+      }
+      await sleep(200);
+    }
+    observations.firstPortReplicationDetail = `not at ${others.join(', ')} within 60 s`;
+  };
+  let firstPortMeasure: Promise<void> | undefined;
+
+  // On arriving at a port, before its link comes up: what the port already knows.
+  const arrivedAt = new Set<number>();
+  const onArrival = async (callIndex: number) => {
+    const call = aurora.calls[callIndex]!;
+    const site = context.portSites.get(call.port.code);
+    if (site === undefined) return;
+    const earlier = aurora.calls.slice(0, callIndex).map((previous) => previous.port.code);
+    const loadedBefore = timeline.containers.filter((container) => container.moves.some((move) => move.ship === SHIP && earlier.includes(move.load.code)));
+    const known = await Promise.all(loadedBefore.map(async (container) => ['loaded', 'unloaded'].includes((await latestOf(site, 'manifests', container.id))?.payload.event ?? '')));
+    observations.knewBeforeArrival.push({ site, ok: known.length > 0 && known.every(Boolean), detail: `${known.filter(Boolean).length} of ${known.length} containers loaded at ${earlier.join(', ')} in ${site}'s manifests when ${SHIP} arrived` });
+    const handedElsewhere = observations.handoffs.filter((handoff) => handoff.to !== site);
+    if (handedElsewhere.length > 0) {
+      const writers = await Promise.all(handedElsewhere.map(async (handoff) => (await latestOf(site, 'containers', handoff.container))?.origin));
+      observations.portWritesAheadOfShip.push({
+        site,
+        ok: writers.every((writer, index) => writer === handedElsewhere[index]!.to),
+        detail: handedElsewhere.map((handoff, index) => `${handoff.container}: latest written by ${writers[index] ?? 'nobody'}`).join(', '),
+      });
+    }
+  };
+
+  // Port calls drive handoffs: once everything the ship heard up to the unloading is durable aboard.
+  const handOver = async (simTimeMs: number) => {
+    const due = context.handoffs.filter((handoff) => !handoff.done && simTimeMs >= handoff.atMs);
+    if (due.length === 0) return;
+    setAcceleration(0);
+    try {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const stats = emulator.stats();
+        if (stats.acknowledged === stats.published && stats.simTimeMs >= due.at(-1)!.atMs) break;
+        if (Date.now() > deadline) throw new Error(`${SHIP}'s gateway did not acknowledge the fleet's messages within 30 s`);
+        await sleep(50);
+      }
+      for (const handoff of due) {
+        const response = await fetch(`${ship.url}/v1/streams/containers/topics/${handoff.container}/handoff`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${context.handoffToken}`, 'content-type': 'application/json' },
+          // On the fleet's clock: the moment of unloading (the topic's readings are on simulated time).
+          body: JSON.stringify({ to: handoff.to, at: new Date(handoff.atMs).toISOString() }),
+          signal: AbortSignal.timeout(10_000),
+        });
+        if (!response.ok) throw new Error(`${SHIP} refused to hand ${handoff.container} to ${handoff.to}: HTTP ${response.status} ${await response.text()}`);
+        const { offset } = (await response.json()) as { offset: number };
+        handoff.done = true;
+        observations.handoffs.push({ container: handoff.container, to: handoff.to, offset });
+        out.write(`${out.isTTY ? '\n' : ''}handoff: ${handoff.container} unloaded; ${SHIP} hands containers/${handoff.container} to ${handoff.to} (handoff record at offset ${offset})\n`);
+      }
+    } finally {
+      setAcceleration(acceleration);
+    }
+  };
+
+  const sailingHeld = new Map<number, number | undefined>();
+  // The overboard alert is polled on its own timer from the moment it can exist, so the
+  // latency measured is the alert's, not this loop's (which waits on handoffs and links).
+  let alertPoller: NodeJS.Timeout | undefined;
+  let polling = false;
+  const pollAlerts = () => {
+    if (polling) return;
+    polling = true;
+    void Promise.all([...alertSites, SHIP].map(pollAlert)).finally(() => (polling = false));
+  };
   for (;;) {
     const stats = emulator.stats();
     const simTimeMs = stats.simTimeMs;
+    const where = aurora.whereabouts(simTimeMs);
+    const callIndex = where.kind === 'berthed' ? aurora.calls.findIndex((call) => call.port.code === where.port.code) : -1;
+    if (callIndex > 0 && !arrivedAt.has(callIndex)) {
+      arrivedAt.add(callIndex);
+      await onArrival(callIndex);
+    }
+    // Once the ship has left its first port (even if the loop first looked after that).
+    if (firstPortMeasure === undefined && callIndex !== 0) firstPortMeasure = measureFirstPort();
     // Links follow the ship.
     if (restarting === undefined) {
-      const wanted = desiredStates(timeline, simTimeMs);
+      const wanted = desiredStates(timeline, SHIP, context.scenarioLinks, simTimeMs);
       for (const [link, state] of Object.entries(wanted)) {
         if (context.applied[link] === state) continue;
         try {
           await setLinkState(context, link, state);
           context.applied[link] = state;
         } catch {
-          // AURORA restarting; try again next round
+          // the ship restarting; try again next round
+          continue;
+        }
+        // Faults: a port link dropped mid-transfer, so many ms after it came up docked.
+        const drop = drops.find((candidate) => !candidate.started && candidate.site === link && state === 'up' && where.kind === 'berthed' && where.port.code === candidate.port);
+        if (drop !== undefined) {
+          drop.started = true;
+          const proxy = context.proxies.get(drop.site)!;
+          for (const afterMs of drop.afterLinkUpMs) {
+            setTimeout(() => {
+              void linkViews(ship)
+                .then((views) => lagOf(views.find((view) => view.name === drop.site)))
+                .catch(() => -1)
+                .then((lag) => {
+                  proxy.reset();
+                  observations.dropsMidTransfer.push({ site: drop.site, lag });
+                  faults.push(`link ${SHIP} → ${drop.site} dropped mid-transfer (${afterMs} ms after it came up, ${lag} records waiting)`);
+                  out.write(`\nfault: link ${SHIP} → ${drop.site} dropped mid-transfer\n`);
+                });
+            }, afterMs);
+          }
         }
       }
+      await handOver(simTimeMs);
     }
-    // Faults.
-    if (options.faults && !killed && simTimeMs >= killAtMs) {
-      killed = true;
-      faults.push(`kill -9 of AURORA at sea, ${new Date(simTimeMs).toISOString().slice(0, 16)} (simulated)`);
-      out.write(`\nfault: kill -9 AURORA (pid ${ship.pid ?? '?'}) mid-voyage; restarting it\n`);
+    // Faults: the ship's gateway killed -9.
+    const kill = kills.find((candidate) => !candidate.done && simTimeMs >= candidate.atMs);
+    if (kill !== undefined && restarting === undefined) {
+      kill.done = true;
+      observations.killed = { atSimMs: simTimeMs, pid: ship.pid };
+      faults.push(`kill -9 of ${SHIP} at sea, ${new Date(simTimeMs).toISOString().slice(0, 16)} (simulated)`);
+      out.write(`\nfault: kill -9 ${SHIP} (pid ${ship.pid ?? '?'}) mid-voyage; restarting it\n`);
       restarting = ship.restart().then(async () => {
         // A restarted ship comes back with its configured link states; put them right again.
         for (const link of Object.keys(context.applied)) context.applied[link] = '';
         restarting = undefined;
       });
     }
-    if (options.faults && !flapsStarted && simTimeMs >= singaporeCall!.arriveMs && aurora.whereabouts(simTimeMs).kind === 'berthed') {
-      flapsStarted = true;
-      const proxy = context.proxies.get('SINGAPORE')!;
-      for (const afterMs of [400, 1500]) {
-        setTimeout(() => {
-          proxy.reset();
-          faults.push(`link AURORA → SINGAPORE dropped mid-transfer (${afterMs} ms after it came up)`);
-          out.write(`\nfault: link AURORA → SINGAPORE dropped mid-transfer\n`);
-        }, afterMs);
-      }
-    }
-    if (simTimeMs >= overboardAtMs) await Promise.all(['SYDNEY', 'HQ', 'AURORA'].map(pollAlert));
+    if (simTimeMs >= overboardAtMs && alertPoller === undefined) alertPoller = setInterval(pollAlerts, 200);
     // In port the link has hours of simulated time but only seconds of wall time: hold the
     // clock nearly still until the ship's backlog to that port has drained, as it would in hours.
-    const where = aurora.whereabouts(simTimeMs);
+    // And the ship does not sail before the port holds everything it has (the port's link would
+    // have had the hours to send it): the clock stops an hour before departure until the backlog
+    // is gone (at most a minute of wall time per port), and how much was left is noted.
     if (where.kind === 'berthed' && restarting === undefined) {
-      const site = Object.entries(PORT_SITES).find(([, code]) => code === where.port.code)?.[0];
+      const site = context.portSites.get(where.port.code);
       let backlog = 0;
       try {
         backlog = site === undefined ? 0 : lagOf((await linkViews(ship)).find((view) => view.name === site));
       } catch {
-        backlog = 1;
+        // The ship not answering (busy, restarting): the backlog is unknown; keep the clock slow.
+        backlog = Number.POSITIVE_INFINITY;
+      }
+      const call = aurora.calls[callIndex]!;
+      const holdAtMs = call.departMs - 3_600_000;
+      if (site !== undefined && callIndex < aurora.calls.length - 1 && !sailingHeld.has(callIndex)) {
+        // The fleet's clock waits an hour before departure.
+        sailingHeld.set(callIndex, undefined);
+        for (const each of emulators) each.holdAt(holdAtMs);
+      }
+      if (sailingHeld.has(callIndex) && observations.lagAtDeparture[site!] === undefined && simTimeMs >= holdAtMs) {
+        if (sailingHeld.get(callIndex) === undefined) sailingHeld.set(callIndex, Date.now());
+        // Let go once the port holds everything (or after a minute): note what was left.
+        if (backlog === 0 || Date.now() - sailingHeld.get(callIndex)! > 60_000) {
+          observations.lagAtDeparture[site!] = Number.isFinite(backlog) ? backlog : -1;
+          for (const each of emulators) each.holdAt(undefined);
+        }
       }
       const wanted = backlog > 500 ? Math.min(options.acceleration, 120) : options.acceleration;
       if (wanted !== acceleration) {
         acceleration = wanted;
-        emulator.setAcceleration(wanted);
+        setAcceleration(wanted);
       }
     } else if (acceleration !== options.acceleration) {
       acceleration = options.acceleration;
-      emulator.setAcceleration(acceleration);
+      setAcceleration(acceleration);
     }
     if (performance.now() - lastStatusAt > 1000) {
       lastStatusAt = performance.now();
       await statusLine(simTimeMs);
     }
-    if (stats.finished && restarting === undefined) break;
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    if (emulators.every((each) => each.stats().finished) && restarting === undefined && context.handoffs.every((handoff) => handoff.done)) break;
+    await sleep(200);
   }
-  await emulator.stop(10_000);
+  for (const each of emulators) await each.stop(10_000);
+  await (firstPortMeasure ?? measureFirstPort());
   out.write(`\nvoyage: the fleet has finished (${((performance.now() - startedAt) / 1000).toFixed(0)} s); waiting for every link to drain…\n`);
 
-  // Quiescence: the ship's link to Sydney (berthed) and every shore link have nothing left.
+  // Quiescence: the ship's link to its last port (berthed) and every shore link have nothing left.
   const deadline = Date.now() + 180_000;
   for (;;) {
-    await Promise.all(['AURORA', 'SYDNEY', 'HQ'].map(pollAlert));
+    await Promise.all([SHIP, ...alertSites].map(pollAlert));
     let pending = 0;
     try {
-      pending += lagOf((await linkViews(ship)).find((view) => view.name === 'SYDNEY'));
+      if (lastPortSite !== undefined) pending += lagOf((await linkViews(ship)).find((view) => view.name === lastPortSite));
       // Every shore site that forwards (HQ only receives).
       for (const name of new Set(SHORE_LINKS.map(([from]) => from))) for (const view of await linkViews(sites.get(name)!)) pending += lagOf(view);
     } catch {
@@ -472,40 +691,67 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     }
     if (pending === 0) break;
     if (Date.now() > deadline) {
+      clearInterval(alertPoller);
       out.write(`voyage: links still had ${pending} records to send after 180 s\n`);
       break;
     }
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await sleep(500);
   }
+  clearInterval(alertPoller);
 
   // The shore sites compare every stream carrier operations may see; the ship (which holds no
-  // access records or custody) compares what it wrote.
+  // access records or custody) compares what it wrote: its ships and alerts whole, and each of
+  // its containers topics as the first records of that topic at HQ (a container handed over at
+  // a port goes on there).
+  const hq = sites.get('HQ')!;
   const shoreUrls = SHORE_SITES.map((name) => sites.get(name)!.url);
-  const opsToken = context.tokens.ops!;
   const shores = await verifySites(shoreUrls, { token: opsToken });
-  const shipToShore = await verifySites([ship.url, sites.get('HQ')!.url], { token: opsToken, streams: ['containers', 'ships', 'alerts'] });
-  const report = { ...shores, differences: [...shores.differences, ...shipToShore.differences] };
+  const shipWhole = await verifySites([ship.url, hq.url], { token: opsToken, streams: ['ships', 'alerts'] });
+  const topicsOf = async (site: SiteProcess, stream: string) => (await site.getJson<{ topics: { topic: string; records: number }[] }>(`/v1/summaries/${stream}?maxTopics=5000`, opsToken, 120_000)).topics;
+  const shipContainers = await topicsOf(ship, 'containers');
+  const shipPrefixes = await shipTopicsArePrefixes(ship, hq, shipContainers.map((topic) => topic.topic), opsToken);
+  const shipDifferences = [...shipWhole.differences, ...shipPrefixes];
+  const differences = [...shores.differences, ...shipDifferences];
+  const shipTopics = shipWhole.topics + shipContainers.length;
   const records: Record<string, number> = {};
   for (const [name, site] of sites) records[name] = await recordsHeld(site, opsToken);
-  const checks = await accessChecks(sites.get('HQ')!, context.tokens);
+  // What HQ holds beyond the ship's records: readings written ashore after handoffs, and its own.
+  const shipHeld = new Map(shipContainers.map((topic) => [topic.topic, topic.records]));
+  const writtenAshore = (await topicsOf(hq, 'containers')).reduce((sum, topic) => sum + topic.records - (shipHeld.get(topic.topic) ?? 0), 0);
+  const checks = await accessChecks(hq, context.tokens, overboard?.container ?? 'Y07');
   const alertLatencyMs: Record<string, number | undefined> = {};
-  for (const site of ['SYDNEY', 'HQ']) alertLatencyMs[site] = alertLatency[site];
-  const ok = report.differences.length === 0 && alertLatencyMs.SYDNEY !== undefined && alertLatencyMs.HQ !== undefined && checks.every(([, passed]) => passed);
+  for (const site of alertSites) alertLatencyMs[site] = alertLatency[site];
+  const steps = await checkSteps({
+    scenario,
+    timeline,
+    ship,
+    shores: new Map(SHORE_SITES.map((name) => [name, sites.get(name)!])),
+    portSites: context.portSites,
+    tokens: context.tokens,
+    observations,
+    shoresIdentical: { ok: shores.differences.length === 0, detail: `${shores.sites.length} sites, ${shores.topics} topics in ${shores.streams} streams, ${shores.differences.length} differ` },
+    shipIdentical: { ok: shipDifferences.length === 0, detail: `${shipTopics} of ${SHIP}'s topics compared with HQ, ${shipDifferences.length} differ` },
+    faults: options.faults,
+  }).catch((error: unknown): StepCheck[] => [{ step: 0, what: 'the seven steps could be checked', ok: false, detail: `${(error as Error).message}${(error as Error).cause === undefined ? '' : ` (${((error as Error).cause as Error).message})`}` }]);
+  const ok = differences.length === 0 && alertSites.every((site) => alertLatencyMs[site] !== undefined) && checks.every(([, passed]) => passed) && steps.every((step) => step.ok);
   out.write('\nvoyage: verification\n');
   for (const [name, count] of Object.entries(records)) out.write(`  ${name.padEnd(9)} ${count} records\n`);
+  out.write(`  HQ holds ${SHIP}'s records, ${writtenAshore} written ashore by the ports after handoffs (${observations.handoffs.length} containers handed over) and ${records.HQ! - records[SHIP]! - writtenAshore} of its own (access, custody)\n`);
   out.write(
-    report.differences.length === 0
-      ? `  all ${report.sites.length} shore sites hold identical records at identical offsets: ${report.topics} topics in ${report.streams} streams compared by content hash; AURORA's containers, ships and alerts (${shipToShore.topics} topics) identical at HQ\n`
-      : `  ${report.differences.length} topics differ:\n${report.differences.slice(0, 20).map((line) => `    ${line}`).join('\n')}\n`,
+    differences.length === 0
+      ? `  all ${shores.sites.length} shore sites hold identical records at identical offsets: ${shores.topics} topics in ${shores.streams} streams compared by content hash; ${SHIP}'s containers, ships and alerts (${shipTopics} topics) identical at HQ (a container handed over at a port: the ship's part of its topic)\n`
+      : `  ${differences.length} topics differ:\n${differences.slice(0, 20).map((line) => `    ${line}`).join('\n')}\n`,
   );
-  for (const site of ['SYDNEY', 'HQ']) {
+  for (const site of alertSites) {
     const latency = alertLatencyMs[site];
-    out.write(`  Y07 overboard alert at ${site}: ${latency === undefined ? 'NOT RECEIVED' : `within ${(latency / 1000).toFixed(1)} s of being made durable on board (wall clock, polled every 200 ms)`}\n`);
+    out.write(`  ${overboard?.container} overboard alert at ${site}: ${latency === undefined ? 'NOT RECEIVED' : `within ${(latency / 1000).toFixed(1)} s of being made durable on board (wall clock, polled every 200 ms)`}\n`);
   }
   out.write(`  access checks at HQ: ${checks.filter(([, passed]) => passed).length} of ${checks.length} passed\n`);
   for (const [what, passed] of checks) out.write(`    ${passed ? 'ok    ' : 'FAILED'} ${what}\n`);
   for (const fault of faults) out.write(`  fault injected: ${fault}\n`);
+  out.write(`\nvoyage: the seven steps of the brief (DESIGN.md), checked at the sites\n`);
+  for (const step of steps) out.write(`  [step ${step.step}] ${step.ok ? 'ok    ' : 'FAILED'} ${STEP_NAMES[step.step] ?? ''}: ${step.what} (${step.detail})\n`);
   const where = ok && options.dataDir === undefined ? 'the sites\' data and logs go when the demo stops (--data-dir keeps them)' : `the sites' data and logs are in ${context.dataDir}`;
   out.write(`  ${ok ? 'OK' : 'FAILED'}: the voyage ${ok ? 'tells its story' : 'did not hold'}; ${where}\n`);
-  return { ok, records, differences: report.differences, alertLatencyMs, faults, dataDir: context.dataDir };
+  return { ok, records, differences, alertLatencyMs, faults, steps, dataDir: context.dataDir };
 }

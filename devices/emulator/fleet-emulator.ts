@@ -127,6 +127,11 @@ export class FleetEmulator {
     for (const worker of this.workers) worker.postMessage({ type: 'accelerate', acceleration } satisfies ShardCommand);
   }
 
+  /** Stops simulated time at `timeMs` (each shard waits there) until called with undefined. */
+  holdAt(timeMs: number | undefined): void {
+    for (const worker of this.workers) worker.postMessage({ type: 'hold', atMs: timeMs ?? null } satisfies ShardCommand);
+  }
+
   /** Stops every shard, waiting up to `drainMs` for their messages to be acknowledged. */
   async stop(drainMs = 5000): Promise<FleetStats> {
     await Promise.all(

@@ -5,7 +5,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { FleetShard, type ShardOptions } from './fleet-shard.js';
 
-export type ShardCommand = { readonly type: 'stop'; readonly drainMs: number } | { readonly type: 'accelerate'; readonly acceleration: number };
+export type ShardCommand =
+  | { readonly type: 'stop'; readonly drainMs: number }
+  | { readonly type: 'accelerate'; readonly acceleration: number }
+  | { readonly type: 'hold'; readonly atMs: number | null };
 export type ShardReport =
   | { readonly type: 'started' }
   | { readonly type: 'stats'; readonly stats: ReturnType<FleetShard['stats']> }
@@ -22,6 +25,10 @@ shard.start().then(
     port.on('message', (command: ShardCommand) => {
       if (command.type === 'accelerate') {
         shard.setAcceleration(command.acceleration);
+        return;
+      }
+      if (command.type === 'hold') {
+        shard.holdAt(command.atMs ?? undefined);
         return;
       }
       clearInterval(timer);

@@ -64,6 +64,8 @@ export class FleetShard {
   private pending: { readonly topic: string; readonly payload: string; readonly qos: 0 | 1 | 2 }[] = [];
   private pendingIndex = 0;
   private acceleration: number;
+  /** Simulated time the clock does not pass until released (a demo holding the fleet at a moment). */
+  private holdAtMs = Number.POSITIVE_INFINITY;
 
   constructor(private readonly options: ShardOptions) {
     this.acceleration = options.acceleration;
@@ -80,6 +82,11 @@ export class FleetShard {
 
   get endMs(): number {
     return this.model.endMs;
+  }
+
+  /** The clock stops at this simulated time until `holdAt(undefined)` (it never goes back). */
+  holdAt(timeMs: number | undefined): void {
+    this.holdAtMs = timeMs ?? Number.POSITIVE_INFINITY;
   }
 
   /** Changes how fast simulated time runs from now on (0 holds it). */
@@ -127,7 +134,7 @@ export class FleetShard {
       return;
     }
     if (this.pendingIndex >= this.pending.length) {
-      this.simTimeMs = Math.min(this.simTimeMs + wantedAdvanceMs, this.model.endMs);
+      this.simTimeMs = Math.max(this.simTimeMs, Math.min(this.simTimeMs + wantedAdvanceMs, this.model.endMs, this.holdAtMs));
       this.pending = this.model.advanceTo(this.simTimeMs);
       this.pendingIndex = 0;
     } else {

@@ -1,0 +1,286 @@
+/**
+ * The voyage's seven steps (DESIGN.md) checked against the sites once the voyage is over,
+ * through their read APIs with each audience's token: what the demo prints under
+ * "voyage: the seven steps" and test/voyage.test.ts asserts step by step. Observations made
+ * while sailing (what a port knew before the ship arrived, how fast the alert came) are
+ * handed in by the driver.
+ */
+import { FleetModel, type Scenario, type VoyageTimeline } from '../devices/fleet/index.js';
+import { distanceNm } from '../devices/sea-lanes/index.js';
+import type { SiteProcess } from './voyage-sites.js';
+
+export interface StepCheck {
+  readonly step: number;
+  readonly what: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+export interface RecordJson {
+  readonly origin: string;
+  readonly offset: number;
+  readonly eventTime: string;
+  readonly ingestTime: string;
+  readonly headers: Record<string, string>;
+  readonly payload: unknown;
+}
+
+/** fetch, again after a dropped keep-alive connection ("other side closed") or a refused one: at most 3 tries. */
+async function fetchAgain(url: string, init: RequestInit & { timeoutMs?: number } = {}): Promise<Response> {
+  const { timeoutMs = 30_000, ...rest } = init;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await fetch(url, { ...rest, signal: AbortSignal.timeout(timeoutMs) });
+    } catch (error) {
+      if (attempt >= 3 || !(error instanceof TypeError)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+    }
+  }
+}
+
+/** A whole topic (or from `from`) as one audience reads it at a site, page by page. */
+export async function readTopic(site: SiteProcess, stream: string, topic: string, token: string | undefined, from = 0, until = Number.POSITIVE_INFINITY): Promise<RecordJson[]> {
+  const records: RecordJson[] = [];
+  let next = from;
+  for (;;) {
+    const response = await fetchAgain(`${site.url}/v1/streams/${stream}/topics/${topic}/records?from=${next}&maxRecords=1000`, {
+      ...(token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } }),
+    });
+    if (response.status === 404) return records;
+    if (!response.ok) throw new Error(`${site.name} ${stream}/${topic} from ${next}: HTTP ${response.status}`);
+    const page = (await response.json()) as { nextOffset: number; records: RecordJson[] };
+    for (const record of page.records) {
+      if (record.offset >= until) return records;
+      records.push(record);
+    }
+    if (page.records.length === 0 || page.nextOffset === next) return records;
+    next = page.nextOffset;
+  }
+}
+
+async function status(site: SiteProcess, path: string, token: string | undefined): Promise<number> {
+  const response = await fetchAgain(`${site.url}${path}`, { ...(token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } }) });
+  await response.arrayBuffer();
+  return response.status;
+}
+
+/** Topic names of a stream an audience is summarised at a site. */
+async function topicsSeen(site: SiteProcess, stream: string, token: string): Promise<string[]> {
+  const names: string[] = [];
+  let after: string | null = '';
+  while (after !== null) {
+    const response = await fetchAgain(`${site.url}/v1/summaries/${stream}?after=${encodeURIComponent(after)}&maxTopics=5000`, { timeoutMs: 60_000, headers: { authorization: `Bearer ${token}` } });
+    if (response.status === 404) return names;
+    if (!response.ok) throw new Error(`${site.name} summaries of ${stream}: HTTP ${response.status}`);
+    const page = (await response.json()) as { topics: { topic: string; records: number }[]; after: string | null };
+    for (const topic of page.topics) if (topic.records > 0) names.push(topic.topic);
+    after = page.after;
+  }
+  return names.sort();
+}
+
+const sameRecord = (a: RecordJson, b: RecordJson) =>
+  a.origin === b.origin && a.offset === b.offset && a.eventTime === b.eventTime && a.ingestTime === b.ingestTime && JSON.stringify(a.headers) === JSON.stringify(b.headers) && JSON.stringify(a.payload) === JSON.stringify(b.payload);
+
+/**
+ * The ship's records of each of its containers topics are the first records of that topic at
+ * the shore site, identical (a topic handed over at a port goes on there, written by the port).
+ */
+export async function shipTopicsArePrefixes(ship: SiteProcess, shore: SiteProcess, topics: readonly string[], token: string): Promise<string[]> {
+  const differences: string[] = [];
+  for (const topic of topics) {
+    const aboard = await readTopic(ship, 'containers', topic, token);
+    const ashore = await readTopic(shore, 'containers', topic, token, 0, aboard.length);
+    const at = aboard.findIndex((record, index) => ashore[index] === undefined || !sameRecord(record, ashore[index]!));
+    if (at >= 0 || ashore.length !== aboard.length) differences.push(`containers/${topic}: ${ship.name} holds ${aboard.length} records, ${shore.name} ${ashore.length} of them${at >= 0 ? `, first different at offset ${at}` : ''}`);
+  }
+  return differences;
+}
+
+export interface VoyageObservations {
+  /** Seconds from the ship leaving its first port to its loading there being at every other shore site. */
+  firstPortReplicationS: number | undefined;
+  firstPortReplicationDetail: string;
+  /** At each later port, before the link came up: did that port hold the earlier loadings? */
+  knewBeforeArrival: { site: string; ok: boolean; detail: string }[];
+  /** At the last port before the link came up: did it hold the earlier port's writes? */
+  portWritesAheadOfShip: { site: string; ok: boolean; detail: string }[];
+  /** Records waiting on the link each time it was cut. */
+  dropsMidTransfer: { site: string; lag: number }[];
+  killed: { atSimMs: number; pid: number | undefined } | undefined;
+  handoffs: { container: string; to: string; offset: number }[];
+  /** When the overboard alert first showed at a shore site: the latest reading of the container there then. */
+  alertAheadOfBacklog: { site: string; latestReadingAt: string | undefined } | undefined;
+  alertLatencyMs: Record<string, number | undefined>;
+  /** Records the ship still had to send a port's site when it sailed from there (-1: unknown). */
+  lagAtDeparture: Record<string, number>;
+}
+
+export interface CheckContext {
+  readonly scenario: Scenario;
+  readonly timeline: VoyageTimeline;
+  readonly ship: SiteProcess;
+  readonly shores: ReadonlyMap<string, SiteProcess>;
+  /** Site at each port code. */
+  readonly portSites: ReadonlyMap<string, string>;
+  readonly tokens: Record<string, string>;
+  readonly observations: VoyageObservations;
+  /** The shore sites hold identical records at identical offsets (per-topic hashes). */
+  readonly shoresIdentical: { ok: boolean; detail: string };
+  readonly shipIdentical: { ok: boolean; detail: string };
+  readonly faults: boolean;
+}
+
+/** Every check of the seven steps, in order. */
+export async function checkSteps(context: CheckContext): Promise<StepCheck[]> {
+  const { scenario, timeline, ship, shores, tokens, observations: seen } = context;
+  const checks: StepCheck[] = [];
+  const check = (step: number, what: string, ok: boolean, detail: string) => checks.push({ step, what, ok, detail });
+  const hq = shores.get('HQ')!;
+  const shipTimeline = timeline.ships.get(ship.name)!;
+  const calls = shipTimeline.calls;
+  const siteAt = (code: string) => context.portSites.get(code);
+  const ops = tokens.ops!;
+
+  // What the ship's gateway heard (QoS 1 readings and events of containers): all of it must be at HQ.
+  const model = new FleetModel(scenario, { onlyAboard: ship.name });
+  const expected = new Map<string, Set<string>>();
+  for (const message of model.advanceTo(model.endMs)) {
+    if (message.kind !== 'readings' && message.kind !== 'events') continue;
+    const id = message.topic.split('/')[2]!;
+    if (!expected.has(id)) expected.set(id, new Set());
+    expected.get(id)!.add(JSON.stringify(JSON.parse(message.payload)));
+  }
+  const whole = new FleetModel(scenario);
+  whole.advanceTo(whole.endMs);
+  const histories = new Map<string, RecordJson[]>();
+  for (const container of timeline.containers) histories.set(container.id, await readTopic(hq, 'containers', container.id, ops));
+
+  // 1. The first port: loading, and the same records at the same offsets everywhere, once each.
+  const first = calls[0]!;
+  const loadedFirst = timeline.containers.filter((container) => container.moves[0]?.load.code === first.port.code && container.moves[0]?.ship === ship.name);
+  check(1, `${loadedFirst.length} containers loaded at ${first.port.name}, each its own topic from offset 0`, loadedFirst.length > 0 && loadedFirst.every((container) => histories.get(container.id)?.[0]?.offset === 0), loadedFirst.map((container) => container.id).join(' '));
+  check(1, `${first.port.name}'s records at every other shore site within seconds of departure`, seen.firstPortReplicationS !== undefined && seen.firstPortReplicationS < 30, seen.firstPortReplicationDetail);
+  check(1, 'every shore site holds the same records at the same offsets, once each (per-topic content hashes)', context.shoresIdentical.ok, context.shoresIdentical.detail);
+
+  // 2. At sea: kill -9 of the ship's gateway; nothing acknowledged lost, no offset skipped.
+  check(2, `the ship's gateway was killed -9 at sea and restarted`, !context.faults || (seen.killed !== undefined && shipTimeline.whereabouts(seen.killed.atSimMs).kind === 'at-sea'), seen.killed === undefined ? 'no kill (faults off)' : `at ${new Date(seen.killed.atSimMs).toISOString().slice(0, 16)} simulated, pid ${seen.killed.pid ?? '?'}`);
+  let missing = 0;
+  let duplicates = 0;
+  let gaps = 0;
+  let heard = 0;
+  for (const [id, payloads] of expected) {
+    heard += payloads.size;
+    const records = histories.get(id) ?? [];
+    records.forEach((record, index) => {
+      if (record.offset !== index) gaps += 1;
+    });
+    const stored = records.filter((record) => record.origin === ship.name && record.headers['pc-handoff-to'] === undefined).map((record) => JSON.stringify(record.payload));
+    const storedSet = new Set(stored);
+    duplicates += stored.length - storedSet.size;
+    for (const payload of payloads) if (!storedSet.has(payload)) missing += 1;
+  }
+  check(2, `every reading and event the ship's gateway heard is at HQ (nothing acknowledged lost)`, missing === 0 && heard > 0, `${heard} messages heard aboard, ${missing} missing, ${duplicates} stored twice (QoS 1 resent after the kill)`);
+  check(2, 'no offset skipped: every container topic is dense from 0', gaps === 0, `${[...histories.values()].reduce((sum, records) => sum + records.length, 0)} records in ${histories.size} topics, ${gaps} out of place`);
+
+  // 3. The second port: knew, resumed, converged, handoffs, new topics, access.
+  const second = calls[1];
+  const secondSite = second === undefined ? undefined : siteAt(second.port.code);
+  for (const known of seen.knewBeforeArrival.filter((entry) => entry.site === secondSite)) check(3, `${known.site} knew the ${first.port.name} loading before the ship arrived`, known.ok, known.detail);
+  if (context.faults) check(3, `the link to ${secondSite} dropped twice mid-transfer`, seen.dropsMidTransfer.length >= 2 && seen.dropsMidTransfer.every((drop) => drop.lag > 0), seen.dropsMidTransfer.map((drop) => `${drop.lag} records waiting`).join(', '));
+  const leftBehind = secondSite === undefined ? undefined : seen.lagAtDeparture[secondSite];
+  check(3, `after the drops the transfer settled: ${secondSite} held every record of the ship an hour before it sailed`, leftBehind === 0, `${leftBehind ?? 'unknown'} records left to send then`);
+  check(3, `${secondSite} holds exactly the ship's records: no gaps, no duplicates, same offsets (AURORA's topics identical at every shore site)`, context.shipIdentical.ok && context.shoresIdentical.ok, context.shipIdentical.detail);
+  for (const container of timeline.containers) {
+    const move = container.moves.find((candidate) => candidate.ship === ship.name && candidate.unload.code === second?.port.code);
+    if (move === undefined || secondSite === undefined) continue;
+    const records = histories.get(container.id) ?? [];
+    const handoffs = records.filter((record) => record.headers['pc-handoff-to'] !== undefined);
+    const handoff = handoffs[0];
+    const after = handoff === undefined ? [] : records.slice(handoff.offset + 1);
+    const ok =
+      handoffs.length === 1 &&
+      handoff!.origin === ship.name &&
+      handoff!.headers['pc-handoff-to'] === secondSite &&
+      records.slice(0, handoff!.offset).every((record) => record.origin === ship.name) &&
+      after.length > 0 &&
+      after.every((record) => record.origin === secondSite) &&
+      records.every((record, index) => record.offset === index);
+    check(3, `${container.id} handed over to ${secondSite} at unloading: offsets continue, written by ${secondSite} afterwards`, ok, handoff === undefined ? 'no handoff record' : `handoff at offset ${handoff.offset} by ${handoff.origin}, then ${after.length} readings ashore by ${[...new Set(after.map((record) => record.origin))].join(', ')}; ${records.length} records, dense`);
+  }
+  const loadedSecond = timeline.containers.filter((container) => container.moves.some((move) => move.ship === ship.name && move.load.code === second?.port.code));
+  for (const container of loadedSecond) {
+    const firstRecord = histories.get(container.id)?.[0];
+    check(3, `${container.id} loaded at ${second!.port.name}: a new topic`, firstRecord !== undefined && firstRecord.offset === 0 && Date.parse(firstRecord.eventTime) >= second!.arriveMs, firstRecord === undefined ? 'no records' : `offset 0 at ${firstRecord.eventTime}`);
+  }
+  const owned = (owner: string) => timeline.containers.filter((container) => container.owner === owner).map((container) => container.id).sort();
+  for (const [who, owner] of [
+    ['redco', 'RedCo'],
+    ['toyco', 'ToyCo'],
+  ] as const) {
+    const token = tokens[who]!;
+    const containers = await topicsSeen(hq, 'containers', token);
+    const ships = await topicsSeen(hq, 'ships', token);
+    const mine = owned(owner);
+    check(3, `${owner} reads its containers and nothing else: no one else's, not the ships`, JSON.stringify(containers) === JSON.stringify(mine) && ships.length === 0, `containers ${containers.join(' ')}; ships ${ships.length === 0 ? 'none' : ships.join(' ')}`);
+  }
+  const redcoContainers = owned('RedCo');
+  const toycoDenied = await Promise.all(redcoContainers.map((id) => status(hq, `/v1/streams/containers/topics/${id}/latest`, tokens.toyco)));
+  check(3, `ToyCo cannot read ${redcoContainers.join(', ')} or the ships stream`, toycoDenied.every((code) => code === 404) && (await status(hq, `/v1/streams/ships/topics/${ship.name}/latest`, tokens.toyco)) === 404, `HTTP ${toycoDenied.join(', ')}`);
+
+  // 4. Updates made at the second port reach the next port before the ship.
+  for (const ahead of seen.portWritesAheadOfShip) check(4, `${secondSite}'s updates were at ${ahead.site} before the ship arrived`, ahead.ok, ahead.detail);
+
+  // 5. Overboard.
+  const overboard = scenario.events.find((event) => event.kind === 'overboard');
+  if (overboard !== undefined) {
+    const id = overboard.container;
+    const shockAtMs = shipTimeline.resolve(overboard.at);
+    for (const site of ['SYDNEY', 'HQ']) {
+      const latency = seen.alertLatencyMs[site];
+      check(5, `${id}'s overboard alert at ${site} within seconds of being made durable aboard`, latency !== undefined && latency < 5000, latency === undefined ? 'not received' : `${(latency / 1000).toFixed(1)} s`);
+    }
+    const ahead = seen.alertAheadOfBacklog;
+    check(5, 'the alert went first, ahead of the backlog of readings', ahead !== undefined && ahead.latestReadingAt !== undefined && Date.parse(ahead.latestReadingAt) < shockAtMs, ahead === undefined ? 'not seen' : `when it reached ${ahead.site}, ${id}'s latest reading there was from ${ahead.latestReadingAt ?? 'never'}, the shock at ${new Date(shockAtMs).toISOString()}`);
+    const alert = (await readTopic(hq, 'alerts', id, ops)).find((record) => (record.payload as { kind?: string }).kind === 'overboard');
+    const lastSeen = (alert?.payload as { lastSeen?: { ts: string; lat: number; lon: number } } | undefined)?.lastSeen;
+    const truth = lastSeen === undefined ? undefined : whole.containerPosition(id, Date.parse(lastSeen.ts));
+    const offNm = lastSeen === undefined || truth === undefined ? Number.NaN : distanceNm(lastSeen, truth);
+    check(5, `the alert carries ${id}'s last-seen position and time`, lastSeen !== undefined && Date.parse(lastSeen.ts) >= shockAtMs && offNm < 1, lastSeen === undefined ? 'no lastSeen' : `last seen ${lastSeen.ts} at ${lastSeen.lat.toFixed(3)}, ${lastSeen.lon.toFixed(3)} (${offNm.toFixed(2)} nm from where the simulation had it)`);
+    const toyco = await status(hq, `/v1/streams/alerts/topics/${id}/latest`, tokens.toyco);
+    const redco = await status(hq, `/v1/streams/alerts/topics/${id}/latest`, tokens.redco);
+    check(5, `ToyCo sees ${id} lost overboard, RedCo nothing of it`, toyco === 200 && redco === 404, `ToyCo HTTP ${toyco}, RedCo HTTP ${redco}`);
+  }
+
+  // 6. The last port: whole history for the owner; the consignee a coarse status.
+  const last = calls.at(-1)!;
+  const through = timeline.containers.find((container) => container.owner === 'ToyCo' && container.moves.at(-1)?.unload.code === last.port.code && container.id !== overboard?.container);
+  if (through !== undefined) {
+    const history = await readTopic(hq, 'containers', through.id, tokens.toyco);
+    const all = histories.get(through.id) ?? [];
+    const times = history.map((record) => Date.parse(record.eventTime));
+    const during = (call: { arriveMs: number; departMs: number }) => times.some((time) => time >= call.arriveMs && time < call.departMs);
+    const atSea = shipTimeline.legs.every((leg) => times.some((time) => time >= leg.departMs && time < leg.arriveMs));
+    check(6, `ToyCo reads ${through.id}'s whole history: loading at ${first.port.name}, at sea, ${calls.slice(1).map((call) => call.port.name).join(', ')}`, history.length === all.length && history.length > 0 && calls.every(during) && atSea, `${history.length} of ${all.length} records, ${history[0]?.eventTime ?? '-'} to ${history.at(-1)?.eventTime ?? '-'}`);
+    const consigneeReadings = await status(hq, `/v1/streams/containers/topics/${through.id}/latest`, tokens.duckmart);
+    const manifests = await readTopic(hq, 'manifests', through.id, tokens.duckmart);
+    const coarse = manifests.length > 0 && manifests.every((record) => Object.keys(record.payload as object).every((key) => ['status', 'port', 'at'].includes(key)));
+    const lastStatus = (manifests.at(-1)?.payload as { status?: string } | undefined)?.status;
+    check(6, `the consignee sees only ${through.id}'s coarse status (in transit, arrived, lost)`, consigneeReadings === 404 && coarse && lastStatus === 'arrived', `readings HTTP ${consigneeReadings}; statuses ${manifests.map((record) => (record.payload as { status?: string }).status).join(' → ')}`);
+  }
+
+  // 7. Afterwards: identical everywhere; a consumer moves between ports without gap or duplicate.
+  check(7, 'every shore site holds identical records at identical offsets', context.shoresIdentical.ok, context.shoresIdentical.detail);
+  check(7, `the ship's records are identical at HQ`, context.shipIdentical.ok, context.shipIdentical.detail);
+  if (through !== undefined && secondSite !== undefined) {
+    const lastSite = siteAt(last.port.code);
+    const all = histories.get(through.id) ?? [];
+    const half = Math.floor(all.length / 2);
+    const before = await readTopic(shores.get(secondSite)!, 'containers', through.id, tokens.toyco, 0, half);
+    const afterSwitch = lastSite === undefined ? [] : await readTopic(shores.get(lastSite)!, 'containers', through.id, tokens.toyco, before.length);
+    const read = [...before, ...afterSwitch];
+    const ok = read.length === all.length && read.every((record, index) => sameRecord(record, all[index]!));
+    check(7, `a consumer reading ${through.id} at ${secondSite} switches to ${lastSite} and continues with no gap or duplicate`, ok, `${before.length} records at ${secondSite}, then from offset ${before.length} ${afterSwitch.length} at ${lastSite}: ${read.length} of ${all.length}`);
+  }
+  return checks;
+}
