@@ -59,6 +59,20 @@ async function call(options: Connection, method: string, path: string, body?: un
   return json;
 }
 
+async function readPassword(file: string | undefined): Promise<string> {
+  if (file !== undefined) {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new PortcallError('USAGE', `--password-file: cannot read ${file}: ${(error as Error).message}`);
+    }
+  }
+  if (process.stdin.isTTY === true) process.stderr.write('password (then Enter and Ctrl-D): ');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** An ISO time, or a duration from now such as 90m, 12h, 30d. */
 function timeArgument(name: string) {
   return (raw: string): string => {
@@ -87,7 +101,7 @@ function connection(command: Command): Command {
 export function registerAccessCommand(program: Command): void {
   const access = program
     .command('access')
-    .description("Manage who may see what: organisations, principals, groups, stream expressions, tokens, custody (the site's admin API)")
+    .description("Manage who may see what: organisations, principals, groups, stream expressions, tokens, passwords, custody (the site's admin API)")
     .addHelpText(
       'after',
       '\nEvery change is written as an audited record in the site log. The site needs an access: section\n' +
@@ -138,6 +152,23 @@ export function registerAccessCommand(program: Command): void {
     });
   connection(token.command('revoke').description('Revoke a token by its id (the hex between "pct_" and the next "_")').argument('<tokenId>', 'token id'))
     .action(async (tokenId: string, options: Connection) => print(await call(options, 'DELETE', `/v1/access/tokens/${encodeURIComponent(tokenId)}`)));
+
+  const password = access.command('password').description('Passwords for signing in to the portal (stored as scrypt hashes; signing in gives a session token)');
+  connection(
+    password
+      .command('set')
+      .description("Set a principal's password, read from --password-file or stdin (never from the command line); ends its sessions")
+      .argument('<principal>', 'principal id'),
+  )
+    .option('--password-file <file>', 'file holding the password (else read from stdin; one trailing newline is dropped)')
+    .addHelpText('after', '\nExample: printf %s "$PASSWORD" | portcall access password set alice --token-file admin.token\nAt least 12 characters, at most 1024.')
+    .action(async (principalId: string, options: Connection & { passwordFile?: string }) => {
+      const secret = (await readPassword(options.passwordFile)).replace(/\r?\n$/, '');
+      if (secret.length < 12) throw new PortcallError('USAGE', 'the password must be at least 12 characters');
+      print(await call(options, 'PUT', `/v1/access/principals/${encodeURIComponent(principalId)}/password`, { password: secret }));
+    });
+  connection(password.command('clear').description("Clear a principal's password: it can no longer sign in by password; its sessions end").argument('<principal>', 'principal id'))
+    .action(async (principalId: string, options: Connection) => print(await call(options, 'DELETE', `/v1/access/principals/${encodeURIComponent(principalId)}/password`)));
 
   const custody = access.command('custody').description('Custody windows: which organisation may see which container, from when to when');
   connection(custody.command('assign').description('Give an organisation a container for a window of event time').argument('<container>', 'container id (its topic), e.g. Y01'))

@@ -48,6 +48,8 @@ export async function startSiteAccess(
     ...(log.source === undefined ? {} : { source: log.source }),
     readRateLimit: { requests: config.readRateLimit.requests, windowMs: config.readRateLimit.windowSeconds * 1000 },
     adminRateLimit: { requests: config.adminRateLimit.requests, windowMs: config.adminRateLimit.windowSeconds * 1000 },
+    signInRateLimit: { requests: config.signInRateLimit.requests, windowMs: config.signInRateLimit.windowSeconds * 1000 },
+    sessionMs: config.sessionHours * 3_600_000,
     maxScanRecords: config.maxScanRecords,
     logger: logger.child({ component: 'access' }),
     registry,

@@ -272,6 +272,10 @@ const accessConfig = z.strictObject({
   readRateLimit: rateLimit(600),
   /** Admin API (/v1/access/...) requests per client address and window. */
   adminRateLimit: rateLimit(60),
+  /** Sign-in attempts by password per client address, and per principal, and window. */
+  signInRateLimit: rateLimit(10),
+  /** How long a session from signing in by password lasts, in hours (changing the password ends it sooner). */
+  sessionHours: z.number().positive().max(720).default(8),
   /** Records one read request may scan past (records the caller may not see) before answering with what it found. */
   maxScanRecords: z.number().int().min(1000).max(10_000_000).default(100_000),
 });

@@ -80,7 +80,7 @@ describe('portcall shore with access control, driven by portcall access', () => 
   });
 
   it('every access subcommand has --help', async () => {
-    const commands = [[], ['org', 'add'], ['principal', 'add'], ['principal', 'disable'], ['group', 'set'], ['ace', 'set'], ['ace', 'clear'], ['token', 'issue'], ['token', 'revoke'], ['custody', 'assign'], ['custody', 'withdraw'], ['show']];
+    const commands = [[], ['org', 'add'], ['principal', 'add'], ['principal', 'disable'], ['group', 'set'], ['ace', 'set'], ['ace', 'clear'], ['token', 'issue'], ['token', 'revoke'], ['password', 'set'], ['password', 'clear'], ['custody', 'assign'], ['custody', 'withdraw'], ['show']];
     for (const command of commands) {
       const { stdout } = await run(process.execPath, [PORTCALL_BIN, 'access', ...command, '--help'], { timeout: 30_000 });
       expect(stdout, command.join(' ')).toMatch(new RegExp(`Usage: portcall access ${command.join(' ')}`.trim()));
@@ -124,12 +124,25 @@ describe('portcall shore with access control, driven by portcall access', () => 
     const health = JSON.parse((await read('/healthz')).body) as { warnings?: string[] };
     expect(health.warnings).toBeUndefined();
 
+    // A password, from a file or from stdin (never from argv); only its hash is kept.
+    writeFileSync(join(dir, 'alice.password'), 'alice has a long password\n');
+    const fromFile = await access(['password', 'set', 'alice', '--password-file', join(dir, 'alice.password')]);
+    expect(fromFile.code, fromFile.stderr).toBe(0);
+    expect(JSON.parse(fromFile.stdout)).toEqual({ principal: 'alice', password: 'set' });
+    const piped = execFile(process.execPath, [PORTCALL_BIN, 'access', 'password', 'set', 'alice', '--url', url, '--token-file', adminFile()]);
+    piped.stdin!.end('short\n');
+    const tooShort = await new Promise<number | null>((resolve) => piped.on('exit', resolve));
+    expect(tooShort).not.toBe(0);
+    const clearedPassword = await access(['password', 'clear', 'alice']);
+    expect(clearedPassword.code, clearedPassword.stderr).toBe(0);
+
     const tokenId = token.split('_')[1]!;
     expect((await access(['token', 'revoke', tokenId])).code).toBe(0);
     expect(await read('/v1/streams/containers/topics/Y01/records?maxRecords=100', token)).toEqual(missing);
 
     const shown = await access(['show']);
-    expect(JSON.parse(shown.stdout)).toMatchObject({ tokens: [{ tokenId, principal: 'alice', revoked: true, issuedBy: 'bootstrap' }] });
+    expect(JSON.parse(shown.stdout)).toMatchObject({ tokens: [{ tokenId, principal: 'alice', revoked: true, issuedBy: 'bootstrap' }], passwords: [] });
+    expect(shown.stdout).not.toContain('alice has a long password');
     // The secret is everything after `pct_<16 hex>_` (base64url, which may itself contain "_").
     expect(shown.stdout).not.toContain(token.slice('pct_'.length + 16 + 1));
   }, 120_000);

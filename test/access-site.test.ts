@@ -65,7 +65,7 @@ describe('site access wiring', () => {
     expect(() => parseSiteConfig({ site: 'HQ', access: { keyFile: 'k', readRateLimit: { requests: 0 } } })).toThrow(/access\.readRateLimit\.requests/);
     expect(() => parseSiteConfig({ site: 'HQ', access: { keyFile: 'k', colour: 'blue' } })).toThrow(/colour/);
     const config = parseSiteConfig({ site: 'HQ', access: { keyFile: 'k' } });
-    expect(config.access).toEqual({ keyFile: 'k', readRateLimit: { requests: 600, windowSeconds: 60 }, adminRateLimit: { requests: 60, windowSeconds: 60 }, maxScanRecords: 100_000 });
+    expect(config.access).toEqual({ keyFile: 'k', readRateLimit: { requests: 600, windowSeconds: 60 }, adminRateLimit: { requests: 60, windowSeconds: 60 }, signInRateLimit: { requests: 10, windowSeconds: 60 }, sessionHours: 8, maxScanRecords: 100_000 });
     const dir = tempDir();
     writeFileSync(join(dir, 'short'), 'too-short');
     await expect(startSite(parseSiteConfig({ site: 'HQ', dataDir: dir, http: { port: 0 }, access: { keyFile: join(dir, 'short') } }), { logger: pino({ level: 'silent' }) })).rejects.toThrow(

@@ -14,6 +14,7 @@ import type { AccessProjector } from './projector.js';
 import type { FixedWindowLimiter } from './rate-limit.js';
 import { ORG_KINDS, ROLES, idSchema, signedRecord, type AccessRecord, type CustodyRecord } from './records.js';
 import { bearerOf, newToken } from './tokens.js';
+import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from './passwords.js';
 import { parseAce } from './ace.js';
 
 export interface AdminRoutesOptions {
@@ -34,6 +35,12 @@ const bodies = {
   group: z.strictObject({ id: idSchema, members: z.array(idSchema).max(10_000) }),
   ace: z.strictObject({ expression: z.string().max(1024).nullable() }),
   token: z.strictObject({ principal: idSchema, expiresAt: isoTime.optional() }),
+  password: z.strictObject({
+    password: z
+      .string()
+      .min(MIN_PASSWORD_LENGTH, `must be at least ${MIN_PASSWORD_LENGTH} characters`)
+      .max(MAX_PASSWORD_LENGTH, `must be at most ${MAX_PASSWORD_LENGTH} characters`),
+  }),
   custody: z.strictObject({
     id: idSchema.optional(),
     container: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/),
@@ -224,6 +231,29 @@ export function registerAccessAdminRoutes(app: FastifyInstance, options: AdminRo
       mustExist('token', tokenId, state().tokens);
       await write({ type: 'token.revoked', tokenId, ...audit(viewer) });
       return { tokenId, revoked: true };
+    }),
+  );
+
+  app.put<{ Params: { id: string } }>(
+    '/v1/access/principals/:id/password',
+    handle(async (request, viewer) => {
+      const principal = parse(idSchema, (request.params as { id: string }).id);
+      mustExist('principal', principal, state().principals);
+      const body = parse(bodies.password, request.body);
+      // Only the scrypt hash is written; the password is neither stored nor logged. A new
+      // password ends every session signed in with the old one.
+      await write({ type: 'password.set', principal, hash: await hashPassword(body.password), ...audit(viewer) });
+      return { principal, password: 'set' };
+    }),
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/v1/access/principals/:id/password',
+    handle(async (request, viewer) => {
+      const principal = parse(idSchema, (request.params as { id: string }).id);
+      mustExist('principal', principal, state().principals);
+      await write({ type: 'password.cleared', principal, ...audit(viewer) });
+      return { principal, password: 'cleared' };
     }),
   );
 

@@ -17,14 +17,17 @@
  *   exist. A missing, malformed, unknown, revoked or expired token reads an empty site.
  * - Tokens are 256-bit random secrets shown once; only their SHA-256 is stored and compared
  *   in constant time.
+ * - Passwords are stored as scrypt hashes (records). Signing in appends nothing: it returns a
+ *   stateless session token (HMAC under the access key) that any site holding the key and
+ *   the records accepts until it expires or the password changes. Sessions are never stored.
  * - The `access` stream never leaves a site through a read path, whatever the expressions say.
  *
  * See docs/ACCESS.md for the model, the expression grammar and the projections.
  */
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
-import type { ReadAccess, RecordAppender, RecordFilter, StreamSource, TopicReader } from '../../core/index.js';
+import { RateLimitedError, type ReadAccess, type RecordAppender, type RecordFilter, type StreamSource, type TopicReader } from '../../core/index.js';
 import { registerAccessAdminRoutes } from './admin-routes.js';
 import { AccessPolicy, type Viewer } from './policy.js';
 import { AccessProjector } from './projector.js';
@@ -52,6 +55,7 @@ export {
 export { FilteredTopicReader, EMPTY_READER, DEFAULT_MAX_SCAN_RECORDS } from './filtered-reader.js';
 export { FixedWindowLimiter } from './rate-limit.js';
 export { newToken, hashToken, bearerOf, tokenIdOf } from './tokens.js';
+export { hashPassword, MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH } from './passwords.js';
 export { registerAccessAdminRoutes, type AdminRoutesOptions } from './admin-routes.js';
 
 export interface AccessOptions {
@@ -65,6 +69,10 @@ export interface AccessOptions {
   readonly source?: Pick<StreamSource, 'onDurable'>;
   readonly readRateLimit: { readonly requests: number; readonly windowMs: number };
   readonly adminRateLimit: { readonly requests: number; readonly windowMs: number };
+  /** Sign-in attempts per client address, and per principal, and window (default 10 a minute). */
+  readonly signInRateLimit?: { readonly requests: number; readonly windowMs: number };
+  /** How long a session from signing in by password lasts (default 8 hours). */
+  readonly sessionMs?: number;
   readonly maxScanRecords?: number;
   readonly pollIntervalMs?: number;
   readonly now?: () => number;
@@ -79,6 +87,11 @@ export interface RunningAccess {
   readonly readAccess: ReadAccess;
   /** The filter of the principal a token stands for (replication, live, Kafka paths), or undefined. */
   filterForToken(token: string): RecordFilter | undefined;
+  /**
+   * Sign-in by password: a session token and its expiry, or undefined (the same for every
+   * reason). Throws RateLimitedError past the sign-in rate limit of the client or principal.
+   */
+  signIn(principal: string, password: string, client: string): Promise<{ token: string; expiresAtMs: number } | undefined>;
   /** Adds /v1/access/... when this site can write access records. */
   registerAdminRoutes(app: FastifyInstance): void;
   close(): void;
@@ -100,8 +113,19 @@ export async function startAccess(options: AccessOptions): Promise<RunningAccess
     ...(options.bootstrapToken === undefined ? {} : { bootstrapSha256: hashToken(options.bootstrapToken) }),
     ...(options.now === undefined ? {} : { now: options.now }),
     ...(options.maxScanRecords === undefined ? {} : { maxScanRecords: options.maxScanRecords }),
+    key: options.key,
+    ...(options.sessionMs === undefined ? {} : { sessionMs: options.sessionMs }),
   });
   const now = options.now ?? Date.now;
+  const signInLimit = options.signInRateLimit ?? { requests: 10, windowMs: 60_000 };
+  const signInByClient = new FixedWindowLimiter(signInLimit.requests, signInLimit.windowMs, now);
+  const signInByPrincipal = new FixedWindowLimiter(signInLimit.requests, signInLimit.windowMs, now);
+  const signIns = new Counter({
+    name: 'portcall_access_sign_ins_total',
+    help: 'Sign-ins by password, by outcome (ok, refused, limited)',
+    labelNames: ['outcome'] as const,
+    registers: options.registry === undefined ? [] : [options.registry],
+  });
   const readLimiter = new FixedWindowLimiter(options.readRateLimit.requests, options.readRateLimit.windowMs, now);
   const adminLimiter = new FixedWindowLimiter(options.adminRateLimit.requests, options.adminRateLimit.windowMs, now);
   return {
@@ -111,6 +135,18 @@ export async function startAccess(options: AccessOptions): Promise<RunningAccess
     filterForToken: (token) => {
       const viewer: Viewer | undefined = policy.authenticate(token);
       return viewer === undefined ? undefined : policy.filterFor(viewer);
+    },
+    signIn: async (principal, password, client) => {
+      try {
+        signInByClient.take(client);
+        signInByPrincipal.take(principal);
+      } catch (error) {
+        if (error instanceof RateLimitedError) signIns.inc({ outcome: 'limited' });
+        throw error;
+      }
+      const session = await policy.signIn(principal, password);
+      signIns.inc({ outcome: session === undefined ? 'refused' : 'ok' });
+      return session;
     },
     registerAdminRoutes: (app) => {
       if (options.appender === undefined) return;

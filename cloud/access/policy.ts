@@ -5,7 +5,8 @@
  *
  * A record is admitted for a principal when all of these hold:
  *   1. the principal is known, not disabled, its organisation is known, and the token it
- *      presented is neither revoked nor expired;
+ *      presented is neither revoked nor expired (or the session it signed in with by
+ *      password has not expired and that password is still the principal's);
  *   2. the stream is not `access` (access records never leave through a read path), and the
  *      topic is not `manifests/custody` unless the principal has `carrier-ops`;
  *   3. the stream's expression (ACE) admits the principal (DEFAULT_ACES when none is set);
@@ -30,6 +31,7 @@ import type { FixedWindowLimiter } from './rate-limit.js';
 import { ACCESS_STREAM, CUSTODY_STREAM, CUSTODY_TOPIC, type Role } from './records.js';
 import type { AccessState, Org, Principal } from './state.js';
 import { bearerOf, hashToken, tokenIdOf, tokenMatches } from './tokens.js';
+import { isSessionToken, issueSession, passwordFingerprint, readSession, verifyPassword, type SessionClaims } from './passwords.js';
 
 /** Streams whose topics are container ids. */
 export const CONTAINER_STREAMS: readonly string[] = ['containers', 'alerts', 'manifests'];
@@ -59,6 +61,8 @@ export interface Viewer {
   readonly org: Org;
   /** The token it presented (absent for the bootstrap token, which only the configuration revokes). */
   readonly tokenId?: string;
+  /** The session it presented, when it signed in by password instead. */
+  readonly session?: SessionClaims;
 }
 
 /** The principal the bootstrap admin token stands for: it may manage access, and read nothing. */
@@ -70,6 +74,10 @@ export interface AccessPolicyOptions {
   readonly bootstrapSha256?: Buffer;
   readonly now?: () => number;
   readonly maxScanRecords?: number;
+  /** The sites' shared access key: session tokens (sign-in by password) are signed under a key derived from it. Without it, no sessions. */
+  readonly key?: Uint8Array;
+  /** How long a session lasts (default 8 hours). */
+  readonly sessionMs?: number;
 }
 
 const DUMMY_HASH = hashToken('pct_0000000000000000_not-a-token');
@@ -99,6 +107,7 @@ export class AccessPolicy {
    * expired or good.
    */
   authenticate(token: string | undefined): Viewer | undefined {
+    if (token !== undefined && isSessionToken(token)) return this.authenticateSession(token);
     const presented = token ?? '';
     const entry = this.state.tokens.get(tokenIdOf(presented) ?? '');
     const matchesIssued = tokenMatches(presented, entry?.sha256 ?? DUMMY_HASH);
@@ -107,6 +116,48 @@ export class AccessPolicy {
     if (matchesBootstrap) return BOOTSTRAP_VIEWER;
     if (entry === undefined || !matchesIssued) return undefined;
     return this.current(entry.tokenId);
+  }
+
+  /**
+   * The principal a session token stands for: its MAC verifies under this site's key, it has
+   * not expired, and its principal is known, enabled and still has the password it signed in
+   * with (a changed or cleared password ends every session).
+   */
+  private authenticateSession(token: string): Viewer | undefined {
+    if (this.options.key === undefined) return undefined;
+    const claims = readSession(this.options.key, token);
+    return claims === undefined ? undefined : this.currentSession(claims);
+  }
+
+  private currentSession(claims: SessionClaims): Viewer | undefined {
+    if (this.options.key === undefined || this.now() >= claims.expiresAtMs) return undefined;
+    const password = this.state.passwords.get(claims.principal);
+    if (password === undefined || passwordFingerprint(this.options.key, password.hash) !== claims.fingerprint) return undefined;
+    const principal = this.state.principals.get(claims.principal);
+    if (principal === undefined || principal.disabled) return undefined;
+    const org = this.state.orgs.get(principal.org);
+    if (org === undefined) return undefined;
+    return { principal, org, session: claims };
+  }
+
+  /**
+   * Sign-in by password: a session token, or undefined, for a wrong password, an unknown or
+   * disabled principal or one without a password alike, after the same work (one scrypt).
+   * Appends nothing: any site holding the key and the replicated records can answer it.
+   */
+  async signIn(principalId: string, password: string): Promise<{ token: string; expiresAtMs: number } | undefined> {
+    const key = this.options.key;
+    const stored = this.state.passwords.get(principalId)?.hash;
+    const matches = await verifyPassword(password, stored);
+    if (key === undefined || !matches || stored === undefined) return undefined;
+    // Asked after the scrypt, against the state as it is now (a record may have arrived meanwhile).
+    const claims: SessionClaims = {
+      principal: principalId,
+      expiresAtMs: this.now() + (this.options.sessionMs ?? 8 * 3_600_000),
+      fingerprint: passwordFingerprint(key, stored),
+    };
+    if (this.currentSession(claims) === undefined) return undefined;
+    return { token: issueSession(key, claims), expiresAtMs: claims.expiresAtMs };
   }
 
   /** The viewer a token stands for now: undefined once it is revoked or expired, or its principal or organisation is gone or disabled. */
@@ -234,8 +285,7 @@ export class AccessPolicy {
    */
   private live(viewer: Viewer): boolean {
     if (viewer === BOOTSTRAP_VIEWER) return true;
-    if (viewer.tokenId === undefined) return false;
-    const now = this.current(viewer.tokenId);
+    const now = viewer.session !== undefined ? this.currentSession(viewer.session) : viewer.tokenId === undefined ? undefined : this.current(viewer.tokenId);
     return now !== undefined && now.principal.id === viewer.principal.id && now.org.id === viewer.org.id && now.org.kind === viewer.org.kind;
   }
 

@@ -1,6 +1,6 @@
 /**
  * Access records: the model as data in the site log. Organisations, principals, groups,
- * stream expressions and tokens are records of the `access` stream, topic `changes` (one
+ * stream expressions, tokens and password hashes are records of the `access` stream, topic `changes` (one
  * topic, so one total order); custody windows are records of the `manifests` stream, topic
  * `custody`. Each record says who made the change and when (`by`, `at`): the log is the audit
  * trail. Each carries an HMAC-SHA256 (header `pc-access-mac`) under the sites' shared access
@@ -10,6 +10,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { LogRecord, NewRecord } from '../../core/index.js';
 import { parseAce } from './ace.js';
+import { PASSWORD_HASH } from './passwords.js';
 
 export const ACCESS_STREAM = 'access';
 export const ACCESS_TOPIC = 'changes';
@@ -83,6 +84,14 @@ export const accessRecordSchema = z.discriminatedUnion('type', [
     ...audit,
   }),
   z.strictObject({ type: z.literal('token.revoked'), tokenId: z.string().regex(/^[0-9a-f]{16}$/), ...audit }),
+  z.strictObject({
+    type: z.literal('password.set'),
+    principal: idSchema,
+    /** scrypt of the password, `scrypt$N$r$p$<salt>$<key>` (the gateway's form); the password itself is never stored. */
+    hash: z.string().regex(PASSWORD_HASH),
+    ...audit,
+  }),
+  z.strictObject({ type: z.literal('password.cleared'), principal: idSchema, ...audit }),
 ]);
 
 export type AccessRecord = z.infer<typeof accessRecordSchema>;

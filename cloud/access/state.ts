@@ -39,6 +39,14 @@ export interface TokenEntry {
   readonly issuedAtMs: number;
 }
 
+export interface PasswordEntry {
+  readonly principal: string;
+  /** `scrypt$…` of the password. */
+  readonly hash: string;
+  readonly setBy: string;
+  readonly setAtMs: number;
+}
+
 export interface CustodyWindow {
   readonly id: string;
   readonly container: string;
@@ -57,6 +65,8 @@ export class AccessState {
   readonly groups = new Map<string, ReadonlySet<string>>();
   readonly aces = new Map<string, { text: string; ace: Ace }>();
   readonly tokens = new Map<string, TokenEntry>();
+  /** Password hashes by principal (a cleared password is absent). */
+  readonly passwords = new Map<string, PasswordEntry>();
   readonly custody = new Map<string, CustodyWindow>();
   /** Custody windows by container, rebuilt lazily after a change. */
   private byContainer: Map<string, CustodyWindow[]> | undefined;
@@ -122,6 +132,12 @@ export class AccessState {
         if (token !== undefined) this.tokens.set(record.tokenId, { ...token, revoked: true });
         break;
       }
+      case 'password.set':
+        this.passwords.set(record.principal, { principal: record.principal, hash: record.hash, setBy: record.by, setAtMs: record.atMs });
+        break;
+      case 'password.cleared':
+        this.passwords.delete(record.principal);
+        break;
     }
   }
 
@@ -180,6 +196,7 @@ export class AccessState {
       groups: sorted(new Map([...this.groups].map(([id, members]) => [id, { id, members: [...members].sort() }]))),
       aces: sorted(new Map([...this.aces].map(([stream, { text }]) => [stream, { stream, expression: text }]))),
       tokens: sorted(this.tokens).map(({ sha256: _hash, ...token }) => token),
+      passwords: sorted(this.passwords).map(({ hash: _hash, ...password }) => password),
       custody: sorted(this.custody).map((window) => ({ ...window, toMs: Number.isFinite(window.toMs) ? window.toMs : null })),
     };
   }

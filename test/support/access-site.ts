@@ -29,20 +29,21 @@ export interface AccessSite {
 }
 
 export async function accessSite(
-  options: { readRequests?: number; adminRequests?: number; maxScanRecords?: number; maxPageRecords?: number } = {},
+  options: { readRequests?: number; adminRequests?: number; signInRequests?: number; maxScanRecords?: number; maxPageRecords?: number; key?: Buffer; log?: SqliteLog } = {},
 ): Promise<AccessSite> {
   const dir = mkdtempSync(join(tmpdir(), 'portcall-access-'));
-  const log = SqliteLog.open({ siteId: 'HQ', path: join(dir, 'log.sqlite') });
+  const log = options.log ?? SqliteLog.open({ siteId: 'HQ', path: join(dir, 'log.sqlite') });
   const clock = { nowMs: Date.parse('2026-01-01T00:00:00Z') };
   const registry = new Registry();
   const access = await startAccess({
-    key: ACCESS_KEY,
+    key: options.key ?? ACCESS_KEY,
     bootstrapToken: BOOTSTRAP,
     reader: log,
     appender: log,
     source: log,
     readRateLimit: { requests: options.readRequests ?? 1_000_000, windowMs: 60_000 },
     adminRateLimit: { requests: options.adminRequests ?? 1_000_000, windowMs: 60_000 },
+    signInRateLimit: { requests: options.signInRequests ?? 1_000_000, windowMs: 60_000 },
     ...(options.maxScanRecords === undefined ? {} : { maxScanRecords: options.maxScanRecords }),
     now: () => clock.nowMs,
     registry,
