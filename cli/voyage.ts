@@ -436,10 +436,18 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   const setAcceleration = (value: number) => {
     for (const each of emulators) each.setAcceleration(value);
   };
+  /** A topic's latest record at a site; undefined when it has none, or the site did not answer within 30 s (twice). */
   const latestOf = async (site: string, stream: string, topic: string) => {
-    const response = await fetch(`${sites.get(site)!.url}/v1/streams/${stream}/topics/${topic}/latest`, { signal: AbortSignal.timeout(5000), headers: { authorization: `Bearer ${opsToken}` } });
-    if (!response.ok) return undefined;
-    return (await response.json()) as { origin: string; offset: number; eventTime: string; payload: { event?: string; port?: string } };
+    for (let attempt = 1; attempt <= 2; attempt += 1) {
+      try {
+        const response = await fetch(`${sites.get(site)!.url}/v1/streams/${stream}/topics/${topic}/latest`, { signal: AbortSignal.timeout(30_000), headers: { authorization: `Bearer ${opsToken}` } });
+        if (!response.ok) return undefined;
+        return (await response.json()) as { origin: string; offset: number; eventTime: string; payload: { event?: string; port?: string } };
+      } catch {
+        // a busy machine: once more
+      }
+    }
+    return undefined;
   };
 
   const statusLine = async (simTimeMs: number) => {
