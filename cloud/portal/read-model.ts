@@ -46,6 +46,29 @@ export function bodyOf(record: LogRecord): Record<string, unknown> | undefined {
   }
 }
 
+/**
+ * Positions of records, noted when the fold parses them anyway, so that a map of thousands of
+ * containers draws their tracks without parsing hundreds of thousands of payloads per request.
+ * Keyed by the record object: an audience given a projected copy gets it parsed instead, and
+ * records that leave the model leave the map with them.
+ */
+const positions = new WeakMap<LogRecord, readonly [number, number] | null>();
+
+function notePosition(record: LogRecord, body: Record<string, unknown> | undefined): readonly [number, number] | null {
+  const lat = num(body?.lat);
+  const lon = num(body?.lon);
+  const position = lat === undefined || lon === undefined ? null : ([lon, lat] as const);
+  positions.set(record, position);
+  return position;
+}
+
+/** The record's [lon, lat], or undefined when its payload has none. */
+export function positionOf(record: LogRecord): readonly [number, number] | undefined {
+  const known = positions.get(record);
+  if (known !== undefined) return known ?? undefined;
+  return notePosition(record, bodyOf(record)) ?? undefined;
+}
+
 /** Total order of a topic's records: event time, then offset (an identity offset is unique in a topic). */
 export function newer(left: LogRecord, right: LogRecord): boolean {
   return left.eventTimeMs !== right.eventTimeMs ? left.eventTimeMs > right.eventTimeMs : left.offset > right.offset;
@@ -202,6 +225,7 @@ export class PortalReadModel {
           return;
         }
         const body = bodyOf(record);
+        notePosition(record, body);
         model.recent.add(record);
         if (body === undefined) return;
         // A device event (door, shock) carries no temperature: it may be a bucket's shock peak, never its reading.

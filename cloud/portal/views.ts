@@ -6,7 +6,7 @@
  */
 import type { LogRecord, RecordFilter } from '../../core/index.js';
 import { HANDOFF_HEADER } from '../../core/writership.js';
-import { bodyOf, newer, type ContainerModel, type PortalReadModel } from './read-model.js';
+import { bodyOf, newer, positionOf, type ContainerModel, type PortalReadModel } from './read-model.js';
 
 type Json = Record<string, unknown>;
 
@@ -150,7 +150,7 @@ export function containerList(model: PortalReadModel, filter: RecordFilter): Jso
  * with thousands a coarser one each, and the answer stays a few hundred KB (at 2,000
  * containers with every track whole it was 480,000 points, and the page could not draw it).
  */
-export const FLEET_TRACK_POINTS = 40_000;
+export const FLEET_TRACK_POINTS = 20_000;
 
 /** At most `count` records of a time-ordered list, evenly spaced, the last always kept. */
 function spread<T>(records: readonly T[], count: number): T[] {
@@ -184,27 +184,25 @@ export function fleetView(model: PortalReadModel, filter: RecordFilter): Json {
     const points = new Map<number, LogRecord>();
     for (const record of admitted(filter, [...container.series.records(), ...container.recent.records])) points.set(record.offset, record);
     const ordered = [...points.values()].sort((l, r) => (newer(l, r) ? 1 : -1));
-    // Parse only what is shown: the latest record with a position, and an even spread of the rest.
+    // The latest record with a position, and an even spread of the others before it.
     let latestIndex = ordered.length - 1;
-    let latestBody: Record<string, unknown> | undefined;
-    for (; latestIndex >= 0; latestIndex -= 1) {
-      latestBody = bodyOf(ordered[latestIndex]!);
-      if (typeof latestBody?.lat === 'number') break;
-    }
-    if (latestIndex < 0 || latestBody === undefined) continue;
+    let latestPosition: readonly [number, number] | undefined;
+    for (; latestIndex >= 0 && latestPosition === undefined; latestIndex -= 1) latestPosition = positionOf(ordered[latestIndex]!);
+    if (latestPosition === undefined) continue;
+    latestIndex += 1;
     const latest = ordered[latestIndex]!;
-    const track: unknown[][] = [];
+    const track: (readonly [number, number])[] = [];
     for (const record of spread(ordered.slice(0, latestIndex), pointsEach - 1)) {
-      const point = bodyOf(record);
-      if (typeof point?.lat === 'number') track.push([point.lon, point.lat]);
+      const point = positionOf(record);
+      if (point !== undefined) track.push(point);
     }
-    track.push([latestBody.lon, latestBody.lat]);
+    track.push(latestPosition);
     const lost = admitted(filter, [...(model.alertsByTopic.get(container.id)?.values() ?? [])]).some((record) => bodyOf(record)?.kind === 'overboard');
     containers.push({
       id: container.id,
       at: iso(latest.eventTimeMs),
-      lat: latestBody.lat,
-      lon: latestBody.lon,
+      lat: latestPosition[1],
+      lon: latestPosition[0],
       ...(lost ? { status: 'lost overboard' } : {}),
       track,
     });
