@@ -46,6 +46,15 @@ export function startSitePortal(
         operations: access.policy.rolesOf(viewer).includes('carrier-ops'),
       };
     },
+    // Sign-in by password: a session token any site holding the access key accepts (nothing is written).
+    ...(access === undefined
+      ? {}
+      : {
+          signIn: async (principal: string, password: string, client: string) => {
+            const session = await access.signIn(principal, password, client);
+            return session === undefined ? undefined : { token: session.token, expiresAt: new Date(session.expiresAtMs).toISOString() };
+          },
+        }),
     // The read API's rate limit (per client address) counts portal requests too.
     ...(access === undefined ? {} : { charge: (client: string) => void access.readAccess.readerFor(undefined, client) }),
     operations: options.operations,

@@ -175,6 +175,45 @@ for (const backend of ['sqlite', 'kafka'] as const) (backend === 'kafka' ? descr
     expect((await get('fleet', tokens.alice!)).json()).toMatchObject({ ships: [], containers: [{ id: 'Y01' }] });
   });
 
+  it('signs in by password over HTTP and reads the containers with the session; every failure is the same 401', async () => {
+    await admin('PUT', '/v1/access/principals/alice/password', { password: 'alice likes toy ducks' });
+    await admin('POST', '/v1/access/principals', { id: 'zed', org: 'toyco', roles: ['customer'] });
+    await admin('PUT', '/v1/access/principals/zed/password', { password: 'zed was here once' });
+    await admin('DELETE', '/v1/access/principals/zed');
+    await admin('POST', '/v1/access/principals', { id: 'nopw', org: 'toyco', roles: ['customer'] });
+    const signIn = async (body: unknown) => {
+      const response = await fetch(new URL('/portal/api/sign-in', url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const { date: _date, ...headers } = Object.fromEntries(response.headers);
+      return { status: response.status, headers, body: await response.text() };
+    };
+    const ok = await signIn({ principal: 'alice', password: 'alice likes toy ducks' });
+    expect(ok.status, ok.body).toBe(200);
+    const session = JSON.parse(ok.body) as { token: string; expiresAt: string };
+    expect(session.token).toMatch(/^pcs_/);
+    expect(Date.parse(session.expiresAt) - Date.now()).toBeGreaterThan(7.9 * 3_600_000);
+    const containers = await get('containers', session.token);
+    expect(containers.status).toBe(200);
+    expect((containers.json().containers as { id: string }[]).map((c) => c.id)).toEqual(['Y01']);
+    expect((await get('me', session.token)).json()).toMatchObject({ principal: 'alice', orgName: 'ToyCo' });
+
+    const refusals = await Promise.all([
+      signIn({ principal: 'alice', password: 'alice likes toy ducks!' }),
+      signIn({ principal: 'nobody', password: 'alice likes toy ducks' }),
+      signIn({ principal: 'zed', password: 'zed was here once' }),
+      signIn({ principal: 'nopw', password: 'alice likes toy ducks' }),
+    ]);
+    expect(refusals[0]!.status).toBe(401);
+    expect(JSON.parse(refusals[0]!.body)).toEqual({ code: 'SIGN_IN_FAILED', message: 'wrong name or password' });
+    for (const refusal of refusals) expect(refusal).toEqual(refusals[0]);
+    expect((await signIn({ principal: 'alice' })).status).toBe(400);
+    // Past access.signInRateLimit (10 a minute per address by default; 5 used above): 429, said plainly.
+    const attempts = [];
+    for (let i = 0; i < 6; i += 1) attempts.push(await signIn({ principal: `guess${i}`, password: 'a guessed password' }));
+    expect(attempts.map((attempt) => attempt.status)).toEqual([401, 401, 401, 401, 401, 429]);
+    expect(attempts[5]!.headers['retry-after']).toMatch(/^\d+$/);
+    expect(JSON.parse(attempts[5]!.body)).toMatchObject({ code: 'RATE_LIMITED', message: expect.stringContaining('too many sign-in attempts') });
+  });
+
   it('denials answer exactly as a container that does not exist', async () => {
     const missing = await get('containers/Z99', tokens.alice!);
     expect(missing.status).toBe(404);

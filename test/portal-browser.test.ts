@@ -21,6 +21,7 @@ import { startPortcall, writeYaml, type PortcallProcess } from './support/portca
 const CHROMIUM = '/usr/bin/chromium';
 const PEER_TOKEN = 'aurora-ingest-token-0123456789';
 const ADMIN_TOKEN = 'bootstrap-admin-token-0123456789abcdef';
+const ROB_PASSWORD = 'redco rob keeps reefers cold';
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'portal');
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.error(`\n*** portal browser test SKIPPED: ${CHROMIUM} is missing (apt-get install -y chromium) ***\n`);
@@ -85,7 +86,7 @@ describe.skipIf(!haveChromium)('portal in a real browser', () => {
   const signIn = async (page: Page, token: string) => {
     await page.goto(`${url}/portal/`);
     await page.getByLabel('Access token').fill(token);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Sign in with token' }).click();
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
   };
 
@@ -115,6 +116,12 @@ describe.skipIf(!haveChromium)('portal in a real browser', () => {
     for (let n = 1; n <= 10; n += 1) await admin('/v1/access/custody', { container: `Y${String(n).padStart(2, '0')}`, org: 'toyco', from });
     for (const id of ['R01', 'R02', 'R03']) await admin('/v1/access/custody', { container: id, org: 'redco', from });
     for (const principal of ['ops', 'alice', 'rob']) tokens[principal] = (await admin('/v1/access/tokens', { principal })).token as string;
+    const password = await fetch(new URL('/v1/access/principals/rob/password', url), {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ password: ROB_PASSWORD }),
+    });
+    expect(password.status, await password.text()).toBe(200);
 
     data = voyage();
     for (let index = 0; index < data.records.length; index += 5000) await post(data.records.slice(index, index + 5000));
@@ -232,9 +239,20 @@ describe.skipIf(!haveChromium)('portal in a real browser', () => {
     await page.close();
   }, 30_000);
 
-  it('RedCo finds nothing of Y07, in pages or in the API', async () => {
+  it('RedCo signs in by password and finds nothing of Y07, in pages or in the API', async () => {
     const page = await context.newPage();
-    await signIn(page, tokens.rob!);
+    // RedCo signs in with name and password (a wrong one first), not a token.
+    await page.goto(`${url}/portal/`);
+    await page.getByLabel('Name', { exact: true }).fill('rob');
+    await page.getByLabel('Password', { exact: true }).fill('not robs password');
+    await page.getByRole('button', { name: 'Sign in with password' }).click();
+    await page.getByRole('alert').filter({ hasText: 'Wrong name or password.' }).waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, 'sign-in-refused.png'), fullPage: true });
+    await page.getByLabel('Password', { exact: true }).fill(ROB_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in with password' }).click();
+    await expect.poll(() => page.locator('#who-name').textContent()).toContain('rob');
+    // The session token is kept as a pasted token is, for this tab only.
+    expect(await page.evaluate(() => (globalThis as unknown as { sessionStorage: { getItem(key: string): string | null } }).sessionStorage.getItem('portcall-token'))).toMatch(/^pcs_/);
     await page.locator('#map').waitFor();
     const onMap = await page.locator('#map [data-container]').evaluateAll((marks) => marks.map((mark) => mark.getAttribute('data-container')));
     expect(onMap.sort()).toEqual(['R01', 'R02', 'R03']);

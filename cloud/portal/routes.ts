@@ -7,6 +7,8 @@
  * policy through the composition root). A caller with no audience (no, bad, revoked or
  * expired token) gets the same 404 as a container that does not exist, except on
  * /portal/api/me, which is where signing in learns that a token is not valid (401).
+ * POST /portal/api/sign-in trades a name and password for a session token (the access
+ * policy's signIn, handed in); every failure gets the same 401.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -35,6 +37,12 @@ export interface PortalRoutesOptions {
   readonly projector: PortalProjector;
   /** The audience of an `Authorization` header, or undefined. Consults the current access state. */
   authenticate(authorization: string | undefined): PortalAudience | undefined;
+  /**
+   * Sign-in by password: a session token and its expiry (ISO), or undefined for any failure
+   * (the same for every reason). Throws RateLimitedError past the sign-in rate limit. Absent
+   * on a site without access control (the route answers 404).
+   */
+  signIn?(principal: string, password: string, client: string): Promise<{ token: string; expiresAt: string } | undefined>;
   /** Counts a request of this client against the read rate limit; throws RateLimitedError past it. */
   charge?(client: string): void;
   /** Site health and per-link lag, for carrier operations. */
@@ -68,6 +76,7 @@ const STATIC: Readonly<Record<string, string>> = {
 const CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 const NOT_FOUND = { code: 'NOT_FOUND', message: 'not found' };
+const SIGN_IN_FAILED = { code: 'SIGN_IN_FAILED', message: 'wrong name or password' };
 
 export function registerPortalRoutes(app: FastifyInstance, options: PortalRoutesOptions): void {
   const { projector } = options;
@@ -141,6 +150,33 @@ export function registerPortalRoutes(app: FastifyInstance, options: PortalRoutes
       () => ({ code: 'UNAUTHENTICATED', message: 'this token is not valid here (unknown, revoked or expired)' }),
     ),
   );
+  app.post('/portal/api/sign-in', async (request, reply) => {
+    reply.header('cache-control', 'no-store');
+    const { signIn } = options;
+    if (signIn === undefined) return reply.code(404).send(NOT_FOUND);
+    const body = request.body as { principal?: unknown; password?: unknown } | null | undefined;
+    if (typeof body !== 'object' || body === null || typeof body.principal !== 'string' || typeof body.password !== 'string') {
+      requests?.inc({ route: 'sign-in', outcome: 'invalid' });
+      return reply.code(400).send({ code: 'INVALID_INPUT', message: 'a JSON body {"principal": "...", "password": "..."} is required' });
+    }
+    let session: { token: string; expiresAt: string } | undefined;
+    try {
+      // Longer than any principal id or password can be: refused without the work (and without filling the limiter's table).
+      session = body.principal.length > 128 || body.password.length > 1024 ? undefined : await signIn(body.principal, body.password, request.ip);
+    } catch (error) {
+      if (error instanceof RateLimitedError) {
+        requests?.inc({ route: 'sign-in', outcome: 'rate_limited' });
+        return reply
+          .code(429)
+          .header('retry-after', String(error.retryAfterSeconds))
+          .send({ code: error.code, message: `too many sign-in attempts; try again in ${error.retryAfterSeconds} s` });
+      }
+      throw error;
+    }
+    requests?.inc({ route: 'sign-in', outcome: session === undefined ? 'refused' : 'ok' });
+    if (session === undefined) return reply.code(401).send(SIGN_IN_FAILED);
+    return session;
+  });
   app.get('/portal/api/containers', api('containers', (audience) => ({ containers: containerList(projector.model, audience.filter) })));
   app.get(
     '/portal/api/containers/:id',

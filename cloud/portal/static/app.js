@@ -48,8 +48,35 @@ function showSignIn(message = '') {
   $('#who').hidden = true;
   page.innerHTML = '';
   $('#signin-error').textContent = message;
-  $('#token').focus();
+  $('#principal').focus();
 }
+
+// Name and password: the site answers with a session token (pcs_…), kept like a pasted token.
+$('#password-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const principal = $('#principal').value.trim();
+  const password = $('#password').value;
+  $('#password').value = '';
+  const response = await fetch('/portal/api/sign-in', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ principal, password }),
+  });
+  if (!response.ok) {
+    const answer = await response.json().catch(() => ({}));
+    showSignIn(response.status === 401 ? 'Wrong name or password.' : answer.message ?? `Could not sign in (HTTP ${response.status}).`);
+    $('#principal').value = principal;
+    $('#password').focus();
+    return;
+  }
+  const { token } = await response.json();
+  if (!(await signIn(token))) {
+    showSignIn('Could not sign in.');
+    return;
+  }
+  $('#principal').value = '';
+  start();
+});
 
 $('#signin-form').addEventListener('submit', async (event) => {
   event.preventDefault();
