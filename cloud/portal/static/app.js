@@ -64,7 +64,13 @@ $('#password-form').addEventListener('submit', async (event) => {
   });
   if (!response.ok) {
     const answer = await response.json().catch(() => ({}));
-    showSignIn(response.status === 401 ? 'Wrong name or password.' : answer.message ?? `Could not sign in (HTTP ${response.status}).`);
+    const message =
+      response.status === 401
+        ? 'Wrong name or password.'
+        : response.status === 404
+          ? 'This site has no access control, so no passwords: any token signs in.'
+          : (answer.message ?? `Could not sign in (HTTP ${response.status}).`);
+    showSignIn(message);
     $('#principal').value = principal;
     $('#password').focus();
     return;
