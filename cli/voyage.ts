@@ -35,6 +35,13 @@ import { verifySites } from './verify-command.js';
 import { checkSteps, shipTopicsArePrefixes, type StepCheck, type VoyageObservations } from './voyage-checks.js';
 import { SiteProcess } from './voyage-sites.js';
 
+/**
+ * Longest wall time the ship waits in port for the port to hold its backlog. A handoff record
+ * still in that backlog when the ship sails never reaches the port (its link is down at sea),
+ * and the port then refuses the container's ashore readings for the rest of the voyage: on a
+ * loaded CI machine a minute was not enough (the voyage stalled after Singapore).
+ */
+const SAILING_HOLD_MAX_MS = 240_000;
 const SHORE_SITES = ['TOKYO', 'SINGAPORE', 'SYDNEY', 'HQ'] as const;
 /** Shore replication: ports both ways along the route, every port to headquarters. */
 const SHORE_LINKS: readonly (readonly [string, string])[] = [
@@ -640,7 +647,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     // clock nearly still until the ship's backlog to that port has drained, as it would in hours.
     // And the ship does not sail before the port holds everything it has (the port's link would
     // have had the hours to send it): the clock stops an hour before departure until the backlog
-    // is gone (at most a minute of wall time per port), and how much was left is noted.
+    // is gone (at most SAILING_HOLD_MAX_MS of wall time per port), and how much was left is noted.
     if (where.kind === 'berthed' && restarting === undefined) {
       const site = context.portSites.get(where.port.code);
       let backlog = 0;
@@ -660,7 +667,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
       if (sailingHeld.has(callIndex) && observations.lagAtDeparture[site!] === undefined && simTimeMs >= holdAtMs) {
         if (sailingHeld.get(callIndex) === undefined) sailingHeld.set(callIndex, Date.now());
         // Let go once the port holds everything (or after a minute): note what was left.
-        if (backlog === 0 || Date.now() - sailingHeld.get(callIndex)! > 60_000) {
+        if (backlog === 0 || Date.now() - sailingHeld.get(callIndex)! > SAILING_HOLD_MAX_MS) {
           observations.lagAtDeparture[site!] = Number.isFinite(backlog) ? backlog : -1;
           for (const each of emulators) each.holdAt(undefined);
         }

@@ -643,7 +643,19 @@ export class KafkaLog implements SiteLog, HealthSource {
     await this.readState();
     await this.readConsumerCursors();
     // Where each journal stands now, so the watch wakes listeners only for what comes later.
-    for (const { topic, stream } of this.layout.journalTopicList()) this.journalEnds.set(stream, await this.journalStableEnd(topic, 0n));
+    // Journal topics created moments ago may still be electing a leader ("not the leader for
+    // that topic-partition", retriable): keep asking within the recovery bound (seen in CI).
+    for (const { topic, stream } of this.layout.journalTopicList()) {
+      for (let attempt = 1, deadlineMs = Date.now() + this.options.recoveryTimeoutMs; ; attempt++) {
+        try {
+          this.journalEnds.set(stream, await this.journalStableEnd(topic, 0n));
+          break;
+        } catch (error) {
+          if ((error as { retriable?: unknown }).retriable !== true || Date.now() > deadlineMs) throw error;
+          await new Promise((resolve) => setTimeout(resolve, Math.min(200 * attempt, 2_000)));
+        }
+      }
+    }
     const { clusterId } = await this.admin.describeCluster();
     this.index = new TopicIndex({
       path: this.options.indexPath,
