@@ -3,3 +3,4 @@ export * from './errors.js';
 export * from './site-log.js';
 export * from './health.js';
 export * from './access.js';
+export * from './scrypt-hash.js';

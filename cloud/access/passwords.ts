@@ -11,70 +11,29 @@
  * replicated records can check it; changing or clearing the password changes the fingerprint
  * and so ends every session issued under the old one. Session tokens are never stored.
  */
-import { createHmac, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { hashScrypt, parseScryptHash, scryptMatches, unmatchableScryptHash, type ScryptHash } from '../../core/index.js';
 
-const SCRYPT_PREFIX = 'scrypt';
-/** The gateway's cost for device secrets: ~30-50 ms a try on a small computer. */
-const DEFAULT_COST = 16384;
-const BLOCK_SIZE = 8;
-const PARALLELISM = 1;
-const KEY_BYTES = 32;
 export const MIN_PASSWORD_LENGTH = 12;
 export const MAX_PASSWORD_LENGTH = 1024;
 /** What a `password.set` record's hash must look like. */
 export const PASSWORD_HASH = /^scrypt\$\d{1,8}\$\d{1,3}\$\d{1,3}\$[A-Za-z0-9+/=]{11,88}\$[A-Za-z0-9+/=]{22,88}$/;
 
-function scrypt(secret: string, salt: Buffer, keyBytes: number, options: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => scryptCallback(secret, salt, keyBytes, options, (error, key) => (error ? reject(error) : resolve(key))));
-}
-
-function options(cost: number, blockSize: number, parallelism: number): ScryptOptions {
-  return { N: cost, r: blockSize, p: parallelism, maxmem: 256 * cost * blockSize };
-}
-
 /** `scrypt$N$r$p$<salt>$<key>` of a password (length checked by the caller). */
-export async function hashPassword(password: string, cost = DEFAULT_COST): Promise<string> {
-  const salt = randomBytes(16);
-  const key = await scrypt(password, salt, KEY_BYTES, options(cost, BLOCK_SIZE, PARALLELISM));
-  return [SCRYPT_PREFIX, cost, BLOCK_SIZE, PARALLELISM, salt.toString('base64'), key.toString('base64')].join('$');
+export function hashPassword(password: string, cost?: number): Promise<string> {
+  return hashScrypt(password, cost);
 }
 
-interface ParsedHash {
-  readonly cost: number;
-  readonly blockSize: number;
-  readonly parallelism: number;
-  readonly salt: Buffer;
-  readonly key: Buffer;
-}
-
-function parseHash(stored: string): ParsedHash | undefined {
-  const parts = stored.split('$');
-  if (parts.length !== 6 || parts[0] !== SCRYPT_PREFIX) return undefined;
-  const [cost, blockSize, parallelism] = parts.slice(1, 4).map(Number) as [number, number, number];
-  if (![cost, blockSize, parallelism].every((value) => Number.isInteger(value) && value > 0)) return undefined;
-  if (cost > 1 << 20 || (cost & (cost - 1)) !== 0 || blockSize > 32 || parallelism > 16) return undefined;
-  const salt = Buffer.from(parts[4]!, 'base64');
-  const key = Buffer.from(parts[5]!, 'base64');
-  if (salt.length < 8 || key.length < 16 || key.length > 64) return undefined;
-  return { cost, blockSize, parallelism, salt, key };
-}
-
-/** A hash no password matches (its key is random): checked against when there is no real one, so every refusal costs one scrypt. */
-let dummyHash: string | undefined;
-function dummy(): string {
-  dummyHash ??= [SCRYPT_PREFIX, DEFAULT_COST, BLOCK_SIZE, PARALLELISM, randomBytes(16).toString('base64'), randomBytes(KEY_BYTES).toString('base64')].join('$');
-  return dummyHash;
-}
+let dummyHash: ScryptHash | undefined;
 
 /**
  * Whether a password matches a stored hash; with no stored hash (unknown principal, none
- * set) it runs scrypt against the dummy hash and answers false, in about the same time.
+ * set) it runs scrypt against a hash no password matches and answers false, in about the same time.
  */
 export async function verifyPassword(password: string, stored: string | undefined): Promise<boolean> {
-  const real = stored === undefined ? undefined : parseHash(stored);
-  const parsed = real ?? parseHash(dummy())!;
-  const key = await scrypt(password, parsed.salt, parsed.key.length, options(parsed.cost, parsed.blockSize, parsed.parallelism));
-  return timingSafeEqual(key, parsed.key) && real !== undefined;
+  const real = stored === undefined ? undefined : parseScryptHash(stored);
+  const matches = await scryptMatches(password, real ?? (dummyHash ??= unmatchableScryptHash()));
+  return matches && real !== undefined;
 }
 
 // ---- sessions ----------------------------------------------------------------------------------

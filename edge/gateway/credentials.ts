@@ -15,64 +15,22 @@
  * Identities and attribute values are refused if they contain `+`, `#`, `/` or NUL: a value
  * like `#` substituted into a rule would grant every topic.
  */
-import { randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError } from '../../core/index.js';
+import { ConfigError, hashScrypt, parseScryptHash, scryptMatches } from '../../core/index.js';
 import { isSafeIdentity, substitute, topicMatches } from './topic-filter.js';
 
-const SCRYPT_PREFIX = 'scrypt';
-/** 2^14 takes ~30-50 ms per CONNECT on a small onboard computer: slow for guessing, fine for devices. */
-const DEFAULT_COST = 16384;
-const BLOCK_SIZE = 8;
-const PARALLELISM = 1;
-const KEY_BYTES = 32;
-
-function scrypt(secret: string, salt: Buffer, keyBytes: number, options: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    scryptCallback(secret, salt, keyBytes, options, (error, key) => (error ? reject(error) : resolve(key))),
-  );
-}
-
 /** `scrypt$N$r$p$<salt base64>$<key base64>`, the form stored in credentials files. */
-export async function hashSecret(secret: string, cost = DEFAULT_COST): Promise<string> {
+export async function hashSecret(secret: string, cost?: number): Promise<string> {
   if (secret.length < 8) throw new ConfigError('a device secret must be at least 8 characters');
-  const salt = randomBytes(16);
-  const key = await scrypt(secret, salt, KEY_BYTES, { N: cost, r: BLOCK_SIZE, p: PARALLELISM, maxmem: 256 * cost * BLOCK_SIZE });
-  return [SCRYPT_PREFIX, cost, BLOCK_SIZE, PARALLELISM, salt.toString('base64'), key.toString('base64')].join('$');
-}
-
-interface ParsedHash {
-  readonly cost: number;
-  readonly blockSize: number;
-  readonly parallelism: number;
-  readonly salt: Buffer;
-  readonly key: Buffer;
-}
-
-function parseHash(stored: string): ParsedHash | undefined {
-  const parts = stored.split('$');
-  if (parts.length !== 6 || parts[0] !== SCRYPT_PREFIX) return undefined;
-  const [cost, blockSize, parallelism] = parts.slice(1, 4).map(Number) as [number, number, number];
-  if (![cost, blockSize, parallelism].every((value) => Number.isInteger(value) && value > 0)) return undefined;
-  if (cost > 1 << 20 || (cost & (cost - 1)) !== 0) return undefined;
-  const salt = Buffer.from(parts[4]!, 'base64');
-  const key = Buffer.from(parts[5]!, 'base64');
-  if (salt.length < 8 || key.length < 16) return undefined;
-  return { cost, blockSize, parallelism, salt, key };
+  return hashScrypt(secret, cost);
 }
 
 export async function verifySecret(secret: Buffer | string, stored: string): Promise<boolean> {
-  const parsed = parseHash(stored);
+  const parsed = parseScryptHash(stored);
   if (parsed === undefined) return false;
-  const key = await scrypt(typeof secret === 'string' ? secret : secret.toString('utf8'), parsed.salt, parsed.key.length, {
-    N: parsed.cost,
-    r: parsed.blockSize,
-    p: parsed.parallelism,
-    maxmem: 256 * parsed.cost * parsed.blockSize,
-  });
-  return timingSafeEqual(key, parsed.key);
+  return scryptMatches(typeof secret === 'string' ? secret : secret.toString('utf8'), parsed);
 }
 
 const identity = z
@@ -102,7 +60,7 @@ export const credentialsFileSchema = z.strictObject({
         /** `scrypt$…` from `portcall gateway hash-secret`. */
         secret: z
           .string()
-          .refine((value) => parseHash(value) !== undefined, 'must be a "scrypt$N$r$p$salt$key" hash (portcall gateway hash-secret)')
+          .refine((value) => parseScryptHash(value) !== undefined, 'must be a "scrypt$N$r$p$salt$key" hash (portcall gateway hash-secret)')
           .optional(),
         /** Subject common name of the TLS client certificate that identifies this device. */
         certificateCommonName: z.string().min(1).optional(),
