@@ -36,8 +36,9 @@ describe('one writer per topic, with handoff', () => {
     expect(parseSiteConfig({ site: 'TOKYO', handoffToken: HANDOFF_TOKEN }).handoffToken).toBe(HANDOFF_TOKEN);
   });
 
-  it('a topic moves Tokyo → Singapore → Tokyo while readings flow at both: no gap, overlap or fork', { timeout: 180_000 }, async () => {
-    const dir = tempDir('handoff');
+  /** Tokyo and Singapore replicating both ways, each with a gateway and the handoff token. */
+  const tokyoAndSingapore = async (dirName: string): Promise<SiteNet> => {
+    const dir = tempDir(dirName);
     dirs.push(dir);
     const net = await SiteNet.create(
       dir,
@@ -50,6 +51,11 @@ describe('one writer per topic, with handoff', () => {
     );
     nets.push(net);
     await net.startAll();
+    return net;
+  };
+
+  it('a topic moves Tokyo → Singapore → Tokyo while readings flow at both: no gap, overlap or fork', { timeout: 180_000 }, async () => {
+    const net = await tokyoAndSingapore('handoff');
     const publisher = async (site: string) => {
       const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${net.mqttPort.get(site)!}`, { clientId: `reefer-Y01-${site}`, protocolVersion: 4 });
       clients.push(client);
@@ -145,19 +151,7 @@ describe('one writer per topic, with handoff', () => {
     }
   });
   it('a QoS 1 write at a site that is not the writer gets no PUBACK: counted, logged, the connection closed, other devices acknowledged; stored once the topic is handed over', { timeout: 120_000 }, async () => {
-    const dir = tempDir('not-writer');
-    dirs.push(dir);
-    const net = await SiteNet.create(
-      dir,
-      ['TOKYO', 'SINGAPORE'].map((name) => ({ name, mqtt: true, extra: { handoffToken: HANDOFF_TOKEN } })),
-      [
-        ['TOKYO', 'SINGAPORE'],
-        ['SINGAPORE', 'TOKYO'],
-      ],
-      { proxies: false },
-    );
-    nets.push(net);
-    await net.startAll();
+    const net = await tokyoAndSingapore('not-writer');
     const latest = async (site: string, topic: string) => {
       const response = await fetch(`${net.url(site)}/v1/streams/containers/topics/${topic}/latest`);
       return response.status === 404 ? undefined : ((await response.json()) as { offset: number; origin: string; headers: Record<string, string>; payload: unknown });
