@@ -91,6 +91,8 @@ const mqttConfig = z
         username: z.string().min(1).optional(),
         password: z.string().min(1).optional(),
         topics: z.array(z.string().min(1)).min(1).default(['bigblue/#']),
+        /** Deliveries between arrival and PUBACK at once: the most a crash can store twice. */
+        maxInFlight: z.number().int().min(1).max(65_535).default(256),
       })
       .optional(),
     /** Run the gateway (aedes, MQTT parsing) on its own thread, beside the thread that commits the log. */

@@ -337,6 +337,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
                 ...(mqtt.bridge.username === undefined ? {} : { username: mqtt.bridge.username }),
                 ...(mqtt.bridge.password === undefined ? {} : { password: mqtt.bridge.password }),
                 topics: mqtt.bridge.topics,
+                maxInFlight: mqtt.bridge.maxInFlight,
               },
             }),
         logger: logger.child({ component: 'gateway' }),

@@ -16,6 +16,8 @@ import { startPortcall, writeYaml, type PortcallProcess } from './support/portca
 const CONTAINERS = ['U01', 'U02', 'U03', 'U04'];
 const BATCH = 120;
 const LARGE_BATCH = 400;
+/** The bridge's receive window: at most this many deliveries are committed but not yet acknowledged. */
+const MAX_IN_FLIGHT = 20;
 
 async function publishBatch(brokerUrl: string, first: number, count: number): Promise<void> {
   const client = await mqtt.connectAsync(brokerUrl, { clientId: `onboard-sensor-${first}`, protocolVersion: 4, reconnectPeriod: 0 });
@@ -73,7 +75,7 @@ describe('bridge mode against Mosquitto', () => {
       site: SITE,
       dataDir,
       http: { port: 0 },
-      mqtt: { port: 0, auth: { allowAnonymous: true }, bridge: { url: broker.url, topics: ['bigblue/#'] } },
+      mqtt: { port: 0, auth: { allowAnonymous: true }, bridge: { url: broker.url, topics: ['bigblue/#'], maxInFlight: MAX_IN_FLIGHT } },
     });
     const startEdge = async () => {
       const edge = startPortcall(['edge', '--config', config]);
@@ -138,9 +140,10 @@ describe('bridge mode against Mosquitto', () => {
       expect([...new Set(seqs)].sort((a, b) => a - b)).toEqual(expectedOf(container, total));
       duplicates += seqs.length - new Set(seqs).size;
     }
-    // Only what was committed but not yet acknowledged when the process died comes twice: a
-    // redelivery of the broker's in-flight window, never a replay of the batch.
-    expect(duplicates).toBeLessThan(LARGE_BATCH / 4);
+    // Only what was committed but not yet acknowledged when the process died comes twice: at
+    // most the bridge's receive window, never a replay of the batch. (Mosquitto's own window
+    // does not bound this: it sends its whole queue once the bridge has acknowledged anything.)
+    expect(duplicates).toBeLessThanOrEqual(MAX_IN_FLIGHT);
     // Five gateway starts and three broker starts: on a loaded two-core machine each takes seconds.
   }, 180_000);
 });

@@ -5,6 +5,14 @@
  * the durable append. Whatever was not acknowledged when either side restarts is still in
  * the upstream broker's session and is delivered again on reconnect.
  *
+ * At most `maxInFlight` deliveries are between arrival and PUBACK at once; later ones wait,
+ * unread or parsed but not yet appended, and the socket is paused until the window has room.
+ * That bounds what a crash can duplicate: only a delivery committed whose PUBACK had not yet
+ * left is delivered again, so at most `maxInFlight` records are stored twice. The upstream
+ * broker's own window cannot be relied on for this: Mosquitto 2.0.11 honours
+ * `max_inflight_messages` only until its subscriber acknowledges something, then sends its
+ * whole queue (measured: 200 unacknowledged deliveries to one client with the default 20).
+ *
  * Why not mqtt.js: its client handles incoming packets one at a time and sends each PUBACK
  * before reading the next, so acknowledging after commit would cost one disk commit per
  * message. Here many deliveries are in flight at once and share commits, the way device
@@ -27,11 +35,21 @@ export interface BridgeOptions {
   readonly topics: readonly string[];
   readonly keepaliveS?: number;
   readonly reconnectDelayMs?: number;
+  /** Deliveries appended (or being appended) but not yet acknowledged upstream, at most; default 256. */
+  readonly maxInFlight?: number;
   readonly logger?: Logger;
   readonly registry?: Registry;
 }
 
 export type BridgeState = 'connecting' | 'up' | 'down' | 'stopped';
+
+export const DEFAULT_BRIDGE_MAX_IN_FLIGHT = 256;
+
+/** One connection's receive window: its deliveries in flight and those waiting for room. */
+interface ReceiveWindow {
+  inFlight: number;
+  readonly waiting: (Packet & { cmd: 'publish' })[];
+}
 
 export class MqttBridge {
   private socket: Socket | undefined;
@@ -41,6 +59,8 @@ export class MqttBridge {
   private stopped = false;
   private readonly connects: Counter;
   private readonly up: Gauge;
+  private readonly inFlightGauge: Gauge;
+  private readonly maxInFlight: number;
   constructor(
     private readonly intake: MessageIntake,
     private readonly options: BridgeOptions,
@@ -52,6 +72,13 @@ export class MqttBridge {
       registers,
     });
     this.up = new Gauge({ name: 'portcall_gateway_bridge_up', help: '1 while the bridge is subscribed upstream', registers });
+    this.inFlightGauge = new Gauge({
+      name: 'portcall_gateway_bridge_in_flight',
+      help: 'Deliveries from the upstream broker being made durable, not yet acknowledged upstream',
+      registers,
+    });
+    this.maxInFlight = options.maxInFlight ?? DEFAULT_BRIDGE_MAX_IN_FLIGHT;
+    if (!Number.isInteger(this.maxInFlight) || this.maxInFlight < 1) throw new RangeError(`maxInFlight must be a positive integer, not ${this.maxInFlight}`);
   }
 
   get state(): BridgeState {
@@ -70,6 +97,7 @@ export class MqttBridge {
     socket.setNoDelay(true);
     const parser = mqttPacket.parser({ protocolVersion: 4 });
     let subscribed = false;
+    const window: ReceiveWindow = { inFlight: 0, waiting: [] };
     socket.on('connect', () => {
       socket.write(
         mqttPacket.generate({
@@ -113,7 +141,11 @@ export class MqttBridge {
           }
           break;
         case 'publish':
-          this.onPublish(socket, packet);
+          if (window.waiting.length > 0 || window.inFlight >= this.maxInFlight) {
+            // Parsed from a chunk already read: it waits, unappended, and nothing more is read.
+            window.waiting.push(packet);
+            socket.pause();
+          } else this.onPublish(socket, window, packet);
           break;
         case 'pubrel':
           // Subscribed at QoS 1, so upstream should never deliver QoS 2; if a broker does,
@@ -126,11 +158,13 @@ export class MqttBridge {
     });
     socket.on('error', (error) => this.options.logger?.info({ err: error.message }, 'bridge connection failed'));
     socket.on('close', () => {
+      // Waiting deliveries were never appended: upstream delivers them again.
+      window.waiting.length = 0;
       if (this.socket === socket) this.scheduleReconnect();
     });
   }
 
-  private onPublish(socket: Socket, packet: Packet & { cmd: 'publish' }): void {
+  private onPublish(socket: Socket, window: ReceiveWindow, packet: Packet & { cmd: 'publish' }): void {
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     const acknowledge = () => {
       if (packet.qos === 1 && !socket.destroyed) {
@@ -139,19 +173,35 @@ export class MqttBridge {
         socket.write(mqttPacket.generate({ cmd: 'pubrec', messageId: packet.messageId! }));
       }
     };
+    window.inFlight += 1;
+    this.inFlightGauge.inc();
     const refusal = this.intake.admit(packet.topic, payload, packet.qos, 'bridge', (error) => {
+      window.inFlight -= 1;
+      this.inFlightGauge.dec();
       if (error !== undefined) {
         // Not durable: leave it unacknowledged and reconnect, so upstream delivers it again.
         this.drop(socket, `append failed: ${error.message}`);
         return;
       }
       acknowledge();
+      this.admitWaiting(socket, window);
     });
     if (refusal !== undefined) {
+      window.inFlight -= 1;
+      this.inFlightGauge.dec();
       this.options.logger?.debug({ topic: packet.topic, reason: refusal.reason }, 'bridged message refused');
       // Acknowledged and dropped, counted: upstream would otherwise resend it forever.
       acknowledge();
     }
+  }
+
+  /** Appends waiting deliveries while the window has room, in arrival order; reads on once none wait. */
+  private admitWaiting(socket: Socket, window: ReceiveWindow): void {
+    if (socket.destroyed) return;
+    let next = 0;
+    while (next < window.waiting.length && window.inFlight < this.maxInFlight) this.onPublish(socket, window, window.waiting[next++]!);
+    window.waiting.splice(0, next);
+    if (window.waiting.length === 0 && socket.isPaused()) socket.resume();
   }
 
   private startKeepalive(socket: Socket): void {
