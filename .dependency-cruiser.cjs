@@ -18,6 +18,7 @@ const STAGES = [
   'edge/link',
   'cloud/ingest',
   'cloud/kafka-log',
+  'cloud/customer-topics',
   'cloud/read-api',
   'cloud/portal',
 ];

@@ -126,6 +126,21 @@ const kafkaTopicSettings = {
   retentionBytesPerPartition: z.number().int().positive().optional(),
 };
 
+/** One customer's Kafka topic: what the principal of its service token may see, in the form it may see it. */
+const customerTopicConfig = z.strictObject({
+  /** The customer (its organisation id); names the topic `customer.<id>` unless `topic` says otherwise. */
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be letters, digits, ".", "_" or "-" (an organisation id)'),
+  /** A file holding the token of the customer's service principal: the topic holds what that token may read, while it may. */
+  tokenFile: z.string().min(1),
+  /** The site's streams it reads (never `access`). */
+  streams: z
+    .array(streamName.refine((stream) => stream !== 'access', 'access records never leave a site'))
+    .min(1)
+    .default(['containers', 'alerts', 'manifests']),
+  /** The Kafka topic; default `customer.<id>`. */
+  topic: z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/, "must be a Kafka topic name (letters, digits, '.', '_', '-')").optional(),
+});
+
 const kafkaConfig = z
   .strictObject({
     brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'must be host:port')).min(1),
@@ -141,8 +156,25 @@ const kafkaConfig = z
     indexPath: z.string().min(1).optional(),
     /** Records waiting for Kafka beyond which batches are refused with 503 (Kafka slow). */
     maxPendingRecords: z.number().int().positive().default(200_000),
+    /**
+     * Per-customer Kafka topics (docs/ACCESS.md): what each customer's service token may see of
+     * these streams, written to `customer.<id>` exactly once. Needs an `access:` section.
+     */
+    customerTopics: z.array(customerTopicConfig).default([]),
   })
   .superRefine((kafka, context) => {
+    const ids = new Set<string>();
+    const topics = new Set<string>();
+    kafka.customerTopics.forEach((customer, index) => {
+      const topic = customer.topic ?? `customer.${customer.id}`;
+      if (ids.has(customer.id)) context.addIssue({ code: 'custom', path: ['customerTopics', index, 'id'], message: `${customer.id} is listed twice` });
+      if (topics.has(topic)) context.addIssue({ code: 'custom', path: ['customerTopics', index, 'topic'], message: `${topic} is written for another customer already` });
+      if (topic.startsWith(`${kafka.topicPrefix}.`)) {
+        context.addIssue({ code: 'custom', path: ['customerTopics', index, 'topic'], message: `must not start with the site's topicPrefix (${kafka.topicPrefix}.): customers' ACLs are granted apart from the site's own topics` });
+      }
+      ids.add(customer.id);
+      topics.add(topic);
+    });
     const scopes: { path: string[]; settings: { replicationFactor?: number; minInsyncReplicas?: number } }[] = [
       { path: [], settings: kafka },
       ...Object.entries(kafka.streams).map(([name, settings]) => ({ path: ['streams', name], settings })),
@@ -368,6 +400,18 @@ export const siteConfigSchema = z
   .superRefine((config, context) => {
     if (config.log.backend === 'kafka' && config.log.kafka === undefined) {
       context.addIssue({ code: 'custom', path: ['log', 'kafka'], message: 'required when log.backend is "kafka"' });
+    }
+    if ((config.log.kafka?.customerTopics.length ?? 0) > 0) {
+      if (config.log.backend !== 'kafka') {
+        context.addIssue({ code: 'custom', path: ['log', 'kafka', 'customerTopics'], message: 'needs log.backend "kafka"' });
+      }
+      if (config.access === undefined || config.http === undefined) {
+        context.addIssue({
+          code: 'custom',
+          path: ['log', 'kafka', 'customerTopics'],
+          message: 'needs an access: section and http: (each customer topic holds what the access policy admits for its token)',
+        });
+      }
     }
     if (config.log.backend === 'kafka' && config.mqtt !== undefined) {
       context.addIssue({

@@ -33,6 +33,8 @@ import { registerHandoffRoute } from './handoff-route.js';
 import { WriterGuard } from './writer-guard.js';
 import { ACCESS_OFF_WARNING, RESERVED_ACCESS_TOPICS, startSiteAccess } from './access.js';
 import { startSitePortal } from './portal.js';
+import { startCustomerTopics } from './customer-topics.js';
+import type { KafkaLog } from '../cloud/kafka-log/index.js';
 import { registerStatusRoute } from './status-route.js';
 
 export interface SiteStats {
@@ -202,6 +204,8 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
     let reader: TopicReader;
     let streams: SiteStreams;
     let guarded: ConstructorParameters<typeof WriterGuard>[0];
+    /** The Kafka log, for per-customer topics (started once access control is). */
+    let kafkaLogForCustomers: KafkaLog | undefined;
     if (config.log.backend === 'kafka' && config.log.kafka !== undefined) {
       const kafka = config.log.kafka;
       // Loaded only on Kafka-backed sites, so a ship never loads the Kafka client.
@@ -243,6 +247,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         logger: logger.child({ component: 'kafka-log' }),
       });
       closers.push(() => kafkaLog.close());
+      kafkaLogForCustomers = kafkaLog;
       sink = kafkaLog;
       reader = kafkaLog;
       healthSources.push(kafkaLog);
@@ -449,6 +454,12 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       if (access !== undefined) closers.push(async () => access.close());
       else logger.warn(ACCESS_OFF_WARNING);
       access?.registerAdminRoutes(app);
+      // Per-customer Kafka topics (docs/ACCESS.md): what each customer's token admits, exactly once.
+      if (access !== undefined && kafkaLogForCustomers !== undefined && (config.log.kafka?.customerTopics.length ?? 0) > 0) {
+        const stage = await startCustomerTopics(config.log.kafka!, kafkaLogForCustomers, access, logger, registry);
+        closers.push(() => stage.stop());
+        healthSources.push(stage);
+      }
       registerReadRoutes(app, { reader, registry, ...(access === undefined ? {} : { access: access.readAccess }) });
       // Per-topic summaries for `portcall verify --sites` (either log lists its topics: the
       // Kafka log from its high water); under access control each caller is summarised only

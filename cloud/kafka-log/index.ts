@@ -9,3 +9,4 @@
 import './kafkajs-speedups.js';
 
 export { KafkaLog, type KafkaLogOptions, type StreamTopicOptions } from './kafka-log.js';
+export { KafkaCustomerTopicWriter, customerCursorTopicName } from './customer-topics.js';

@@ -111,6 +111,7 @@ import {
   type HeldTopic,
 } from './codec.js';
 import { readCompacted } from './highwater-reader.js';
+import { KafkaCustomerTopicWriter } from './customer-topics.js';
 import { OffsetOutOfRangeError, PartitionFetcher, type FetchedPartition } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
 import { speedups } from './kafkajs-speedups.js';
@@ -2169,6 +2170,33 @@ export class KafkaLog implements SiteLog, HealthSource {
       throw asStoreError(`cursor ${name} not committed to Kafka`, error);
     }
     this.consumerCursors.set(name, position);
+  }
+
+  /**
+   * The writer of per-customer topics (customer-topics.ts): its own transactional id, this
+   * log's client, and the partitions, replication and content types of the site's topics
+   * unless given. Call its `open()` before writing.
+   */
+  customerTopicWriter(options: { readonly topics: ReadonlyMap<string, string>; readonly partitions?: number; readonly retentionMs?: number }): KafkaCustomerTopicWriter {
+    if (this.closed) throw new ClosedError('Kafka log');
+    const fetcher = this.fetcher;
+    if (fetcher === undefined) throw new Error('the Kafka log is opened before its customer topics');
+    const [first] = this.layout.dataTopics();
+    return new KafkaCustomerTopicWriter({
+      siteId: this.siteId,
+      kafka: this.kafka,
+      admin: this.admin,
+      fetcher,
+      prefix: this.layout.prefix,
+      topics: options.topics,
+      partitions: options.partitions ?? first?.settings.partitions ?? 1,
+      replicationFactor: this.layout.highWaterSettings.replicationFactor,
+      minInsyncReplicas: this.layout.highWaterSettings.minInsyncReplicas,
+      retentionMs: options.retentionMs ?? -1,
+      contentTypeOf: (stream) => this.layout.contentTypeOf(stream),
+      recoveryTimeoutMs: this.options.recoveryTimeoutMs,
+      ...(this.options.logger === undefined ? {} : { logger: this.options.logger.child({ component: 'customer-topics' }) }),
+    });
   }
 
   /** The streams this site stores. */

@@ -1,0 +1,215 @@
+/**
+ * The Kafka side of per-customer topics (docs/ACCESS.md, "Per-customer Kafka topics"): writes
+ * records a customer may see to that customer's Kafka topic (`customer.<id>`), in the main
+ * layout (key = logical topic, identity in `pc-` headers: codec.ts), and moves the positions
+ * of the stage that chose them in the SAME Kafka transaction (DESIGN.md decision 4).
+ *
+ * Invariants, and why they hold:
+ * 1. Exactly once. Every commit holds the output records and the new positions, as entries of
+ *    the compacted `<prefix>.customer-cursors` topic (key `<customer> NUL <stream>`, value
+ *    `{"position": n}`). A read_committed reader sees both or neither, so positions read back
+ *    always describe exactly what the customer topics hold.
+ * 2. An ambiguous commit cannot duplicate. After any failure the producer is dropped; `open()`
+ *    registers the transactional id again (the coordinator then aborts, or completes, what the
+ *    previous holder left open, including a process killed with SIGKILL) and only then reads
+ *    the positions back, up to the cursor topic's last stable offset. The stage continues from
+ *    those, never from what it believed before the failure.
+ * 3. One writer. One transactional id per site (`portcall-<site>-customer-topics`) covers
+ *    every customer, so no other transaction of ours can hold the cursor topic's last stable
+ *    offset back while positions are read, and a second instance of the site fences the first.
+ *    (Several ids sharing the cursor topic would have to be registered all before any read.)
+ *
+ * kafkajs stays in this folder; the stage (cloud/customer-topics) sees only the interface it
+ * declares, which this class satisfies structurally.
+ */
+import type { Admin, Kafka, Message, Producer } from 'kafkajs';
+import { Partitioners } from 'kafkajs';
+import type { Logger } from 'pino';
+
+import { ClosedError, ConfigError, PortcallError, StoreUnavailableError, type LogRecord } from '../../core/index.js';
+import { decodeConsumerCursor, encodeRecord } from './codec.js';
+import { readCompacted } from './highwater-reader.js';
+import type { PartitionFetcher } from './kafkajs-fetch.js';
+
+/** Kafka's own rule for topic names. */
+const KAFKA_TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
+/** The coordinator aborts a transaction of ours left open this long (a crashed process). */
+const TRANSACTION_TIMEOUT_MS = 60_000;
+/** Bounded, so a write against a dead broker fails in seconds instead of retrying forever. */
+const RETRY = { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 };
+
+export function customerCursorTopicName(prefix: string): string {
+  return `${prefix}.customer-cursors`;
+}
+
+export interface CustomerTopicWriterOptions {
+  readonly siteId: string;
+  readonly kafka: Kafka;
+  readonly admin: Admin;
+  readonly fetcher: PartitionFetcher;
+  readonly prefix: string;
+  /** Kafka topic per customer id. */
+  readonly topics: ReadonlyMap<string, string>;
+  readonly partitions: number;
+  readonly replicationFactor: number;
+  readonly minInsyncReplicas: number;
+  /** `retention.ms` of the customer topics; -1 keeps records forever. */
+  readonly retentionMs: number;
+  readonly contentTypeOf: (stream: string) => string;
+  readonly recoveryTimeoutMs: number;
+  readonly logger?: Logger;
+}
+
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function asStoreError(what: string, error: unknown): PortcallError {
+  if (error instanceof PortcallError) return error;
+  return new StoreUnavailableError(`${what}: ${describeError(error)}`, error);
+}
+
+export class KafkaCustomerTopicWriter {
+  readonly transactionalId: string;
+  readonly cursorTopic: string;
+  private producer: Producer | undefined;
+  private topicsReady = false;
+  private closed = false;
+
+  constructor(private readonly options: CustomerTopicWriterOptions) {
+    this.transactionalId = `portcall-${options.siteId}-customer-topics`;
+    this.cursorTopic = customerCursorTopicName(options.prefix);
+    for (const [customer, topic] of options.topics) {
+      if (!KAFKA_TOPIC_NAME.test(topic)) throw new ConfigError(`customer topic of ${customer}: ${JSON.stringify(topic)} is not a valid Kafka topic name`);
+      if (topic === options.prefix || topic.startsWith(`${options.prefix}.`)) {
+        // The site's own topics are never handed to customers (ACLs are set by prefix).
+        throw new ConfigError(`customer topic of ${customer}: ${topic} must not start with the site's topic prefix ${options.prefix}.`);
+      }
+    }
+  }
+
+  /**
+   * Creates missing topics, registers the transactional id (fencing an older holder and
+   * settling what it left open) and reads the committed positions (keys as the stage wrote them).
+   * Called at start and after every failed commit.
+   */
+  async open(): Promise<Map<string, number>> {
+    if (this.closed) throw new ClosedError('customer topic writer');
+    try {
+      if (!this.topicsReady) await this.ensureTopics();
+      await this.dropProducer();
+      this.producer = await this.connectProducer();
+      const positions = new Map<string, number>();
+      await readCompacted(
+        { admin: this.options.admin, fetcher: this.options.fetcher, timeoutMs: this.options.recoveryTimeoutMs, topic: this.cursorTopic, what: 'customer cursor' },
+        (message) => {
+          const { name, position } = decodeConsumerCursor(message);
+          if (position === undefined) positions.delete(name);
+          else positions.set(name, position);
+        },
+      );
+      return positions;
+    } catch (error) {
+      await this.dropProducer();
+      throw asStoreError('cannot open the customer topics', error);
+    }
+  }
+
+  /**
+   * One Kafka transaction: the records, each to its customer's topic in the main layout, and
+   * the positions. Rejects (retriable) when it may not have committed; call `open()` then.
+   */
+  async commit(records: readonly { customer: string; record: LogRecord }[], positions: ReadonlyMap<string, number>): Promise<void> {
+    if (this.closed) throw new ClosedError('customer topic writer');
+    const producer = this.producer;
+    if (producer === undefined) throw new StoreUnavailableError('customer topic writer is not open (a previous commit failed)');
+    const byTopic = new Map<string, Message[]>();
+    for (const { customer, record } of records) {
+      const topic = this.options.topics.get(customer);
+      if (topic === undefined) throw new Error(`no customer topic for ${customer}`);
+      // The producer places it (murmur2 of the key, as the main layout and Kafka's Java producer do).
+      const { partition: _placedByProducer, ...message } = encodeRecord(record, this.options.contentTypeOf(record.stream), 0);
+      let list = byTopic.get(topic);
+      if (list === undefined) byTopic.set(topic, (list = []));
+      list.push(message);
+    }
+    const cursorMessages: Message[] = [...positions].map(([key, position]) => ({ key, value: JSON.stringify({ position }) }));
+    const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+    if (cursorMessages.length > 0) topicMessages.push({ topic: this.cursorTopic, messages: cursorMessages });
+    if (topicMessages.length === 0) return;
+    let transaction;
+    try {
+      transaction = await producer.transaction();
+      await transaction.sendBatch({ topicMessages, acks: -1 });
+      await transaction.commit();
+    } catch (error) {
+      if (transaction !== undefined) await transaction.abort().catch(() => undefined);
+      // Whatever happened, the next write starts from positions read back after re-registering.
+      await this.dropProducer();
+      throw asStoreError('customer topic transaction not committed', error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.dropProducer();
+  }
+
+  private async dropProducer(): Promise<void> {
+    const producer = this.producer;
+    this.producer = undefined;
+    if (producer !== undefined) await producer.disconnect().catch(() => undefined);
+  }
+
+  private async connectProducer(): Promise<Producer> {
+    const producer = this.options.kafka.producer({
+      createPartitioner: Partitioners.DefaultPartitioner,
+      transactionalId: this.transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: TRANSACTION_TIMEOUT_MS,
+      allowAutoTopicCreation: false,
+      retry: RETRY,
+    });
+    try {
+      await producer.connect();
+      // kafkajs registers the transactional id (InitProducerId) lazily, at the first
+      // transaction(); doing it now fences an older holder and settles what it left open
+      // before the positions are read. Aborting a transaction with no partitions sends nothing.
+      const registration = await producer.transaction();
+      await registration.abort();
+    } catch (error) {
+      await producer.disconnect().catch(() => undefined);
+      throw error;
+    }
+    return producer;
+  }
+
+  private async ensureTopics(): Promise<void> {
+    const { admin } = this.options;
+    const existing = new Set(await admin.listTopics());
+    const common = [{ name: 'min.insync.replicas', value: String(this.options.minInsyncReplicas) }];
+    const wanted = [
+      ...[...new Set(this.options.topics.values())].map((topic) => ({
+        topic,
+        numPartitions: this.options.partitions,
+        configEntries: [...common, { name: 'retention.ms', value: String(this.options.retentionMs) }],
+      })),
+      // Compacted: a customer quiet for a month still resumes where it was.
+      { topic: this.cursorTopic, numPartitions: 1, configEntries: [...common, { name: 'cleanup.policy', value: 'compact' }] },
+    ].filter(({ topic }) => !existing.has(topic));
+    if (wanted.length > 0) {
+      try {
+        await admin.createTopics({
+          waitForLeaders: true,
+          topics: wanted.map((topic) => ({ ...topic, replicationFactor: this.options.replicationFactor })),
+        });
+      } catch (error) {
+        // Another process may have created them first, which is just as good.
+        if (!/already exists/i.test(describeError(error))) throw error;
+      }
+      this.options.logger?.info({ topics: wanted.map(({ topic }) => topic) }, 'created customer Kafka topics');
+    }
+    this.topicsReady = true;
+  }
+}
