@@ -1,0 +1,331 @@
+/**
+ * Per-customer Kafka topics (docs/ACCESS.md, issue 8) on a real `portcall shore` over a real
+ * broker, with the real access policy: the site's customer topic stage writes what each
+ * customer's service token may see to `customer.<id>`, exactly once, and a third-party
+ * consumer (kcat, read_committed) checks each topic record by record:
+ *
+ * - ToyCo's topic holds exactly ToyCo's records (its containers, inside its custody windows),
+ *   byte for byte in the main layout, each once, across kill -9s of the site mid-stream;
+ *   nothing of RedCo's containers, the carrier's, or the ships stream.
+ * - A window that ended (C02's) stops C02's records at its end; a revoked token (RedCo's)
+ *   stops RedCo's records from the next one on, and /healthz says RedCo's topic is held.
+ * - A consignee's topic holds the projected form only ({status, port, at}, no headers).
+ * - A window added later (C05 for ToyCo) applies to records read from then on: what the
+ *   stage passed over before is not re-emitted (the documented behaviour).
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { afterAll, expect, it } from 'vitest';
+
+import type { LogRecord } from '../core/index.js';
+import { BATCH_CONTENT_TYPE, Compression, encodeBatch } from '../edge/link/index.js';
+import { describeKafka, kafkaBootstrap } from './support/kafka.js';
+import { OriginSender, originRecord, topicOf } from './support/origin-sender.js';
+import { startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
+
+const kcatAvailable = spawnSync('kcat', ['-V'], { encoding: 'utf8' }).status === 0;
+if (!kcatAvailable && process.env.CI !== undefined) throw new Error('kcat is not installed (apt-get install -y kcat); the customer topic test cannot run');
+
+const TOPICS = 8; // C00..C06 (containers) and the ship AURORA (ships)
+const TOKEN = 'aurora-to-shore-token-0001';
+const BOOTSTRAP = 'bootstrap-admin-token-for-customer-topics-0001';
+const BASE_MS = 1_763_769_600_000; // the origin log's first event time
+const C02_ENDS_AT_INDEX = 600; // C02's ToyCo window ends at the event time of origin record 600
+const KILLS = 3;
+
+interface KcatMessage {
+  partition: number;
+  offset: number;
+  key: string | null;
+  payload: string | null;
+  headers?: string[];
+}
+
+function kcatConsume(bootstrap: string, topic: string, isolation: 'read_committed' | 'read_uncommitted' = 'read_committed'): KcatMessage[] {
+  const result = spawnSync('kcat', ['-C', '-b', bootstrap, '-t', topic, '-o', 'beginning', '-e', '-q', '-J', '-X', `isolation.level=${isolation}`, '-m', '10'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  if (result.status !== 0) throw new Error(`kcat exited ${String(result.status)}: ${result.stderr}`);
+  return result.stdout
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as KcatMessage);
+}
+
+function headersOf(message: KcatMessage): Map<string, string> {
+  const pairs = message.headers ?? [];
+  const map = new Map<string, string>();
+  for (let i = 0; i + 1 < pairs.length; i += 2) map.set(pairs[i]!, pairs[i + 1]!);
+  return map;
+}
+
+/** Origin indexes (record i of the origin log) held in a customer topic, with every mismatch against the origin record. */
+function checkTopic(messages: readonly KcatMessage[]): { indexes: number[]; problems: string[] } {
+  const indexes: number[] = [];
+  const problems: string[] = [];
+  const partitionOf = new Map<string, number>();
+  for (const message of messages) {
+    const h = headersOf(message);
+    const topic = h.get('pc-topic')!;
+    const t = [...Array(TOPICS).keys()].find((candidate) => topicOf(candidate, TOPICS).topic === topic);
+    if (t === undefined || h.get('pc-stream') !== topicOf(t, TOPICS).stream) {
+      problems.push(`unexpected ${h.get('pc-stream')}/${topic}`);
+      continue;
+    }
+    const i = Number(h.get('pc-offset')) * TOPICS + t;
+    const expected = originRecord(i, TOPICS);
+    const mismatches = [
+      ['key', message.key, expected.topic],
+      ['pc-origin', h.get('pc-origin'), expected.origin],
+      ['pc-event-time-ms', h.get('pc-event-time-ms'), String(expected.eventTimeMs)],
+      ['pc-ingest-time-ms', h.get('pc-ingest-time-ms'), String(expected.ingestTimeMs)],
+      ['pc-content-type', h.get('pc-content-type'), 'application/json'],
+      ['pc-schema', h.get('pc-schema'), '1'],
+      ['h-mqtt-topic', h.get('h-mqtt-topic'), expected.headers['mqtt-topic']],
+      ['payload', message.payload, Buffer.from(expected.payload).toString()],
+    ].filter(([, actual, wanted]) => actual !== wanted);
+    if (mismatches.length > 0 && problems.length < 20) problems.push(`${topic}@${h.get('pc-offset')}: ${mismatches.map(([n, a, w]) => `${n} ${String(a)} != ${String(w)}`).join('; ')}`);
+    const partition = partitionOf.get(topic);
+    if (partition !== undefined && partition !== message.partition) problems.push(`${topic} is in partitions ${partition} and ${message.partition}`);
+    partitionOf.set(topic, message.partition);
+    indexes.push(i);
+  }
+  return { indexes, problems };
+}
+
+/** Origin indexes below `limit` whose topic is one of `topics` and which `keep` keeps. */
+function expectedIndexes(from: number, limit: number, topics: readonly string[], keep: (i: number) => boolean = () => true): number[] {
+  const result: number[] = [];
+  for (let i = from; i < limit; i++) if (topics.includes(topicOf(i % TOPICS, TOPICS).topic) && keep(i)) result.push(i);
+  return result;
+}
+
+function duplicatesOf(indexes: readonly number[]): number[] {
+  const seen = new Set<number>();
+  const duplicated: number[] = [];
+  for (const i of indexes) {
+    if (seen.has(i)) duplicated.push(i);
+    seen.add(i);
+  }
+  return duplicated;
+}
+
+const sorted = (values: readonly number[]) => [...values].sort((a, b) => a - b);
+
+const dataDir = mkdtempSync(join(tmpdir(), 'portcall-customer-topics-'));
+const cleanups: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describeKafka('per-customer Kafka topics (customer.<id>)', () => {
+  it.skipIf(!kcatAvailable)(
+    `ToyCo's topic holds exactly ToyCo's records, once each, across ${KILLS} kill -9s; an ended window and a revoked token stop records; a consignee gets the projection`,
+    { timeout: 300_000 },
+    async () => {
+      const bootstrap = kafkaBootstrap()!;
+      const run = randomBytes(3).toString('hex');
+      const toyco = `toyco-${run}`;
+      const redco = `redco-${run}`;
+      const duck = `duck-${run}`;
+      writeFileSync(join(dataDir, 'access.key'), 'k'.repeat(48));
+      writeFileSync(join(dataDir, 'bootstrap.token'), BOOTSTRAP);
+      const base = {
+        site: `CUST${run}`,
+        dataDir,
+        log: { backend: 'kafka', kafka: { brokers: [bootstrap], topicPrefix: `cust${run}`, partitions: 3 } },
+        http: { host: '127.0.0.1', port: 0 },
+        ingest: { peers: [{ site: 'AURORA', token: TOKEN }] },
+        access: { keyFile: join(dataDir, 'access.key'), bootstrapTokenFile: join(dataDir, 'bootstrap.token') },
+      };
+      let url: string | undefined;
+      let child: PortcallProcess | undefined;
+      const start = async (config: string) => {
+        child = startPortcall(['shore', '--config', config]);
+        cleanups.push(() => child!.kill9());
+        url = (await child.waitFor(/HTTP on (http:\/\/[\d.]+:\d+)/, 90_000))[1];
+      };
+      const admin = async (method: 'POST' | 'DELETE', path: string, body?: unknown) => {
+        const response = await fetch(`${url}${path}`, {
+          method,
+          headers: { authorization: `Bearer ${BOOTSTRAP}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+        const text = await response.text();
+        if (response.status !== 200) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+        return JSON.parse(text) as Record<string, unknown>;
+      };
+
+      // 1. Access, set up at the site (its admin API appends to Kafka): three organisations and
+      //    their service principals, custody windows, tokens in files for the configuration.
+      await start(writeYaml(join(dataDir, 'plain.yaml'), base));
+      const from = new Date(BASE_MS - 3_600_000).toISOString();
+      await admin('POST', '/v1/access/orgs', { id: toyco, kind: 'customer', name: 'ToyCo' });
+      await admin('POST', '/v1/access/orgs', { id: redco, kind: 'customer', name: 'RedCo' });
+      await admin('POST', '/v1/access/orgs', { id: duck, kind: 'consignee', name: 'Duck Shop' });
+      await admin('POST', '/v1/access/principals', { id: `kafka@${toyco}`, org: toyco, kind: 'service', roles: ['customer'] });
+      await admin('POST', '/v1/access/principals', { id: `kafka@${redco}`, org: redco, kind: 'service', roles: ['customer'] });
+      await admin('POST', '/v1/access/principals', { id: `kafka@${duck}`, org: duck, kind: 'service', roles: ['consignee'] });
+      for (const container of ['C00', 'C01']) await admin('POST', '/v1/access/custody', { container, org: toyco, from });
+      await admin('POST', '/v1/access/custody', { container: 'C02', org: toyco, from, to: new Date(originRecord(C02_ENDS_AT_INDEX, TOPICS).eventTimeMs).toISOString() });
+      for (const container of ['C03', 'C04']) await admin('POST', '/v1/access/custody', { container, org: redco, from });
+      await admin('POST', '/v1/access/custody', { container: 'C00', org: duck, as: 'consignee', from });
+      const tokens: Record<string, { tokenId: string; token: string }> = {};
+      for (const org of [toyco, redco, duck]) {
+        const issued = await admin('POST', '/v1/access/tokens', { principal: `kafka@${org}` });
+        tokens[org] = { tokenId: issued.tokenId as string, token: issued.token as string };
+        writeFileSync(join(dataDir, `${org}.token`), `${issued.token as string}\n`);
+      }
+      await child!.stop();
+
+      // 2. The same site with customer topics. The consignee reads manifests only.
+      const config = writeYaml(join(dataDir, 'customers.yaml'), {
+        ...base,
+        log: {
+          backend: 'kafka',
+          kafka: {
+            ...base.log.kafka,
+            customerTopics: [
+              { id: toyco, tokenFile: join(dataDir, `${toyco}.token`) },
+              { id: redco, tokenFile: join(dataDir, `${redco}.token`) },
+              { id: duck, tokenFile: join(dataDir, `${duck}.token`), streams: ['manifests'] },
+            ],
+          },
+        },
+      });
+      await start(config);
+
+      // Manifests of C00 (the consignee sees them as coarse statuses) and of C03 (RedCo's, in full).
+      const manifest = (topic: string, offset: number, type: string, port: string): LogRecord => ({
+        origin: 'AURORA',
+        stream: 'manifests',
+        topic,
+        offset,
+        eventTimeMs: BASE_MS + offset * 60_000,
+        ingestTimeMs: BASE_MS + offset * 60_000 + 100,
+        headers: { 'mqtt-topic': `bigblue/manifests/${topic}`, cargo: 'plastic toy ducks' },
+        payload: Buffer.from(JSON.stringify({ type, port, ship: 'AURORA', ts: BASE_MS + offset * 60_000 })),
+      });
+      const manifests = [manifest('C00', 0, 'loaded', 'JPTYO'), manifest('C00', 1, 'departed', 'JPTYO'), manifest('C00', 2, 'arrived', 'SGSIN'), manifest('C03', 0, 'loaded', 'SGSIN')];
+      const posted = await fetch(`${url}/v1/batches`, {
+        method: 'POST',
+        headers: { 'content-type': BATCH_CONTENT_TYPE, authorization: `Bearer ${TOKEN}` },
+        body: encodeBatch({ sender: 'AURORA', records: manifests }, Compression.None),
+      });
+      expect(posted.status, await posted.text()).toBe(200);
+
+      // 3. The ship's log arrives while the site is killed with SIGKILL mid-stream.
+      let seed = 0xc0ffee;
+      const random = () => {
+        seed ^= seed << 13;
+        seed ^= seed >>> 17;
+        seed ^= seed << 5;
+        return (seed >>> 0) / 0x100000000;
+      };
+      const placement = { stream: 'origin-log', incarnation: `cust-${run}` };
+      const sender = new OriginSender({ url: () => url, token: TOKEN, topics: TOPICS, batchRecords: 300, random, placement });
+      const sending = sender.run();
+      for (let kill = 0; kill < KILLS; kill++) {
+        await sleep(1_500 + Math.floor(random() * 1_500));
+        await child!.kill9();
+        url = undefined;
+        await start(config);
+        const recovered = (await sender.askPosition(url!)) ?? 0;
+        if (recovered > sender.position) sender.position = recovered;
+      }
+      await sleep(1_000);
+      const limit1 = sender.finishAt();
+      await sending;
+
+      const metric = async (name: string, labels: string): Promise<number | undefined> => {
+        const text = await (await fetch(`${url}/metrics`)).text();
+        const line = text.split('\n').find((candidate) => candidate.startsWith(`${name}{`) && candidate.includes(labels));
+        return line === undefined ? undefined : Number(line.split(' ').at(-1));
+      };
+      const caughtUp = async (customer: string, streams: readonly string[]) => {
+        const deadlineMs = Date.now() + 90_000;
+        for (;;) {
+          const lags = await Promise.all(streams.map((stream) => metric('portcall_customer_topic_lag_records', `customer="${customer}",stream="${stream}"`)));
+          if (lags.every((lag) => lag === 0)) return;
+          if (Date.now() > deadlineMs) throw new Error(`${customer} not caught up: lags ${JSON.stringify(lags)}`);
+          await sleep(250);
+        }
+      };
+      await caughtUp(toyco, ['containers', 'alerts', 'manifests']);
+      await caughtUp(redco, ['containers', 'alerts', 'manifests']);
+      await caughtUp(duck, ['manifests']);
+
+      // 4. RedCo's token revoked; a window for C05 granted to ToyCo after its records were passed over.
+      await admin('DELETE', `/v1/access/tokens/${tokens[redco]!.tokenId}`);
+      await admin('POST', '/v1/access/custody', { container: 'C05', org: toyco, from });
+      const sender2 = new OriginSender({ url: () => url, token: TOKEN, topics: TOPICS, batchRecords: 300, random, placement });
+      sender2.position = limit1;
+      sender2.maxSent = limit1;
+      const sending2 = sender2.run();
+      await sleep(2_000);
+      const limit2 = sender2.finishAt();
+      await sending2;
+      await caughtUp(toyco, ['containers', 'alerts', 'manifests']);
+      const health = (await (await fetch(`${url}/healthz`)).json()) as { components: { component: string; status: string; reason?: string }[] };
+      const stage = health.components.find((component) => component.component === 'customer-topics');
+      expect(stage?.status).toBe('degraded');
+      expect(stage?.reason).toContain(redco);
+      expect(await metric('portcall_customer_topic_held', `customer="${redco}"`)).toBe(1);
+      expect(await metric('portcall_customer_topic_held', `customer="${toyco}"`)).toBe(0);
+      await child!.stop();
+
+      // 5. What a third-party consumer reads, read_committed.
+      const c02EndMs = originRecord(C02_ENDS_AT_INDEX, TOPICS).eventTimeMs;
+      const toycoMessages = kcatConsume(bootstrap, `customer.${toyco}`);
+      const toycoRead = checkTopic(toycoMessages.filter((m) => headersOf(m).get('pc-stream') !== 'manifests'));
+      const toycoExpected = sorted([
+        ...expectedIndexes(0, limit2, ['C00', 'C01']),
+        ...expectedIndexes(0, limit2, ['C02'], (i) => originRecord(i, TOPICS).eventTimeMs < c02EndMs),
+        ...expectedIndexes(limit1, limit2, ['C05']),
+      ]);
+      expect(toycoRead.problems).toEqual([]);
+      expect(duplicatesOf(toycoRead.indexes)).toEqual([]);
+      expect(sorted(toycoRead.indexes)).toEqual(toycoExpected);
+      // ToyCo owns C00: its manifests in full (the record's own headers too), and nothing of RedCo's C03.
+      const toycoManifests = toycoMessages.filter((m) => headersOf(m).get('pc-stream') === 'manifests');
+      expect(toycoManifests.map((m) => [m.key, m.payload, headersOf(m).get('h-cargo'), headersOf(m).get('pc-offset')])).toEqual(
+        manifests.slice(0, 3).map((record) => [record.topic, Buffer.from(record.payload).toString(), 'plastic toy ducks', String(record.offset)]),
+      );
+      expect(toycoMessages.filter((m) => m.key === 'C03' || m.key === 'C04' || m.key === 'AURORA')).toEqual([]);
+
+      const redcoMessages = kcatConsume(bootstrap, `customer.${redco}`);
+      const redcoRead = checkTopic(redcoMessages.filter((m) => headersOf(m).get('pc-stream') !== 'manifests'));
+      expect(redcoRead.problems).toEqual([]);
+      expect(duplicatesOf(redcoRead.indexes)).toEqual([]);
+      expect(sorted(redcoRead.indexes)).toEqual(expectedIndexes(0, limit1, ['C03', 'C04']));
+      expect(redcoMessages.filter((m) => headersOf(m).get('pc-stream') === 'manifests').map((m) => m.payload)).toEqual([Buffer.from(manifests[3]!.payload).toString()]);
+
+      const duckMessages = kcatConsume(bootstrap, `customer.${duck}`);
+      expect(duckMessages.map((m) => [m.key, JSON.parse(m.payload!) as unknown])).toEqual([
+        ['C00', { status: 'in-transit', port: 'JPTYO', at: new Date(BASE_MS).toISOString() }],
+        ['C00', { status: 'in-transit', port: 'JPTYO', at: new Date(BASE_MS + 60_000).toISOString() }],
+        ['C00', { status: 'arrived', port: 'SGSIN', at: new Date(BASE_MS + 120_000).toISOString() }],
+      ]);
+      for (const message of duckMessages) {
+        const h = headersOf(message);
+        // Identity kept, the record's own headers (cargo) not.
+        expect([h.get('pc-origin'), h.get('pc-stream'), h.get('pc-topic')]).toEqual(['AURORA', 'manifests', 'C00']);
+        expect([...h.keys()].filter((name) => name.startsWith('h-'))).toEqual([]);
+      }
+      // Not asserted (it depends on where the kills land): aborted copies a read_uncommitted consumer would see.
+      const uncommitted = kcatConsume(bootstrap, `customer.${toyco}`, 'read_uncommitted').length;
+      process.stderr.write(
+        `[customer-topics] ${KILLS} kill -9s; origin records ${limit2} (${limit1} before the revocation); customer.${toyco} ${toycoMessages.length} ` +
+          `(read_uncommitted: ${uncommitted}), customer.${redco} ${redcoMessages.length}, customer.${duck} ${duckMessages.length}\n`,
+      );
+    },
+  );
+});
