@@ -349,7 +349,8 @@ export async function logVerify(target: LogTarget, options: { json?: boolean }, 
   if (options.json) {
     io.out.write(`${JSON.stringify({ path: target.path, ...report })}\n`);
   } else if (report.ok) {
-    io.out.write(`OK: ${target.path}: ${report.streams} streams, ${report.topics} topics, ${report.records} records checked in ${seconds} s\n`);
+    const sparse = report.sparseTopics > 0 ? ` (${report.sparseTopics} sparse: a filtered feed's, offsets unique but not dense)` : '';
+    io.out.write(`OK: ${target.path}: ${report.streams} streams, ${report.topics} topics${sparse}, ${report.records} records checked in ${seconds} s\n`);
   } else {
     io.out.write(`PROBLEMS in ${target.path} (${report.problems.length}${report.problems.length >= 100 ? ', first 100 shown' : ''}):\n`);
     for (const problem of report.problems) io.out.write(`  ${problem}\n`);

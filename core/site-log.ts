@@ -56,6 +56,17 @@ export interface ReplicateContext {
   /** The sending site (authenticated by the receiving endpoint). */
   readonly sender: string;
   readonly placement?: SenderPlacement;
+  /**
+   * The sender is a filtered feed (a carrier's link to a customer's own endpoint, carrying
+   * only what that customer may see): its topics may skip offsets (records the customer may
+   * not see, e.g. before its custody window) and records below a topic's next offset may
+   * still arrive later (custody widened). The sink then stores each identity it does not
+   * hold yet, wherever it falls, and drops the ones it holds (checked one by one, not by the
+   * next offset). Identities never change. A sink that cannot store sparse topics refuses
+   * the batch (`OffsetGapError`) as it would any gap. Set by the receiving endpoint from its
+   * own configuration of that sender (`ingest.peers[].sparse`), never by the sender.
+   */
+  readonly sparse?: boolean;
 }
 
 /** The copy path: records that already have an identity, arriving from another site. */
@@ -63,7 +74,8 @@ export interface ReplicaSink {
   /**
    * Stores the records that are not yet held, at their own offsets, all or nothing, and
    * resolves once they are durable. A record whose offset would leave a gap is refused
-   * (`OffsetGapError`), and so is one that contradicts a held record's origin (`TopicForkError`).
+   * (`OffsetGapError`) unless `context.sparse`, and so is one that contradicts a held record's
+   * origin (`TopicForkError`).
    * A sink may use `context` to keep the sender's cursor durably with the records (Kafka does);
    * one that ignores it stays correct, since senders resend and duplicates are dropped.
    */

@@ -44,8 +44,14 @@ export const DEFAULT_INGEST_LIMITS: IngestLimits = {
 
 export interface IngestOptions {
   readonly sink: ReplicaSink;
-  /** Sending sites this site accepts, each with the token it issued to it. */
-  readonly peers: readonly { readonly site: string; readonly token: string }[];
+  /**
+   * Sending sites this site accepts, each with the token it issued to it. `sparse`: the peer
+   * is a filtered feed (a carrier's link to this customer endpoint): its topics may skip
+   * offsets and fill in later, and the sink stores them as a sparse replica
+   * (`ReplicateContext.sparse`). Decided here, by the receiver's configuration of the
+   * sender, so an ordinary replica still refuses gaps whatever a sender claims.
+   */
+  readonly peers: readonly { readonly site: string; readonly token: string; readonly sparse?: boolean }[];
   readonly limits?: Partial<IngestLimits>;
   readonly registry?: Registry;
 }
@@ -189,7 +195,11 @@ export function registerIngestRoutes(app: FastifyInstance, options: IngestOption
     }
     const placement = placementFrom(request.headers);
     try {
-      const result = await options.sink.replicate(batch.records, { sender: peer.site, ...(placement === undefined ? {} : { placement }) });
+      const result = await options.sink.replicate(batch.records, {
+        sender: peer.site,
+        ...(placement === undefined ? {} : { placement }),
+        ...(peer.sparse === true ? { sparse: true } : {}),
+      });
       stats.batchesAccepted += 1;
       stats.recordsStored += result.stored;
       stats.duplicatesDropped += result.duplicates;

@@ -49,6 +49,10 @@ export function createRecordsSchema(db: Database): void {
       PRIMARY KEY (stream_id, position)
     ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
+    -- Topics written by a sparse sender (a filtered feed to a customer's endpoint): their
+    -- offsets increase but may skip, and a record below the last one may arrive later.
+    -- Added in the same transaction as the first such record; read by the log and by verify.
+    CREATE TABLE IF NOT EXISTS sparse_topics (topic_id INTEGER PRIMARY KEY);
   `);
 }
 

@@ -23,7 +23,12 @@
  *    plus the unindexed tail, both of which derive from committed records only.
  * 3. An identity is stored once. `replicate` drops a record below the topic's next offset
  *    as a duplicate after checking its origin and refuses one above it (a gap), so a copy
- *    never skips or repeats an offset. `verify` checks it on disk.
+ *    never skips or repeats an offset. `verify` checks it on disk. A sparse sender (a filtered
+ *    feed to a customer's endpoint, `ReplicateContext.sparse`) is the one exception: its
+ *    topics are marked sparse (table `sparse_topics`, in the same transaction) and take any
+ *    identity not yet held, checked one by one (the index, then the unindexed tail through
+ *    the writer connection, which also sees this flush's rows), so offsets increase but may
+ *    skip, and a record below a topic's last offset may arrive later (custody widened).
  * 4. Group commit. Calls arriving in the same turn of the event loop are written in one
  *    transaction. A replicated batch is validated in full before any of it is written, so
  *    one caller's refused batch never fails the others and needs nothing undone. Each
@@ -67,6 +72,7 @@ import {
   type NewRecord,
   type ReadLimits,
   type RecordHeaders,
+  type ReplicateContext,
   type ReplicateResult,
   type SiteLog,
   type StreamPage,
@@ -162,6 +168,8 @@ interface TopicState {
   droppedBytes: number;
   lastPosition: number;
   lastAppendMs: number;
+  /** Written by a sparse sender: offsets may skip and fill in later (sparse_topics). */
+  sparse: boolean;
   /** The flush that last saved the values below, so a rollback can put them back. */
   stamp: number;
   savedNextOffset: number;
@@ -200,7 +208,7 @@ class PendingWrite {
   result: LogRecord[] | ReplicateResult | undefined = undefined;
   refusal: unknown = undefined;
   constructor(
-    readonly kind: 'append' | 'replicate',
+    readonly kind: 'append' | 'replicate' | 'sparse',
     readonly records: readonly NewRecord[] | readonly LogRecord[],
     readonly resolve: (result: never) => void,
     readonly reject: (error: unknown) => void,
@@ -229,6 +237,8 @@ class FlushChanges {
   readonly createdTopics: TopicState[] = [];
   readonly createdStreams: StreamState[] = [];
   readonly createdSites: string[] = [];
+  /** Topics this flush marked sparse (unmarked again on a rollback). */
+  readonly sparsified: TopicState[] = [];
   constructor(readonly stamp: number) {}
 }
 
@@ -255,6 +265,7 @@ function newTopicState(id: number, stream: StreamState, name: string, firstOffse
     droppedBytes,
     lastPosition: 0,
     lastAppendMs: 0,
+    sparse: false,
     stamp: 0,
     savedNextOffset: 0,
     savedAppendedBytes: 0,
@@ -331,6 +342,7 @@ export class SqliteLog implements SiteLog {
         insertSite: this.db.prepare(`INSERT INTO sites (name) VALUES (?)`),
         insertStream: this.db.prepare(`INSERT INTO streams (name) VALUES (?)`),
         insertTopic: this.db.prepare(`INSERT INTO topics (stream_id, name) VALUES (?, ?)`),
+        markSparse: this.db.prepare(`INSERT OR IGNORE INTO sparse_topics (topic_id) VALUES (?)`),
         insertMark: this.db.prepare(`INSERT OR REPLACE INTO time_marks (stream_id, position, at_ms) VALUES (?, ?, ?)`),
         getCursor: this.db.prepare(`SELECT position FROM cursors WHERE name = ?`).pluck(),
         putCursor: this.db.prepare(
@@ -456,6 +468,10 @@ export class SqliteLog implements SiteLog {
       const state = newTopicState(id, stream, name, firstOffset, droppedBytes);
       stream.topics.add(state);
       this.topicsById.set(id, state);
+    }
+    for (const topicId of this.db.prepare(`SELECT topic_id FROM sparse_topics`).pluck().all() as number[]) {
+      const topic = this.topicsById.get(topicId);
+      if (topic !== undefined) topic.sparse = true;
     }
 
     // Statistics over the indexed prefix, then the unindexed tail on top.
@@ -619,8 +635,9 @@ export class SqliteLog implements SiteLog {
     this.enqueue(new PendingWrite('append', records, resolve, reject));
   };
 
-  replicate(records: readonly LogRecord[]): Promise<ReplicateResult> {
-    return new Promise((resolve, reject) => this.enqueue(new PendingWrite('replicate', records, resolve, reject)));
+  replicate(records: readonly LogRecord[], context?: ReplicateContext): Promise<ReplicateResult> {
+    const kind = context?.sparse === true ? 'sparse' : 'replicate';
+    return new Promise((resolve, reject) => this.enqueue(new PendingWrite(kind, records, resolve, reject)));
   }
 
   private enqueue(write: PendingWrite): void {
@@ -659,6 +676,17 @@ export class SqliteLog implements SiteLog {
           const stored = this.applyAppend(write.records as readonly NewRecord[], nowMs, changes);
           written += stored.length;
           write.result = stored;
+        } else if (write.kind === 'sparse') {
+          let result: ReplicateResult;
+          try {
+            result = this.applySparse(write.records as readonly LogRecord[], changes);
+          } catch (error) {
+            if (!(error instanceof TopicForkError)) throw error;
+            write.refusal = error;
+            continue;
+          }
+          written += result.stored;
+          write.result = result;
         } else {
           const records = write.records as readonly LogRecord[];
           try {
@@ -739,6 +767,7 @@ export class SqliteLog implements SiteLog {
 
   /** Puts the in-memory caches back to what the file holds after a rollback. */
   private restore(changes: FlushChanges): void {
+    for (const topic of changes.sparsified) topic.sparse = false;
     for (const state of changes.topics) {
       state.nextOffset = state.savedNextOffset;
       state.appendedBytes = state.savedAppendedBytes;
@@ -865,9 +894,13 @@ export class SqliteLog implements SiteLog {
     }
     stream.nextPosition = position + 1;
     stream.liveBytes += payload.byteLength;
-    topic.nextOffset = offset + 1;
+    // Only a sparse topic's late record (custody widened) lands below the next offset: the
+    // topic's end and its last record stay where they are.
+    if (offset >= topic.nextOffset) {
+      topic.nextOffset = offset + 1;
+      topic.lastPosition = position;
+    }
     topic.appendedBytes += payload.byteLength;
-    topic.lastPosition = position;
     topic.lastAppendMs = ingestTimeMs;
   }
 
@@ -928,6 +961,111 @@ export class SqliteLog implements SiteLog {
     const highWater: TopicHighWater[] = [];
     for (const topic of touched) highWater.push({ stream: topic.stream.name, topic: topic.name, nextOffset: topic.nextOffset });
     return { stored, duplicates, highWater };
+  }
+
+  /**
+   * A sparse sender's batch: each identity not held yet is stored wherever it falls, each one
+   * held is dropped (a different origin there is a fork: the whole batch is refused before
+   * anything of it is written). Offsets at or past a topic's next offset cannot be held, so
+   * live records cost no lookup; one below it is looked up (`sparseHeld`).
+   */
+  private applySparse(records: readonly LogRecord[], changes: FlushChanges): ReplicateResult {
+    const insert: boolean[] = new Array<boolean>(records.length).fill(false);
+    const seen = new Map<string, Set<number>>();
+    const lookups = new Map<TopicState, number[]>();
+    const looked: number[] = [];
+    for (let i = 0; i < records.length; i += 1) {
+      const record = records[i]!;
+      const key = topicKey(record.stream, record.topic);
+      let offsets = seen.get(key);
+      if (offsets === undefined) seen.set(key, (offsets = new Set()));
+      if (offsets.has(record.offset)) continue; // twice in one batch: the first counts
+      offsets.add(record.offset);
+      const topic = this.topicState(record.stream, record.topic);
+      if (topic === undefined || record.offset >= topic.nextOffset) {
+        insert[i] = true;
+        continue;
+      }
+      // Below what retention kept: it was held once (or expired unseen); never stored again.
+      if (record.offset < topic.firstOffset) continue;
+      let wanted = lookups.get(topic);
+      if (wanted === undefined) lookups.set(topic, (wanted = []));
+      wanted.push(record.offset);
+      looked.push(i);
+    }
+    const held = new Map<TopicState, Map<number, number>>();
+    for (const [topic, offsets] of lookups) held.set(topic, this.sparseHeld(topic, offsets));
+    for (const i of looked) {
+      const record = records[i]!;
+      const originId = held.get(this.topicState(record.stream, record.topic)!)?.get(record.offset);
+      if (originId === undefined) {
+        insert[i] = true;
+        continue;
+      }
+      if (this.siteIds.get(record.origin) !== originId) {
+        throw new TopicForkError(record.stream, record.topic, record.offset, this.siteNames.get(originId) ?? this.readSiteName(originId), record.origin);
+      }
+    }
+    let stored = 0;
+    let duplicates = 0;
+    const touched = new Set<TopicState>();
+    for (let i = 0; i < records.length; i += 1) {
+      const record = records[i]!;
+      const topic = this.topicOf(record.stream, record.topic, changes);
+      touched.add(topic);
+      if (!insert[i]) {
+        duplicates += 1;
+        continue;
+      }
+      if (!topic.sparse) {
+        topic.sparse = true;
+        this.sql.markSparse.run(topic.id);
+        changes.sparsified.push(topic);
+      }
+      this.insert(topic, record.offset, this.siteIdOf(record.origin, changes), record.eventTimeMs, record.ingestTimeMs, record.headers, record.payload);
+      stored += 1;
+    }
+    const highWater: TopicHighWater[] = [];
+    for (const topic of touched) highWater.push({ stream: topic.stream.name, topic: topic.name, nextOffset: topic.nextOffset });
+    return { stored, duplicates, highWater };
+  }
+
+  /**
+   * Which of these offsets (all below the topic's next offset) the log holds, and their
+   * origin ids: the index (committed, through the reader), then everything past the indexed
+   * position through the writer connection, which sees this flush's rows once the buffered
+   * ones are inserted.
+   */
+  private sparseHeld(topic: TopicState, offsets: readonly number[]): Map<number, number> {
+    const streamId = topic.stream.id;
+    if (topic.stream.rowCount > 0) this.insertBuffered(topic.stream);
+    const found = new Map<number, number>();
+    let indexedPosition = 0;
+    if (this.indexExists(streamId)) {
+      this.reader.exec('BEGIN');
+      try {
+        indexedPosition =
+          (this.readerStatement('progress', () => `SELECT indexed_position FROM ix.progress WHERE stream_id = ?`).pluck().get(streamId) as number | undefined) ?? 0;
+        const lookup = this.readerStatement(
+          `ixo:${streamId}`,
+          () => `SELECT r.origin_id FROM ix.${indexTable(streamId)} i JOIN main.${recordsTable(streamId)} r ON r.position = i.position
+                 WHERE i.topic_id = ? AND i.topic_offset = ?`,
+        );
+        for (const offset of offsets) {
+          const origin = lookup.pluck().get(topic.id, offset) as number | undefined;
+          if (origin !== undefined) found.set(offset, origin);
+        }
+      } finally {
+        this.reader.exec('COMMIT');
+      }
+    }
+    const wanted = new Set(offsets);
+    const tail = this.db
+      .prepare(`SELECT topic_offset, origin_id FROM ${recordsTable(streamId)} WHERE position > ? AND topic_id = ?`)
+      .raw()
+      .iterate(indexedPosition, topic.id) as IterableIterator<[number, number]>;
+    for (const [offset, origin] of tail) if (wanted.has(offset)) found.set(offset, origin);
+    return found;
   }
 
   // ----- reading -------------------------------------------------------------------------
@@ -1011,6 +1149,10 @@ export class SqliteLog implements SiteLog {
       ) as RecordRow | undefined;
       if (row !== undefined && row.topic_offset === start) return [row];
     }
+    if (topic.sparse) {
+      this.readSparseTopicRows(topic, start, maxRecords, take);
+      return rows;
+    }
     const hasIndex = this.indexExists(streamId);
     this.reader.exec('BEGIN');
     try {
@@ -1048,6 +1190,41 @@ export class SqliteLog implements SiteLog {
       this.reader.exec('COMMIT');
     }
     return rows;
+  }
+
+  /**
+   * A sparse topic's records from `start` in offset order: a late record (custody widened)
+   * may sit in the unindexed tail below offsets already indexed, so both are read from
+   * `start` and merged instead of the tail continuing after the index.
+   */
+  private readSparseTopicRows(topic: TopicState, start: number, maxRecords: number, take: (row: RecordRow) => boolean): void {
+    const streamId = topic.stream.id;
+    const candidates: RecordRow[] = [];
+    const hasIndex = this.indexExists(streamId);
+    this.reader.exec('BEGIN');
+    try {
+      let indexedPosition = 0;
+      if (hasIndex) {
+        indexedPosition =
+          (this.readerStatement('progress', () => `SELECT indexed_position FROM ix.progress WHERE stream_id = ?`).pluck().get(streamId) as number | undefined) ?? 0;
+        const indexed = this.readerStatement(
+          `ix:${streamId}`,
+          () => `SELECT r.* FROM ix.${indexTable(streamId)} i JOIN main.${recordsTable(streamId)} r ON r.position = i.position
+                 WHERE i.topic_id = ? AND i.topic_offset >= ? ORDER BY i.topic_offset LIMIT ?`,
+        );
+        for (const row of indexed.iterate(topic.id, start, maxRecords) as IterableIterator<RecordRow>) if (row.topic_id === topic.id) candidates.push(row);
+      }
+      const tail = this.readerStatement(
+        `stail:${streamId}`,
+        () => `SELECT * FROM main.${recordsTable(streamId)} WHERE position > ? AND topic_id = ? AND topic_offset >= ?
+               ORDER BY topic_offset LIMIT ?`,
+      );
+      for (const row of tail.iterate(indexedPosition, topic.id, start, maxRecords) as IterableIterator<RecordRow>) candidates.push(row);
+    } finally {
+      this.reader.exec('COMMIT');
+    }
+    candidates.sort((a, b) => a.topic_offset - b.topic_offset);
+    for (const row of candidates) if (!take(row)) break;
   }
 
   async readTopic(stream: string, topic: string, fromOffset: number, limits?: ReadLimits): Promise<LogRecord[]> {

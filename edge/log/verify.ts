@@ -13,6 +13,8 @@ export interface VerifyReport {
   readonly streams: number;
   readonly topics: number;
   readonly records: number;
+  /** Topics written by a sparse sender (checked for unique offsets, not dense ones). */
+  readonly sparseTopics: number;
 }
 
 const MAX_PROBLEMS = 100;
@@ -29,6 +31,7 @@ export function verifyLog(path: string, onProgress?: (line: string) => void): Ve
   let records = 0;
   let topicsCount = 0;
   let streamsCount = 0;
+  let sparseTopics = 0;
   try {
     // One snapshot per file, the index's taken first: a site writing meanwhile (new topics,
     // retention) then cannot show up half-seen as problems, and every index entry refers to
@@ -53,12 +56,18 @@ export function verifyLog(path: string, onProgress?: (line: string) => void): Ve
     );
     topicsCount = topics.size;
     const sites = new Set((db.prepare(`SELECT id FROM sites`).pluck().all() as number[]));
+    // Topics a sparse sender wrote (a filtered feed to a customer's endpoint): offsets must
+    // still be unique and the origin's, but may skip, and a late record sits after later ones.
+    const hasSparse = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sparse_topics'`).get() !== undefined;
+    const sparse = new Set(hasSparse ? (db.prepare(`SELECT topic_id FROM sparse_topics`).pluck().all() as number[]) : []);
+    sparseTopics = sparse.size;
     for (const stream of streams) {
       onProgress?.(`verify: stream ${stream.name}: dense offsets and unique identities…`);
       const exists = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?`).get(recordsTable(stream.id));
       if (exists === undefined) continue;
       // Ordered by (topic, offset): each topic must run first_offset, first_offset+1, … with
-      // no gap and no repeat, and positions must increase with offsets.
+      // no gap and no repeat, and positions must increase with offsets (a sparse topic: no
+      // repeat only).
       const rows = db
         .prepare(`SELECT topic_id, topic_offset, position, origin_id FROM ${recordsTable(stream.id)} ORDER BY topic_id, topic_offset`)
         .iterate() as IterableIterator<{ topic_id: number; topic_offset: number; position: number; origin_id: number }>;
@@ -80,6 +89,10 @@ export function verifyLog(path: string, onProgress?: (line: string) => void): Ve
         }
         if (row.topic_offset < expected) {
           problem(`${stream.name}/${topic.name}: offset ${row.topic_offset} stored twice`);
+        } else if (sparse.has(row.topic_id)) {
+          // Sparse: a skip is what the feed left out; positions follow arrival, not offsets.
+          expected = row.topic_offset + 1;
+          continue;
         } else if (row.topic_offset > expected) {
           problem(`${stream.name}/${topic.name}: offsets ${expected}..${row.topic_offset - 1} missing`);
         }
@@ -117,5 +130,5 @@ export function verifyLog(path: string, onProgress?: (line: string) => void): Ve
     index?.close();
     db.close();
   }
-  return { ok: problems.length === 0, problems, streams: streamsCount, topics: topicsCount, records };
+  return { ok: problems.length === 0, problems, streams: streamsCount, topics: topicsCount, records, sparseTopics };
 }
