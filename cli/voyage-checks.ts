@@ -89,10 +89,12 @@ const sameRecord = (a: RecordJson, b: RecordJson) =>
 export async function shipTopicsArePrefixes(ship: SiteProcess, shore: SiteProcess, topics: readonly string[], token: string): Promise<string[]> {
   const differences: string[] = [];
   for (const topic of topics) {
+    // From the first record the ship still holds (retention aboard removes a topic's oldest, forwarded ones).
     const aboard = await readTopic(ship, 'containers', topic, token);
-    const ashore = await readTopic(shore, 'containers', topic, token, 0, aboard.length);
-    const at = aboard.findIndex((record, index) => ashore[index] === undefined || !sameRecord(record, ashore[index]!));
-    if (at >= 0 || ashore.length !== aboard.length) differences.push(`containers/${topic}: ${ship.name} holds ${aboard.length} records, ${shore.name} ${ashore.length} of them${at >= 0 ? `, first different at offset ${at}` : ''}`);
+    const first = aboard[0]?.offset ?? 0;
+    const ashore = await readTopic(shore, 'containers', topic, token, first, first + aboard.length);
+    const at = aboard.findIndex((record, index) => record.offset !== first + index || ashore[index] === undefined || !sameRecord(record, ashore[index]!));
+    if (at >= 0 || ashore.length !== aboard.length) differences.push(`containers/${topic}: ${ship.name} holds ${aboard.length} records from offset ${first}, ${shore.name} ${ashore.length} of them${at >= 0 ? `, first different at offset ${first + at}` : ''}`);
   }
   return differences;
 }
@@ -114,6 +116,10 @@ export interface VoyageObservations {
   alertLatencyMs: Record<string, number | undefined>;
   /** Records the ship still had to send a port's site when it sailed from there (-1: unknown). */
   lagAtDeparture: Record<string, number>;
+  /** The ship's containers topics' next offsets when it sailed from its first port, everything sent there. */
+  shipAtFirstSailing: Map<string, number> | undefined;
+  /** The same once its link to that port stopped sending readings: nothing past these went over that link. */
+  shipAtFirstLinkDown: Map<string, number> | undefined;
 }
 
 export interface CheckContext {
@@ -129,6 +135,102 @@ export interface CheckContext {
   readonly shoresIdentical: { ok: boolean; detail: string };
   readonly shipIdentical: { ok: boolean; detail: string };
   readonly faults: boolean;
+  /** The TTL of the ship's containers stream (retention aboard, step 7); undefined: none configured. */
+  readonly shipContainersTtlMs: number | undefined;
+}
+
+/** Retention runs about once a second on marks stamped about once a second: a record past its TTL is gone within this. */
+const RETENTION_SLACK_MS = 5000;
+/** How long the check waits for retention aboard to have removed what is due. */
+const RETENTION_WAIT_MS = 60_000;
+
+interface TopicSummary {
+  readonly topic: string;
+  readonly firstOffset: number;
+  readonly nextOffset: number;
+  readonly records: number;
+}
+
+/**
+ * Step 7's last clause: retention on the ship removes what was forwarded and expired, never what
+ * was not yet forwarded. "Forwarded" is the log's rule: past the cursor of every link that carries
+ * the stream (mustForward; docs/LOG.md). The ship's link to its first port stops sending readings
+ * when it sails, so what the ship held then (everything sent, its backlog 0) is forwarded once the
+ * later ports' links have passed it, and nothing written after that link stopped can be. Checked
+ * against HQ's copy of every record (its ingest time aboard) and the ship's own link cursors.
+ */
+async function checkShipRetention(context: CheckContext, histories: ReadonlyMap<string, RecordJson[]>, check: (step: number, what: string, ok: boolean, detail: string) => void): Promise<void> {
+  const { ship, observations: seen } = context;
+  const ttlMs = context.shipContainersTtlMs;
+  if (ttlMs === undefined) return;
+  const forwardedBelow = seen.shipAtFirstSailing;
+  const unforwardedFrom = seen.shipAtFirstLinkDown;
+  if (forwardedBelow === undefined || unforwardedFrom === undefined) {
+    check(7, `retention on the ship removes what was forwarded and expired, never what was not yet forwarded`, false, `not measured: ${forwardedBelow === undefined ? 'what the ship held when it sailed from its first port' : 'what it held when that link stopped'} is unknown`);
+    return;
+  }
+  const summaries = async () => new Map((await ship.getJson<{ topics: TopicSummary[] }>('/v1/summaries/containers?maxTopics=5000', context.tokens.ops, 60_000)).topics.map((topic) => [topic.topic, topic]));
+  // The ship's part of each topic at HQ: its records up to the handoff, if any.
+  const aboardOnce = (id: string) => (histories.get(id) ?? []).filter((record) => record.origin === ship.name);
+  let held = await summaries();
+  let nowMs = Date.now();
+  /** Forwarded (below what the ship held when it sailed from its first port) and past the TTL by the slack, yet still aboard. */
+  const overdue = () => {
+    let count = 0;
+    for (const [id, below] of forwardedBelow) {
+      const first = held.get(id)?.firstOffset ?? 0;
+      count += aboardOnce(id).filter((record) => record.offset >= first && record.offset < below && Date.parse(record.ingestTime) < nowMs - ttlMs - RETENTION_SLACK_MS).length;
+    }
+    return count;
+  };
+  const deadline = Date.now() + RETENTION_WAIT_MS;
+  while (overdue() > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    held = await summaries();
+    nowMs = Date.now();
+  }
+  let removed = 0;
+  let removedUnexpired = 0;
+  let removedUnforwarded = 0;
+  let unforwarded = 0;
+  let unforwardedExpired = 0;
+  let unforwardedMissing = 0;
+  for (const [id, topic] of held) {
+    const written = aboardOnce(id);
+    removed += topic.firstOffset;
+    for (const record of written) {
+      if (record.offset < topic.firstOffset) {
+        // Removed: it must have been expired (its TTL measured from its ingest aboard) and forwarded.
+        if (Date.parse(record.ingestTime) > nowMs - ttlMs + 1000) removedUnexpired += 1;
+        if (record.offset >= (unforwardedFrom.get(id) ?? 0)) removedUnforwarded += 1;
+      } else if (record.offset >= (unforwardedFrom.get(id) ?? 0)) {
+        unforwarded += 1;
+        if (Date.parse(record.ingestTime) < nowMs - ttlMs) unforwardedExpired += 1;
+      }
+    }
+    // Nothing past the first port's link is gone: the ship still holds every such record, densely.
+    const from = unforwardedFrom.get(id) ?? 0;
+    if (topic.firstOffset > from) unforwardedMissing += Math.min(topic.firstOffset, topic.nextOffset) - from;
+    if (topic.nextOffset - topic.firstOffset !== topic.records) unforwardedMissing += topic.nextOffset - topic.firstOffset - topic.records;
+  }
+  const stillDue = overdue();
+  // The ship's own view: each link's records past its cursor (its lag) are all still aboard.
+  const links = (await ship.getJson<{ links: { name: string; lag: { stream: string; records: number }[] }[] }>('/v1/links')).links;
+  const lags = links.map((link) => ({ name: link.name, records: link.lag.find((entry) => entry.stream === 'containers')?.records }));
+  const heldRecords = [...held.values()].reduce((sum, topic) => sum + topic.records, 0);
+  const maxLag = Math.max(0, ...lags.map((lag) => lag.records ?? 0));
+  check(
+    7,
+    `retention on the ship removed what was forwarded and expired`,
+    removed > 0 && stillDue === 0 && removedUnexpired === 0 && removedUnforwarded === 0,
+    `${removed} containers records removed aboard (TTL ${ttlMs / 1000} s), ${removedUnexpired} of them before their TTL, ${removedUnforwarded} written after the first port's link stopped; ${stillDue} forwarded and past their TTL still aboard`,
+  );
+  check(
+    7,
+    `retention on the ship never removed what was not yet forwarded`,
+    unforwarded > 0 && unforwardedExpired > 0 && unforwardedMissing === 0 && removedUnforwarded === 0 && heldRecords >= maxLag,
+    `${unforwarded} records not yet forwarded over every link all still aboard (${unforwardedExpired} of them past their TTL), ${unforwardedMissing} missing; ${heldRecords} held aboard ≥ every link's backlog (${lags.map((lag) => `${lag.name} ${lag.records ?? 'n/a'}`).join(', ')})`,
+  );
 }
 
 /** Every check of the seven steps, in order. */
@@ -272,6 +374,7 @@ export async function checkSteps(context: CheckContext): Promise<StepCheck[]> {
   // 7. Afterwards: identical everywhere; a consumer moves between ports without gap or duplicate.
   check(7, 'every shore site holds identical records at identical offsets', context.shoresIdentical.ok, context.shoresIdentical.detail);
   check(7, `the ship's records are identical at HQ`, context.shipIdentical.ok, context.shipIdentical.detail);
+  await checkShipRetention(context, histories, check);
   if (through !== undefined && secondSite !== undefined) {
     const lastSite = siteAt(last.port.code);
     const all = histories.get(through.id) ?? [];

@@ -26,6 +26,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PortcallError } from '../core/index.js';
+import { HANDOFF_HEADER } from '../core/writership.js';
 import { FleetEmulator } from '../devices/emulator/index.js';
 import { buildTimeline, linkStateOf, voyageScenario, type Scenario, type VoyageTimeline } from '../devices/fleet/index.js';
 import { distanceNm, portByCode } from '../devices/sea-lanes/index.js';
@@ -36,12 +37,44 @@ import { checkSteps, shipTopicsArePrefixes, type StepCheck, type VoyageObservati
 import { SiteProcess } from './voyage-sites.js';
 
 /**
- * Longest wall time the ship waits in port for the port to hold its backlog. A handoff record
- * still in that backlog when the ship sails never reaches the port (its link is down at sea),
- * and the port then refuses the container's ashore readings for the rest of the voyage: on a
- * loaded CI machine a minute was not enough (the voyage stalled after Singapore).
+ * Longest wall time the ship waits in port, an hour before sailing, for the port to hold the
+ * handoff records of the containers unloaded there. A handoff record the port does not hold when
+ * the ship sails never reaches it (the port link is down at sea), and the port then refuses the
+ * container's ashore readings for the rest of the voyage (twice in CI: the fleet's clock stopped
+ * at day 9.7). So the ship never sails without them: past this bound the voyage fails, saying
+ * which records the port lacks, instead of sailing on into a stall.
  */
-const SAILING_HOLD_MAX_MS = 240_000;
+const SAILING_HOLD_MAX_MS = 300_000;
+/**
+ * Once the port holds the handoff records, how long the ship also waits for the rest of its
+ * backlog to that port (what step 3 checks: nothing left when it sailed). Past it the ship sails
+ * and the backlog left is noted (and that check fails), but the voyage goes on.
+ */
+const SAILING_BACKLOG_MAX_MS = 240_000;
+/** How often, while the ship is held in port, the port is asked whether it holds the handoff records. */
+const HANDOFF_ASK_EVERY_MS = 1000;
+/**
+ * Longest wall time a terminal's devices may have messages unacknowledged without any being
+ * acknowledged: a port that refuses a container's readings (it was never handed the topic) would
+ * otherwise have its devices resend them forever and the voyage never finish.
+ */
+const TERMINAL_STALL_MAX_MS = 120_000;
+/**
+ * Retention aboard (DESIGN step 7): the ship's containers readings expire after this long (wall
+ * time, as the log's TTL runs), so that in a voyage of a few minutes the ship removes what it
+ * has forwarded and keeps what it has not. "Forwarded" is the log's rule (mustForward): every
+ * link that carries the stream has it past its cursor (docs/LOG.md, Retention).
+ */
+const SHIP_CONTAINERS_TTL_HOURS = 0.01;
+/** The whole voyage, start to verification, in wall time: past it the demo fails instead of running on. */
+const VOYAGE_MAX_MS = 30 * 60_000;
+
+/** The voyage could not go on: a stalled port, a handoff that never arrived. */
+export class VoyageStalledError extends PortcallError {
+  constructor(message: string) {
+    super('VOYAGE_STALLED', message);
+  }
+}
 const SHORE_SITES = ['TOKYO', 'SINGAPORE', 'SYDNEY', 'HQ'] as const;
 /** Shore replication: ports both ways along the route, every port to headquarters. */
 const SHORE_LINKS: readonly (readonly [string, string])[] = [
@@ -138,6 +171,12 @@ function desiredStates(timeline: VoyageTimeline, ship: string, links: readonly S
     states[link.site] = linkStateOf(window);
   }
   return states;
+}
+
+/** A link none of whose windows is docked (up): it only ever sends alerts, or nothing. */
+function neverUp(link: ShipLink): boolean {
+  const windows = link.port === undefined ? [link.elsewhere] : [link.docked, link.coastal, link.elsewhere];
+  return windows.every((window) => linkStateOf(window) !== 'up');
 }
 
 /** The demo's fixed sites against the scenario: one ship, links only to the demo's shore sites. */
@@ -293,7 +332,6 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
       stoppers.push(() => site.stop());
     }
     const controlToken = randomBytes(16).toString('hex');
-    const states = desiredStates(timeline, SHIP, scenarioLinks, timeline.startMs);
     const ship = new SiteProcess(
       SHIP,
       'edge',
@@ -306,12 +344,20 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
         // Readings every 5 minutes: silent means two missed readings.
         detectors: { silenceMinutes: 11 },
         handoffToken,
+        streams: { containers: { ttlHours: SHIP_CONTAINERS_TTL_HOURS } },
         links: shipLinks.map(([, to]) => ({
           name: to,
           url: proxies.get(to)?.url() ?? `http://127.0.0.1:${httpPorts.get(to)!}`,
           token: tokenOf(SHIP, to),
           controlToken,
-          state: states[to],
+          // Down until the voyage sets each link's state, also after the kill -9: a ship restarted
+          // at sea must not bring up its link to a port it left (its configured state) even for a moment.
+          state: 'down',
+          // A link that is never up, only metered (headquarters over the satellite), sends alerts
+          // and nothing else: it carries only them, or its cursors of the other streams would
+          // never move and retention aboard, which waits for every link carrying a stream, would
+          // never remove a reading.
+          ...(neverUp(scenarioLinks.find((link) => link.site === to)!) ? { streams: ['alerts'] } : {}),
           ...QUICK_LINK,
         })),
       },
@@ -353,7 +399,7 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
     const handoffs = timeline.containers
       .flatMap((container) => container.moves.filter((move) => move.ship === SHIP && portSites.has(move.unload.code) && !((lostAtMs.get(container.id) ?? Number.POSITIVE_INFINITY) < move.unloadMs)).map((move) => ({ container: container.id, to: portSites.get(move.unload.code)!, atMs: move.unloadMs, done: false })))
       .sort((a, b) => a.atMs - b.atMs);
-    const done = driveSafely({ options, scenario, timeline, sites, ship, proxies, emulator, portEmulators, portSites, scenarioLinks, handoffs, handoffToken, controlToken, applied: { ...states }, dataDir, tokens }).then((report) => {
+    const done = driveSafely({ options, scenario, timeline, sites, ship, proxies, emulator, portEmulators, portSites, scenarioLinks, handoffs, handoffToken, controlToken, applied: {}, dataDir, tokens }).then((report) => {
       // A voyage that did not hold keeps its sites' data and logs for a look.
       if (!report.ok) removeData = false;
       return report;
@@ -401,7 +447,9 @@ async function driveSafely(context: DriveContext): Promise<VoyageReport> {
     return await drive(context);
   } catch (error) {
     const cause = (error as Error).cause as Error | undefined;
-    context.options.out.write(`\nvoyage: FAILED: ${(error as Error).message}${cause === undefined ? '' : ` (${cause.message})`}\n${(error as Error).stack ?? ''}\n`);
+    const code = error instanceof PortcallError ? ` (${error.code})` : '';
+    context.options.out.write(`\nvoyage: FAILED${code}: ${(error as Error).message}${cause === undefined ? '' : ` (${cause.message})`}\n${(error as Error).stack ?? ''}\n`);
+    context.options.out.write(`  FAILED: the voyage did not hold; the sites' data and logs are in ${context.dataDir}\n`);
     return { ok: false, records: {}, differences: [(error as Error).message], alertLatencyMs: {}, faults: [], steps: [], dataDir: context.dataDir };
   }
 }
@@ -434,6 +482,8 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     alertAheadOfBacklog: undefined,
     alertLatencyMs: {},
     lagAtDeparture: {},
+    shipAtFirstSailing: undefined,
+    shipAtFirstLinkDown: undefined,
   };
   const alertLatency = observations.alertLatencyMs;
   const startedAt = performance.now();
@@ -471,7 +521,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     const alerts = Object.entries(alertSeenAt)
       .filter(([, at]) => at !== undefined)
       .map(([site]) => site);
-    const line = `day ${day.padStart(4)}  ${new Date(simTimeMs).toISOString().slice(0, 16).replace('T', ' ')}  ${place}  |  links: ${links}${alerts.length > 0 ? `  |  ${overboard?.container} overboard alert at ${alerts.join(', ')}` : ''}`;
+    const line = `day ${day.padStart(4)}  ${new Date(simTimeMs).toISOString().slice(0, 16).replace('T', ' ')}  ${place}${holdNote === '' ? '' : `  |  ${holdNote}`}  |  links: ${links}${alerts.length > 0 ? `  |  ${overboard?.container} overboard alert at ${alerts.join(', ')}` : ''}`;
     out.write(out.isTTY ? `\r${line.slice(0, (out.columns ?? 200) - 1)}\u001b[K` : `${line}\n`);
   };
 
@@ -574,7 +624,27 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     }
   };
 
-  const sailingHeld = new Map<number, number | undefined>();
+  /** Each port call where the ship's sailing is held: since when (wall), when the port held every handoff record, which it holds. */
+  const sailingHeld = new Map<number, { sinceMs: number | undefined; handoffsHeldAtMs: number | undefined; askedAtMs: number; held: Set<string> }>();
+  /** What holds the ship in port, for the status line. */
+  let holdNote = '';
+  /** Does the port's site hold this handoff record: at its offset, written by the ship, handing the topic to the port? */
+  const portHoldsHandoff = async (site: string, handoff: { container: string; offset: number }) => {
+    try {
+      const response = await fetch(`${sites.get(site)!.url}/v1/streams/containers/topics/${handoff.container}/records?from=${handoff.offset}&maxRecords=1`, { signal: AbortSignal.timeout(10_000), headers: { authorization: `Bearer ${opsToken}` } });
+      if (!response.ok) return false;
+      const record = ((await response.json()) as { records: { origin: string; offset: number; headers: Record<string, string> }[] }).records[0];
+      return record !== undefined && record.offset === handoff.offset && record.origin === SHIP && record.headers[HANDOFF_HEADER] === site;
+    } catch {
+      // The port busy: not known to hold it yet; asked again in a second.
+      return false;
+    }
+  };
+  const firstPortSite = context.portSites.get(aurora.calls[0]!.port.code);
+  /** The ship's containers topics: each one's next offset (what it has written of it). */
+  const shipNextOffsets = async () => new Map((await ship.getJson<{ topics: { topic: string; nextOffset: number }[] }>('/v1/summaries/containers?maxTopics=5000', opsToken, 60_000)).topics.map((topic) => [topic.topic, topic.nextOffset]));
+  /** Per terminal (port site): acknowledged messages when last seen moving, and when. */
+  const terminalProgress = new Map<string, { acknowledged: number; atMs: number }>();
   // The overboard alert is polled on its own timer from the moment it can exist, so the
   // latency measured is the alert's, not this loop's (which waits on handoffs and links).
   let alertPoller: NodeJS.Timeout | undefined;
@@ -600,12 +670,18 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
       const wanted = desiredStates(timeline, SHIP, context.scenarioLinks, simTimeMs);
       for (const [link, state] of Object.entries(wanted)) {
         if (context.applied[link] === state) continue;
+        const before = context.applied[link];
         try {
           await setLinkState(context, link, state);
           context.applied[link] = state;
         } catch {
           // the ship restarting; try again next round
           continue;
+        }
+        // The first port's link no longer sends readings: nothing the ship holds from now on can
+        // have been forwarded over it (retention aboard must keep all of that).
+        if (link === firstPortSite && before === 'up' && state !== 'up' && observations.shipAtFirstLinkDown === undefined) {
+          observations.shipAtFirstLinkDown = await shipNextOffsets().catch(() => undefined);
         }
         // Faults: a port link dropped mid-transfer, so many ms after it came up docked.
         const drop = drops.find((candidate) => !candidate.started && candidate.site === link && state === 'up' && where.kind === 'berthed' && where.port.code === candidate.port);
@@ -645,9 +721,10 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     if (simTimeMs >= overboardAtMs && alertPoller === undefined) alertPoller = setInterval(pollAlerts, 200);
     // In port the link has hours of simulated time but only seconds of wall time: hold the
     // clock nearly still until the ship's backlog to that port has drained, as it would in hours.
-    // And the ship does not sail before the port holds everything it has (the port's link would
-    // have had the hours to send it): the clock stops an hour before departure until the backlog
-    // is gone (at most SAILING_HOLD_MAX_MS of wall time per port), and how much was left is noted.
+    // And the ship does not sail before the port holds the handoff records of the containers
+    // unloaded there (asked at the port, through its read API) and, if it comes within
+    // SAILING_BACKLOG_MAX_MS, the rest of the backlog: the clock stops an hour before departure
+    // until then, and how much was left is noted.
     if (where.kind === 'berthed' && restarting === undefined) {
       const site = context.portSites.get(where.port.code);
       let backlog = 0;
@@ -661,15 +738,48 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
       const holdAtMs = call.departMs - 3_600_000;
       if (site !== undefined && callIndex < aurora.calls.length - 1 && !sailingHeld.has(callIndex)) {
         // The fleet's clock waits an hour before departure.
-        sailingHeld.set(callIndex, undefined);
+        sailingHeld.set(callIndex, { sinceMs: undefined, handoffsHeldAtMs: undefined, askedAtMs: 0, held: new Set() });
         for (const each of emulators) each.holdAt(holdAtMs);
       }
-      if (sailingHeld.has(callIndex) && observations.lagAtDeparture[site!] === undefined && simTimeMs >= holdAtMs) {
-        if (sailingHeld.get(callIndex) === undefined) sailingHeld.set(callIndex, Date.now());
-        // Let go once the port holds everything (or after a minute): note what was left.
-        if (backlog === 0 || Date.now() - sailingHeld.get(callIndex)! > SAILING_HOLD_MAX_MS) {
+      const hold = sailingHeld.get(callIndex);
+      if (hold !== undefined && observations.lagAtDeparture[site!] === undefined && simTimeMs >= holdAtMs) {
+        hold.sinceMs ??= Date.now();
+        const dueHere = context.handoffs.filter((handoff) => handoff.to === site && handoff.atMs <= holdAtMs);
+        const madeHere = observations.handoffs.filter((handoff) => handoff.to === site);
+        if (dueHere.every((handoff) => handoff.done) && Date.now() - hold.askedAtMs >= HANDOFF_ASK_EVERY_MS) {
+          hold.askedAtMs = Date.now();
+          for (const handoff of madeHere) if (!hold.held.has(handoff.container) && (await portHoldsHandoff(site!, handoff))) hold.held.add(handoff.container);
+        }
+        const handoffsHeld = dueHere.every((handoff) => handoff.done) && madeHere.every((handoff) => hold.held.has(handoff.container));
+        if (handoffsHeld && hold.handoffsHeldAtMs === undefined) {
+          hold.handoffsHeldAtMs = Date.now();
+          if (madeHere.length > 0) out.write(`${out.isTTY ? '\n' : ''}port: ${site} holds the handoff records of ${madeHere.map((handoff) => handoff.container).join(', ')} (asked at ${site}), ${((hold.handoffsHeldAtMs - hold.sinceMs) / 1000).toFixed(1)} s into ${SHIP}'s last hour in port\n`);
+        }
+        const waitedMs = Date.now() - hold.sinceMs;
+        holdNote = `holding departure: ${site} holds ${hold.held.size} of ${dueHere.length} handoff records, ${Number.isFinite(backlog) ? backlog : '?'} records left to send (${(waitedMs / 1000).toFixed(0)} s)`;
+        // Leaving the first port with nothing left to send it: what the ship holds now has been
+        // forwarded there (asked after the snapshot, so nothing in it is still on its way).
+        if (callIndex === 0 && backlog === 0 && observations.shipAtFirstSailing === undefined) {
+          const held = await shipNextOffsets().catch(() => undefined);
+          let after = Number.POSITIVE_INFINITY;
+          try {
+            after = lagOf((await linkViews(ship)).find((view) => view.name === site));
+          } catch {
+            // not answering: not known; taken again next round
+          }
+          if (after === 0) observations.shipAtFirstSailing = held;
+          else backlog = after;
+        }
+        if (handoffsHeld && (backlog === 0 || Date.now() - hold.handoffsHeldAtMs! > SAILING_BACKLOG_MAX_MS)) {
           observations.lagAtDeparture[site!] = Number.isFinite(backlog) ? backlog : -1;
+          holdNote = '';
           for (const each of emulators) each.holdAt(undefined);
+          out.write(`${out.isTTY ? '\n' : ''}sailing: ${SHIP} leaves ${call.port.name} after ${(waitedMs / 1000).toFixed(1)} s held; ${site} holds its ${madeHere.length} handoff records, ${Number.isFinite(backlog) ? backlog : 'unknown'} records left to send\n`);
+        } else if (!handoffsHeld && waitedMs > SAILING_HOLD_MAX_MS) {
+          const missing = dueHere.filter((handoff) => !hold.held.has(handoff.container)).map((handoff) => handoff.container);
+          throw new VoyageStalledError(
+            `${SHIP} cannot sail from ${call.port.name}: after ${SAILING_HOLD_MAX_MS / 1000} s held in port, ${site} still does not hold the handoff records of ${missing.join(', ')} (${Number.isFinite(backlog) ? backlog : 'unknown'} records left to send on the link ${SHIP} → ${site}); sailing now would leave their ashore readings refused at ${site} for the rest of the voyage`,
+          );
         }
       }
       const wanted = backlog > 500 ? Math.min(options.acceleration, 120) : options.acceleration;
@@ -680,6 +790,23 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     } else if (acceleration !== options.acceleration) {
       acceleration = options.acceleration;
       setAcceleration(acceleration);
+    }
+    // A terminal whose devices' messages stay unacknowledged (its port refuses them) would
+    // resend them forever and the voyage would never finish: bounded, with the reason.
+    for (const [site, terminal] of portEmulators) {
+      const terminalStats = terminal.stats();
+      const seen = terminalProgress.get(site);
+      if (seen === undefined || terminalStats.acknowledged !== seen.acknowledged || terminalStats.published === terminalStats.acknowledged) {
+        terminalProgress.set(site, { acknowledged: terminalStats.acknowledged, atMs: Date.now() });
+      } else if (Date.now() - seen.atMs > TERMINAL_STALL_MAX_MS) {
+        const refused = await sites.get(site)!.metric('portcall_writer_refused_records_total').catch(() => Number.NaN);
+        throw new VoyageStalledError(
+          `the terminal's devices at ${site} have had ${terminalStats.published - terminalStats.acknowledged} messages unacknowledged for ${TERMINAL_STALL_MAX_MS / 1000} s (${site} has refused ${refused} records as not the writer of their topics; the devices' last error: ${terminalStats.lastError ?? 'none'}): a container unloaded there was never handed to ${site}, so its readings ashore cannot be stored and the voyage cannot finish`,
+        );
+      }
+    }
+    if (performance.now() - startedAt > VOYAGE_MAX_MS) {
+      throw new VoyageStalledError(`the voyage did not finish within ${VOYAGE_MAX_MS / 60_000} minutes of wall time (the fleet's clock at day ${((simTimeMs - timeline.startMs) / 86_400_000).toFixed(1)}${holdNote === '' ? '' : `; ${holdNote}`})`);
     }
     if (performance.now() - lastStatusAt > 1000) {
       lastStatusAt = performance.now();
@@ -693,6 +820,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   out.write(`\nvoyage: the fleet has finished (${((performance.now() - startedAt) / 1000).toFixed(0)} s); waiting for every link to drain…\n`);
 
   // Quiescence: the ship's link to its last port (berthed) and every shore link have nothing left.
+  const drainStartedAt = performance.now();
   const deadline = Date.now() + 180_000;
   for (;;) {
     await Promise.all([SHIP, ...alertSites].map(pollAlert));
@@ -713,6 +841,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     await sleep(500);
   }
   clearInterval(alertPoller);
+  const verifyStartedAt = performance.now();
 
   // The shore sites compare every stream carrier operations may see; the ship (which holds no
   // access records or custody) compares what it wrote: its ships and alerts whole, and each of
@@ -722,7 +851,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   const shoreUrls = SHORE_SITES.map((name) => sites.get(name)!.url);
   const shores = await verifySites(shoreUrls, { token: opsToken });
   const shipWhole = await verifySites([ship.url, hq.url], { token: opsToken, streams: ['ships', 'alerts'] });
-  const topicsOf = async (site: SiteProcess, stream: string) => (await site.getJson<{ topics: { topic: string; records: number }[] }>(`/v1/summaries/${stream}?maxTopics=5000`, opsToken, 120_000)).topics;
+  const topicsOf = async (site: SiteProcess, stream: string) => (await site.getJson<{ topics: { topic: string; firstOffset: number; nextOffset: number; records: number }[] }>(`/v1/summaries/${stream}?maxTopics=5000`, opsToken, 120_000)).topics;
   const shipContainers = await topicsOf(ship, 'containers');
   const shipPrefixes = await shipTopicsArePrefixes(ship, hq, shipContainers.map((topic) => topic.topic), opsToken);
   const shipDifferences = [...shipWhole.differences, ...shipPrefixes];
@@ -731,8 +860,10 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   const records: Record<string, number> = {};
   for (const [name, site] of sites) records[name] = await recordsHeld(site, opsToken);
   // What HQ holds beyond the ship's records: readings written ashore after handoffs, and its own.
-  const shipHeld = new Map(shipContainers.map((topic) => [topic.topic, topic.records]));
-  const writtenAshore = (await topicsOf(hq, 'containers')).reduce((sum, topic) => sum + topic.records - (shipHeld.get(topic.topic) ?? 0), 0);
+  // What the ship wrote of each topic (its next offset: retention aboard may have removed the oldest).
+  const shipWrote = new Map(shipContainers.map((topic) => [topic.topic, topic.nextOffset]));
+  const removedAboard = shipContainers.reduce((sum, topic) => sum + topic.nextOffset - topic.records, 0);
+  const writtenAshore = (await topicsOf(hq, 'containers')).reduce((sum, topic) => sum + topic.records - (shipWrote.get(topic.topic) ?? 0), 0);
   const checks = await accessChecks(hq, context.tokens, overboard?.container ?? 'Y07');
   const alertLatencyMs: Record<string, number | undefined> = {};
   for (const site of alertSites) alertLatencyMs[site] = alertLatency[site];
@@ -747,11 +878,12 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     shoresIdentical: { ok: shores.differences.length === 0, detail: `${shores.sites.length} sites, ${shores.topics} topics in ${shores.streams} streams, ${shores.differences.length} differ` },
     shipIdentical: { ok: shipDifferences.length === 0, detail: `${shipTopics} of ${SHIP}'s topics compared with HQ, ${shipDifferences.length} differ` },
     faults: options.faults,
+    shipContainersTtlMs: SHIP_CONTAINERS_TTL_HOURS * 3_600_000,
   }).catch((error: unknown): StepCheck[] => [{ step: 0, what: 'the seven steps could be checked', ok: false, detail: `${(error as Error).message}${(error as Error).cause === undefined ? '' : ` (${((error as Error).cause as Error).message})`}` }]);
   const ok = differences.length === 0 && alertSites.every((site) => alertLatencyMs[site] !== undefined) && checks.every(([, passed]) => passed) && steps.every((step) => step.ok);
   out.write('\nvoyage: verification\n');
   for (const [name, count] of Object.entries(records)) out.write(`  ${name.padEnd(9)} ${count} records\n`);
-  out.write(`  HQ holds ${SHIP}'s records, ${writtenAshore} written ashore by the ports after handoffs (${observations.handoffs.length} containers handed over) and ${records.HQ! - records[SHIP]! - writtenAshore} of its own (access, custody)\n`);
+  out.write(`  HQ holds ${SHIP}'s records (and ${removedAboard} more it has since removed by retention aboard), ${writtenAshore} written ashore by the ports after handoffs (${observations.handoffs.length} containers handed over) and ${records.HQ! - records[SHIP]! - removedAboard - writtenAshore} of its own (access, custody)\n`);
   out.write(
     differences.length === 0
       ? `  all ${shores.sites.length} shore sites hold identical records at identical offsets: ${shores.topics} topics in ${shores.streams} streams compared by content hash; ${SHIP}'s containers, ships and alerts (${shipTopics} topics) identical at HQ (a container handed over at a port: the ship's part of its topic)\n`
@@ -766,6 +898,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   for (const fault of faults) out.write(`  fault injected: ${fault}\n`);
   out.write(`\nvoyage: the seven steps of the brief (DESIGN.md), checked at the sites\n`);
   for (const step of steps) out.write(`  [step ${step.step}] ${step.ok ? 'ok    ' : 'FAILED'} ${STEP_NAMES[step.step] ?? ''}: ${step.what} (${step.detail})\n`);
+  out.write(`  wall time: sailing ${((drainStartedAt - startedAt) / 1000).toFixed(0)} s, links drained in ${((verifyStartedAt - drainStartedAt) / 1000).toFixed(0)} s, verification ${((performance.now() - verifyStartedAt) / 1000).toFixed(0)} s\n`);
   const where = ok && options.dataDir === undefined ? 'the sites\' data and logs go when the demo stops (--data-dir keeps them)' : `the sites' data and logs are in ${context.dataDir}`;
   out.write(`  ${ok ? 'OK' : 'FAILED'}: the voyage ${ok ? 'tells its story' : 'did not hold'}; ${where}\n`);
   return { ok, records, differences, alertLatencyMs, faults, steps, dataDir: context.dataDir };
