@@ -24,6 +24,7 @@ import { afterAll, expect, it } from 'vitest';
 
 import type { LogRecord } from '../core/index.js';
 import { BATCH_CONTENT_TYPE, Compression, encodeBatch } from '../edge/link/index.js';
+import { startKafkaBroker, type KafkaBroker } from '../tools/kafka/index.js';
 import { describeKafka, kafkaBootstrap } from './support/kafka.js';
 import { OriginSender, originRecord, topicOf } from './support/origin-sender.js';
 import { startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
@@ -36,7 +37,8 @@ const TOKEN = 'aurora-to-shore-token-0001';
 const BOOTSTRAP = 'bootstrap-admin-token-for-customer-topics-0001';
 const BASE_MS = 1_763_769_600_000; // the origin log's first event time
 const C02_ENDS_AT_INDEX = 600; // C02's ToyCo window ends at the event time of origin record 600
-const KILLS = 3;
+const KILLS = 5;
+const BROKER_KILLS = 2;
 
 interface KcatMessage {
   partition: number;
@@ -119,6 +121,121 @@ function duplicatesOf(indexes: readonly number[]): number[] {
 
 const sorted = (values: readonly number[]) => [...values].sort((a, b) => a - b);
 
+/**
+ * A Kafka-backed shore site with access control: started once plain to set up ToyCo, RedCo and
+ * a consignee (service principals, custody windows, tokens written to files), then restarted
+ * with their customer topics configured. The caller starts the second run.
+ */
+async function customerSite(bootstrap: string, dir: string) {
+  const run = randomBytes(3).toString('hex');
+  const toyco = `toyco-${run}`;
+  const redco = `redco-${run}`;
+  const duck = `duck-${run}`;
+  writeFileSync(join(dir, 'access.key'), 'k'.repeat(48));
+  writeFileSync(join(dir, 'bootstrap.token'), BOOTSTRAP);
+  const base = {
+    site: `CUST${run}`,
+    dataDir: dir,
+    log: { backend: 'kafka', kafka: { brokers: [bootstrap], topicPrefix: `cust${run}`, partitions: 3 } },
+    http: { host: '127.0.0.1', port: 0 },
+    ingest: { peers: [{ site: 'AURORA', token: TOKEN }] },
+    access: { keyFile: join(dir, 'access.key'), bootstrapTokenFile: join(dir, 'bootstrap.token') },
+  };
+  let url: string | undefined;
+  let child: PortcallProcess | undefined;
+  const start = async (config: string) => {
+    child = startPortcall(['shore', '--config', config]);
+    cleanups.push(() => child!.kill9());
+    url = (await child.waitFor(/HTTP on (http:\/\/[\d.]+:\d+)/, 90_000))[1];
+  };
+  const admin = async (method: 'POST' | 'DELETE', path: string, body?: unknown) => {
+    const response = await fetch(`${url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${BOOTSTRAP}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await response.text();
+    if (response.status !== 200) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  };
+
+  // 1. Access, set up at the site (its admin API appends to Kafka): three organisations and
+  //    their service principals, custody windows, tokens in files for the configuration.
+  await start(writeYaml(join(dir, 'plain.yaml'), base));
+  const from = new Date(BASE_MS - 3_600_000).toISOString();
+  await admin('POST', '/v1/access/orgs', { id: toyco, kind: 'customer', name: 'ToyCo' });
+  await admin('POST', '/v1/access/orgs', { id: redco, kind: 'customer', name: 'RedCo' });
+  await admin('POST', '/v1/access/orgs', { id: duck, kind: 'consignee', name: 'Duck Shop' });
+  await admin('POST', '/v1/access/principals', { id: `kafka@${toyco}`, org: toyco, kind: 'service', roles: ['customer'] });
+  await admin('POST', '/v1/access/principals', { id: `kafka@${redco}`, org: redco, kind: 'service', roles: ['customer'] });
+  await admin('POST', '/v1/access/principals', { id: `kafka@${duck}`, org: duck, kind: 'service', roles: ['consignee'] });
+  for (const container of ['C00', 'C01']) await admin('POST', '/v1/access/custody', { container, org: toyco, from });
+  await admin('POST', '/v1/access/custody', { container: 'C02', org: toyco, from, to: new Date(originRecord(C02_ENDS_AT_INDEX, TOPICS).eventTimeMs).toISOString() });
+  for (const container of ['C03', 'C04']) await admin('POST', '/v1/access/custody', { container, org: redco, from });
+  await admin('POST', '/v1/access/custody', { container: 'C00', org: duck, as: 'consignee', from });
+  const tokens: Record<string, { tokenId: string; token: string }> = {};
+  for (const org of [toyco, redco, duck]) {
+    const issued = await admin('POST', '/v1/access/tokens', { principal: `kafka@${org}` });
+    tokens[org] = { tokenId: issued.tokenId as string, token: issued.token as string };
+    writeFileSync(join(dir, `${org}.token`), `${issued.token as string}\n`);
+  }
+  await child!.stop();
+
+  // 2. The same site with customer topics. The consignee reads manifests only.
+  const config = writeYaml(join(dir, 'customers.yaml'), {
+    ...base,
+    log: {
+      backend: 'kafka',
+      kafka: {
+        ...base.log.kafka,
+        customerTopics: [
+          { id: toyco, tokenFile: join(dir, `${toyco}.token`) },
+          { id: redco, tokenFile: join(dir, `${redco}.token`) },
+          { id: duck, tokenFile: join(dir, `${duck}.token`), streams: ['manifests'] },
+        ],
+      },
+    },
+  });
+
+  const metric = async (name: string, labels: string): Promise<number | undefined> => {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const line = text.split('\n').find((candidate) => candidate.startsWith(`${name}{`) && candidate.includes(labels));
+    return line === undefined ? undefined : Number(line.split(' ').at(-1));
+  };
+  /** Until the customer's position in every stream is at the stream's end (lag 0). */
+  const caughtUp = async (customer: string, streams: readonly string[], timeoutMs = 90_000) => {
+    const deadlineMs = Date.now() + timeoutMs;
+    for (;;) {
+      const lags = await Promise.all(streams.map((stream) => metric('portcall_customer_topic_lag_records', `customer="${customer}",stream="${stream}"`)));
+      if (lags.every((lag) => lag === 0)) return;
+      if (Date.now() > deadlineMs) throw new Error(`${customer} not caught up: lags ${JSON.stringify(lags)}`);
+      await sleep(250);
+    }
+  };
+  return {
+    run,
+    toyco,
+    redco,
+    duck,
+    tokens,
+    from,
+    config,
+    url: () => url,
+    start: () => start(config),
+    kill9: async () => {
+      await child!.kill9();
+      url = undefined;
+    },
+    stop: async () => {
+      await child!.stop();
+      url = undefined;
+    },
+    admin,
+    metric,
+    caughtUp,
+  };
+}
+
 const dataDir = mkdtempSync(join(tmpdir(), 'portcall-customer-topics-'));
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
@@ -132,76 +249,9 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
     { timeout: 300_000 },
     async () => {
       const bootstrap = kafkaBootstrap()!;
-      const run = randomBytes(3).toString('hex');
-      const toyco = `toyco-${run}`;
-      const redco = `redco-${run}`;
-      const duck = `duck-${run}`;
-      writeFileSync(join(dataDir, 'access.key'), 'k'.repeat(48));
-      writeFileSync(join(dataDir, 'bootstrap.token'), BOOTSTRAP);
-      const base = {
-        site: `CUST${run}`,
-        dataDir,
-        log: { backend: 'kafka', kafka: { brokers: [bootstrap], topicPrefix: `cust${run}`, partitions: 3 } },
-        http: { host: '127.0.0.1', port: 0 },
-        ingest: { peers: [{ site: 'AURORA', token: TOKEN }] },
-        access: { keyFile: join(dataDir, 'access.key'), bootstrapTokenFile: join(dataDir, 'bootstrap.token') },
-      };
-      let url: string | undefined;
-      let child: PortcallProcess | undefined;
-      const start = async (config: string) => {
-        child = startPortcall(['shore', '--config', config]);
-        cleanups.push(() => child!.kill9());
-        url = (await child.waitFor(/HTTP on (http:\/\/[\d.]+:\d+)/, 90_000))[1];
-      };
-      const admin = async (method: 'POST' | 'DELETE', path: string, body?: unknown) => {
-        const response = await fetch(`${url}${path}`, {
-          method,
-          headers: { authorization: `Bearer ${BOOTSTRAP}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        });
-        const text = await response.text();
-        if (response.status !== 200) throw new Error(`${method} ${path}: ${response.status} ${text}`);
-        return JSON.parse(text) as Record<string, unknown>;
-      };
-
-      // 1. Access, set up at the site (its admin API appends to Kafka): three organisations and
-      //    their service principals, custody windows, tokens in files for the configuration.
-      await start(writeYaml(join(dataDir, 'plain.yaml'), base));
-      const from = new Date(BASE_MS - 3_600_000).toISOString();
-      await admin('POST', '/v1/access/orgs', { id: toyco, kind: 'customer', name: 'ToyCo' });
-      await admin('POST', '/v1/access/orgs', { id: redco, kind: 'customer', name: 'RedCo' });
-      await admin('POST', '/v1/access/orgs', { id: duck, kind: 'consignee', name: 'Duck Shop' });
-      await admin('POST', '/v1/access/principals', { id: `kafka@${toyco}`, org: toyco, kind: 'service', roles: ['customer'] });
-      await admin('POST', '/v1/access/principals', { id: `kafka@${redco}`, org: redco, kind: 'service', roles: ['customer'] });
-      await admin('POST', '/v1/access/principals', { id: `kafka@${duck}`, org: duck, kind: 'service', roles: ['consignee'] });
-      for (const container of ['C00', 'C01']) await admin('POST', '/v1/access/custody', { container, org: toyco, from });
-      await admin('POST', '/v1/access/custody', { container: 'C02', org: toyco, from, to: new Date(originRecord(C02_ENDS_AT_INDEX, TOPICS).eventTimeMs).toISOString() });
-      for (const container of ['C03', 'C04']) await admin('POST', '/v1/access/custody', { container, org: redco, from });
-      await admin('POST', '/v1/access/custody', { container: 'C00', org: duck, as: 'consignee', from });
-      const tokens: Record<string, { tokenId: string; token: string }> = {};
-      for (const org of [toyco, redco, duck]) {
-        const issued = await admin('POST', '/v1/access/tokens', { principal: `kafka@${org}` });
-        tokens[org] = { tokenId: issued.tokenId as string, token: issued.token as string };
-        writeFileSync(join(dataDir, `${org}.token`), `${issued.token as string}\n`);
-      }
-      await child!.stop();
-
-      // 2. The same site with customer topics. The consignee reads manifests only.
-      const config = writeYaml(join(dataDir, 'customers.yaml'), {
-        ...base,
-        log: {
-          backend: 'kafka',
-          kafka: {
-            ...base.log.kafka,
-            customerTopics: [
-              { id: toyco, tokenFile: join(dataDir, `${toyco}.token`) },
-              { id: redco, tokenFile: join(dataDir, `${redco}.token`) },
-              { id: duck, tokenFile: join(dataDir, `${duck}.token`), streams: ['manifests'] },
-            ],
-          },
-        },
-      });
-      await start(config);
+      const site = await customerSite(bootstrap, mkdtempSync(join(dataDir, 'kills-')));
+      const { toyco, redco, duck, tokens, from, admin, metric, caughtUp } = site;
+      await site.start();
 
       // Manifests of C00 (the consignee sees them as coarse statuses) and of C03 (RedCo's, in full).
       const manifest = (topic: string, offset: number, type: string, port: string): LogRecord => ({
@@ -215,7 +265,7 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
         payload: Buffer.from(JSON.stringify({ type, port, ship: 'AURORA', ts: BASE_MS + offset * 60_000 })),
       });
       const manifests = [manifest('C00', 0, 'loaded', 'JPTYO'), manifest('C00', 1, 'departed', 'JPTYO'), manifest('C00', 2, 'arrived', 'SGSIN'), manifest('C03', 0, 'loaded', 'SGSIN')];
-      const posted = await fetch(`${url}/v1/batches`, {
+      const posted = await fetch(`${site.url()}/v1/batches`, {
         method: 'POST',
         headers: { 'content-type': BATCH_CONTENT_TYPE, authorization: `Bearer ${TOKEN}` },
         body: encodeBatch({ sender: 'AURORA', records: manifests }, Compression.None),
@@ -230,35 +280,20 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
         seed ^= seed << 5;
         return (seed >>> 0) / 0x100000000;
       };
-      const placement = { stream: 'origin-log', incarnation: `cust-${run}` };
-      const sender = new OriginSender({ url: () => url, token: TOKEN, topics: TOPICS, batchRecords: 300, random, placement });
+      const placement = { stream: 'origin-log', incarnation: `cust-${site.run}` };
+      const sender = new OriginSender({ url: site.url, token: TOKEN, topics: TOPICS, batchRecords: 300, random, placement });
       const sending = sender.run();
       for (let kill = 0; kill < KILLS; kill++) {
-        await sleep(1_500 + Math.floor(random() * 1_500));
-        await child!.kill9();
-        url = undefined;
-        await start(config);
-        const recovered = (await sender.askPosition(url!)) ?? 0;
+        await sleep(800 + Math.floor(random() * 1_500));
+        await site.kill9();
+        await site.start();
+        const recovered = (await sender.askPosition(site.url()!)) ?? 0;
         if (recovered > sender.position) sender.position = recovered;
       }
       await sleep(1_000);
       const limit1 = sender.finishAt();
       await sending;
 
-      const metric = async (name: string, labels: string): Promise<number | undefined> => {
-        const text = await (await fetch(`${url}/metrics`)).text();
-        const line = text.split('\n').find((candidate) => candidate.startsWith(`${name}{`) && candidate.includes(labels));
-        return line === undefined ? undefined : Number(line.split(' ').at(-1));
-      };
-      const caughtUp = async (customer: string, streams: readonly string[]) => {
-        const deadlineMs = Date.now() + 90_000;
-        for (;;) {
-          const lags = await Promise.all(streams.map((stream) => metric('portcall_customer_topic_lag_records', `customer="${customer}",stream="${stream}"`)));
-          if (lags.every((lag) => lag === 0)) return;
-          if (Date.now() > deadlineMs) throw new Error(`${customer} not caught up: lags ${JSON.stringify(lags)}`);
-          await sleep(250);
-        }
-      };
       await caughtUp(toyco, ['containers', 'alerts', 'manifests']);
       await caughtUp(redco, ['containers', 'alerts', 'manifests']);
       await caughtUp(duck, ['manifests']);
@@ -266,7 +301,7 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       // 4. RedCo's token revoked; a window for C05 granted to ToyCo after its records were passed over.
       await admin('DELETE', `/v1/access/tokens/${tokens[redco]!.tokenId}`);
       await admin('POST', '/v1/access/custody', { container: 'C05', org: toyco, from });
-      const sender2 = new OriginSender({ url: () => url, token: TOKEN, topics: TOPICS, batchRecords: 300, random, placement });
+      const sender2 = new OriginSender({ url: site.url, token: TOKEN, topics: TOPICS, batchRecords: 300, random, placement });
       sender2.position = limit1;
       sender2.maxSent = limit1;
       const sending2 = sender2.run();
@@ -274,13 +309,13 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       const limit2 = sender2.finishAt();
       await sending2;
       await caughtUp(toyco, ['containers', 'alerts', 'manifests']);
-      const health = (await (await fetch(`${url}/healthz`)).json()) as { components: { component: string; status: string; reason?: string }[] };
+      const health = (await (await fetch(`${site.url()}/healthz`)).json()) as { components: { component: string; status: string; reason?: string }[] };
       const stage = health.components.find((component) => component.component === 'customer-topics');
       expect(stage?.status).toBe('degraded');
       expect(stage?.reason).toContain(redco);
       expect(await metric('portcall_customer_topic_held', `customer="${redco}"`)).toBe(1);
       expect(await metric('portcall_customer_topic_held', `customer="${toyco}"`)).toBe(0);
-      await child!.stop();
+      await site.stop();
 
       // 5. What a third-party consumer reads, read_committed.
       const c02EndMs = originRecord(C02_ENDS_AT_INDEX, TOPICS).eventTimeMs;
@@ -325,6 +360,68 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       process.stderr.write(
         `[customer-topics] ${KILLS} kill -9s; origin records ${limit2} (${limit1} before the revocation); customer.${toyco} ${toycoMessages.length} ` +
           `(read_uncommitted: ${uncommitted}), customer.${redco} ${redcoMessages.length}, customer.${duck} ${duckMessages.length}\n`,
+      );
+    },
+  );
+  it.skipIf(!kcatAvailable)(
+    `ToyCo's topic holds exactly ToyCo's records, once each, across ${BROKER_KILLS} kill -9s of the broker mid-stream`,
+    { timeout: 300_000 },
+    async () => {
+      // A broker of its own: the shared one must stay up for the other files.
+      const broker: KafkaBroker = await startKafkaBroker({ heapMb: 384, startTimeoutMs: 60_000 });
+      cleanups.push(() => broker.stop());
+      const site = await customerSite(broker.bootstrap, mkdtempSync(join(dataDir, 'broker-')));
+      const { toyco, redco, caughtUp } = site;
+      await site.start();
+      let seed = 0xbeef;
+      const random = () => {
+        seed ^= seed << 13;
+        seed ^= seed >>> 17;
+        seed ^= seed << 5;
+        return (seed >>> 0) / 0x100000000;
+      };
+      const sender = new OriginSender({ url: site.url, token: TOKEN, topics: TOPICS, batchRecords: 300, random, placement: { stream: 'origin-log', incarnation: `brk-${site.run}` } });
+      const sending = sender.run();
+      const outagesMs: number[] = [];
+      for (let kill = 0; kill < BROKER_KILLS; kill++) {
+        await sleep(2_000 + Math.floor(random() * 1_500));
+        broker.kill9();
+        const downAtMs = Date.now();
+        await sleep(2_000);
+        await broker.restart();
+        outagesMs.push(Date.now() - downAtMs);
+      }
+      await sleep(2_000);
+      const limit = sender.finishAt();
+      await Promise.race([
+        sending,
+        sleep(120_000).then(() => {
+          throw new Error(`sender did not finish: at ${sender.position} of ${limit}`);
+        }),
+      ]);
+      const caughtUpFromMs = Date.now();
+      await caughtUp(toyco, ['containers', 'alerts', 'manifests'], 120_000);
+      await caughtUp(redco, ['containers', 'alerts', 'manifests'], 120_000);
+      const catchUpMs = Date.now() - caughtUpFromMs;
+      const written = await site.metric('portcall_customer_topic_transactions_total', 'outcome="failed"');
+      await site.stop();
+
+      const c02EndMs = originRecord(C02_ENDS_AT_INDEX, TOPICS).eventTimeMs;
+      const toycoRead = checkTopic(kcatConsume(broker.bootstrap, `customer.${toyco}`));
+      expect(toycoRead.problems).toEqual([]);
+      expect(duplicatesOf(toycoRead.indexes)).toEqual([]);
+      expect(sorted(toycoRead.indexes)).toEqual(
+        sorted([...expectedIndexes(0, limit, ['C00', 'C01']), ...expectedIndexes(0, limit, ['C02'], (i) => originRecord(i, TOPICS).eventTimeMs < c02EndMs)]),
+      );
+      const redcoRead = checkTopic(kcatConsume(broker.bootstrap, `customer.${redco}`));
+      expect(redcoRead.problems).toEqual([]);
+      expect(duplicatesOf(redcoRead.indexes)).toEqual([]);
+      expect(sorted(redcoRead.indexes)).toEqual(expectedIndexes(0, limit, ['C03', 'C04']));
+      const uncommitted = kcatConsume(broker.bootstrap, `customer.${toyco}`, 'read_uncommitted').length;
+      process.stderr.write(
+        `[customer-topics] read_uncommitted customer.${toyco}: ${uncommitted}\n` +
+        `[customer-topics] ${BROKER_KILLS} broker kill -9s (outages ${outagesMs.join(', ')} ms); ${limit} origin records; customer.${toyco} ${toycoRead.indexes.length}, ` +
+          `customer.${redco} ${redcoRead.indexes.length}; failed stage transactions since the last site start ${String(written)}; caught up ${catchUpMs} ms after the sender finished\n`,
       );
     },
   );
