@@ -8,7 +8,7 @@
  * flow collections, so numbers, booleans and lists work.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../core/index.js';
 
@@ -262,14 +262,30 @@ const linkConfig = z
     retryInitialMs: z.number().int().min(1).max(600_000).default(200),
     retryMaxMs: z.number().int().min(1).max(3_600_000).default(30_000),
     /**
-     * Only records whose topic matches one of these patterns go over the link (a customer's
-     * own endpoint): `*` any run of characters, `?` one character, anything else literal.
+     * What goes over a link to a customer's own endpoint (docs/ACCESS.md). `topics`: only
+     * records whose topic matches one of these patterns (`*` any run of characters, `?` one
+     * character, anything else literal). `principal` (a service principal of the access
+     * records) or `tokenFile` (a file holding a token): only what that audience may see, in
+     * the form it may see it, judged record by record by the access policy; custody widened
+     * later sends the earlier records too. Both may be given (a record must pass both). The
+     * endpoint takes this link as a sparse sender (`ingest.peers[].sparse` there).
      */
     filter: z
       .strictObject({
         topics: z
           .array(z.string().min(1).max(200).regex(/^[^\s]+$/, 'must be a topic name or pattern without spaces'))
-          .min(1, 'list at least one topic or pattern (e.g. "Y*"); omit filter to send every topic'),
+          .min(1, 'list at least one topic or pattern (e.g. "Y*"); omit filter to send every topic')
+          .optional(),
+        principal: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/, 'must be a principal id of the access records').optional(),
+        tokenFile: z.string().min(1).optional(),
+      })
+      .superRefine((filter, context) => {
+        if (filter.topics === undefined && filter.principal === undefined && filter.tokenFile === undefined) {
+          context.addIssue({ code: 'custom', path: [], message: 'give topics, principal or tokenFile; omit filter to send every topic' });
+        }
+        if (filter.principal !== undefined && filter.tokenFile !== undefined) {
+          context.addIssue({ code: 'custom', path: ['tokenFile'], message: 'give principal or tokenFile, not both' });
+        }
       })
       .optional(),
   })
@@ -354,7 +370,18 @@ export const siteConfigSchema = z
     mqtt: mqttConfig.optional(),
     ingest: z
       .strictObject({
-        peers: z.array(z.strictObject({ site: siteName, token: z.string().min(16, 'must be at least 16 characters') })),
+        peers: z.array(
+          z.strictObject({
+            site: siteName,
+            token: z.string().min(16, 'must be at least 16 characters'),
+            /**
+             * This sender is a filtered feed (a carrier's link to this customer endpoint): its
+             * topics may skip offsets and fill in later; stored as a sparse replica (same
+             * identities). Off: gaps are refused, as from any ordinary peer.
+             */
+            sparse: z.boolean().default(false),
+          }),
+        ),
         maxBatchBytes: z.number().int().positive().default(16 * 1024 * 1024),
         maxDecompressedBytes: z.number().int().positive().default(64 * 1024 * 1024),
         maxRecordsPerBatch: z.number().int().positive().default(100_000),
@@ -413,6 +440,14 @@ export const siteConfigSchema = z
         });
       }
     }
+    if (config.log.backend === 'kafka' && (config.ingest?.peers.some((peer) => peer.sparse) ?? false)) {
+      context.addIssue({ code: 'custom', path: ['ingest', 'peers'], message: 'a sparse peer (a filtered feed) needs the embedded log (log.backend "sqlite")' });
+    }
+    config.links.forEach((link, index) => {
+      if ((link.filter?.principal !== undefined || link.filter?.tokenFile !== undefined) && config.access === undefined) {
+        context.addIssue({ code: 'custom', path: ['links', index, 'filter'], message: 'principal and tokenFile need an access: section (the policy decides what the link carries)' });
+      }
+    });
     if (config.log.backend === 'kafka' && config.mqtt !== undefined) {
       context.addIssue({
         code: 'custom',
@@ -459,11 +494,13 @@ export function applyEnvOverrides(document: Record<string, unknown>, env: NodeJS
       if (typeof next !== 'object' || next === null || Array.isArray(next)) target[key] = {};
       target = target[key] as Record<string, unknown>;
     }
-    let value: unknown;
+    // A value YAML cannot read cleanly (an unknown tag such as `!x`, say) is taken as the string given.
+    let value: unknown = raw;
     try {
-      value = parseYaml(raw);
+      const parsedValue = parseDocument(raw, { logLevel: 'silent' });
+      if (parsedValue.errors.length === 0 && parsedValue.warnings.length === 0) value = parsedValue.toJS();
     } catch {
-      value = raw;
+      // Not YAML (an alias bomb, say): the string as given.
     }
     target[path.at(-1)!] = value;
   }
@@ -479,9 +516,13 @@ export function loadSiteConfig(path: string | undefined, env: NodeJS.ProcessEnv 
     } catch (error) {
       throw new ConfigError(`cannot read config file ${path}: ${(error as Error).message}`);
     }
+    // Warnings too: an unknown tag (`!secret`, say) would otherwise become a plain string silently.
+    const yamlDocument = parseDocument(text, { logLevel: 'silent' });
+    const problem = yamlDocument.errors[0] ?? yamlDocument.warnings[0];
+    if (problem !== undefined) throw new ConfigError(`${path}: not valid YAML: ${problem.message}`);
     let parsed: unknown;
     try {
-      parsed = parseYaml(text);
+      parsed = yamlDocument.toJS();
     } catch (error) {
       throw new ConfigError(`${path}: not valid YAML: ${(error as Error).message}`);
     }

@@ -88,6 +88,12 @@ describe('site configuration', () => {
     const broken = join(dir, 'broken.yaml');
     writeFileSync(broken, 'site: [unclosed\n');
     expect(errorOf(() => loadSiteConfig(broken, {})).message).toContain(`${broken}: not valid YAML`);
+    // An unknown tag is refused rather than read as a plain string (and nothing is printed).
+    const tagged = join(dir, 'tagged.yaml');
+    writeFileSync(tagged, 'site: !secret AURORA\n');
+    expect(errorOf(() => loadSiteConfig(tagged, {})).message).toMatch(new RegExp(`${tagged}: not valid YAML: .*!secret`));
+    // In an environment override it is the string given, and validated as one.
+    expect(errorOf(() => loadSiteConfig(good, { PORTCALL_SITE: '!x' })).message).toMatch(/site: must be 1-64 letters/);
     expect(errorOf(() => loadSiteConfig(join(dir, 'missing.yaml'), {})).message).toContain('cannot read config file');
   });
 });
