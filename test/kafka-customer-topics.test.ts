@@ -39,6 +39,8 @@ const BASE_MS = 1_763_769_600_000; // the origin log's first event time
 const C02_ENDS_AT_INDEX = 600; // C02's ToyCo window ends at the event time of origin record 600
 const KILLS = 5;
 const BROKER_KILLS = 2;
+/** Records the site holds before its customer topics start, so the first kills land while the stage catches up. */
+const BACKLOG_RECORDS = 24_000;
 
 interface KcatMessage {
   partition: number;
@@ -126,7 +128,7 @@ const sorted = (values: readonly number[]) => [...values].sort((a, b) => a - b);
  * a consignee (service principals, custody windows, tokens written to files), then restarted
  * with their customer topics configured. The caller starts the second run.
  */
-async function customerSite(bootstrap: string, dir: string) {
+async function customerSite(bootstrap: string, dir: string, options: { backlogRecords?: number } = {}) {
   const run = randomBytes(3).toString('hex');
   const toyco = `toyco-${run}`;
   const redco = `redco-${run}`;
@@ -179,6 +181,16 @@ async function customerSite(bootstrap: string, dir: string) {
     tokens[org] = { tokenId: issued.tokenId as string, token: issued.token as string };
     writeFileSync(join(dir, `${org}.token`), `${issued.token as string}\n`);
   }
+  // A backlog the stage finds at its first start (so kills land while it catches up, inside its transactions).
+  const incarnation = `cust-${run}`;
+  let backlog = 0;
+  if (options.backlogRecords !== undefined) {
+    const preload = new OriginSender({ url: () => url, token: TOKEN, topics: TOPICS, batchRecords: 2_000, random: () => 1, placement: { stream: 'origin-log', incarnation } });
+    const preloading = preload.run();
+    for (const deadlineMs = Date.now() + 120_000; preload.position < options.backlogRecords && Date.now() < deadlineMs; ) await sleep(50);
+    backlog = preload.finishAt();
+    await preloading;
+  }
   await child!.stop();
 
   // 2. The same site with customer topics. The consignee reads manifests only.
@@ -214,6 +226,8 @@ async function customerSite(bootstrap: string, dir: string) {
   };
   return {
     run,
+    incarnation,
+    backlog,
     toyco,
     redco,
     duck,
@@ -249,7 +263,7 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
     { timeout: 300_000 },
     async () => {
       const bootstrap = kafkaBootstrap()!;
-      const site = await customerSite(bootstrap, mkdtempSync(join(dataDir, 'kills-')));
+      const site = await customerSite(bootstrap, mkdtempSync(join(dataDir, 'kills-')), { backlogRecords: BACKLOG_RECORDS });
       const { toyco, redco, duck, tokens, from, admin, metric, caughtUp } = site;
       await site.start();
 
@@ -272,7 +286,7 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       });
       expect(posted.status, await posted.text()).toBe(200);
 
-      // 3. The ship's log arrives while the site is killed with SIGKILL mid-stream.
+      // 3. The ship's log arrives (after the backlog) while the site is killed with SIGKILL mid-stream.
       let seed = 0xc0ffee;
       const random = () => {
         seed ^= seed << 13;
@@ -280,11 +294,13 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
         seed ^= seed << 5;
         return (seed >>> 0) / 0x100000000;
       };
-      const placement = { stream: 'origin-log', incarnation: `cust-${site.run}` };
+      const placement = { stream: 'origin-log', incarnation: site.incarnation };
       const sender = new OriginSender({ url: site.url, token: TOKEN, topics: TOPICS, batchRecords: 300, random, placement });
+      sender.position = site.backlog;
+      sender.maxSent = site.backlog;
       const sending = sender.run();
       for (let kill = 0; kill < KILLS; kill++) {
-        await sleep(800 + Math.floor(random() * 1_500));
+        await sleep(300 + Math.floor(random() * 1_200));
         await site.kill9();
         await site.start();
         const recovered = (await sender.askPosition(site.url()!)) ?? 0;
@@ -358,7 +374,7 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       // Not asserted (it depends on where the kills land): aborted copies a read_uncommitted consumer would see.
       const uncommitted = kcatConsume(bootstrap, `customer.${toyco}`, 'read_uncommitted').length;
       process.stderr.write(
-        `[customer-topics] ${KILLS} kill -9s; origin records ${limit2} (${limit1} before the revocation); customer.${toyco} ${toycoMessages.length} ` +
+        `[customer-topics] ${KILLS} kill -9s; backlog ${site.backlog}; origin records ${limit2} (${limit1} before the revocation); customer.${toyco} ${toycoMessages.length} ` +
           `(read_uncommitted: ${uncommitted}), customer.${redco} ${redcoMessages.length}, customer.${duck} ${duckMessages.length}\n`,
       );
     },

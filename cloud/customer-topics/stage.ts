@@ -59,9 +59,13 @@ export interface CustomerTopicStageOptions {
   readonly registry?: Registry;
 }
 
-/** Key of one position: customer NUL stream. */
-export function positionKey(customer: string, stream: string): string {
-  return `${customer}\u0000${stream}`;
+/**
+ * Key of one position: customer NUL Kafka topic NUL stream. The topic is part of it, so a
+ * customer given a new topic name starts that topic from the beginning of the streams (how an
+ * operator rebuilds a customer's topic under the current rules: docs/ACCESS.md).
+ */
+export function positionKey(customer: string, kafkaTopic: string, stream: string): string {
+  return `${customer}\u0000${kafkaTopic}\u0000${stream}`;
 }
 
 const DEFAULT_MAX_RECORDS_PER_READ = 2_000;
@@ -147,8 +151,8 @@ export class CustomerTopicStage implements HealthSource {
 
   /** Per customer and stream, the records after its position (undefined while being counted). */
   lag(): { customer: string; stream: string; lag: number | undefined }[] {
-    return this.options.customers.flatMap(({ id, streams }) =>
-      streams.map((stream) => ({ customer: id, stream, lag: this.options.recordsAfter?.(stream, this.positions.get(positionKey(id, stream)) ?? 0) })),
+    return this.options.customers.flatMap(({ id, kafkaTopic, streams }) =>
+      streams.map((stream) => ({ customer: id, stream, lag: this.options.recordsAfter?.(stream, this.positions.get(positionKey(id, kafkaTopic, stream)) ?? 0) })),
     );
   }
 
@@ -249,7 +253,7 @@ export class CustomerTopicStage implements HealthSource {
       const counts = { written: 0, filtered: 0 };
       tally.set(customer.id, counts);
       for (const stream of customer.streams) {
-        const key = positionKey(customer.id, stream);
+        const key = positionKey(customer.id, customer.kafkaTopic, stream);
         const from = this.positions.get(key) ?? 0;
         const page = await this.options.source.readStream(stream, from, { maxRecords: this.maxRecordsPerRead });
         if (page.nextPosition === from) continue;
