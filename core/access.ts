@@ -39,3 +39,32 @@ export interface ReadAccess {
    */
   readerFor(authorization: string | undefined, client: string): TopicReader;
 }
+
+/**
+ * Where the access records a policy has folded stand (the next offset of each access topic):
+ * a link to a customer's endpoint keeps the mark its cursor was judged under, durably, so it
+ * knows which changes it has not yet accounted for, after a restart too.
+ */
+export type AccessMark = readonly number[];
+
+/** What may have grown since a mark: the topics whose earlier records may now be admitted. */
+export interface Widening {
+  /** 'all' when the change is not about given topics (the principal enabled, an expression, a group). */
+  readonly topics: ReadonlySet<string> | 'all';
+  /** The mark these changes run up to. */
+  readonly mark: AccessMark;
+}
+
+/**
+ * The filter of a replication link to a customer's own endpoint: a `RecordFilter` that also
+ * says when what it admits may have grown (custody added for a past period, the principal
+ * enabled again), so the link can send the records it left out before (a rescan). Narrowing
+ * (a window withdrawn, the principal disabled, a token revoked) needs nothing: the next
+ * record is judged by the state as it is.
+ */
+export interface LinkFilter extends RecordFilter {
+  /** The mark of the access state the filter consults now. */
+  mark(): AccessMark;
+  /** What the access records after `mark` (up to now) may have widened for this audience. */
+  widenedSince(mark: AccessMark): Promise<Widening>;
+}

@@ -32,6 +32,9 @@ import { siteServerFactory, type SiteHttpTls } from './http-server.js';
 import { registerHandoffRoute } from './handoff-route.js';
 import { WriterGuard } from './writer-guard.js';
 import { ACCESS_OFF_WARNING, RESERVED_ACCESS_TOPICS, startSiteAccess } from './access.js';
+
+/** Access control as the site runs it. */
+type RunningAccess = Awaited<ReturnType<typeof startSiteAccess>>;
 import { startSitePortal } from './portal.js';
 import { startCustomerTopics } from './customer-topics.js';
 import type { KafkaLog } from '../cloud/kafka-log/index.js';
@@ -112,7 +115,7 @@ interface SiteStreams {
 }
 
 /** One link: its policy (state, cap, schedule, switch file), its HTTP/2 sender and its forwarder. */
-function linkFor(link: LinkConfig, config: SiteConfig, log: SiteStreams, logger: Logger, registry: Registry) {
+function linkFor(link: LinkConfig, config: SiteConfig, log: SiteStreams, logger: Logger, registry: Registry, access: RunningAccess | undefined) {
   const linkLogger = logger.child({ component: 'forwarder', link: link.name });
   const schedule: ScheduleWindow[] = link.schedule.map((window) => ({
     ...(window.days === undefined ? {} : { days: window.days.map((day) => WEEKDAYS.indexOf(day)) }),
@@ -148,7 +151,11 @@ function linkFor(link: LinkConfig, config: SiteConfig, log: SiteStreams, logger:
     requestTimeoutMs: link.requestTimeoutMs,
     stallTimeoutMs: link.stallTimeoutMs,
   });
-  const wanted = link.filter === undefined ? undefined : topicMatcher(link.filter.topics);
+  const wanted = link.filter?.topics === undefined ? undefined : topicMatcher(link.filter.topics);
+  // A customer's endpoint: what its principal (or token) may see, judged by the access policy.
+  const audienceOf = link.filter?.principal !== undefined ? { principal: link.filter.principal } : link.filter?.tokenFile !== undefined ? { token: readLinkToken(link.filter.tokenFile, link.name) } : undefined;
+  if (audienceOf !== undefined && access === undefined) throw new ConfigError(`links.${link.name}.filter: principal and tokenFile need an access: section`);
+  const audience = audienceOf === undefined ? undefined : access!.linkFilter(audienceOf);
   const forwarder = new Forwarder({
     linkName: link.name,
     source: log.source,
@@ -167,12 +174,26 @@ function linkFor(link: LinkConfig, config: SiteConfig, log: SiteStreams, logger:
     // Split horizon: the peer is the origin of its own records and holds them already; and a
     // filtered link (a customer's endpoint) carries only the topics it names.
     include: wanted === undefined ? (record) => record.origin !== link.name : (record) => record.origin !== link.name && wanted(record.topic),
-    // The destination may hold this site's records already, from another site: resume there.
-    catalog: log.catalog,
+    ...(audience === undefined
+      ? // The destination may hold this site's records already, from another site: resume there.
+        { catalog: log.catalog }
+      : // A customer's endpoint holds only what it may see: no digest of this site's topics matches it.
+        { audience }),
     logger: linkLogger,
     registry,
   });
   return { forwarder, policy };
+}
+
+/** The token a link to a customer's endpoint stands for (`links[].filter.tokenFile`). */
+function readLinkToken(path: string, link: string): string {
+  try {
+    const token = readFileSync(path, 'utf8').trim();
+    if (token.length === 0) throw new Error('empty file');
+    return token;
+  } catch (error) {
+    throw new ConfigError(`links.${link}.filter.tokenFile: cannot read ${path}: ${(error as Error).message}`);
+  }
 }
 
 export interface StartSiteOptions {
@@ -401,10 +422,19 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       closers.push(() => runner.close());
     }
 
+    // Access control (docs/ACCESS.md) starts before the links: a link to a customer's endpoint
+    // (links[].filter.principal or tokenFile) carries what the policy admits.
+    const linksNeedAccess = config.links.some((link) => link.filter?.principal !== undefined || link.filter?.tokenFile !== undefined);
+    const access =
+      config.access === undefined || (config.http === undefined && !linksNeedAccess)
+        ? undefined
+        : await startSiteAccess(config.access, { reader, appender: streams.appender, source: streams.source }, logger, registry);
+    if (access !== undefined) closers.push(async () => access.close());
+
     const forwarders: { name: string; forwarder: Forwarder; control: LinkControl }[] = [];
     // Every site forwards its whole log over its links, whichever log it is on.
     for (const link of config.links) {
-      const { forwarder, policy } = linkFor(link, config, streams, logger, registry);
+      const { forwarder, policy } = linkFor(link, config, streams, logger, registry, access);
       await policy.start();
       closers.push(async () => policy.stop());
       await forwarder.start();
@@ -446,13 +476,8 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         }).stats;
         registerHoldingsRoute(app, { catalog: streams.catalog, peers: config.ingest.peers, registry });
       }
-      // Access control (docs/ACCESS.md): every read asks the policy; without an access: section the site is open, loudly.
-      const access =
-        config.access === undefined
-          ? undefined
-          : await startSiteAccess(config.access, { reader, appender: streams.appender, source: streams.source }, logger, registry);
-      if (access !== undefined) closers.push(async () => access.close());
-      else logger.warn(ACCESS_OFF_WARNING);
+      // Access control (docs/ACCESS.md, started above): every read asks the policy; without an access: section the site is open, loudly.
+      if (access === undefined) logger.warn(ACCESS_OFF_WARNING);
       access?.registerAdminRoutes(app);
       // Per-customer Kafka topics (docs/ACCESS.md): what each customer's token admits, exactly once.
       if (access !== undefined && kafkaLogForCustomers !== undefined && (config.log.kafka?.customerTopics.length ?? 0) > 0) {

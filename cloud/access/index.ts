@@ -27,7 +27,8 @@
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
-import { RateLimitedError, type ReadAccess, type RecordAppender, type RecordFilter, type StreamSource, type TopicReader } from '../../core/index.js';
+import { RateLimitedError, type LinkFilter, type ReadAccess, type RecordAppender, type RecordFilter, type StreamSource, type TopicReader } from '../../core/index.js';
+import { linkFilter, type LinkAudience } from './link-filter.js';
 import { registerAccessAdminRoutes } from './admin-routes.js';
 import { AccessPolicy, type Viewer } from './policy.js';
 import { AccessProjector } from './projector.js';
@@ -57,6 +58,7 @@ export { FixedWindowLimiter } from './rate-limit.js';
 export { newToken, hashToken, bearerOf, tokenIdOf } from './tokens.js';
 export { hashPassword, MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH } from './passwords.js';
 export { registerAccessAdminRoutes, type AdminRoutesOptions } from './admin-routes.js';
+export { linkFilter, type LinkAudience, type LinkFilterOptions } from './link-filter.js';
 
 export interface AccessOptions {
   /** Key every access record is signed with (shared by the sites that enforce access). */
@@ -87,6 +89,13 @@ export interface RunningAccess {
   readonly readAccess: ReadAccess;
   /** The filter of the principal a token stands for (replication, live, Kafka paths), or undefined. */
   filterForToken(token: string): RecordFilter | undefined;
+  /**
+   * The filter of a replication link to a customer's own endpoint: the principal the site's
+   * configuration names, or a token's. Unlike `filterForToken` it exists before its audience
+   * does (access records may still be on their way) and follows it as it changes, and it
+   * says what a change may have widened, so the link can send what it left out earlier.
+   */
+  linkFilter(audience: LinkAudience): LinkFilter;
   /**
    * Sign-in by password: a session token and its expiry, or undefined (the same for every
    * reason). Throws RateLimitedError past the sign-in rate limit of the client or principal.
@@ -136,6 +145,7 @@ export async function startAccess(options: AccessOptions): Promise<RunningAccess
       const viewer: Viewer | undefined = policy.authenticate(token);
       return viewer === undefined ? undefined : policy.filterFor(viewer);
     },
+    linkFilter: (audience) => linkFilter({ policy, projector, reader: options.reader, audience }),
     signIn: async (principal, password, client) => {
       try {
         signInByClient.take(client);

@@ -63,6 +63,11 @@ export interface Viewer {
   readonly tokenId?: string;
   /** The session it presented, when it signed in by password instead. */
   readonly session?: SessionClaims;
+  /**
+   * Named by the site's own configuration rather than by a presented secret (a link to a
+   * customer's endpoint, `links[].filter.principal`): valid while the principal is enabled.
+   */
+  readonly byName?: true;
 }
 
 /** The principal the bootstrap admin token stands for: it may manage access, and read nothing. */
@@ -170,6 +175,19 @@ export class AccessPolicy {
     const org = this.state.orgs.get(principal.org);
     if (org === undefined) return undefined;
     return { principal, org, tokenId };
+  }
+
+  /**
+   * The viewer a principal stands for when the site's configuration names it (a link to a
+   * customer's endpoint): undefined while it is unknown or disabled or its organisation is.
+   * Never reached from a request: only a composition root names principals.
+   */
+  viewerByName(principalId: string): Viewer | undefined {
+    const principal = this.state.principals.get(principalId);
+    if (principal === undefined || principal.disabled) return undefined;
+    const org = this.state.orgs.get(principal.org);
+    if (org === undefined) return undefined;
+    return { principal, org, byName: true };
   }
 
   /** The roles that count for the viewer: those its organisation's kind allows (the portal shows operations to carrier-ops). */
@@ -285,7 +303,7 @@ export class AccessPolicy {
    */
   private live(viewer: Viewer): boolean {
     if (viewer === BOOTSTRAP_VIEWER) return true;
-    const now = viewer.session !== undefined ? this.currentSession(viewer.session) : viewer.tokenId === undefined ? undefined : this.current(viewer.tokenId);
+    const now = viewer.byName === true ? this.viewerByName(viewer.principal.id) : viewer.session !== undefined ? this.currentSession(viewer.session) : viewer.tokenId === undefined ? undefined : this.current(viewer.tokenId);
     return now !== undefined && now.principal.id === viewer.principal.id && now.org.id === viewer.org.id && now.org.kind === viewer.org.kind;
   }
 

@@ -26,10 +26,21 @@
  * further: batches that arrived but whose acknowledgement was lost are not sent again. If
  * the destination does not know (it restarted), the forwarder resends from its own cursor
  * and the destination drops what it already holds.
+ *
+ * A link to a customer's own endpoint has an audience (`audience`, a `LinkFilter` from access
+ * control): each record goes in the form the audience may see (`admit`), or not at all, and
+ * the cursor moves over what was left out. Custody widened later (a booking covering past
+ * records) means records the cursor passed are now admitted: the link keeps, as named
+ * cursors, the access mark its cursors were judged under, and when the filter's mark moves
+ * it rescans its streams from the start up to where it had read, sending the admitted
+ * records of the topics the change named (all topics when the change was not about one).
+ * The destination, a sparse replica, stores what it lacks and drops the rest by identity, so
+ * a rescan interrupted by a crash is simply run again from the start; only once a rescan has
+ * been acknowledged whole is the new mark committed.
  */
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { CursorStore, LogRecord, ReplicateResult, SenderPlacement, StreamSource } from '../../core/index.js';
+import type { AccessMark, CursorStore, LinkFilter, LogRecord, ReplicateResult, SenderPlacement, StreamSource } from '../../core/index.js';
 import { TopicOrigins, type HoldingsDigest, type TopicCatalog } from '../../core/holdings.js';
 import { LinkPolicy, LINK_STATES, type LinkCondition } from './link-policy.js';
 import { RetryPolicy, type RetryDecision, type RetryPolicyOptions } from './retry-policy.js';
@@ -115,6 +126,14 @@ export interface ForwarderOptions {
    */
   readonly include?: (record: LogRecord) => boolean;
   /**
+   * Whom the destination stands for (a customer's endpoint): records go in the form `admit`
+   * gives (projected), those it refuses are left out like `include`'s, and earlier records a
+   * widened custody now admits are sent by a rescan. Without it every included record goes as stored.
+   */
+  readonly audience?: LinkFilter;
+  /** How often the rescan loop looks at the audience's mark besides when records arrive (ms). */
+  readonly audiencePollMs?: number;
+  /**
    * The log's topics, for resuming where the destination stands when it holds this site's
    * records without knowing this sender (they came another way): see resume-point.ts.
    */
@@ -161,6 +180,8 @@ class Lane {
   backoffUntilMs = 0;
   /** Ask the destination where it stands before sending (at start and after a failure). */
   needsSync = true;
+  /** The first sync since start is done (a rescan waits for it: it may move the cursor over records a previous run sent). */
+  syncedOnce = false;
   maxRecords: number;
   maxBytes: number;
   private wake: (() => void) | undefined;
@@ -208,6 +229,8 @@ interface LinkMetrics {
   ackSeconds: Histogram;
   skipped: Counter;
   leftOut: Counter;
+  rescans: Counter;
+  rescanned: Counter;
 }
 
 const metricsByRegistry = new WeakMap<Registry, LinkMetrics>();
@@ -276,6 +299,18 @@ function linkMetrics(registry: Registry | undefined): LinkMetrics {
       labelNames: ['link'],
       registers,
     }),
+    rescans: new Counter({
+      name: 'portcall_link_rescans_total',
+      help: 'Rescans of a customer endpoint link: its audience may see more of past records (custody widened)',
+      labelNames: ['link'],
+      registers,
+    }),
+    rescanned: new Counter({
+      name: 'portcall_link_rescanned_records_total',
+      help: 'Records a rescan sent, by outcome at the destination (stored: it lacked them; duplicate: it held them)',
+      labelNames: ['link', 'outcome'],
+      registers,
+    }),
   };
   if (registry !== undefined) metricsByRegistry.set(registry, metrics);
   return metrics;
@@ -298,6 +333,10 @@ export class Forwarder {
   private lastLoggedReason: string | undefined;
   private readonly topicOrigins: TopicOrigins | undefined;
   private readonly digestAtMs = new Map<string, number>();
+  /** The access mark every record up to the cursors was judged under (audience links only). */
+  private committedMark: AccessMark = [];
+  private rescanLoop: Promise<void> | undefined;
+  private rescanWake: (() => void) | undefined;
   private readonly statsValue: ForwarderStats = {
     recordsForwarded: 0,
     batchesAcknowledged: 0,
@@ -370,6 +409,7 @@ export class Forwarder {
       this.acked.set(stream, position);
       this.laneOf.get(stream)!.readPositions.set(stream, position);
     }
+    if (this.options.audience !== undefined) this.committedMark = await this.loadMark(this.options.audience);
     this.running = true;
     this.applyCondition(this.policy.current());
     this.unsubscribe.push(
@@ -377,6 +417,141 @@ export class Forwarder {
       this.policy.onChange((condition) => this.applyCondition(condition)),
     );
     for (const lane of this.lanes) lane.loop = this.run(lane);
+    if (this.options.audience !== undefined) this.rescanLoop = this.runRescans(this.options.audience);
+  }
+
+  private markCursorName(component: number): string {
+    return `forward/${this.options.linkName}/#access-mark/${component}`;
+  }
+
+  /**
+   * The mark the cursors were judged under, as kept. A link without one is new (nothing
+   * judged yet: the mark as it is now) or was judged under states nobody wrote down (from
+   * the start: every access record counts as a change, so the first rescan covers all).
+   */
+  private async loadMark(audience: LinkFilter): Promise<AccessMark> {
+    const now = audience.mark();
+    const kept: number[] = [];
+    for (let component = 0; component < now.length; component += 1) {
+      const value = await this.options.source.getCursor(this.markCursorName(component));
+      if (value === undefined) break;
+      kept.push(value);
+    }
+    if (kept.length === now.length) return kept;
+    const fresh = this.options.streams.every((stream) => (this.acked.get(stream) ?? 0) === 0);
+    if (!fresh) return now.map(() => 0);
+    await this.commitMark(now);
+    return now;
+  }
+
+  /**
+   * Only after a rescan was acknowledged whole. A crash between the components' commits
+   * leaves some of them older, which only makes the next rescan cover more.
+   */
+  private async commitMark(mark: AccessMark): Promise<void> {
+    for (let component = 0; component < mark.length; component += 1) {
+      await this.options.source.commitCursor(this.markCursorName(component), mark[component]!);
+    }
+    this.committedMark = mark;
+  }
+
+  private sleepRescan(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.rescanWake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.rescanWake = done;
+    });
+  }
+
+  /** Follows the audience's mark; each change that may widen what it sees is a rescan (see the file comment). */
+  private async runRescans(audience: LinkFilter): Promise<void> {
+    const pollMs = this.options.audiencePollMs ?? 1000;
+    while (this.running) {
+      const now = audience.mark();
+      const same = now.length === this.committedMark.length && now.every((value, index) => value === this.committedMark[index]);
+      // Until every lane has asked the destination where it stands, the cursors may still
+      // jump over records an earlier run sent: the rescan's bound is not known yet.
+      if (same || !this.lanes.every((lane) => lane.syncedOnce)) {
+        await this.sleepRescan(pollMs);
+        continue;
+      }
+      try {
+        const widening = await audience.widenedSince(this.committedMark);
+        if (widening.topics === 'all' || widening.topics.size > 0) {
+          if (!(await this.rescan(audience, widening.topics))) return;
+        }
+        await this.commitMark(widening.mark);
+      } catch (error) {
+        // The access records could not be read, or the mark not stored: the same again later.
+        this.options.logger?.warn({ link: this.options.linkName, err: (error as Error).message }, 'rescan for a widened audience failed; trying again');
+        await this.sleepRescan(pollMs);
+      }
+    }
+  }
+
+  /**
+   * Sends, stream by stream from the start, the records of `topics` the audience admits, up
+   * to where the link has read (a bound that moves with it: records judged meanwhile are
+   * sent again and dropped there as duplicates). One batch at a time, each acknowledged
+   * before the next; a failure resends the same batch. False when the forwarder stopped.
+   */
+  private async rescan(audience: LinkFilter, topics: ReadonlySet<string> | 'all'): Promise<boolean> {
+    const link = this.options.linkName;
+    this.metrics.rescans.inc({ link });
+    const startedAt = performance.now();
+    let sent = 0;
+    let stored = 0;
+    this.options.logger?.info({ link, topics: topics === 'all' ? 'all' : [...topics].slice(0, 20), count: topics === 'all' ? undefined : topics.size }, 'audience may see more of earlier records: rescanning');
+    const include = this.options.include;
+    let failures = 0;
+    for (const stream of this.options.streams) {
+      let position = 0;
+      for (let pages = 0; pages < Number.MAX_SAFE_INTEGER; pages += 1) {
+        if (!this.running) return false;
+        const bound = Math.max(this.acked.get(stream) ?? 0, this.laneOf.get(stream)?.readPositions.get(stream) ?? 0);
+        if (position >= bound) break;
+        if (!this.allows(stream)) {
+          await this.sleepRescan(500);
+          continue;
+        }
+        const page = await this.options.source.readStream(stream, position, {
+          maxRecords: this.options.maxBatchRecords ?? 10_000,
+          maxBytes: this.options.maxBatchBytes ?? 2 * 1024 * 1024,
+        });
+        if (page.records.length === 0) break;
+        const records: LogRecord[] = [];
+        for (const record of page.records) {
+          if (topics !== 'all' && !topics.has(record.topic)) continue;
+          if (include !== undefined && !include(record)) continue;
+          const seen = audience.admit(record);
+          if (seen !== undefined) records.push(seen);
+        }
+        if (records.length > 0) {
+          try {
+            const ack = await this.options.sender.send(records, { urgent: false });
+            sent += records.length;
+            stored += ack.stored;
+            this.metrics.rescanned.inc({ link, outcome: 'stored' }, ack.stored);
+            this.metrics.rescanned.inc({ link, outcome: 'duplicate' }, ack.duplicates);
+            failures = 0;
+          } catch (error) {
+            if (!this.running) return false;
+            failures += 1;
+            const delayMs = Math.min(this.options.retry?.maxDelayMs ?? 30_000, (this.options.retry?.initialDelayMs ?? 200) * 2 ** Math.min(failures, 16));
+            this.options.logger?.debug({ link, err: (error as Error).message, retryInMs: delayMs }, 'rescan batch failed; resending it');
+            await this.sleepRescan(delayMs);
+            continue;
+          }
+        }
+        position = page.nextPosition;
+      }
+    }
+    this.options.logger?.info({ link, sent, stored, ms: Math.round(performance.now() - startedAt) }, 'rescan done');
+    return true;
   }
 
   /**
@@ -483,7 +658,10 @@ export class Forwarder {
         const generation = lane.generation;
         try {
           await this.sync(lane);
-          if (generation === lane.generation) lane.needsSync = false;
+          if (generation === lane.generation) {
+            lane.needsSync = false;
+            lane.syncedOnce = true;
+          }
         } catch (error) {
           // The link is still down: wait as after any failure, then ask again.
           const decision = this.retry.onFailure(error);
@@ -532,7 +710,18 @@ export class Forwarder {
 
   private dispatch(lane: Lane, stream: string, read: LogRecord[], nextPosition: number): void {
     const include = this.options.include;
-    const records = include === undefined ? read : read.filter(include);
+    const audience = this.options.audience;
+    let records = include === undefined ? read : read.filter(include);
+    if (audience !== undefined) {
+      // The form the audience may see (possibly projected), or nothing: judged now, so a
+      // revocation or an ended window counts from the next record on.
+      const admitted: LogRecord[] = [];
+      for (const record of records) {
+        const seen = audience.admit(record);
+        if (seen !== undefined) admitted.push(seen);
+      }
+      records = admitted;
+    }
     if (records.length < read.length) this.metrics.leftOut.inc({ link: this.options.linkName }, read.length - records.length);
     let rawBytes = 0;
     for (const record of records) rawBytes += record.payload.byteLength;
@@ -658,7 +847,8 @@ export class Forwarder {
     for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
     if (this.options.registry !== undefined) lagSources.get(this.options.registry)?.delete(this);
     for (const lane of this.lanes) lane.poke();
-    await Promise.all(this.lanes.map((lane) => lane.loop));
+    this.rescanWake?.();
+    await Promise.all([...this.lanes.map((lane) => lane.loop), this.rescanLoop]);
     const deadline = Date.now() + 2000;
     while (this.lanes.some((lane) => lane.flights.some((flight) => !flight.done)) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20));
