@@ -299,8 +299,11 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       sender.position = site.backlog;
       sender.maxSent = site.backlog;
       const sending = sender.run();
+      /** Where the stage stood at each kill (since that start): transactions committed and ToyCo records written. */
+      const atKills: string[] = [];
       for (let kill = 0; kill < KILLS; kill++) {
-        await sleep(300 + Math.floor(random() * 1_200));
+        await sleep(1_500 + Math.floor(random() * 3_000));
+        atKills.push(`${String(await metric('portcall_customer_topic_transactions_total', 'outcome="committed"'))} tx/${String(await metric('portcall_customer_topic_records_written_total', `customer="${toyco}"`))} written`);
         await site.kill9();
         await site.start();
         const recovered = (await sender.askPosition(site.url()!)) ?? 0;
@@ -374,7 +377,7 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       // Not asserted (it depends on where the kills land): aborted copies a read_uncommitted consumer would see.
       const uncommitted = kcatConsume(bootstrap, `customer.${toyco}`, 'read_uncommitted').length;
       process.stderr.write(
-        `[customer-topics] ${KILLS} kill -9s; backlog ${site.backlog}; origin records ${limit2} (${limit1} before the revocation); customer.${toyco} ${toycoMessages.length} ` +
+        `[customer-topics] ${KILLS} kill -9s (the stage at each, since its start: ${atKills.join(', ')}); backlog ${site.backlog}; origin records ${limit2} (${limit1} before the revocation); customer.${toyco} ${toycoMessages.length} ` +
           `(read_uncommitted: ${uncommitted}), customer.${redco} ${redcoMessages.length}, customer.${duck} ${duckMessages.length}\n`,
       );
     },
