@@ -160,12 +160,12 @@ const kafkaConfig = z
      * Per-customer Kafka topics (docs/ACCESS.md): what each customer's service token may see of
      * these streams, written to `customer.<id>` exactly once. Needs an `access:` section.
      */
-    customerTopics: z.array(customerTopicConfig).default([]),
+    customerTopics: z.array(customerTopicConfig).optional(),
   })
   .superRefine((kafka, context) => {
     const ids = new Set<string>();
     const topics = new Set<string>();
-    kafka.customerTopics.forEach((customer, index) => {
+    (kafka.customerTopics ?? []).forEach((customer, index) => {
       const topic = customer.topic ?? `customer.${customer.id}`;
       if (ids.has(customer.id)) context.addIssue({ code: 'custom', path: ['customerTopics', index, 'id'], message: `${customer.id} is listed twice` });
       if (topics.has(topic)) context.addIssue({ code: 'custom', path: ['customerTopics', index, 'topic'], message: `${topic} is written for another customer already` });
@@ -428,7 +428,7 @@ export const siteConfigSchema = z
     if (config.log.backend === 'kafka' && config.log.kafka === undefined) {
       context.addIssue({ code: 'custom', path: ['log', 'kafka'], message: 'required when log.backend is "kafka"' });
     }
-    if ((config.log.kafka?.customerTopics.length ?? 0) > 0) {
+    if ((config.log.kafka?.customerTopics?.length ?? 0) > 0) {
       if (config.log.backend !== 'kafka') {
         context.addIssue({ code: 'custom', path: ['log', 'kafka', 'customerTopics'], message: 'needs log.backend "kafka"' });
       }

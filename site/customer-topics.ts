@@ -22,7 +22,7 @@ export async function startCustomerTopics(
   logger: Logger,
   registry: Registry,
 ): Promise<CustomerTopicStage> {
-  const specs = kafka.customerTopics.map((customer, index) => {
+  const specs = (kafka.customerTopics ?? []).map((customer, index) => {
     const field = `log.kafka.customerTopics.${index}.tokenFile`;
     let token: string;
     try {

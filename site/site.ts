@@ -480,7 +480,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       if (access === undefined) logger.warn(ACCESS_OFF_WARNING);
       access?.registerAdminRoutes(app);
       // Per-customer Kafka topics (docs/ACCESS.md): what each customer's token admits, exactly once.
-      if (access !== undefined && kafkaLogForCustomers !== undefined && (config.log.kafka?.customerTopics.length ?? 0) > 0) {
+      if (access !== undefined && kafkaLogForCustomers !== undefined && (config.log.kafka?.customerTopics?.length ?? 0) > 0) {
         const stage = await startCustomerTopics(config.log.kafka!, kafkaLogForCustomers, access, logger, registry);
         closers.push(() => stage.stop());
         healthSources.push(stage);
