@@ -13,8 +13,10 @@
  * - Disabling the principal stops further records; enabling it again sends what was left out.
  * - A withdrawn custody window stops further records of that container.
  */
+import { execFile } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LogRecord } from '../core/index.js';
 import { BATCH_CONTENT_TYPE, Compression, encodeBatch } from '../edge/link/index.js';
@@ -22,6 +24,9 @@ import { verifyLog } from '../edge/log/index.js';
 import { parseSiteConfig } from '../site/config.js';
 import { SiteNet, identityLine, linkToken, links, metricSamples, recordSet, storedCount } from './support/sites.js';
 import { eventually, tempDir } from './support/uplink.js';
+import { PORTCALL_BIN } from './support/portcall-process.js';
+
+const run = promisify(execFile);
 
 const T0 = Date.parse('2026-03-01T00:00:00Z');
 const MINUTE = 60_000;
@@ -175,6 +180,24 @@ describe('replication to a customer endpoint under access control', () => {
     const storedByRescans = [...rescanned].filter(([labels]) => labels.includes('outcome="stored"')).reduce((sum, [, value]) => sum + value, 0);
     // The first rescan (the principal appeared) sent Y01 10-39 and Y02 20-29; this one Y01 0-9 and its alerts 0-4.
     expect(storedByRescans, JSON.stringify([...rescanned])).toBeGreaterThanOrEqual(30 + 10 + 10 + 5);
+
+    // What ToyCo's token reads at Tokyo is what its endpoint holds, topic by topic, byte for
+    // byte (portcall verify --sites over both, the endpoint's topics sparse), so a consumer's
+    // position (a next offset) means the same at both.
+    const issued = await fetch(`${tokyo}/v1/access/tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ principal: 'toyco-endpoint' }),
+    });
+    const toycoToken = ((await issued.json()) as { token: string }).token;
+    const verified = await run(process.execPath, [PORTCALL_BIN, 'verify', '--sites', `${tokyo},${toyco}`, '--stream', 'containers', 'alerts', '--token', toycoToken], { timeout: 60_000 });
+    expect(verified.stdout).toMatch(/^identical: 2 streams, 3 topics compared across 2 sites/m);
+    const pageAt = async (url: string, from: number) =>
+      (await (await fetch(`${url}/v1/streams/containers/topics/Y01/records?from=${from}&maxRecords=7`, { headers: { authorization: `Bearer ${toycoToken}` } })).json()) as { records: unknown[]; nextOffset: number };
+    const first = await pageAt(tokyo, 0);
+    const continued = await pageAt(toyco, first.nextOffset);
+    expect(continued).toEqual(await pageAt(tokyo, first.nextOffset));
+    expect(first.nextOffset).toBe(7);
 
     // A large backlog, ToyCo's and RedCo's interleaved; kill -9 of the endpoint, then of Tokyo, mid-transfer.
     const BIG = 12_000;
