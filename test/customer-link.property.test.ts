@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { LogRecord } from '../core/index.js';
-import { signedRecord, startAccess, type RunningAccess } from '../cloud/access/index.js';
+import { newToken, signedRecord, startAccess, type RunningAccess } from '../cloud/access/index.js';
 import { Forwarder, type BatchSender } from '../edge/forwarder/index.js';
 import { SqliteLog } from '../edge/log/index.js';
 import { eventually, tempDir } from './support/uplink.js';
@@ -169,6 +169,55 @@ describe('customer endpoint link (property)', () => {
       }),
       { numRuns: 30 },
     );
+  });
+
+  it('follows a token (links[].filter.tokenFile): nothing before it is issued, everything once it is, nothing after its revocation', { timeout: 30_000 }, async () => {
+    const dir = tempDir('token-link');
+    dirs.push(dir);
+    const tokyo = SqliteLog.open({ siteId: 'TOKYO', path: join(dir, 't.sqlite'), indexer: 'inline', retentionIntervalMs: 0 });
+    const endpoint = SqliteLog.open({ siteId: 'TOYCO', path: join(dir, 'e.sqlite'), indexer: 'inline', retentionIntervalMs: 0 });
+    const access = await startAccess({ key: KEY, reader: tokyo, appender: tokyo, source: tokyo, readRateLimit: { requests: 1e6, windowMs: 60_000 }, adminRateLimit: { requests: 1e6, windowMs: 60_000 }, pollIntervalMs: 50 });
+    const audit = { by: 'test', atMs: T0 };
+    const write = async (record: Parameters<typeof signedRecord>[1]) => {
+      await tokyo.append([signedRecord(KEY, record)]);
+      await access.projector.catchUp();
+    };
+    const token = newToken();
+    const readings = (from: number, to: number) =>
+      tokyo.append(Array.from({ length: to - from }, (_, i) => ({ stream: 'containers', topic: 'Y01', eventTimeMs: T0 + (from + i) * MINUTE, payload: Buffer.from(`{"m":${from + i}}`) })));
+    await write({ type: 'org.set', id: 'toyco', kind: 'customer', ...audit });
+    await write({ type: 'principal.set', id: 'toyco-endpoint', org: 'toyco', kind: 'service', roles: ['customer'], ...audit });
+    await write({ type: 'custody.assigned', id: 'y01', container: 'Y01', org: 'toyco', as: 'owner', fromMs: T0, ...audit });
+    await readings(0, 20);
+    const forwarder = new Forwarder({
+      linkName: 'TOYCO',
+      source: tokyo,
+      sender: endpointSender(endpoint),
+      streams: ['containers'],
+      maxBatchAgeMs: 0,
+      audience: access.linkFilter({ token: token.token }),
+      audiencePollMs: 20,
+    });
+    await forwarder.start();
+    try {
+      // The token file is there, its record is not yet (on its way from headquarters): nothing goes.
+      await eventually(() => forwarder.lag().every((entry) => entry.records === 0), 10_000, () => JSON.stringify(forwarder.lag()));
+      expect(await everything(endpoint, 'containers')).toEqual([]);
+      await write({ type: 'token.issued', tokenId: token.tokenId, principal: 'toyco-endpoint', sha256: token.sha256, ...audit });
+      await readings(20, 30);
+      await eventually(async () => (await everything(endpoint, 'containers')).length === 30, 10_000, async () => `${(await everything(endpoint, 'containers')).length} held`);
+      await write({ type: 'token.revoked', tokenId: token.tokenId, ...audit });
+      await readings(30, 40);
+      await eventually(() => forwarder.lag().every((entry) => entry.records === 0), 10_000, () => JSON.stringify(forwarder.lag()));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const held = (await everything(endpoint, 'containers')).map((record) => record.offset).sort((a, b) => a - b);
+      expect(held).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    } finally {
+      await forwarder.stop();
+      access.close();
+      await tokyo.close();
+      await endpoint.close();
+    }
   });
 
   it('sends a consignee\u2019s endpoint the consignee\u2019s projection of manifests', { timeout: 30_000 }, async () => {
