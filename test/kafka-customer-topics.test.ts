@@ -444,4 +444,26 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       );
     },
   );
+  it.skipIf(!kcatAvailable)('catches up a backlog: how fast, and the same exact contents', { timeout: 240_000 }, async () => {
+    const bootstrap = kafkaBootstrap()!;
+    const site = await customerSite(bootstrap, mkdtempSync(join(dataDir, 'rate-')), { backlogRecords: BACKLOG_RECORDS });
+    const startedAtMs = Date.now();
+    await site.start();
+    const upAtMs = Date.now();
+    await site.caughtUp(site.toyco, ['containers', 'alerts', 'manifests'], 180_000);
+    await site.caughtUp(site.redco, ['containers', 'alerts', 'manifests'], 180_000);
+    const caughtUpMs = Date.now() - upAtMs;
+    await site.stop();
+    const c02EndMs = originRecord(C02_ENDS_AT_INDEX, TOPICS).eventTimeMs;
+    const toycoRead = checkTopic(kcatConsume(bootstrap, `customer.${site.toyco}`));
+    expect(toycoRead.problems).toEqual([]);
+    expect(sorted(toycoRead.indexes)).toEqual(
+      sorted([...expectedIndexes(0, site.backlog, ['C00', 'C01']), ...expectedIndexes(0, site.backlog, ['C02'], (i) => originRecord(i, TOPICS).eventTimeMs < c02EndMs)]),
+    );
+    process.stderr.write(
+      `[customer-topics] backlog of ${site.backlog} records (containers and ships) for 2 customers reading 3 streams and a consignee reading manifests: ` +
+        `site up in ${upAtMs - startedAtMs} ms, caught up ${caughtUpMs} ms later (lag counted at most once a second), ${Math.round(site.backlog / (caughtUpMs / 1000))} stream records/s; ` +
+        `customer.${site.toyco} ${toycoRead.indexes.length} records\n`,
+    );
+  });
 });

@@ -18,10 +18,11 @@
  *    held, not skipped: its positions stay, nothing of it is written, /healthz says so. Held
  *    customers do not hold back the others.
  * 4. Bounded: at most `maxRecordsPerRead` records per (customer, stream) per transaction.
+ *    Customers at the same position of a stream share one read of the page.
  */
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { HealthReport, HealthSource, HealthStatus, LogRecord, RecordFilter, StreamSource } from '../../core/index.js';
+import type { HealthReport, HealthSource, HealthStatus, LogRecord, RecordFilter, StreamPage, StreamSource } from '../../core/index.js';
 
 /** Where admitted records go, with the positions, transactionally (cloud/kafka-log implements it). */
 export interface CustomerTopicSink {
@@ -68,7 +69,7 @@ export function positionKey(customer: string, kafkaTopic: string, stream: string
   return `${customer}\u0000${kafkaTopic}\u0000${stream}`;
 }
 
-const DEFAULT_MAX_RECORDS_PER_READ = 2_000;
+const DEFAULT_MAX_RECORDS_PER_READ = 10_000;
 
 export class CustomerTopicStage implements HealthSource {
   private positions = new Map<string, number>();
@@ -242,6 +243,8 @@ export class CustomerTopicStage implements HealthSource {
     const out: { customer: string; record: LogRecord }[] = [];
     const moved = new Map<string, number>();
     const tally = new Map<string, { written: number; filtered: number }>();
+    // Customers usually stand at the same positions: one read of a page serves them all.
+    const pages = new Map<string, Promise<StreamPage>>();
     for (const customer of this.options.customers) {
       const filter = customer.filter();
       if (filter === undefined) {
@@ -255,7 +258,10 @@ export class CustomerTopicStage implements HealthSource {
       for (const stream of customer.streams) {
         const key = positionKey(customer.id, customer.kafkaTopic, stream);
         const from = this.positions.get(key) ?? 0;
-        const page = await this.options.source.readStream(stream, from, { maxRecords: this.maxRecordsPerRead });
+        const pageKey = `${stream}\u0000${from}`;
+        let reading = pages.get(pageKey);
+        if (reading === undefined) pages.set(pageKey, (reading = this.options.source.readStream(stream, from, { maxRecords: this.maxRecordsPerRead })));
+        const page = await reading;
         if (page.nextPosition === from) continue;
         for (const record of page.records) {
           const admitted = filter.admit(record);

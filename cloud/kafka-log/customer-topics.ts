@@ -37,6 +37,23 @@ const KAFKA_TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
 const TRANSACTION_TIMEOUT_MS = 60_000;
 /** Bounded, so a write against a dead broker fails in seconds instead of retrying forever. */
 const RETRY = { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 };
+/**
+ * kafkajs puts every message for one partition of one send into one record batch, and the
+ * broker refuses a batch above `message.max.bytes` (1 MiB by default; measured: a send of
+ * 10,000 readings for three partitions was refused and the stage retried it forever). The
+ * producer picks partitions here, so a send holds at most this much in all, and a
+ * transaction makes as many sends as it needs (as the Kafka log's SEND_PARTITION_BYTES).
+ */
+const SEND_BYTES = 768 * 1024;
+/** Key, attributes, deltas and header framing per record, as an upper bound. */
+const RECORD_OVERHEAD_BYTES = 64;
+
+function messageBytes(message: Message): number {
+  let bytes = RECORD_OVERHEAD_BYTES + (message.value === null || message.value === undefined ? 0 : Buffer.byteLength(message.value as Buffer | string));
+  bytes += message.key === null || message.key === undefined ? 0 : Buffer.byteLength(message.key as Buffer | string);
+  for (const [name, value] of Object.entries(message.headers ?? {})) bytes += name.length + (typeof value === 'string' ? Buffer.byteLength(value) : 16);
+  return bytes;
+}
 
 export function customerCursorTopicName(prefix: string): string {
   return `${prefix}.customer-cursors`;
@@ -123,24 +140,36 @@ export class KafkaCustomerTopicWriter {
     if (this.closed) throw new ClosedError('customer topic writer');
     const producer = this.producer;
     if (producer === undefined) throw new StoreUnavailableError('customer topic writer is not open (a previous commit failed)');
-    const byTopic = new Map<string, Message[]>();
+    // Sends of at most SEND_BYTES, in order; the positions go with the last.
+    const sends: Map<string, Message[]>[] = [new Map()];
+    let sendBytes = 0;
+    const add = (topic: string, message: Message) => {
+      const bytes = messageBytes(message);
+      if (sendBytes > 0 && sendBytes + bytes > SEND_BYTES) {
+        sends.push(new Map());
+        sendBytes = 0;
+      }
+      const send = sends.at(-1)!;
+      let list = send.get(topic);
+      if (list === undefined) send.set(topic, (list = []));
+      list.push(message);
+      sendBytes += bytes;
+    };
     for (const { customer, record } of records) {
       const topic = this.options.topics.get(customer);
       if (topic === undefined) throw new Error(`no customer topic for ${customer}`);
       // The producer places it (murmur2 of the key, as the main layout and Kafka's Java producer do).
       const { partition: _placedByProducer, ...message } = encodeRecord(record, this.options.contentTypeOf(record.stream), 0);
-      let list = byTopic.get(topic);
-      if (list === undefined) byTopic.set(topic, (list = []));
-      list.push(message);
+      add(topic, message);
     }
-    const cursorMessages: Message[] = [...positions].map(([key, position]) => ({ key, value: JSON.stringify({ position }) }));
-    const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
-    if (cursorMessages.length > 0) topicMessages.push({ topic: this.cursorTopic, messages: cursorMessages });
-    if (topicMessages.length === 0) return;
+    for (const [key, position] of positions) add(this.cursorTopic, { key, value: JSON.stringify({ position }) });
+    if (sendBytes === 0 && sends.length === 1) return;
     let transaction;
     try {
       transaction = await producer.transaction();
-      await transaction.sendBatch({ topicMessages, acks: -1 });
+      for (const send of sends) {
+        await transaction.sendBatch({ topicMessages: [...send].map(([topic, messages]) => ({ topic, messages })), acks: -1 });
+      }
       await transaction.commit();
     } catch (error) {
       if (transaction !== undefined) await transaction.abort().catch(() => undefined);
