@@ -198,7 +198,8 @@ export function buildProgram(): Command {
     .option('--interval-ms <ms>', '[thin] time between readings of one container', integer('--interval-ms', 10, 3_600_000), 1000)
     .option('--duration-s <s>', 'stop by itself after this many seconds', positiveNumber('--duration-s'))
     .option('--data-dir <dir>', 'keep the sites\' data here (default: a temporary directory, removed at exit)')
-    .option('--kafka', '[thin] run the shore site on a real Apache Kafka broker started for the demo')
+    .option('--kafka', 'run the shore site (voyage: the shore sites without a gateway, TOKYO and HQ) on a real Apache Kafka broker started for the demo')
+    .option('--kafka-bootstrap <host:port>', 'voyage, with --kafka: use this running broker instead of starting one')
     .option('--link-latency-ms <ms>', '[thin] put the fault proxy between ship and shore with this one-way delay', integer('--link-latency-ms', 0, 60_000))
     .option('--link-bandwidth-bps <bits>', '[thin] and this link rate in bits per second (the ship caps itself just under it)', integer('--link-bandwidth-bps', 1000, 10_000_000_000))
     .option('--link-flaps <phases>', '[thin] and this repeating schedule, e.g. up:60s,down:15s,stall:5s')
@@ -220,6 +221,7 @@ export function buildProgram(): Command {
         faults: boolean;
         scenario?: string;
         exit?: boolean;
+        kafkaBootstrap?: string;
       }) => {
         if (options.thin !== true) {
           const { runVoyage } = await import('./voyage.js');
@@ -236,6 +238,7 @@ export function buildProgram(): Command {
             out: process.stdout,
             ...(scenario === undefined ? {} : { scenario }),
             ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+            ...(options.kafka === true ? { kafka: options.kafkaBootstrap === undefined ? {} : { bootstrap: options.kafkaBootstrap } } : {}),
           });
           let interrupted = false;
           const stopping = untilSignalled(async () => {

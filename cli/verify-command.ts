@@ -6,7 +6,7 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 
-interface TopicSummary {
+export interface TopicSummary {
   readonly topic: string;
   readonly firstOffset: number;
   readonly nextOffset: number;
@@ -74,6 +74,10 @@ export interface VerifyReport {
   readonly streams: number;
   readonly topics: number;
   readonly differences: string[];
+  /** Records each site holds in the streams compared (the sum of its topics' summaries), by site name. */
+  readonly records: Record<string, number>;
+  /** Each site's summaries, by site URL then stream: a caller that also needs counts need not ask again. */
+  readonly summaries: ReadonlyMap<string, ReadonlyMap<string, ReadonlyMap<string, TopicSummary>>>;
 }
 
 export async function verifySites(sites: readonly string[], options: { streams?: readonly string[]; token?: string } = {}): Promise<VerifyReport> {
@@ -87,8 +91,14 @@ export async function verifySites(sites: readonly string[], options: { streams?:
   const label = (index: number) => `${names[index]} (${sites[index]})`;
   const differences: string[] = [];
   let topics = 0;
+  const records: Record<string, number> = Object.fromEntries(names.map((name) => [name, 0]));
+  const bySite = new Map(sites.map((site) => [site, new Map<string, ReadonlyMap<string, TopicSummary>>()]));
   for (const stream of [...streams].sort()) {
     const perSite = await Promise.all(sites.map((site) => summaries(site, stream, options.token)));
+    perSite.forEach((map, index) => {
+      bySite.get(sites[index]!)!.set(stream, map);
+      for (const summary of map.values()) records[names[index]!]! += summary.records;
+    });
     const all = new Set<string>();
     for (const map of perSite) for (const topic of map.keys()) all.add(topic);
     topics += all.size;
@@ -107,7 +117,7 @@ export async function verifySites(sites: readonly string[], options: { streams?:
       differences.push(`${stream}/${topic}: ${entries.map((entry, index) => `${label(index)} ${describe(entry)}`).join('; ')}`);
     }
   }
-  return { sites: names, streams: streams.size, topics, differences };
+  return { sites: names, streams: streams.size, topics, differences, records, summaries: bySite };
 }
 
 export function registerVerifyCommand(program: Command): void {

@@ -65,11 +65,11 @@ async function status(site: SiteProcess, path: string, token: string | undefined
 }
 
 /** Topic names of a stream an audience is summarised at a site. */
-async function topicsSeen(site: SiteProcess, stream: string, token: string): Promise<string[]> {
+async function topicsSeen(site: SiteProcess, stream: string, token: string | undefined): Promise<string[]> {
   const names: string[] = [];
   let after: string | null = '';
   while (after !== null) {
-    const response = await fetchAgain(`${site.url}/v1/summaries/${stream}?after=${encodeURIComponent(after)}&maxTopics=5000`, { timeoutMs: 60_000, headers: { authorization: `Bearer ${token}` } });
+    const response = await fetchAgain(`${site.url}/v1/summaries/${stream}?after=${encodeURIComponent(after)}&maxTopics=5000`, { timeoutMs: 60_000, ...(token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } }) });
     if (response.status === 404) return names;
     if (!response.ok) throw new Error(`${site.name} summaries of ${stream}: HTTP ${response.status}`);
     const page = (await response.json()) as { topics: { topic: string; records: number }[]; after: string | null };
@@ -86,13 +86,14 @@ const sameRecord = (a: RecordJson, b: RecordJson) =>
  * The ship's records of each of its containers topics are the first records of that topic at
  * the shore site, identical (a topic handed over at a port goes on there, written by the port).
  */
-export async function shipTopicsArePrefixes(ship: SiteProcess, shore: SiteProcess, topics: readonly string[], token: string): Promise<string[]> {
+export async function shipTopicsArePrefixes(ship: SiteProcess, shore: SiteProcess, topics: readonly string[], token: string, shoreTopics: ReadonlyMap<string, readonly RecordJson[]> = new Map()): Promise<string[]> {
   const differences: string[] = [];
   for (const topic of topics) {
     // From the first record the ship still holds (retention aboard removes a topic's oldest, forwarded ones).
     const aboard = await readTopic(ship, 'containers', topic, token);
     const first = aboard[0]?.offset ?? 0;
-    const ashore = await readTopic(shore, 'containers', topic, token, first, first + aboard.length);
+    const known = shoreTopics.get(topic);
+    const ashore = known === undefined ? await readTopic(shore, 'containers', topic, token, first, first + aboard.length) : known.filter((record) => record.offset >= first && record.offset < first + aboard.length);
     const at = aboard.findIndex((record, index) => record.offset !== first + index || ashore[index] === undefined || !sameRecord(record, ashore[index]!));
     if (at >= 0 || ashore.length !== aboard.length) differences.push(`containers/${topic}: ${ship.name} holds ${aboard.length} records from offset ${first}, ${shore.name} ${ashore.length} of them${at >= 0 ? `, first different at offset ${first + at}` : ''}`);
   }
@@ -135,6 +136,10 @@ export interface CheckContext {
   readonly shoresIdentical: { ok: boolean; detail: string };
   readonly shipIdentical: { ok: boolean; detail: string };
   readonly faults: boolean;
+  /** A customer's own endpoint fed by a shore site through the access policy, and that customer's token there. */
+  readonly customerEndpoint?: { readonly site: SiteProcess; readonly from: string; readonly token: string; readonly streams: readonly string[] };
+  /** Every container's whole topic at HQ, if already read (by carrier operations). */
+  readonly histories?: ReadonlyMap<string, RecordJson[]>;
   /** The TTL of the ship's containers stream (retention aboard, step 7); undefined: none configured. */
   readonly shipContainersTtlMs: number | undefined;
 }
@@ -256,7 +261,7 @@ export async function checkSteps(context: CheckContext): Promise<StepCheck[]> {
   const whole = new FleetModel(scenario);
   whole.advanceTo(whole.endMs);
   const histories = new Map<string, RecordJson[]>();
-  for (const container of timeline.containers) histories.set(container.id, await readTopic(hq, 'containers', container.id, ops));
+  for (const container of timeline.containers) histories.set(container.id, context.histories?.get(container.id) ?? (await readTopic(hq, 'containers', container.id, ops)));
 
   // 1. The first port: loading, and the same records at the same offsets everywhere, once each.
   const first = calls[0]!;
@@ -264,6 +269,29 @@ export async function checkSteps(context: CheckContext): Promise<StepCheck[]> {
   check(1, `${loadedFirst.length} containers loaded at ${first.port.name}, each its own topic from offset 0`, loadedFirst.length > 0 && loadedFirst.every((container) => histories.get(container.id)?.[0]?.offset === 0), loadedFirst.map((container) => container.id).join(' '));
   check(1, `${first.port.name}'s records at every other shore site within seconds of departure`, seen.firstPortReplicationS !== undefined && seen.firstPortReplicationS < 30, seen.firstPortReplicationDetail);
   check(1, 'every shore site holds the same records at the same offsets, once each (per-topic content hashes)', context.shoresIdentical.ok, context.shoresIdentical.detail);
+  const endpoint = context.customerEndpoint;
+  if (endpoint !== undefined) {
+    // What the customer reads at the feeding site is exactly what its endpoint holds: same records, same offsets; nothing else.
+    const from = shores.get(endpoint.from)!;
+    let records = 0;
+    let topics = 0;
+    const differ: string[] = [];
+    for (const stream of endpoint.streams) {
+      const visible = await topicsSeen(from, stream, endpoint.token);
+      const held = await topicsSeen(endpoint.site, stream, undefined);
+      for (const topic of held.filter((name) => !visible.includes(name))) differ.push(`${stream}/${topic} at ${endpoint.site.name}, not the customer's`);
+      for (const topic of visible) {
+        const expectedRecords = await readTopic(from, stream, topic, endpoint.token);
+        const got = await readTopic(endpoint.site, stream, topic, undefined);
+        topics += 1;
+        records += got.length;
+        if (got.length !== expectedRecords.length || got.some((record, index) => !sameRecord(record, expectedRecords[index]!))) differ.push(`${stream}/${topic}: ${got.length} at ${endpoint.site.name}, ${expectedRecords.length} read at ${endpoint.from}`);
+      }
+    }
+    const others = await topicsSeen(endpoint.site, 'ships', undefined);
+    if (others.length > 0) differ.push(`ships: ${others.join(' ')} at ${endpoint.site.name}`);
+    check(1, `${endpoint.from} passes the customer's subset to its own endpoint: ${endpoint.site.name} holds exactly what the customer reads at ${endpoint.from}, at the same offsets`, differ.length === 0 && records > 0, `${records} records in ${topics} topics of ${endpoint.streams.join(', ')}; ${differ.length === 0 ? 'nothing else (no ships, no one else\'s)' : differ.slice(0, 5).join('; ')}`);
+  }
 
   // 2. At sea: kill -9 of the ship's gateway; nothing acknowledged lost, no offset skipped.
   check(2, `the ship's gateway was killed -9 at sea and restarted`, !context.faults || (seen.killed !== undefined && shipTimeline.whereabouts(seen.killed.atSimMs).kind === 'at-sea'), seen.killed === undefined ? 'no kill (faults off)' : `at ${new Date(seen.killed.atSimMs).toISOString().slice(0, 16)} simulated, pid ${seen.killed.pid ?? '?'}`);

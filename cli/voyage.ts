@@ -33,7 +33,7 @@ import { distanceNm, portByCode } from '../devices/sea-lanes/index.js';
 import { FaultProxy } from '../tools/fault-proxy/index.js';
 import { freeLoopbackPort } from '../tools/net/index.js';
 import { verifySites } from './verify-command.js';
-import { checkSteps, shipTopicsArePrefixes, type StepCheck, type VoyageObservations } from './voyage-checks.js';
+import { checkSteps, readTopic, shipTopicsArePrefixes, type RecordJson, type StepCheck, type VoyageObservations } from './voyage-checks.js';
 import { SiteProcess } from './voyage-sites.js';
 
 /**
@@ -90,6 +90,13 @@ const SHORE_LINKS: readonly (readonly [string, string])[] = [
   ['HQ', 'SINGAPORE'],
   ['HQ', 'SYDNEY'],
 ];
+/**
+ * ToyCo's own endpoint (DESIGN step 1: "Tokyo passes ToyCo's subset to ToyCo's own endpoint"): a
+ * site of ToyCo's fed by Tokyo over a link filtered by the access policy as ToyCo's service
+ * principal sees it (links[].filter.principal), taking Tokyo as a sparse sender (records at
+ * Tokyo's offsets, with gaps where a record is not ToyCo's to see).
+ */
+const CUSTOMER_ENDPOINT = { site: 'TOYCO', from: 'TOKYO', principal: 'toyco-endpoint', org: 'toyco', streams: ['alerts', 'manifests', 'containers'] } as const;
 /** What headquarters sends the ports: the access records and the custody it assigns. */
 const HQ_STREAMS = ['access', 'manifests'];
 const STEP_NAMES = ['', 'Tokyo, docked, link up', 'At sea', 'Singapore', 'Singapore → Sydney', 'Overboard', 'Sydney', 'Afterwards'];
@@ -107,6 +114,12 @@ export interface VoyageOptions {
   readonly out: NodeJS.WriteStream;
   /** After the voyage and its checks, keep the sites running until stopped. */
   readonly keepRunning?: boolean;
+  /**
+   * Put the shore sites' logs on Apache Kafka: those without an MQTT gateway (a Kafka-backed site
+   * runs none yet, and the ports where containers are unloaded need one for the terminals' devices).
+   * `bootstrap`: a running broker (host:port); without it the demo starts one.
+   */
+  readonly kafka?: { readonly bootstrap?: string };
 }
 
 export interface VoyageReport {
@@ -141,11 +154,19 @@ async function linkViews(site: SiteProcess): Promise<LinkView[]> {
 
 const lagOf = (view: LinkView | undefined) => view?.lag.reduce((sum, entry) => sum + entry.records, 0) ?? 0;
 
-/** Records a site holds, by paging through its per-topic summaries. */
-async function recordsHeld(site: SiteProcess, token: string | undefined): Promise<number> {
+/**
+ * Records a site holds, by paging through its per-topic summaries; streams already summarised
+ * (`known`) are counted from those, since a summary reads and hashes every record of its topic.
+ */
+async function recordsHeld(site: SiteProcess, token: string | undefined, known: ReadonlyMap<string, ReadonlyMap<string, { records: number }>> = new Map()): Promise<number> {
   const listing = await site.getJson<{ streams: { stream: string }[] }>('/v1/summaries', token);
   let total = 0;
   for (const { stream } of listing.streams) {
+    const summarised = known.get(stream);
+    if (summarised !== undefined) {
+      for (const topic of summarised.values()) total += topic.records;
+      continue;
+    }
     let after: string | null = '';
     while (after !== null) {
       const page: { topics: { records: number }[]; after: string | null } = await site.getJson(`/v1/summaries/${stream}?after=${encodeURIComponent(after)}&maxTopics=5000`, token, 120_000);
@@ -154,6 +175,20 @@ async function recordsHeld(site: SiteProcess, token: string | undefined): Promis
     }
   }
   return total;
+}
+
+/** Runs `work` over the items, at most `concurrency` at once (reads from several sites overlap). */
+async function inPool<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+      while (next < items.length) {
+        const item = items[next]!;
+        next += 1;
+        await work(item);
+      }
+    }),
+  );
 }
 
 type ShipLink = Scenario['links'][number];
@@ -219,6 +254,8 @@ async function setUpAccess(hq: SiteProcess, bootstrapToken: string, timeline: Vo
     { id: 'sydney-port', org: 'sydney-port', roles: ['port-authority'] },
   ];
   for (const person of people) await call('/v1/access/principals', person);
+  // ToyCo's endpoint reads as ToyCo's service principal: what it may see is what Tokyo passes it.
+  await call('/v1/access/principals', { id: CUSTOMER_ENDPOINT.principal, org: CUSTOMER_ENDPOINT.org, kind: 'service', roles: ['customer'] });
   // Custody from the bookings: each customer sees its containers from the start of the voyage.
   const from = new Date(timeline.startMs - 86_400_000).toISOString();
   for (const container of timeline.containers) {
@@ -286,8 +323,23 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
 
   const sites = new Map<string, SiteProcess>();
   try {
+    let kafkaBrokers: string[] | undefined;
+    if (options.kafka !== undefined) {
+      if (options.kafka.bootstrap !== undefined) kafkaBrokers = [options.kafka.bootstrap];
+      else {
+        const { ensureKafkaJars, startKafkaBroker } = await import('../tools/kafka/index.js');
+        const progress = (line: string) => out.write(`kafka: ${line}\n`);
+        await ensureKafkaJars({ onProgress: progress });
+        const broker = await startKafkaBroker({ onProgress: progress });
+        stoppers.push(() => broker.stop());
+        kafkaBrokers = [broker.bootstrap];
+        out.write(`kafka: a broker is up at ${broker.bootstrap}\n`);
+      }
+    }
+    // Each Kafka-backed site its own topics on the broker (one broker may serve several voyages).
+    const kafkaRun = randomBytes(4).toString('hex');
     const httpPorts = new Map<string, number>();
-    for (const name of [...SHORE_SITES, SHIP]) httpPorts.set(name, await freeLoopbackPort());
+    for (const name of [...SHORE_SITES, SHIP, CUSTOMER_ENDPOINT.site]) httpPorts.set(name, await freeLoopbackPort());
     const mqttPort = await freeLoopbackPort();
     const portMqtt = new Map<string, number>();
     for (const code of unloadPorts) portMqtt.set(portSites.get(code)!, await freeLoopbackPort());
@@ -322,15 +374,22 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
         ...(name === 'HQ' ? { streams: HQ_STREAMS } : {}),
         ...QUICK_LINK,
       }));
+      if (name === CUSTOMER_ENDPOINT.from) {
+        links.push({ name: CUSTOMER_ENDPOINT.site, url: `http://127.0.0.1:${httpPorts.get(CUSTOMER_ENDPOINT.site)!}`, token: tokenOf(name, CUSTOMER_ENDPOINT.site), streams: [...CUSTOMER_ENDPOINT.streams], filter: { principal: CUSTOMER_ENDPOINT.principal }, ...QUICK_LINK } as (typeof links)[number]);
+      }
       // Every shore site enforces access with the shared key; only HQ takes the bootstrap token.
       const access = { keyFile: accessKeyFile, ...(name === 'HQ' ? { bootstrapTokenFile } : {}), readRateLimit: { requests: 100_000, windowSeconds: 60 } };
       // A port where containers are unloaded runs a gateway for them ashore (the terminal's devices).
       // Its containers come by handoff only: one it has not been handed is refused, never created there.
       const mqtt = portMqtt.has(name) ? { mqtt: { port: portMqtt.get(name)!, auth: { allowAnonymous: true } }, handoffOnlyStreams: ['containers'] } : {};
-      const site = new SiteProcess(name, 'shore', httpPorts.get(name)!, { site: name, dataDir, http: { port: httpPorts.get(name)! }, ingest: { peers }, links, access, handoffToken, ...mqtt }, dataDir);
+      const log = kafkaBrokers !== undefined && !portMqtt.has(name) ? { log: { backend: 'kafka', kafka: { brokers: kafkaBrokers, topicPrefix: `voyage-${kafkaRun}-${name.toLowerCase()}` } } } : {};
+      const site = new SiteProcess(name, 'shore', httpPorts.get(name)!, { site: name, dataDir, http: { port: httpPorts.get(name)! }, ingest: { peers }, links, access, handoffToken, ...mqtt, ...log }, dataDir);
       sites.set(name, site);
       stoppers.push(() => site.stop());
     }
+    // ToyCo's endpoint: its own site (no access of the carrier's: it holds only what it was given).
+    const endpoint = new SiteProcess(CUSTOMER_ENDPOINT.site, 'shore', httpPorts.get(CUSTOMER_ENDPOINT.site)!, { site: CUSTOMER_ENDPOINT.site, dataDir, http: { port: httpPorts.get(CUSTOMER_ENDPOINT.site)! }, ingest: { peers: [{ site: CUSTOMER_ENDPOINT.from, token: tokenOf(CUSTOMER_ENDPOINT.from, CUSTOMER_ENDPOINT.site), sparse: true }] } }, dataDir);
+    stoppers.push(() => endpoint.stop());
     const controlToken = randomBytes(16).toString('hex');
     const ship = new SiteProcess(
       SHIP,
@@ -367,9 +426,14 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
     stoppers.push(() => ship.stop());
 
     out.write(`voyage: starting TOKYO, SINGAPORE, SYDNEY, HQ and AURORA in ${dataDir}\n`);
-    await Promise.all(SHORE_SITES.map((name) => sites.get(name)!.start()));
+    if (kafkaBrokers !== undefined) {
+      const onKafka = SHORE_SITES.filter((name) => !portMqtt.has(name));
+      out.write(`voyage: ${onKafka.join(' and ')} on Apache Kafka at ${kafkaBrokers.join(',')} (log: kafka); ${SHORE_SITES.filter((name) => portMqtt.has(name)).join(' and ')} on the embedded log (they run the terminals' MQTT gateways, which a Kafka-backed site does not yet)\n`);
+    }
+    await Promise.all([...SHORE_SITES.map((name) => sites.get(name)!.start()), endpoint.start()]);
     await ship.start();
     for (const [name, site] of sites) out.write(`  ${name.padEnd(9)} ${site.url}\n`);
+    out.write(`  ${endpoint.name.padEnd(9)} ${endpoint.url} (ToyCo's own endpoint, fed by ${CUSTOMER_ENDPOINT.from} as ToyCo's service principal ${CUSTOMER_ENDPOINT.principal} sees)\n`);
     const tokens = await setUpAccess(sites.get('HQ')!, bootstrapToken, timeline);
     out.write(
       `\nportal: ${sites.get('HQ')!.url}/portal/ (any shore site serves one); sign in with a token:\n` +
@@ -399,7 +463,7 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
     const handoffs = timeline.containers
       .flatMap((container) => container.moves.filter((move) => move.ship === SHIP && portSites.has(move.unload.code) && !((lostAtMs.get(container.id) ?? Number.POSITIVE_INFINITY) < move.unloadMs)).map((move) => ({ container: container.id, to: portSites.get(move.unload.code)!, atMs: move.unloadMs, done: false })))
       .sort((a, b) => a.atMs - b.atMs);
-    const done = driveSafely({ options, scenario, timeline, sites, ship, proxies, emulator, portEmulators, portSites, scenarioLinks, handoffs, handoffToken, controlToken, applied: {}, dataDir, tokens }).then((report) => {
+    const done = driveSafely({ options, scenario, timeline, sites, ship, proxies, emulator, portEmulators, portSites, scenarioLinks, handoffs, handoffToken, controlToken, applied: {}, dataDir, tokens, endpoint }).then((report) => {
       // A voyage that did not hold keeps its sites' data and logs for a look.
       if (!report.ok) removeData = false;
       return report;
@@ -429,6 +493,8 @@ interface DriveContext {
   readonly dataDir: string;
   /** Sign-ins by principal (the shore sites enforce access). */
   readonly tokens: Record<string, string>;
+  /** ToyCo's own endpoint, fed by Tokyo. */
+  readonly endpoint: SiteProcess;
 }
 
 async function setLinkState(context: DriveContext, link: string, state: string): Promise<void> {
@@ -774,7 +840,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
           observations.lagAtDeparture[site!] = Number.isFinite(backlog) ? backlog : -1;
           holdNote = '';
           for (const each of emulators) each.holdAt(undefined);
-          out.write(`${out.isTTY ? '\n' : ''}sailing: ${SHIP} leaves ${call.port.name} after ${(waitedMs / 1000).toFixed(1)} s held; ${site} holds its ${madeHere.length} handoff records, ${Number.isFinite(backlog) ? backlog : 'unknown'} records left to send\n`);
+          out.write(`${out.isTTY ? '\n' : ''}sailing: ${SHIP} leaves ${call.port.name} after ${(waitedMs / 1000).toFixed(1)} s held; ${madeHere.length === 0 ? 'no containers unloaded there' : `${site} holds its ${madeHere.length} handoff records`}, ${Number.isFinite(backlog) ? backlog : 'unknown'} records left to send\n`);
         } else if (!handoffsHeld && waitedMs > SAILING_HOLD_MAX_MS) {
           const missing = dueHere.filter((handoff) => !hold.held.has(handoff.container)).map((handoff) => handoff.container);
           throw new VoyageStalledError(
@@ -853,17 +919,27 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   const shipWhole = await verifySites([ship.url, hq.url], { token: opsToken, streams: ['ships', 'alerts'] });
   const topicsOf = async (site: SiteProcess, stream: string) => (await site.getJson<{ topics: { topic: string; firstOffset: number; nextOffset: number; records: number }[] }>(`/v1/summaries/${stream}?maxTopics=5000`, opsToken, 120_000)).topics;
   const shipContainers = await topicsOf(ship, 'containers');
-  const shipPrefixes = await shipTopicsArePrefixes(ship, hq, shipContainers.map((topic) => topic.topic), opsToken);
+  // Every container's whole topic at HQ, read once: the ship's topics are compared with it and the steps are checked on it.
+  const histories = new Map<string, RecordJson[]>();
+  await inPool(
+    [...new Set([...timeline.containers.map((container) => container.id), ...shipContainers.map((topic) => topic.topic)])],
+    4,
+    async (id) => void histories.set(id, await readTopic(hq, 'containers', id, opsToken)),
+  );
+  const shipPrefixes = await shipTopicsArePrefixes(ship, hq, shipContainers.map((topic) => topic.topic), opsToken, histories);
   const shipDifferences = [...shipWhole.differences, ...shipPrefixes];
   const differences = [...shores.differences, ...shipDifferences];
   const shipTopics = shipWhole.topics + shipContainers.length;
+  // The shore sites' counts come from the comparison's summaries; the ship's from what it has been asked already, and the rest.
   const records: Record<string, number> = {};
-  for (const [name, site] of sites) records[name] = await recordsHeld(site, opsToken);
+  for (const name of SHORE_SITES) records[name] = shores.records[name] ?? (await recordsHeld(sites.get(name)!, opsToken));
+  records[SHIP] = await recordsHeld(ship, opsToken, new Map([...(shipWhole.summaries.get(ship.url) ?? new Map()), ['containers', new Map(shipContainers.map((topic) => [topic.topic, topic]))]]));
   // What HQ holds beyond the ship's records: readings written ashore after handoffs, and its own.
   // What the ship wrote of each topic (its next offset: retention aboard may have removed the oldest).
   const shipWrote = new Map(shipContainers.map((topic) => [topic.topic, topic.nextOffset]));
   const removedAboard = shipContainers.reduce((sum, topic) => sum + topic.nextOffset - topic.records, 0);
-  const writtenAshore = (await topicsOf(hq, 'containers')).reduce((sum, topic) => sum + topic.records - (shipWrote.get(topic.topic) ?? 0), 0);
+  const hqContainers = shores.summaries.get(hq.url)?.get('containers');
+  const writtenAshore = (hqContainers === undefined ? await topicsOf(hq, 'containers') : [...hqContainers.values()]).reduce((sum, topic) => sum + topic.records - (shipWrote.get(topic.topic) ?? 0), 0);
   const checks = await accessChecks(hq, context.tokens, overboard?.container ?? 'Y07');
   const alertLatencyMs: Record<string, number | undefined> = {};
   for (const site of alertSites) alertLatencyMs[site] = alertLatency[site];
@@ -878,6 +954,8 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     shoresIdentical: { ok: shores.differences.length === 0, detail: `${shores.sites.length} sites, ${shores.topics} topics in ${shores.streams} streams, ${shores.differences.length} differ` },
     shipIdentical: { ok: shipDifferences.length === 0, detail: `${shipTopics} of ${SHIP}'s topics compared with HQ, ${shipDifferences.length} differ` },
     faults: options.faults,
+    histories,
+    customerEndpoint: { site: context.endpoint, from: CUSTOMER_ENDPOINT.from, token: context.tokens.toyco!, streams: CUSTOMER_ENDPOINT.streams },
     shipContainersTtlMs: SHIP_CONTAINERS_TTL_HOURS * 3_600_000,
   }).catch((error: unknown): StepCheck[] => [{ step: 0, what: 'the seven steps could be checked', ok: false, detail: `${(error as Error).message}${(error as Error).cause === undefined ? '' : ` (${((error as Error).cause as Error).message})`}` }]);
   const ok = differences.length === 0 && alertSites.every((site) => alertLatencyMs[site] !== undefined) && checks.every(([, passed]) => passed) && steps.every((step) => step.ok);

@@ -38,6 +38,8 @@ describe('the voyage (portcall demo), step by step', () => {
       exitCode = demo.child.exitCode ?? (await new Promise<number | null>((resolve) => demo.child.once('exit', (code) => resolve(code))));
     } finally {
       output = demo.output();
+      // Where the wall time went (sailing, draining, verifying), in the test log: the suite's budget is tight.
+      process.stderr.write(`[voyage] ${/wall time: [^\n]*/.exec(output)?.[0] ?? 'no wall time printed'}\n`);
     }
   }, 420_000);
 
@@ -94,8 +96,14 @@ describe('the voyage (portcall demo), step by step', () => {
     expect(exitCode).toBe(0);
   });
 
-  it('step 1, Tokyo docked: Y01–Y10 and B01–B05 loaded, each its own topic; replicated to Singapore, Sydney and HQ within seconds, at the same offsets, once each', () => {
-    const lines = step(1, [/15 containers loaded at Tokyo, each its own topic from offset 0/, /Tokyo's records at every other shore site within seconds of departure/, /every shore site holds the same records at the same offsets, once each/]);
+  it('step 1, Tokyo docked: Y01–Y10 and B01–B05 loaded, each its own topic; ToyCo’s subset at ToyCo’s own endpoint; replicated to Singapore, Sydney and HQ within seconds, at the same offsets, once each', () => {
+    const lines = step(1, [
+      /15 containers loaded at Tokyo, each its own topic from offset 0/,
+      /Tokyo's records at every other shore site within seconds of departure/,
+      /every shore site holds the same records at the same offsets, once each/,
+      // ToyCo's own endpoint, fed by Tokyo through the access policy as ToyCo's service principal.
+      /TOKYO passes the customer's subset to its own endpoint: TOYCO holds exactly what the customer reads at TOKYO, at the same offsets \([1-9]\d* records in \d+ topics of alerts, manifests, containers; nothing else/,
+    ]);
     const [, seconds] = /within ([\d.]+) s\)/.exec(lines.find((line) => line.includes('within seconds of departure'))!) ?? [];
     expect(Number(seconds)).toBeLessThan(30);
   });
