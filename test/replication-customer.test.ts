@@ -9,7 +9,8 @@
  *   (sparse: Y01 from its booking on), nothing of RedCo's container or ToyCo's outside its
  *   windows.
  * - Custody widened to an earlier period delivers the older records, once.
- * - kill -9 of the endpoint, then of Tokyo, mid-transfer: nothing lost, nothing twice.
+ * - kill -9 of the endpoint, then of Tokyo, mid-transfer, and of Tokyo mid-rescan: nothing
+ *   lost, nothing twice.
  * - Disabling the principal stops further records; enabling it again sends what was left out.
  * - A withdrawn custody window stops further records of that container.
  */
@@ -214,6 +215,18 @@ describe('replication to a customer endpoint under access control', () => {
     expect(beforeKill).toBeLessThan(50 + BIG);
     expect(await offsetsAt(toyco, 'Y02')).toEqual(seq(20, 30));
 
+    // Widened again, for Y02's whole backlog from minute 30 on: a rescan of 12,000 records,
+    // and Tokyo killed in the middle of it. The rescan runs again from the start; each once.
+    await admin('POST', '/v1/access/custody', { container: 'Y02', org: 'toyco', from: new Date(T0 + 30 * MINUTE).toISOString() });
+    const heldY02 = async () => (await offsetsAt(toyco, 'Y02')).length;
+    await eventually(async () => (await heldY02()) > 10 + 1000, 60_000, async () => `ToyCo holds ${await heldY02()} of Y02`, 50);
+    const midRescan = await heldY02();
+    await net.kill9('TOKYO');
+    await net.start('TOKYO');
+    await eventually(async () => (await heldY02()) === 30 + BIG, 120_000, async () => `ToyCo holds ${await heldY02()} of Y02`, 200);
+    expect(midRescan).toBeLessThan(30 + BIG);
+    expect(await offsetsAt(toyco, 'Y02')).toEqual(seq(20, 50 + BIG));
+
     // The principal disabled: nothing more goes, from the next record on.
     await admin('DELETE', '/v1/access/principals/toyco-endpoint');
     await ship(range('Y01', 50 + BIG, 60 + BIG));
@@ -234,7 +247,7 @@ describe('replication to a customer endpoint under access control', () => {
     await net.stopAll();
     // Exactly ToyCo's records, each once, at the origin's identities, byte for byte.
     const admitted = (record: LogRecord) =>
-      (record.topic === 'Y01' && record.eventTimeMs >= T0 && record.offset < 60 + BIG) || (record.topic === 'Y02' && record.eventTimeMs >= T0 + 20 * MINUTE && record.eventTimeMs < T0 + 30 * MINUTE);
+      (record.topic === 'Y01' && record.eventTimeMs >= T0 && record.offset < 60 + BIG) || (record.topic === 'Y02' && record.eventTimeMs >= T0 + 20 * MINUTE);
     const expected = new Set(posted.filter(admitted).map(identityLine));
     const atToyco = await recordSet(net.logPath('TOYCO'), 'TOYCO');
     expect(atToyco.size).toBe(expected.size);
