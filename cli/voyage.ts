@@ -311,13 +311,20 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
   // Ports where containers are unloaded: their gateways hear those containers ashore.
   const unloadPorts = new Set(timeline.containers.flatMap((container) => container.moves.filter((move) => move.ship === SHIP && portSites.has(move.unload.code)).map((move) => move.unload.code)));
   const handoffToken = randomBytes(24).toString('hex');
-  const stoppers: (() => Promise<void>)[] = [];
+  /**
+   * What to stop, by stage: the devices first, then every site at once (each SIGTERM with its own
+   * grace: one after the other they took tens of seconds on a loaded machine), then the proxies,
+   * then a broker the demo started.
+   */
+  const stoppers: { stage: 'broker' | 'proxies' | 'sites' | 'devices'; stop: () => Promise<void> }[] = [];
   let stopped = false;
   let removeData = true;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    for (const stopOne of stoppers.reverse()) await stopOne().catch(() => undefined);
+    for (const stage of ['devices', 'sites', 'proxies', 'broker'] as const) {
+      await Promise.all(stoppers.filter((stopper) => stopper.stage === stage).map((stopper) => stopper.stop().catch(() => undefined)));
+    }
     if (temporaryDir !== undefined && removeData) rmSync(temporaryDir, { recursive: true, force: true });
   };
 
@@ -331,7 +338,7 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
         const progress = (line: string) => out.write(`kafka: ${line}\n`);
         await ensureKafkaJars({ onProgress: progress });
         const broker = await startKafkaBroker({ onProgress: progress });
-        stoppers.push(() => broker.stop());
+        stoppers.push({ stage: 'broker', stop: () => broker.stop() });
         kafkaBrokers = [broker.bootstrap];
         out.write(`kafka: a broker is up at ${broker.bootstrap}\n`);
       }
@@ -362,7 +369,7 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
     for (const site of scenarioLinks.filter((link) => link.port !== undefined).map((link) => link.site)) {
       const proxy = await FaultProxy.start({ targetPort: httpPorts.get(site)! });
       proxies.set(site, proxy);
-      stoppers.push(() => proxy.close());
+      stoppers.push({ stage: 'proxies', stop: () => proxy.close() });
     }
 
     for (const name of SHORE_SITES) {
@@ -385,11 +392,11 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
       const log = kafkaBrokers !== undefined && !portMqtt.has(name) ? { log: { backend: 'kafka', kafka: { brokers: kafkaBrokers, topicPrefix: `voyage-${kafkaRun}-${name.toLowerCase()}` } } } : {};
       const site = new SiteProcess(name, 'shore', httpPorts.get(name)!, { site: name, dataDir, http: { port: httpPorts.get(name)! }, ingest: { peers }, links, access, handoffToken, ...mqtt, ...log }, dataDir);
       sites.set(name, site);
-      stoppers.push(() => site.stop());
+      stoppers.push({ stage: 'sites', stop: () => site.stop() });
     }
     // ToyCo's endpoint: its own site (no access of the carrier's: it holds only what it was given).
     const endpoint = new SiteProcess(CUSTOMER_ENDPOINT.site, 'shore', httpPorts.get(CUSTOMER_ENDPOINT.site)!, { site: CUSTOMER_ENDPOINT.site, dataDir, http: { port: httpPorts.get(CUSTOMER_ENDPOINT.site)! }, ingest: { peers: [{ site: CUSTOMER_ENDPOINT.from, token: tokenOf(CUSTOMER_ENDPOINT.from, CUSTOMER_ENDPOINT.site), sparse: true }] } }, dataDir);
-    stoppers.push(() => endpoint.stop());
+    stoppers.push({ stage: 'sites', stop: () => endpoint.stop() });
     const controlToken = randomBytes(16).toString('hex');
     const ship = new SiteProcess(
       SHIP,
@@ -423,8 +430,9 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
       dataDir,
     );
     sites.set(SHIP, ship);
-    stoppers.push(() => ship.stop());
+    stoppers.push({ stage: 'sites', stop: () => ship.stop() });
 
+    const startingAt = performance.now();
     out.write(`voyage: starting TOKYO, SINGAPORE, SYDNEY, HQ and AURORA in ${dataDir}\n`);
     if (kafkaBrokers !== undefined) {
       const onKafka = SHORE_SITES.filter((name) => !portMqtt.has(name));
@@ -434,7 +442,9 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
     await ship.start();
     for (const [name, site] of sites) out.write(`  ${name.padEnd(9)} ${site.url}\n`);
     out.write(`  ${endpoint.name.padEnd(9)} ${endpoint.url} (ToyCo's own endpoint, fed by ${CUSTOMER_ENDPOINT.from} as ToyCo's service principal ${CUSTOMER_ENDPOINT.principal} sees)\n`);
+    const sitesUpAt = performance.now();
     const tokens = await setUpAccess(sites.get('HQ')!, bootstrapToken, timeline);
+    out.write(`voyage: sites up in ${((sitesUpAt - startingAt) / 1000).toFixed(0)} s, access set up at HQ in ${((performance.now() - sitesUpAt) / 1000).toFixed(0)} s\n`);
     out.write(
       `\nportal: ${sites.get('HQ')!.url}/portal/ (any shore site serves one); sign in with a token:\n` +
         Object.entries(tokens)
@@ -449,17 +459,13 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
       const site = portSites.get(code)!;
       const port = await FleetEmulator.start({ scenario, brokerUrl: `mqtt://127.0.0.1:${portMqtt.get(site)!}`, acceleration: options.acceleration, shards: 1, clientIdPrefix: `terminal-${code.toLowerCase()}`, onlyAshoreAt: code });
       portEmulators.set(site, port);
-      stoppers.push(async () => {
-        await port.stop(2000);
-      });
+      stoppers.push({ stage: 'devices', stop: async () => void (await port.stop(2000)) });
     }
     // A container lost overboard on the way is never unloaded.
     const lostAtMs = new Map(scenario.events.flatMap((event) => (event.kind === 'overboard' ? [[event.container, timeline.ships.get(event.at.ship)!.resolve(event.at)] as const] : [])));
     // The ship's devices last: the voyage's clock starts with them.
     const emulator = await FleetEmulator.start({ scenario, brokerUrl: `mqtt://127.0.0.1:${mqttPort}`, acceleration: options.acceleration, shards: 1, clientIdPrefix: 'voyage', onlyAboard: SHIP });
-    stoppers.push(async () => {
-      await emulator.stop(2000);
-    });
+    stoppers.push({ stage: 'devices', stop: async () => void (await emulator.stop(2000)) });
     const handoffs = timeline.containers
       .flatMap((container) => container.moves.filter((move) => move.ship === SHIP && portSites.has(move.unload.code) && !((lostAtMs.get(container.id) ?? Number.POSITIVE_INFINITY) < move.unloadMs)).map((move) => ({ container: container.id, to: portSites.get(move.unload.code)!, atMs: move.unloadMs, done: false })))
       .sort((a, b) => a.atMs - b.atMs);

@@ -39,7 +39,7 @@ describe('the voyage (portcall demo), step by step', () => {
     } finally {
       output = demo.output();
       // Where the wall time went (sailing, draining, verifying), in the test log: the suite's budget is tight.
-      process.stderr.write(`[voyage] ${/wall time: [^\n]*/.exec(output)?.[0] ?? 'no wall time printed'}\n`);
+      process.stderr.write(`[voyage] ${/sites up in [^\n]*/.exec(output)?.[0] ?? 'no start-up time printed'}; ${/wall time: [^\n]*/.exec(output)?.[0] ?? 'no wall time printed'}\n`);
     }
   }, 420_000);
 
