@@ -130,8 +130,10 @@ const kafkaTopicSettings = {
 const customerTopicConfig = z.strictObject({
   /** The customer (its organisation id); names the topic `customer.<id>` unless `topic` says otherwise. */
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be letters, digits, ".", "_" or "-" (an organisation id)'),
-  /** A file holding the token of the customer's service principal: the topic holds what that token may read, while it may. */
-  tokenFile: z.string().min(1),
+  /** The customer's service principal (an access record): the topic holds what it may see, while it is enabled. */
+  principal: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/, 'must be a principal id of the access records').optional(),
+  /** Or a file holding the token of the customer's service principal: the topic holds what that token may read, while it may. */
+  tokenFile: z.string().min(1).optional(),
   /** The site's streams it reads (never `access`). */
   streams: z
     .array(streamName.refine((stream) => stream !== 'access', 'access records never leave a site'))
@@ -169,6 +171,9 @@ const kafkaConfig = z
       const topic = customer.topic ?? `customer.${customer.id}`;
       if (ids.has(customer.id)) context.addIssue({ code: 'custom', path: ['customerTopics', index, 'id'], message: `${customer.id} is listed twice` });
       if (topics.has(topic)) context.addIssue({ code: 'custom', path: ['customerTopics', index, 'topic'], message: `${topic} is written for another customer already` });
+      if ((customer.principal === undefined) === (customer.tokenFile === undefined)) {
+        context.addIssue({ code: 'custom', path: ['customerTopics', index], message: 'give principal or tokenFile (whose view the topic holds), exactly one' });
+      }
       if (topic.startsWith(`${kafka.topicPrefix}.`)) {
         context.addIssue({ code: 'custom', path: ['customerTopics', index, 'topic'], message: `must not start with the site's topicPrefix (${kafka.topicPrefix}.): customers' ACLs are granted apart from the site's own topics` });
       }

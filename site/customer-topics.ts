@@ -1,8 +1,9 @@
 /**
  * Wires per-customer Kafka topics into a Kafka-backed site (composition root helper): each
- * configured customer's filter is the access policy's filter for the customer's service token
- * (asked again every round, so a token accepted later starts the customer and one revoked holds
- * it), and the sink is the Kafka log's transactional customer topic writer.
+ * configured customer's filter is the access policy's filter for the customer's service
+ * principal, named or by its token (asked again every round, so a principal or token accepted
+ * later starts the customer and one disabled or revoked holds it), and the sink is the Kafka
+ * log's transactional customer topic writer.
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
@@ -23,23 +24,27 @@ export async function startCustomerTopics(
   registry: Registry,
 ): Promise<CustomerTopicStage> {
   const specs = (kafka.customerTopics ?? []).map((customer, index) => {
-    const field = `log.kafka.customerTopics.${index}.tokenFile`;
-    let token: string;
-    try {
-      token = readFileSync(customer.tokenFile, 'utf8').trim();
-    } catch (error) {
-      throw new ConfigError(`${field}: cannot read ${customer.tokenFile}: ${(error as Error).message}`);
+    let token: string | undefined;
+    if (customer.tokenFile !== undefined) {
+      const field = `log.kafka.customerTopics.${index}.tokenFile`;
+      try {
+        token = readFileSync(customer.tokenFile, 'utf8').trim();
+      } catch (error) {
+        throw new ConfigError(`${field}: cannot read ${customer.tokenFile}: ${(error as Error).message}`);
+      }
+      if (token === '') throw new ConfigError(`${field}: ${customer.tokenFile} is empty; it must hold the customer's service token`);
     }
-    if (token === '') throw new ConfigError(`${field}: ${customer.tokenFile} is empty; it must hold the customer's service token`);
+    const principal = customer.principal;
     return {
       id: customer.id,
       kafkaTopic: customer.topic ?? `customer.${customer.id}`,
       streams: customer.streams,
-      // Asked every round (one SHA-256 and a few lookups); the filter itself re-checks the token
-      // on every record (the policy's liveness check), so a revocation stops the next record.
-      // A token of another organisation is held too: customer.toyco never gets RedCo's view.
+      // Asked every round (a few lookups, and one SHA-256 for a token); the filter itself
+      // re-checks its principal or token on every record (the policy's liveness check), so a
+      // revocation or a disabled principal stops the next record. A viewer of another
+      // organisation is held too: customer.toyco never gets RedCo's view.
       filter: (): RecordFilter | undefined => {
-        const viewer = access.policy.authenticate(token);
+        const viewer = principal !== undefined ? access.policy.viewerByName(principal) : access.policy.authenticate(token);
         return viewer === undefined || viewer.org.id !== customer.id ? undefined : access.policy.filterFor(viewer);
       },
     };

@@ -16,15 +16,17 @@ const site = (customerTopics: unknown, extra: Record<string, unknown> = { access
 describe('log.kafka.customerTopics configuration', () => {
   it('defaults: none; an entry reads containers, alerts and manifests into customer.<id>', () => {
     expect(parseSiteConfig({ site: 'HQ', log: { backend: 'kafka', kafka: { brokers: ['127.0.0.1:9092'] } } }).log.kafka!.customerTopics).toBeUndefined();
-    const config = parseSiteConfig(site([{ id: 'toyco', tokenFile: '/etc/portcall/toyco.token' }, { id: 'duck', tokenFile: '/t', streams: ['manifests'], topic: 'customer.duck.2' }]));
+    const config = parseSiteConfig(site([{ id: 'toyco', tokenFile: '/etc/portcall/toyco.token' }, { id: 'duck', principal: 'kafka@duck', streams: ['manifests'], topic: 'customer.duck.2' }]));
     expect(config.log.kafka!.customerTopics).toEqual([
       { id: 'toyco', tokenFile: '/etc/portcall/toyco.token', streams: ['containers', 'alerts', 'manifests'] },
-      { id: 'duck', tokenFile: '/t', streams: ['manifests'], topic: 'customer.duck.2' },
+      { id: 'duck', principal: 'kafka@duck', streams: ['manifests'], topic: 'customer.duck.2' },
     ]);
   });
 
   it.each([
-    ['no token file', [{ id: 'toyco' }], /log\.kafka\.customerTopics\.0\.tokenFile: /],
+    ['neither principal nor token file', [{ id: 'toyco' }], /log\.kafka\.customerTopics\.0: give principal or tokenFile \(whose view the topic holds\), exactly one/],
+    ['both principal and token file', [{ id: 'toyco', principal: 'kafka@toyco', tokenFile: '/t' }], /log\.kafka\.customerTopics\.0: give principal or tokenFile/],
+    ['a principal that is no principal id', [{ id: 'toyco', principal: 'kafka toyco' }], /log\.kafka\.customerTopics\.0\.principal: must be a principal id/],
     ['an id that is no organisation id', [{ id: 'toy co', tokenFile: '/t' }], /log\.kafka\.customerTopics\.0\.id: must be letters, digits/],
     ['the access stream', [{ id: 'toyco', tokenFile: '/t', streams: ['containers', 'access'] }], /log\.kafka\.customerTopics\.0\.streams\.1: access records never leave a site/],
     ['no streams', [{ id: 'toyco', tokenFile: '/t', streams: [] }], /log\.kafka\.customerTopics\.0\.streams: /],
@@ -32,7 +34,7 @@ describe('log.kafka.customerTopics configuration', () => {
     ['a topic under the site prefix', [{ id: 'toyco', tokenFile: '/t', topic: 'portcall.toyco' }], /log\.kafka\.customerTopics\.0\.topic: must not start with the site's topicPrefix \(portcall\.\)/],
     ['a customer listed twice', [{ id: 'toyco', tokenFile: '/t' }, { id: 'toyco', tokenFile: '/u' }], /log\.kafka\.customerTopics\.1\.id: toyco is listed twice/],
     ['two customers on one topic', [{ id: 'toyco', tokenFile: '/t' }, { id: 'redco', tokenFile: '/u', topic: 'customer.toyco' }], /log\.kafka\.customerTopics\.1\.topic: customer\.toyco is written for another customer already/],
-    ['an unknown field', [{ id: 'toyco', tokenFile: '/t', principal: 'kafka@toyco' }], /log\.kafka\.customerTopics\.0: Unrecognized key: "principal"/],
+    ['an unknown field', [{ id: 'toyco', tokenFile: '/t', token: 'pct_…' }], /log\.kafka\.customerTopics\.0: Unrecognized key: "token"/],
   ])('refuses %s, naming the field', (_case, customerTopics, message) => {
     expect(() => parseSiteConfig(site(customerTopics), 'hq.yaml')).toThrow(ConfigError);
     expect(() => parseSiteConfig(site(customerTopics), 'hq.yaml')).toThrow(message);

@@ -9,7 +9,8 @@
  *   nothing of RedCo's containers, the carrier's, or the ships stream.
  * - A window that ended (C02's) stops C02's records at its end; a revoked token (RedCo's)
  *   stops RedCo's records from the next one on, and /healthz says RedCo's topic is held.
- * - A consignee's topic holds the projected form only ({status, port, at}, no headers).
+ * - A consignee's topic (configured by its service principal, not a token) holds the projected
+ *   form only ({status, port, at}, no headers).
  * - A window added later (C05 for ToyCo) applies to records read from then on: what the
  *   stage passed over before is not re-emitted (the documented behaviour).
  */
@@ -203,7 +204,8 @@ async function customerSite(bootstrap: string, dir: string, options: { backlogRe
         customerTopics: [
           { id: toyco, tokenFile: join(dir, `${toyco}.token`) },
           { id: redco, tokenFile: join(dir, `${redco}.token`) },
-          { id: duck, tokenFile: join(dir, `${duck}.token`), streams: ['manifests'] },
+          // Named by its service principal rather than a token.
+          { id: duck, principal: `kafka@${duck}`, streams: ['manifests'] },
         ],
       },
     },
