@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, expect, it } from 'vitest';
 
 import type { LogRecord } from '../core/index.js';
@@ -228,6 +229,7 @@ async function customerSite(bootstrap: string, dir: string, options: { backlogRe
   };
   return {
     run,
+    topicPrefix: base.log.kafka.topicPrefix,
     incarnation,
     backlog,
     toyco,
@@ -467,5 +469,18 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
         `site up in ${upAtMs - startedAtMs} ms, caught up ${caughtUpMs} ms later (lag counted at most once a second), ${Math.round(site.backlog / (caughtUpMs / 1000))} stream records/s; ` +
         `customer.${site.toyco} ${toycoRead.indexes.length} records\n`,
     );
+  });
+  it('refuses to start when <prefix>.customer-cursors exists without compaction, saying why', { timeout: 120_000 }, async () => {
+    const bootstrap = kafkaBootstrap()!;
+    const site = await customerSite(bootstrap, mkdtempSync(join(dataDir, 'compact-')));
+    const kafka = new Kafka({ clientId: 'customer-topics-test', brokers: [bootstrap], logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      await admin.createTopics({ waitForLeaders: true, topics: [{ topic: `${site.topicPrefix}.customer-cursors`, numPartitions: 1, replicationFactor: 1 }] });
+    } finally {
+      await admin.disconnect();
+    }
+    await expect(site.start()).rejects.toThrow(new RegExp(`${site.topicPrefix}\\.customer-cursors exists with cleanup\\.policy=delete; it must be 'compact'`));
   });
 });

@@ -135,7 +135,12 @@ export class CustomerTopicStage implements HealthSource {
     for (const { id } of options.customers) this.counts.set(id, { written: 0, filtered: 0 });
   }
 
+  /**
+   * Opens the sink once before returning, so a misconfigured cursor topic or an unreachable
+   * Kafka fails the site's start with its reason; later failures are retried.
+   */
   async start(): Promise<void> {
+    this.positions = await this.options.sink.open();
     this.unsubscribe = this.options.source.onDurable((stream) => {
       if (this.options.customers.some((customer) => customer.streams.includes(stream))) this.poke();
     });
@@ -204,7 +209,7 @@ export class CustomerTopicStage implements HealthSource {
     const retryInitialMs = this.options.retryInitialMs ?? 500;
     const retryMaxMs = this.options.retryMaxMs ?? 10_000;
     let delayMs = retryInitialMs;
-    let open = false;
+    let open = true;
     while (!this.stopped) {
       try {
         if (!open) {

@@ -22,14 +22,16 @@
  * kafkajs stays in this folder; the stage (cloud/customer-topics) sees only the interface it
  * declares, which this class satisfies structurally.
  */
-import type { Admin, Kafka, Message, Producer } from 'kafkajs';
-import { Partitioners } from 'kafkajs';
+import kafkajs, { Partitioners, type Admin, type Kafka, type Message, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 
 import { ClosedError, ConfigError, PortcallError, StoreUnavailableError, type LogRecord } from '../../core/index.js';
 import { decodeConsumerCursor, encodeRecord } from './codec.js';
 import { readCompacted } from './highwater-reader.js';
 import type { PartitionFetcher } from './kafkajs-fetch.js';
+
+// Node's CommonJS named-export detection misses this one (as in kafka-log.ts).
+const { ConfigResourceTypes } = kafkajs;
 
 /** Kafka's own rule for topic names. */
 const KAFKA_TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
@@ -227,6 +229,20 @@ export class KafkaCustomerTopicWriter {
       // Compacted: a customer quiet for a month still resumes where it was.
       { topic: this.cursorTopic, numPartitions: 1, configEntries: [...common, { name: 'cleanup.policy', value: 'compact' }] },
     ].filter(({ topic }) => !existing.has(topic));
+    if (existing.has(this.cursorTopic)) {
+      // Deleted entries would send quiet customers' topics back to the start: duplicates.
+      const described = await admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [{ type: ConfigResourceTypes.TOPIC, name: this.cursorTopic, configNames: ['cleanup.policy'] }],
+      });
+      const policy = described.resources[0]?.configEntries.find((entry) => entry.configName === 'cleanup.policy')?.configValue;
+      if (policy === undefined || !policy.split(',').includes('compact')) {
+        throw new ConfigError(
+          `Kafka topic ${this.cursorTopic} exists with cleanup.policy=${String(policy)}; it must be 'compact', ` +
+            `or quiet customers' positions are deleted and their topics would be written again from the start`,
+        );
+      }
+    }
     if (wanted.length > 0) {
       try {
         await admin.createTopics({
