@@ -78,6 +78,12 @@ export function registerProxyCommand(program: Command): void {
           seed: options.seed,
         });
         if (flaps !== undefined) proxy.flap(flaps);
+        // Listening for the signal before saying it listens: a SIGTERM right after that line must stop it gracefully.
+        const stopped = new Promise<void>((resolve) => {
+          const stop = () => resolve();
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
         process.stdout.write(`proxy listening on ${proxy.host}:${proxy.port} → ${options.target.host}:${options.target.port}. Ctrl-C stops it.\n`);
         const status = setInterval(() => {
           const stats = proxy.stats();
@@ -85,11 +91,7 @@ export function registerProxyCommand(program: Command): void {
             `connections ${stats.openConnections} open / ${stats.connections} total, ${stats.bytesUp} B up, ${stats.bytesDown} B down, ${stats.resets} resets, ${stats.stalls} stalls\n`,
           );
         }, 5000);
-        await new Promise<void>((resolve) => {
-          const stop = () => resolve();
-          process.once('SIGINT', stop);
-          process.once('SIGTERM', stop);
-        });
+        await stopped;
         clearInterval(status);
         await proxy.close();
       },

@@ -1564,7 +1564,11 @@ export class SqliteLog implements SiteLog {
         worker.once('exit', () => resolve());
       });
       worker.postMessage({ type: 'stop' });
-      await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      // The bound must not outlive the wait: a pending 5 s timer kept every process that
+      // closed its log alive for up to 5 s after it was done.
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([stopped, new Promise((resolve) => (bound = setTimeout(resolve, 5000)))]);
+      clearTimeout(bound);
       await worker.terminate();
     }
     this.inlineIndexer?.close();
