@@ -35,6 +35,8 @@ export async function startCustomerTopics(
       if (token === '') throw new ConfigError(`${field}: ${customer.tokenFile} is empty; it must hold the customer's service token`);
     }
     const principal = customer.principal;
+    // The same audience as the link filter of a customer endpoint: says what an access change may have widened.
+    const widening = access.linkFilter(principal !== undefined ? { principal } : { token: token! });
     return {
       id: customer.id,
       kafkaTopic: customer.topic ?? `customer.${customer.id}`,
@@ -47,6 +49,7 @@ export async function startCustomerTopics(
         const viewer = principal !== undefined ? access.policy.viewerByName(principal) : access.policy.authenticate(token);
         return viewer === undefined || viewer.org.id !== customer.id ? undefined : access.policy.filterFor(viewer);
       },
+      widening,
     };
   });
   const sink = log.customerTopicWriter({

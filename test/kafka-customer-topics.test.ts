@@ -332,12 +332,15 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       const limit2 = sender2.finishAt();
       await sending2;
       await caughtUp(toyco, ['containers', 'alerts', 'manifests']);
-      const health = (await (await fetch(`${site.url()}/healthz`)).json()) as { components: { component: string; status: string; reason?: string }[] };
+      const health = (await (await fetch(`${site.url()}/healthz`)).json()) as { components: { component: string; status: string; reason?: string; details?: Record<string, unknown> }[] };
       const stage = health.components.find((component) => component.component === 'customer-topics');
       expect(stage?.status).toBe('degraded');
       expect(stage?.reason).toContain(redco);
       expect(await metric('portcall_customer_topic_held', `customer="${redco}"`)).toBe(1);
       expect(await metric('portcall_customer_topic_held', `customer="${toyco}"`)).toBe(0);
+      // C05's window for ToyCo came after the stage had read C05's earlier records: reported, not re-emitted.
+      expect(await metric('portcall_customer_topic_widenings_total', `customer="${toyco}"`)).toBe(1);
+      expect((stage as { details?: { lastWidening?: unknown } } | undefined)?.details?.lastWidening).toMatchObject({ customer: toyco, topics: ['C05'] });
       await site.stop();
 
       // 5. What a third-party consumer reads, read_committed.

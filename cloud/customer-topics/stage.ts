@@ -22,7 +22,7 @@
  */
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { HealthReport, HealthSource, HealthStatus, LogRecord, RecordFilter, StreamPage, StreamSource } from '../../core/index.js';
+import type { AccessMark, HealthReport, HealthSource, HealthStatus, LogRecord, RecordFilter, StreamPage, StreamSource, Widening } from '../../core/index.js';
 
 /** Where admitted records go, with the positions, transactionally (cloud/kafka-log implements it). */
 export interface CustomerTopicSink {
@@ -43,6 +43,12 @@ export interface CustomerTopicSpec {
   readonly streams: readonly string[];
   /** The customer's filter now, or undefined while its token is not accepted here (held). */
   readonly filter: () => RecordFilter | undefined;
+  /**
+   * Where the access records the policy has folded stand, and what changes since a mark may
+   * have widened for this customer (core/access.ts `LinkFilter`): the stage reports widenings
+   * (records it passed over are not re-emitted), and keeps the mark with its positions.
+   */
+  readonly widening?: { mark(): AccessMark; widenedSince(mark: AccessMark): Promise<Widening> };
 }
 
 export interface CustomerTopicStageOptions {
@@ -70,6 +76,12 @@ export function positionKey(customer: string, kafkaTopic: string, stream: string
 }
 
 const DEFAULT_MAX_RECORDS_PER_READ = 10_000;
+/** Pseudo-stream names under which a customer's access mark is kept with its positions (not stream names: those are lower case). */
+const MARK_KEYS = ['@access', '@custody'] as const;
+
+function sameMark(a: AccessMark, b: AccessMark): boolean {
+  return a.length === b.length && a.every((value, index) => value === b[index]);
+}
 
 export class CustomerTopicStage implements HealthSource {
   private positions = new Map<string, number>();
@@ -86,6 +98,8 @@ export class CustomerTopicStage implements HealthSource {
   private readonly written: Counter<'customer'>;
   private readonly filtered: Counter<'customer'>;
   private readonly transactions: Counter<'outcome'>;
+  private readonly widenings: Counter<'customer'>;
+  private lastWidening: { customer: string; topics: string[] | 'all'; atMs: number } | undefined;
   private readonly maxRecordsPerRead: number;
 
   constructor(private readonly options: CustomerTopicStageOptions) {
@@ -107,6 +121,12 @@ export class CustomerTopicStage implements HealthSource {
       name: 'portcall_customer_topic_transactions_total',
       help: 'Transactions of the customer topic stage, by outcome (committed, failed)',
       labelNames: ['outcome'] as const,
+      registers,
+    });
+    this.widenings = new Counter({
+      name: 'portcall_customer_topic_widenings_total',
+      help: 'Access changes that may have widened what a customer sees (custody added, rights given) after the stage read records; those records are not re-emitted',
+      labelNames: ['customer'] as const,
       registers,
     });
     // The gauges' collect() has the gauge as `this`; these read the stage.
@@ -175,6 +195,9 @@ export class CustomerTopicStage implements HealthSource {
       details: {
         customers: this.stats(),
         ...(this.lastCommitAtMs === undefined ? {} : { lastCommitAt: new Date(this.lastCommitAtMs).toISOString() }),
+        ...(this.lastWidening === undefined
+          ? {}
+          : { lastWidening: { customer: this.lastWidening.customer, topics: this.lastWidening.topics, at: new Date(this.lastWidening.atMs).toISOString() } }),
         ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
       },
     };
@@ -243,6 +266,34 @@ export class CustomerTopicStage implements HealthSource {
     return `held (token not accepted here: unknown, revoked, expired, or not of this organisation; positions kept, nothing written): ${[...this.held].join(', ')}`;
   }
 
+  /**
+   * When the access records moved since the mark kept with this customer's positions, asks
+   * what they may have widened; a widening is logged, counted and shown on /healthz (the
+   * records already passed over stay out: docs/ACCESS.md says why and what to do), and the
+   * new mark is committed with the round. A first mark (a new customer) is just kept.
+   */
+  private async noteWidening(customer: CustomerTopicSpec, widening: NonNullable<CustomerTopicSpec['widening']>, moved: Map<string, number>): Promise<void> {
+    const keys = MARK_KEYS.map((name) => positionKey(customer.id, customer.kafkaTopic, name));
+    const now = widening.mark();
+    const kept = keys.map((key) => this.positions.get(key));
+    if (kept.every((value) => value !== undefined) && sameMark(kept as number[], now)) return;
+    if (kept.every((value) => value !== undefined)) {
+      const widened = await widening.widenedSince(kept as number[]);
+      const topics = widened.topics === 'all' ? 'all' : [...widened.topics].sort();
+      if (topics === 'all' || topics.length > 0) {
+        this.widenings.inc({ customer: customer.id });
+        this.lastWidening = { customer: customer.id, topics, atMs: Date.now() };
+        this.options.logger?.warn(
+          { customer: customer.id, topics },
+          'access widened for a customer topic: records of these topics it read before the change (if any) stay out; read them through the read API, or rebuild the topic under a new name (docs/ACCESS.md)',
+        );
+      }
+      now.forEach((value, index) => moved.set(keys[index]!, widened.mark[index] ?? value));
+      return;
+    }
+    now.forEach((value, index) => moved.set(keys[index]!, value));
+  }
+
   /** Reads a page per (customer, stream) and commits what it admits with the new positions. False when there was nothing to read. */
   private async round(): Promise<boolean> {
     const out: { customer: string; record: LogRecord }[] = [];
@@ -258,6 +309,7 @@ export class CustomerTopicStage implements HealthSource {
         continue;
       }
       if (this.held.delete(customer.id)) this.options.logger?.info({ customer: customer.id }, 'customer topic resumed');
+      if (customer.widening !== undefined) await this.noteWidening(customer, customer.widening, moved);
       const counts = { written: 0, filtered: 0 };
       tally.set(customer.id, counts);
       for (const stream of customer.streams) {
@@ -281,6 +333,7 @@ export class CustomerTopicStage implements HealthSource {
     }
     if (moved.size === 0) return false;
     await this.options.sink.commit(out, moved);
+    const onlyMarks = out.length === 0 && [...moved.keys()].every((key) => MARK_KEYS.some((name) => key.endsWith(`\u0000${name}`)));
     this.transactions.inc({ outcome: 'committed' });
     this.lastCommitAtMs = Date.now();
     for (const [key, position] of moved) this.positions.set(key, position);
@@ -291,6 +344,7 @@ export class CustomerTopicStage implements HealthSource {
       if (counts.written > 0) this.written.inc({ customer }, counts.written);
       if (counts.filtered > 0) this.filtered.inc({ customer }, counts.filtered);
     }
-    return true;
+    // A round that only moved marks read nothing: wait for records as after an empty round.
+    return !onlyMarks;
   }
 }
