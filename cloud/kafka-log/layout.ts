@@ -2,10 +2,11 @@
  * Which Kafka topic and partition a record goes to, and how the site creates those topics
  * (DESIGN.md decision 5: a bounded set of Kafka topics, never one per container).
  *
- * Today there is one data topic per stream, `<prefix>.<stream>`. `dataTopicFor` is the one
- * place that decides it, so per-customer topics (issue 8: `<prefix>.<stream>.<customer>`, say)
- * change this function and the topic list, not the write or read paths, which carry the
- * Kafka topic of every record and index entry with it.
+ * There is one data topic per stream, `<prefix>.<stream>`. `dataTopicFor` is the one place
+ * that decides it; the write and read paths carry the Kafka topic of every record and index
+ * entry with it. Per-customer topics (`customer.<id>`, issue 8) are not chosen here: they are
+ * filtered, possibly projected copies written by another stage (customer-topics.ts), a record
+ * going to several of them, while the site's own topics stay the whole log.
  *
  * The partition is computed here, with the same murmur2 hash as Kafka's Java producer
  * (kafkajs's DefaultPartitioner is a port of it), instead of being left to the producer: the
