@@ -115,7 +115,7 @@ interface SiteStreams {
 }
 
 /** One link: its policy (state, cap, schedule, switch file), its HTTP/2 sender and its forwarder. */
-function linkFor(link: LinkConfig, config: SiteConfig, log: SiteStreams, logger: Logger, registry: Registry, access: RunningAccess | undefined) {
+function linkFor(link: LinkConfig, config: SiteConfig, log: SiteStreams, logger: Logger, registry: Registry, access: RunningAccess | undefined, reader: TopicReader) {
   const linkLogger = logger.child({ component: 'forwarder', link: link.name });
   const schedule: ScheduleWindow[] = link.schedule.map((window) => ({
     ...(window.days === undefined ? {} : { days: window.days.map((day) => WEEKDAYS.indexOf(day)) }),
@@ -178,7 +178,8 @@ function linkFor(link: LinkConfig, config: SiteConfig, log: SiteStreams, logger:
       ? // The destination may hold this site's records already, from another site: resume there.
         { catalog: log.catalog }
       : // A customer's endpoint holds only what it may see: no digest of this site's topics matches it.
-        { audience }),
+        // Custody widened for a container: its topics are read again by offset.
+        { audience, topicReader: reader }),
     logger: linkLogger,
     registry,
   });
@@ -434,7 +435,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
     const forwarders: { name: string; forwarder: Forwarder; control: LinkControl }[] = [];
     // Every site forwards its whole log over its links, whichever log it is on.
     for (const link of config.links) {
-      const { forwarder, policy } = linkFor(link, config, streams, logger, registry, access);
+      const { forwarder, policy } = linkFor(link, config, streams, logger, registry, access, reader);
       await policy.start();
       closers.push(async () => policy.stop());
       await forwarder.start();

@@ -83,7 +83,7 @@ describe('customer endpoint link (property)', () => {
     dirs.push(dir);
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 14 }), fc.boolean(), async (steps, restartMidway) => {
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 14 }), fc.boolean(), fc.boolean(), async (steps, restartMidway, byTopic) => {
         run += 1;
         const tokyo = SqliteLog.open({ siteId: 'TOKYO', path: join(dir, `t${run}.sqlite`), indexer: 'inline', retentionIntervalMs: 0 });
         const endpoint = SqliteLog.open({ siteId: 'TOYCO', path: join(dir, `e${run}.sqlite`), indexer: 'inline', retentionIntervalMs: 0 });
@@ -100,6 +100,8 @@ describe('customer endpoint link (property)', () => {
             maxBatchRecords: 7,
             audience: access.linkFilter({ principal: 'toyco-endpoint' }),
             audiencePollMs: 20,
+            // Rescans for named containers read their topics, or scan the stream.
+            ...(byTopic ? { topicReader: tokyo } : {}),
           });
           await forwarder.start();
         };

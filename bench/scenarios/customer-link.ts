@@ -10,7 +10,7 @@
  *   against the same link with a topic-pattern filter naming ToyCo's containers
  *   (`links[].filter.topics`, no access check);
  * - widening: custody added for one container's past, time until the endpoint holds its
- *   earlier records (the rescan: a local scan, that container's records sent), against
+ *   earlier records (the rescan reads that container's topic and sends its records), against
  *   rewinding the link to the start and resending everything the customer may see (the
  *   endpoint dropping what it holds), and the records each put on the link.
  */
@@ -65,7 +65,7 @@ async function setUp(containers: number, perContainer: number): Promise<Setup> {
 }
 
 /** Runs a link from Tokyo to a fresh endpoint until it has judged the whole stream; records per second judged. */
-async function catchUp(setup: Setup, name: string, options: { audience?: LinkFilter; include?: (record: LogRecord) => boolean }): Promise<{ perSecond: number; endpoint: SqliteLog; forwarder: Forwarder; sent: () => number }> {
+async function catchUp(setup: Setup, name: string, options: { audience?: LinkFilter; include?: (record: LogRecord) => boolean; byTopic?: boolean }): Promise<{ perSecond: number; endpoint: SqliteLog; forwarder: Forwarder; sent: () => number }> {
   const endpoint = SqliteLog.open({ siteId: 'TOYCO', path: join(setup.dir, `${name}.sqlite`), retentionIntervalMs: 0 });
   let sent = 0;
   const forwarder = new Forwarder({
@@ -87,6 +87,7 @@ async function catchUp(setup: Setup, name: string, options: { audience?: LinkFil
     },
     ...(options.audience === undefined ? {} : { audience: options.audience }),
     ...(options.include === undefined ? {} : { include: options.include }),
+    ...(options.byTopic === true ? { topicReader: setup.tokyo } : {}),
   });
   const startedAt = performance.now();
   await forwarder.start();
@@ -111,7 +112,7 @@ async function run(context: BenchContext): Promise<Figure[]> {
   try {
     context.progress('customer-link: catch-up through the access policy, and through a topic pattern…');
     const audience = access.linkFilter({ principal: 'toyco-endpoint' });
-    const policyLink = await catchUp(setup, 'policy', { audience });
+    const policyLink = await catchUp(setup, 'policy', { audience, byTopic: true });
     const wanted = topicMatcher(setup.toycoContainers);
     const patternLink = await catchUp(setup, 'pattern', { include: (record) => wanted(record.topic) });
     await patternLink.forwarder.stop();

@@ -32,15 +32,16 @@
  * the cursor moves over what was left out. Custody widened later (a booking covering past
  * records) means records the cursor passed are now admitted: the link keeps, as named
  * cursors, the access mark its cursors were judged under, and when the filter's mark moves
- * it rescans its streams from the start up to where it had read, sending the admitted
- * records of the topics the change named (all topics when the change was not about one).
+ * it sends the admitted earlier records of the topics the change named (reading just those
+ * topics), or, when the change was not about given topics, rescans its streams from the start
+ * up to where it had read.
  * The destination, a sparse replica, stores what it lacks and drops the rest by identity, so
  * a rescan interrupted by a crash is simply run again from the start; only once a rescan has
  * been acknowledged whole is the new mark committed.
  */
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { AccessMark, CursorStore, LinkFilter, LogRecord, ReplicateResult, SenderPlacement, StreamSource } from '../../core/index.js';
+import type { AccessMark, CursorStore, LinkFilter, LogRecord, ReplicateResult, SenderPlacement, StreamSource, TopicReader } from '../../core/index.js';
 import { TopicOrigins, type HoldingsDigest, type TopicCatalog } from '../../core/holdings.js';
 import { LinkPolicy, LINK_STATES, type LinkCondition } from './link-policy.js';
 import { RetryPolicy, type RetryDecision, type RetryPolicyOptions } from './retry-policy.js';
@@ -131,8 +132,13 @@ export interface ForwarderOptions {
    * widened custody now admits are sent by a rescan. Without it every included record goes as stored.
    */
   readonly audience?: LinkFilter;
-  /** How often the rescan loop looks at the audience's mark besides when records arrive (ms). */
+  /** How often the rescan loop looks at the audience's mark (ms). */
   readonly audiencePollMs?: number;
+  /**
+   * The log's topics by offset: a rescan for named containers reads just their topics
+   * instead of scanning the streams (without it, it scans).
+   */
+  readonly topicReader?: TopicReader;
   /**
    * The log's topics, for resuming where the destination stands when it holds this site's
    * records without knowing this sender (they came another way): see resume-point.ts.
@@ -494,64 +500,92 @@ export class Forwarder {
   }
 
   /**
-   * Sends, stream by stream from the start, the records of `topics` the audience admits, up
-   * to where the link has read (a bound that moves with it: records judged meanwhile are
-   * sent again and dropped there as duplicates). One batch at a time, each acknowledged
-   * before the next; a failure resends the same batch. False when the forwarder stopped.
+   * Sends the earlier records of `topics` the audience now admits. With a topic reader and
+   * named topics, each topic is read by its own offsets from 0 to its end (a booking widens a
+   * container: its records only, not the whole stream); records appended meanwhile were judged
+   * under the new state already, and any sent twice are dropped there. Otherwise ('all', or no
+   * reader) each stream is scanned from the start up to where the link has read (a bound that
+   * moves with it). One batch at a time, each acknowledged before the next; a failure resends
+   * the same batch. False when the forwarder stopped.
    */
   private async rescan(audience: LinkFilter, topics: ReadonlySet<string> | 'all'): Promise<boolean> {
     const link = this.options.linkName;
     this.metrics.rescans.inc({ link });
     const startedAt = performance.now();
-    let sent = 0;
-    let stored = 0;
+    const counts = { sent: 0, stored: 0, read: 0 };
     this.options.logger?.info({ link, topics: topics === 'all' ? 'all' : [...topics].slice(0, 20), count: topics === 'all' ? undefined : topics.size }, 'audience may see more of earlier records: rescanning');
     const include = this.options.include;
-    let failures = 0;
+    const limits = { maxRecords: this.options.maxBatchRecords ?? 10_000, maxBytes: this.options.maxBatchBytes ?? 2 * 1024 * 1024 };
+    const judge = (read: readonly LogRecord[]) => {
+      counts.read += read.length;
+      const records: LogRecord[] = [];
+      for (const record of read) {
+        if (topics !== 'all' && !topics.has(record.topic)) continue;
+        if (include !== undefined && !include(record)) continue;
+        const seen = audience.admit(record);
+        if (seen !== undefined) records.push(seen);
+      }
+      return records;
+    };
+    const reader = this.options.topicReader;
     for (const stream of this.options.streams) {
-      let position = 0;
-      for (let pages = 0; pages < Number.MAX_SAFE_INTEGER; pages += 1) {
-        if (!this.running) return false;
-        const bound = Math.max(this.acked.get(stream) ?? 0, this.laneOf.get(stream)?.readPositions.get(stream) ?? 0);
-        if (position >= bound) break;
-        if (!this.allows(stream)) {
-          await this.sleepRescan(500);
-          continue;
-        }
-        const page = await this.options.source.readStream(stream, position, {
-          maxRecords: this.options.maxBatchRecords ?? 10_000,
-          maxBytes: this.options.maxBatchBytes ?? 2 * 1024 * 1024,
-        });
-        if (page.records.length === 0) break;
-        const records: LogRecord[] = [];
-        for (const record of page.records) {
-          if (topics !== 'all' && !topics.has(record.topic)) continue;
-          if (include !== undefined && !include(record)) continue;
-          const seen = audience.admit(record);
-          if (seen !== undefined) records.push(seen);
-        }
-        if (records.length > 0) {
-          try {
-            const ack = await this.options.sender.send(records, { urgent: false });
-            sent += records.length;
-            stored += ack.stored;
-            this.metrics.rescanned.inc({ link, outcome: 'stored' }, ack.stored);
-            this.metrics.rescanned.inc({ link, outcome: 'duplicate' }, ack.duplicates);
-            failures = 0;
-          } catch (error) {
-            if (!this.running) return false;
-            failures += 1;
-            const delayMs = Math.min(this.options.retry?.maxDelayMs ?? 30_000, (this.options.retry?.initialDelayMs ?? 200) * 2 ** Math.min(failures, 16));
-            this.options.logger?.debug({ link, err: (error as Error).message, retryInMs: delayMs }, 'rescan batch failed; resending it');
-            await this.sleepRescan(delayMs);
-            continue;
+      if (topics !== 'all' && reader !== undefined) {
+        for (const topic of topics) {
+          let from = 0;
+          for (let pages = 0; pages < Number.MAX_SAFE_INTEGER; pages += 1) {
+            if (!(await this.rescanMayGo(stream))) return false;
+            const page = await reader.readTopic(stream, topic, from, limits);
+            if (page.length === 0) break;
+            if (!(await this.sendRescanned(judge(page), counts))) return false;
+            from = page.at(-1)!.offset + 1;
           }
         }
+        continue;
+      }
+      let position = 0;
+      for (let pages = 0; pages < Number.MAX_SAFE_INTEGER; pages += 1) {
+        if (!(await this.rescanMayGo(stream))) return false;
+        const bound = Math.max(this.acked.get(stream) ?? 0, this.laneOf.get(stream)?.readPositions.get(stream) ?? 0);
+        if (position >= bound) break;
+        const page = await this.options.source.readStream(stream, position, limits);
+        if (page.records.length === 0) break;
+        if (!(await this.sendRescanned(judge(page.records), counts))) return false;
         position = page.nextPosition;
       }
     }
-    this.options.logger?.info({ link, sent, stored, ms: Math.round(performance.now() - startedAt) }, 'rescan done');
+    this.options.logger?.info({ link, ...counts, ms: Math.round(performance.now() - startedAt) }, 'rescan done');
     return true;
+  }
+
+  /** Waits while the link's policy holds the stream back; false once the forwarder stopped. */
+  private async rescanMayGo(stream: string): Promise<boolean> {
+    for (;;) {
+      if (!this.running) return false;
+      if (this.allows(stream)) return true;
+      await this.sleepRescan(500);
+    }
+  }
+
+  /** Sends one rescanned batch until the destination acknowledges it; false once the forwarder stopped. */
+  private async sendRescanned(records: LogRecord[], counts: { sent: number; stored: number }): Promise<boolean> {
+    if (records.length === 0) return true;
+    const link = this.options.linkName;
+    for (let failures = 0; ; failures += 1) {
+      if (!this.running) return false;
+      try {
+        const ack = await this.options.sender.send(records, { urgent: false });
+        counts.sent += records.length;
+        counts.stored += ack.stored;
+        this.metrics.rescanned.inc({ link, outcome: 'stored' }, ack.stored);
+        this.metrics.rescanned.inc({ link, outcome: 'duplicate' }, ack.duplicates);
+        return true;
+      } catch (error) {
+        if (!this.running) return false;
+        const delayMs = Math.min(this.options.retry?.maxDelayMs ?? 30_000, (this.options.retry?.initialDelayMs ?? 200) * 2 ** Math.min(failures + 1, 16));
+        this.options.logger?.debug({ link, err: (error as Error).message, retryInMs: delayMs }, 'rescan batch failed; resending it');
+        await this.sleepRescan(delayMs);
+      }
+    }
   }
 
   /**
