@@ -993,8 +993,14 @@ export class SqliteLog implements SiteLog {
       wanted.push(record.offset);
       looked.push(i);
     }
+    const byStream = new Map<StreamState, Map<TopicState, number[]>>();
+    for (const [topic, offsets] of lookups) {
+      let topics = byStream.get(topic.stream);
+      if (topics === undefined) byStream.set(topic.stream, (topics = new Map()));
+      topics.set(topic, offsets);
+    }
     const held = new Map<TopicState, Map<number, number>>();
-    for (const [topic, offsets] of lookups) held.set(topic, this.sparseHeld(topic, offsets));
+    for (const [stream, topics] of byStream) for (const [topic, found] of this.sparseHeld(stream, topics)) held.set(topic, found);
     for (const i of looked) {
       const record = records[i]!;
       const originId = held.get(this.topicState(record.stream, record.topic)!)?.get(record.offset);
@@ -1031,15 +1037,16 @@ export class SqliteLog implements SiteLog {
   }
 
   /**
-   * Which of these offsets (all below the topic's next offset) the log holds, and their
+   * Which of these offsets (each below its topic's next offset) the log holds, and their
    * origin ids: the index (committed, through the reader), then everything past the indexed
    * position through the writer connection, which sees this flush's rows once the buffered
-   * ones are inserted.
+   * ones are inserted. One scan of that tail per stream and batch, whatever the topics.
    */
-  private sparseHeld(topic: TopicState, offsets: readonly number[]): Map<number, number> {
-    const streamId = topic.stream.id;
-    if (topic.stream.rowCount > 0) this.insertBuffered(topic.stream);
-    const found = new Map<number, number>();
+  private sparseHeld(stream: StreamState, wanted: ReadonlyMap<TopicState, readonly number[]>): Map<TopicState, Map<number, number>> {
+    const streamId = stream.id;
+    if (stream.rowCount > 0) this.insertBuffered(stream);
+    const found = new Map<TopicState, Map<number, number>>();
+    for (const topic of wanted.keys()) found.set(topic, new Map());
     let indexedPosition = 0;
     if (this.indexExists(streamId)) {
       this.reader.exec('BEGIN');
@@ -1051,20 +1058,26 @@ export class SqliteLog implements SiteLog {
           () => `SELECT r.origin_id FROM ix.${indexTable(streamId)} i JOIN main.${recordsTable(streamId)} r ON r.position = i.position
                  WHERE i.topic_id = ? AND i.topic_offset = ?`,
         );
-        for (const offset of offsets) {
-          const origin = lookup.pluck().get(topic.id, offset) as number | undefined;
-          if (origin !== undefined) found.set(offset, origin);
+        for (const [topic, offsets] of wanted) {
+          for (const offset of offsets) {
+            const origin = lookup.pluck().get(topic.id, offset) as number | undefined;
+            if (origin !== undefined) found.get(topic)!.set(offset, origin);
+          }
         }
       } finally {
         this.reader.exec('COMMIT');
       }
     }
-    const wanted = new Set(offsets);
+    const byId = new Map<number, { topic: TopicState; offsets: Set<number> }>();
+    for (const [topic, offsets] of wanted) byId.set(topic.id, { topic, offsets: new Set(offsets) });
     const tail = this.db
-      .prepare(`SELECT topic_offset, origin_id FROM ${recordsTable(streamId)} WHERE position > ? AND topic_id = ?`)
+      .prepare(`SELECT topic_id, topic_offset, origin_id FROM ${recordsTable(streamId)} WHERE position > ?`)
       .raw()
-      .iterate(indexedPosition, topic.id) as IterableIterator<[number, number]>;
-    for (const [offset, origin] of tail) if (wanted.has(offset)) found.set(offset, origin);
+      .iterate(indexedPosition) as IterableIterator<[number, number, number]>;
+    for (const [topicId, offset, origin] of tail) {
+      const entry = byId.get(topicId);
+      if (entry !== undefined && entry.offsets.has(offset)) found.get(entry.topic)!.set(offset, origin);
+    }
     return found;
   }
 
