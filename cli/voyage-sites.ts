@@ -89,13 +89,23 @@ export class SiteProcess {
     this.output.end();
   }
 
+  /** GET as JSON; asked again (at most three times) when the connection fails, e.g. a reset keep-alive socket on a loaded machine. */
   async getJson<T>(path: string, token?: string, timeoutMs = 10_000): Promise<T> {
-    const response = await fetch(`${this.url}${path}`, {
-      signal: AbortSignal.timeout(timeoutMs),
-      ...(token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } }),
-    });
-    if (!response.ok) throw new Error(`${this.name} ${path}: HTTP ${response.status}`);
-    return (await response.json()) as T;
+    for (let attempt = 1; ; attempt += 1) {
+      let response: Response;
+      try {
+        response = await fetch(`${this.url}${path}`, {
+          signal: AbortSignal.timeout(timeoutMs),
+          ...(token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } }),
+        });
+      } catch (error) {
+        if (attempt >= 3 || !(error instanceof TypeError)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+        continue;
+      }
+      if (!response.ok) throw new Error(`${this.name} ${path}: HTTP ${response.status}`);
+      return (await response.json()) as T;
+    }
   }
 
   /** Sum of a Prometheus counter's samples whose labels contain `labelFilter`. */

@@ -245,7 +245,8 @@ async function setUpAccess(hq: SiteProcess, bootstrapToken: string, timeline: Vo
     { id: 'duckmart', kind: 'consignee', name: 'DuckMart Sydney' },
     { id: 'sydney-port', kind: 'port-authority', name: 'Port Authority of Sydney', port: 'AUSYD' },
   ];
-  for (const org of orgs) await call('/v1/access/orgs', org);
+  // Each kind at once (a principal names its organisation, custody its organisation): HQ commits them together.
+  await Promise.all(orgs.map((org) => call('/v1/access/orgs', org)));
   const people = [
     { id: 'ops', org: 'bigblue', roles: ['carrier-ops'] },
     { id: 'toyco', org: 'toyco', roles: ['customer'] },
@@ -253,20 +254,20 @@ async function setUpAccess(hq: SiteProcess, bootstrapToken: string, timeline: Vo
     { id: 'duckmart', org: 'duckmart', roles: ['consignee'] },
     { id: 'sydney-port', org: 'sydney-port', roles: ['port-authority'] },
   ];
-  for (const person of people) await call('/v1/access/principals', person);
   // ToyCo's endpoint reads as ToyCo's service principal: what it may see is what Tokyo passes it.
-  await call('/v1/access/principals', { id: CUSTOMER_ENDPOINT.principal, org: CUSTOMER_ENDPOINT.org, kind: 'service', roles: ['customer'] });
+  await Promise.all([...people, { id: CUSTOMER_ENDPOINT.principal, org: CUSTOMER_ENDPOINT.org, kind: 'service', roles: ['customer'] }].map((person) => call('/v1/access/principals', person)));
   // Custody from the bookings: each customer sees its containers from the start of the voyage.
   const from = new Date(timeline.startMs - 86_400_000).toISOString();
+  const custody: Record<string, unknown>[] = [];
   for (const container of timeline.containers) {
     const org = container.owner === 'ToyCo' ? 'toyco' : container.owner === 'RedCo' ? 'redco' : undefined;
-    if (org !== undefined) await call('/v1/access/custody', { container: container.id, org, as: 'owner', from });
+    if (org !== undefined) custody.push({ container: container.id, org, as: 'owner', from });
     // DuckMart in Sydney receives ToyCo's containers unloaded there: a consignee's coarse view.
-    if (org === 'toyco' && container.moves.at(-1)?.unload.code === 'AUSYD') await call('/v1/access/custody', { container: container.id, org: 'duckmart', as: 'consignee', from });
+    if (org === 'toyco' && container.moves.at(-1)?.unload.code === 'AUSYD') custody.push({ container: container.id, org: 'duckmart', as: 'consignee', from });
   }
-  const tokens: Record<string, string> = {};
-  for (const person of people) tokens[person.id] = String((await call('/v1/access/tokens', { principal: person.id })).token);
-  return tokens;
+  await Promise.all(custody.map((window) => call('/v1/access/custody', window)));
+  const issued = await Promise.all(people.map(async (person) => [person.id, String((await call('/v1/access/tokens', { principal: person.id })).token)] as const));
+  return Object.fromEntries(issued);
 }
 
 /** What each audience may read at a site, checked through its read API: [description, passed]. */
@@ -407,8 +408,8 @@ export async function runVoyage(options: VoyageOptions): Promise<VoyageHandle> {
         dataDir,
         http: { port: httpPorts.get(SHIP)! },
         mqtt: { port: mqttPort, auth: { allowAnonymous: true } },
-        // Readings every 5 minutes: silent means two missed readings.
-        detectors: { silenceMinutes: 11 },
+        // Silent means two missed readings (and a minute): 11 minutes at the voyage's 5-minute readings.
+        detectors: { silenceMinutes: Math.ceil((2 * scenario.readingIntervalS) / 60) + 1 },
         handoffToken,
         streams: { containers: { ttlHours: SHIP_CONTAINERS_TTL_HOURS } },
         links: shipLinks.map(([, to]) => ({
@@ -664,6 +665,38 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     }
   };
 
+  /**
+   * Asks the ship to hand a container's topic over; the handoff record's offset. A request lost on
+   * the way (a reset keep-alive connection, on a loaded machine) is asked again, at most three
+   * times: if the first had reached the ship, the ship answers 409 naming the port as the writer,
+   * and the handoff record is then the ship's latest record of the topic.
+   */
+  const handTopicOver = async (handoff: { container: string; to: string; atMs: number }): Promise<number> => {
+    for (let attempt = 1; ; attempt += 1) {
+      let response: Response;
+      try {
+        response = await fetch(`${ship.url}/v1/streams/containers/topics/${handoff.container}/handoff`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${context.handoffToken}`, 'content-type': 'application/json' },
+          // On the fleet's clock: the moment of unloading (the topic's readings are on simulated time).
+          body: JSON.stringify({ to: handoff.to, at: new Date(handoff.atMs).toISOString() }),
+          signal: AbortSignal.timeout(10_000),
+        });
+      } catch (error) {
+        if (attempt >= 3) throw new VoyageStalledError(`${SHIP} did not answer the handoff of ${handoff.container} to ${handoff.to} (${attempt} tries): ${(error as Error).message}`);
+        await sleep(500 * attempt);
+        continue;
+      }
+      if (response.ok) return ((await response.json()) as { offset: number }).offset;
+      const body = await response.text();
+      if (response.status === 409 && attempt > 1) {
+        const latest = await ship.getJson<{ offset: number; origin: string; headers: Record<string, string> }>(`/v1/streams/containers/topics/${handoff.container}/latest`, opsToken, 30_000).catch(() => undefined);
+        if (latest?.origin === SHIP && latest.headers[HANDOFF_HEADER] === handoff.to) return latest.offset;
+      }
+      throw new Error(`${SHIP} refused to hand ${handoff.container} to ${handoff.to}: HTTP ${response.status} ${body}`);
+    }
+  };
+
   // Port calls drive handoffs: once everything the ship heard up to the unloading is durable aboard.
   const handOver = async (simTimeMs: number) => {
     const due = context.handoffs.filter((handoff) => !handoff.done && simTimeMs >= handoff.atMs);
@@ -678,15 +711,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
         await sleep(50);
       }
       for (const handoff of due) {
-        const response = await fetch(`${ship.url}/v1/streams/containers/topics/${handoff.container}/handoff`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${context.handoffToken}`, 'content-type': 'application/json' },
-          // On the fleet's clock: the moment of unloading (the topic's readings are on simulated time).
-          body: JSON.stringify({ to: handoff.to, at: new Date(handoff.atMs).toISOString() }),
-          signal: AbortSignal.timeout(10_000),
-        });
-        if (!response.ok) throw new Error(`${SHIP} refused to hand ${handoff.container} to ${handoff.to}: HTTP ${response.status} ${await response.text()}`);
-        const { offset } = (await response.json()) as { offset: number };
+        const offset = await handTopicOver(handoff);
         handoff.done = true;
         observations.handoffs.push({ container: handoff.container, to: handoff.to, offset });
         out.write(`${out.isTTY ? '\n' : ''}handoff: ${handoff.container} unloaded; ${SHIP} hands containers/${handoff.container} to ${handoff.to} (handoff record at offset ${offset})\n`);
