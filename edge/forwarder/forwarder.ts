@@ -882,12 +882,15 @@ export class Forwarder {
     if (this.options.registry !== undefined) lagSources.get(this.options.registry)?.delete(this);
     for (const lane of this.lanes) lane.poke();
     this.rescanWake?.();
-    await Promise.all([...this.lanes.map((lane) => lane.loop), this.rescanLoop]);
+    await Promise.all(this.lanes.map((lane) => lane.loop));
     const deadline = Date.now() + 2000;
     while (this.lanes.some((lane) => lane.flights.some((flight) => !flight.done)) && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     await this.cursorCommits;
     await this.options.sender.close?.();
+    // After the link is closed: a rescan waiting for a batch's answer fails at once then
+    // (instead of holding the site's shutdown up to the request timeout), and stops.
+    await this.rescanLoop;
   }
 }
