@@ -4,3 +4,4 @@ export * from './site-log.js';
 export * from './health.js';
 export * from './access.js';
 export * from './scrypt-hash.js';
+export * from './rate-limit.js';

@@ -82,8 +82,15 @@ const mqttConfig = z
       .strictObject({
         credentialsFile: z.string().min(1).optional(),
         allowAnonymous: z.boolean().default(false),
+        /** CONNECTs with failing credentials per client address and window, then "server unavailable" without checking. */
+        failedConnects: z
+          .strictObject({
+            maxPerAddress: z.number().int().min(1).max(1_000_000).default(60),
+            windowMs: z.number().int().min(1000).max(86_400_000).default(60_000),
+          })
+          .default({ maxPerAddress: 60, windowMs: 60_000 }),
       })
-      .default({ allowAnonymous: false }),
+      .default({ allowAnonymous: false, failedConnects: { maxPerAddress: 60, windowMs: 60_000 } }),
     bridge: z
       .strictObject({
         url: z.url({ protocol: /^mqtt$/, error: 'must be mqtt://host:port' }),

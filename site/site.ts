@@ -353,6 +353,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         maxPendingRecords: mqtt.maxPendingRecords,
         ...(mqtt.auth.credentialsFile === undefined ? {} : { credentialsFile: mqtt.auth.credentialsFile }),
         allowAnonymous: mqtt.auth.allowAnonymous,
+        failedConnects: mqtt.auth.failedConnects,
         livenessCheckIntervalMs: mqtt.liveness.checkIntervalMs,
         ...(mqtt.bridge === undefined || upstream === undefined
           ? {}

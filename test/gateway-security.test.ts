@@ -217,4 +217,44 @@ describe('gateway security', () => {
     expect(await latestOffset('Y02')).toBe(1);
     expect(await metrics()).toContain('portcall_gateway_refusals_total{reason="packet-too-large",site="AURORA"} 1');
   });
+
+  it('answers a flood of failed CONNECTs from one address "server unavailable" without checking them; other addresses carry on', async () => {
+    // Its own gateway, with a small limit; the same credentials file.
+    const limited = await startGatewaySite(
+      { auth: { credentialsFile: join(certs.dir, 'devices.yaml'), failedConnects: { maxPerAddress: 5, windowMs: 60_000 } } },
+      { http: { port: 0 } },
+    );
+    try {
+      const connectFrom = (localAddress: string, password: string) =>
+        new Promise<number>((resolve, reject) => {
+          const socket = connect({ port: limited.site.mqttPort!, host: '127.0.0.1', localAddress });
+          const parser = mqttPacket.parser({ protocolVersion: 4 });
+          socket.on('data', (chunk: Buffer) => parser.parse(chunk));
+          socket.on('error', reject);
+          parser.once('packet', (packet: Packet) => {
+            socket.destroy();
+            resolve(packet.cmd === 'connack' ? packet.returnCode! : -1);
+          });
+          socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'Y01-reefer', clean: true, keepalive: 10, username: 'Y01-reefer', password: Buffer.from(password) }));
+        });
+      // Five wrong secrets from 127.0.0.2 are checked and refused (4, bad credentials)...
+      for (let i = 0; i < 5; i += 1) expect(await connectFrom('127.0.0.2', `guess-${i}`)).toBe(4);
+      // ...then that address is answered 3 (server unavailable) without a check, even with the right secret.
+      expect(await connectFrom('127.0.0.2', Y01_SECRET)).toBe(3);
+      // Another address is not affected.
+      expect(await connectFrom('127.0.0.1', Y01_SECRET)).toBe(0);
+      // Twenty guesses at once from a third address: a check in progress counts as failed until
+      // it succeeds, so no more than five hashes are computed for them.
+      const codes = await Promise.all(Array.from({ length: 20 }, (_unused, i) => connectFrom('127.0.0.3', `parallel-${i}`)));
+      expect(codes.filter((code) => code === 4).length).toBeLessThanOrEqual(5);
+      expect(codes.filter((code) => code === 3).length).toBeGreaterThanOrEqual(15);
+      expect(codes.every((code) => code === 3 || code === 4)).toBe(true);
+      const text = await (await fetch(`${limited.site.httpUrl!}/metrics`, NO_KEEP_ALIVE)).text();
+      const rateLimited = Number(/portcall_gateway_connections_refused_total\{reason="rate-limited",site="AURORA"\} (\d+)/.exec(text)?.[1]);
+      expect(rateLimited).toBe(1 + codes.filter((code) => code === 3).length);
+    } finally {
+      await limited.stop();
+      limited.remove();
+    }
+  });
 });

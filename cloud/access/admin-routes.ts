@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { PortcallError, RateLimitedError, type RecordAppender } from '../../core/index.js';
 import { BOOTSTRAP_PRINCIPAL, ROLE_ORG_KINDS, type AccessPolicy, type Viewer } from './policy.js';
 import type { AccessProjector } from './projector.js';
-import type { FixedWindowLimiter } from './rate-limit.js';
+import type { FixedWindowLimiter } from '../../core/rate-limit.js';
 import { ORG_KINDS, ROLES, idSchema, signedRecord, type AccessRecord, type CustodyRecord } from './records.js';
 import { bearerOf, newToken } from './tokens.js';
 import { hashPassword, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from './passwords.js';

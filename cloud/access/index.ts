@@ -32,7 +32,7 @@ import { linkFilter, type LinkAudience } from './link-filter.js';
 import { registerAccessAdminRoutes } from './admin-routes.js';
 import { AccessPolicy, type Viewer } from './policy.js';
 import { AccessProjector } from './projector.js';
-import { FixedWindowLimiter } from './rate-limit.js';
+import { FixedWindowLimiter } from '../../core/rate-limit.js';
 import { hashToken } from './tokens.js';
 
 export { parseAce, evaluateAce, formatAce, MAX_ACE_LENGTH, type Ace, type AceSubject, type AceTermKind } from './ace.js';
@@ -54,7 +54,7 @@ export {
   type Role,
 } from './records.js';
 export { FilteredTopicReader, EMPTY_READER, DEFAULT_MAX_SCAN_RECORDS } from './filtered-reader.js';
-export { FixedWindowLimiter } from './rate-limit.js';
+export { FixedWindowLimiter } from '../../core/rate-limit.js';
 export { newToken, hashToken, bearerOf, tokenIdOf } from './tokens.js';
 export { hashPassword, MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH } from './passwords.js';
 export { registerAccessAdminRoutes, type AdminRoutesOptions } from './admin-routes.js';

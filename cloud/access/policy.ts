@@ -27,7 +27,7 @@
 import type { LogRecord, ReadAccess, RecordFilter, TopicReader } from '../../core/index.js';
 import { evaluateAce, parseAce, type Ace, type AceSubject } from './ace.js';
 import { EMPTY_READER, FilteredTopicReader } from './filtered-reader.js';
-import type { FixedWindowLimiter } from './rate-limit.js';
+import type { FixedWindowLimiter } from '../../core/rate-limit.js';
 import { ACCESS_STREAM, CUSTODY_STREAM, CUSTODY_TOPIC, type Role } from './records.js';
 import type { AccessState, Org, Principal } from './state.js';
 import { bearerOf, hashToken, tokenIdOf, tokenMatches } from './tokens.js';

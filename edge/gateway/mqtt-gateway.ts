@@ -27,7 +27,7 @@ import { Aedes, type Client, type PublishPacket } from 'aedes';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { ConfigError, InvalidInputError, StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
+import { ConfigError, FixedWindowLimiter, InvalidInputError, StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
 import { AckGate } from './ack-gate.js';
 import { rememberUnmatchedTopics } from './aedes-tuning.js';
 import { CommitBatcher, type DurableAppend } from './commit-batcher.js';
@@ -85,6 +85,13 @@ export interface GatewayOptions {
   readonly devices?: DeviceDirectory;
   /** Accept clients that present no credentials, with no access restrictions (development). */
   readonly allowAnonymous: boolean;
+  /**
+   * CONNECTs whose credentials fail (or are still being checked) per client address and
+   * window, beyond which that address is answered "server unavailable" at once, without
+   * checking: each check costs a scrypt hash, so a flood of guesses would otherwise take
+   * the gateway's CPU. Default 60 per 60 s.
+   */
+  readonly failedConnects?: { readonly maxPerAddress: number; readonly windowMs: number };
   readonly livenessCheckIntervalMs?: number;
   /** Records accepted but not yet durable above which connections stop being read. */
   readonly maxPendingRecords?: number;
@@ -109,6 +116,7 @@ const DEFAULT_MAX_PACKET_BYTES = 256 * 1024;
 /** About 50 MB of 150-byte readings in memory, and a second or two of the log's work. */
 const DEFAULT_MAX_PENDING_RECORDS = 100_000;
 const CONNACK_IDENTIFIER_REJECTED = 2;
+const CONNACK_SERVER_UNAVAILABLE = 3;
 const CONNACK_BAD_CREDENTIALS = 4;
 const CONNACK_NOT_AUTHORIZED = 5;
 
@@ -150,6 +158,9 @@ export class MqttGateway {
   readonly intake: MessageIntake;
   private readonly maxPacketBytes: number;
   private readonly maxPendingRecords: number;
+  /** Each connection's client address (TCP, TLS, or the WebSocket's HTTP request). */
+  private readonly addresses = new WeakMap<Duplex, string>();
+  private readonly failedConnects: FixedWindowLimiter;
   private ports: { tcp: number; tls: number | undefined; websocket: number | undefined } = {
     tcp: 0,
     tls: undefined,
@@ -166,6 +177,7 @@ export class MqttGateway {
     }
     this.maxPacketBytes = options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
     this.maxPendingRecords = options.maxPendingRecords ?? DEFAULT_MAX_PENDING_RECORDS;
+    this.failedConnects = new FixedWindowLimiter(options.failedConnects?.maxPerAddress ?? 60, options.failedConnects?.windowMs ?? 60_000);
     this.liveness = new LivenessWatch(thresholds, (record) => this.raiseAlert(record));
     this.metrics = new GatewayMetrics(options.registry, () => this.liveness.topicsWatched);
     this.batcher = new CommitBatcher(
@@ -265,6 +277,8 @@ export class MqttGateway {
   };
 
   private handle(socket: Duplex, request?: IncomingMessage): void {
+    const address = request?.socket.remoteAddress ?? (socket as Partial<Socket>).remoteAddress;
+    if (address !== undefined) this.addresses.set(socket, address);
     const guarded = guardConnection(
       socket,
       this.maxPacketBytes,
@@ -356,6 +370,15 @@ export class MqttGateway {
       callback(null, true);
       return;
     }
+    const address = this.addresses.get(client.conn as Duplex) ?? 'unknown';
+    if (this.failedConnects.exhausted(address)) {
+      // Counted, not logged one by one: a flood would otherwise fill the log too.
+      this.metrics.connectionsRefused.inc({ reason: 'rate-limited' });
+      callback(connectRefusal(CONNACK_SERVER_UNAVAILABLE, 'too many failed connections from this address; try again later'), false);
+      return;
+    }
+    // Counted as failed until it succeeds, so parallel guesses count before their hashes finish.
+    this.failedConnects.note(address);
     devices.authenticate(username, password, commonName).then(
       (result) => {
         if (!result.ok) {
@@ -370,6 +393,7 @@ export class MqttGateway {
           refuse('client-id-mismatch', CONNACK_IDENTIFIER_REJECTED, `client id must be "${id}" or start with "${id}-"`);
           return;
         }
+        this.failedConnects.release(address);
         this.identities.set(client, { kind: 'device', device: result.device });
         callback(null, true);
       },
