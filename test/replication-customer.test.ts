@@ -202,6 +202,7 @@ describe('replication to a customer endpoint under access control', () => {
 
     // A large backlog, ToyCo's and RedCo's interleaved; kill -9 of the endpoint, then of Tokyo, mid-transfer.
     const BIG = 12_000;
+    const bigAt = performance.now();
     await ship([...range('Y01', 50, 50 + BIG), ...range('R01', 50, 50 + BIG), ...range('Y02', 50, 50 + BIG)].sort((a, b) => a.offset - b.offset));
     const heldY01 = async () => (await offsetsAt(toyco, 'Y01')).length;
     await eventually(async () => (await heldY01()) > 50 + BIG / 4, 60_000, async () => `ToyCo holds ${await heldY01()} of Y01`, 50);
@@ -213,10 +214,12 @@ describe('replication to a customer endpoint under access control', () => {
     await net.start('TOKYO');
     await eventually(async () => (await heldY01()) === 50 + BIG && (await caughtUp()), 120_000, async () => `ToyCo holds ${await heldY01()} of Y01; ${JSON.stringify(await links(tokyo))}`, 200);
     expect(beforeKill).toBeLessThan(50 + BIG);
+    const bigMs = performance.now() - bigAt;
     expect(await offsetsAt(toyco, 'Y02')).toEqual(seq(20, 30));
 
     // Widened again, for Y02's whole backlog from minute 30 on: a rescan of 12,000 records,
     // and Tokyo killed in the middle of it. The rescan runs again from the start; each once.
+    const widenAt = performance.now();
     await admin('POST', '/v1/access/custody', { container: 'Y02', org: 'toyco', from: new Date(T0 + 30 * MINUTE).toISOString() });
     const heldY02 = async () => (await offsetsAt(toyco, 'Y02')).length;
     await eventually(async () => (await heldY02()) > 10 + 1000, 60_000, async () => `ToyCo holds ${await heldY02()} of Y02`, 50);
@@ -225,6 +228,13 @@ describe('replication to a customer endpoint under access control', () => {
     await net.start('TOKYO');
     await eventually(async () => (await heldY02()) === 30 + BIG, 120_000, async () => `ToyCo holds ${await heldY02()} of Y02`, 200);
     expect(midRescan).toBeLessThan(30 + BIG);
+    const widenMs = performance.now() - widenAt;
+    const duplicates = await metricSamples(toyco, 'portcall_ingest_records_total');
+    console.info(
+      `customer link: ${3 * BIG} records shipped to Tokyo, ${BIG} of them ToyCo's, at the endpoint in ${Math.round(bigMs)} ms across kill -9 of each side; ` +
+        `Y02's ${BIG} earlier records after widening in ${Math.round(widenMs)} ms across a kill -9 of Tokyo mid-rescan (held ${midRescan} then); ` +
+        `endpoint counters since its restart: ${JSON.stringify(Object.fromEntries(duplicates))}`,
+    );
     expect(await offsetsAt(toyco, 'Y02')).toEqual(seq(20, 50 + BIG));
 
     // The principal disabled: nothing more goes, from the next record on.
