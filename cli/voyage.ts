@@ -55,8 +55,9 @@ const SAILING_BACKLOG_MAX_MS = 240_000;
 const HANDOFF_ASK_EVERY_MS = 1000;
 /**
  * Longest wall time a terminal's devices may have messages unacknowledged without any being
- * acknowledged: a port that refuses a container's readings (it was never handed the topic) would
- * otherwise have its devices resend them forever and the voyage never finish.
+ * acknowledged while the port holds every handoff record made to it: a port that refuses a
+ * container's readings then would otherwise have its devices resend them for ever and the
+ * voyage never finish. (Before the handoff records arrive the refusals are expected.)
  */
 const TERMINAL_STALL_MAX_MS = 120_000;
 /**
@@ -896,9 +897,17 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
       if (seen === undefined || terminalStats.acknowledged !== seen.acknowledged || terminalStats.published === terminalStats.acknowledged) {
         terminalProgress.set(site, { acknowledged: terminalStats.acknowledged, atMs: Date.now() });
       } else if (Date.now() - seen.atMs > TERMINAL_STALL_MAX_MS) {
+        // Refusals are expected until the port holds the handoff records (they come behind the
+        // ship's backlog, which a loaded machine drains slowly; the sailing hold and the voyage's
+        // bound limit that wait): only once it holds every one are refusals a fault.
+        const handed = observations.handoffs.filter((handoff) => handoff.to === site);
+        if (!(await Promise.all(handed.map((handoff) => portHoldsHandoff(site, handoff)))).every(Boolean)) {
+          terminalProgress.set(site, { acknowledged: terminalStats.acknowledged, atMs: Date.now() });
+          continue;
+        }
         const refused = await sites.get(site)!.metric('portcall_writer_refused_records_total').catch(() => Number.NaN);
         throw new VoyageStalledError(
-          `the terminal's devices at ${site} have had ${terminalStats.published - terminalStats.acknowledged} messages unacknowledged for ${TERMINAL_STALL_MAX_MS / 1000} s (${site} has refused ${refused} records as not the writer of their topics; the devices' last error: ${terminalStats.lastError ?? 'none'}): a container unloaded there was never handed to ${site}, so its readings ashore cannot be stored and the voyage cannot finish`,
+          `the terminal's devices at ${site} have had ${terminalStats.published - terminalStats.acknowledged} messages unacknowledged for ${TERMINAL_STALL_MAX_MS / 1000} s although ${site} holds the handoff records of ${handed.map((handoff) => handoff.container).join(', ') || 'no container'} (${site} has refused ${refused} records as not the writer of their topics; the devices' last error: ${terminalStats.lastError ?? 'none'}): a container's readings ashore cannot be stored there, so the voyage cannot finish`,
         );
       }
     }
