@@ -8,18 +8,21 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /** The long ones, longest first (seconds on a quiet two-core machine, roughly). */
 const LONG_FILES = [
-  // The voyage and the chaos run must not overlap: each runs five real sites (and chaos a
-  // Kafka broker) on the two cores, and side by side the voyage's ship sailed from Singapore
-  // before its backlog (a handoff record among it) had reached the port, twice in CI. With two
-  // workers, what comes between them takes about as long as the voyage.
-  'test/voyage.test.ts', // ~210-330
-  // The bridge test bounds redeliveries after a kill -9 (never a replay of the batch); it failed
-  // that bound twice in CI while the chaos run shared the cores: it goes early, before chaos.
-  'test/gateway-bridge.test.ts',
-  'test/uplink.test.ts', // ~100-190
+  // The three runs of several real sites each (the voyage, the voyage on Kafka, the chaos run)
+  // go one after another on one worker, with what takes about as long on the other between
+  // them: side by side on two cores each slows the other to its limits (the voyage's ship once
+  // sailed from Singapore before its handoff records had reached the port).
+  'test/voyage.test.ts', // ~170-280
+  // The bridge test kills the gateway mid-delivery; early, away from the chaos run.
+  'test/gateway-bridge.test.ts', // ~20
+  'test/uplink.test.ts', // ~100-320
   'test/kafka-shore-crash.test.ts', // ~45-150
   'test/log-crash.test.ts', // ~45-115
-  'test/chaos.test.ts', // ~130-190
+  'test/voyage-kafka.test.ts', // ~195-250
+  'test/kafka-customer-topics.test.ts', // ~120, its own second broker
+  'test/replication-customer.test.ts', // ~60
+  'test/chaos.test.ts', // ~120-190
+  'test/kafka-forward.test.ts', // ~120
   'test/thin-path.test.ts',
   'test/fleet-emulator.test.ts',
   'test/uplink-policy.test.ts',
