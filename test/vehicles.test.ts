@@ -4,11 +4,14 @@
  * its own emulated devices (the vehicle's tracker and the containers aboard) publishing over
  * MQTT, forwarding to the port's site (`portcall shore`). The truck's link is cut while it
  * drives (out of coverage) and comes back. Everything the vehicles' gateways acknowledged is
- * at the port once, at dense offsets; the positions follow the road and the rail.
+ * at the port once, at dense offsets; the positions follow the road and the rail. And a truck
+ * takes a container on from the port: the port hands the container's topic to the truck's site
+ * (as the ship handed it to the port), the truck writes on from the next offset.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { distanceNm, interpolate } from '../devices/sea-lanes/index.js';
 import { SYDNEY_MELBOURNE_ROAD, SYDNEY_PARKES_RAIL, VehicleEmulator, VehicleModel, type VehicleSpec } from '../devices/vehicles/index.js';
@@ -212,5 +215,93 @@ describe('trucks and trains as vehicle edge sites', () => {
       return ts > quarter + 600_000 && ts < half - 600_000;
     });
     expect(out.length).toBeGreaterThan(20);
+  }, 240_000);
+
+  it('a truck takes Y05 from the port onwards: the port hands Y05\u2019s topic to the truck\u2019s site, the truck writes on at the next offset, and its readings reach the port', async () => {
+    const portHttp = await freeLoopbackPort();
+    const portMqtt = await freeLoopbackPort();
+    const truckHttp = await freeLoopbackPort();
+    const truckMqtt = await freeLoopbackPort();
+    const handoffToken = 'handoff-token-of-the-terminal-0123456789';
+    const id = 'TRUCK-9';
+    const portConfig = writeYaml(join(dir, 'sydney-2.yaml'), {
+      site: 'SYDNEY',
+      dataDir: join(dir, 'handoff'),
+      http: { port: portHttp },
+      mqtt: { port: portMqtt, auth: { allowAnonymous: true } },
+      handoffToken,
+      ingest: { peers: [{ site: id, token: 'truck-to-sydney-token' }] },
+      // The truck gets only the topics it is to carry on (here Y05), with their handoff records.
+      links: [{ name: id, url: `http://127.0.0.1:${truckHttp}`, token: 'sydney-to-truck-token', streams: ['containers'], filter: { topics: ['Y05'] }, ...QUICK_LINK }],
+    });
+    const truckConfig = writeYaml(join(dir, 'truck-9.yaml'), {
+      site: id,
+      dataDir: join(dir, 'handoff'),
+      http: { port: truckHttp },
+      mqtt: { port: truckMqtt, auth: { allowAnonymous: true }, topicRules: [...DEFAULT_TOPIC_RULES, { pattern: 'bigblue/vehicles/{vehicle}/{sensor}', stream: 'vehicles', topic: '{vehicle}' }] },
+      // A container's readings are stored aboard only once it has been handed to the truck.
+      handoffOnlyStreams: ['containers'],
+      ingest: { peers: [{ site: 'SYDNEY', token: 'sydney-to-truck-token', sparse: true }] },
+      links: [{ name: 'SYDNEY', url: `http://127.0.0.1:${portHttp}`, token: 'truck-to-sydney-token', streams: ['alerts', 'manifests', 'vehicles', 'containers'], ...QUICK_LINK }],
+    });
+    for (const [kind, config] of [['shore', portConfig], ['edge', truckConfig]] as const) {
+      const site = startPortcall([kind, '--config', config]);
+      processes.push(site);
+      await site.waitFor(/HTTP on /, 60_000);
+    }
+    const read = async (url: string, topic: string) => {
+      const response = await fetch(`${url}/v1/streams/containers/topics/${topic}/records?from=0&maxRecords=1000`, { signal: AbortSignal.timeout(30_000) });
+      if (response.status === 404) return [];
+      return ((await response.json()) as { records: { origin: string; offset: number; headers: Record<string, string>; payload: Record<string, unknown> }[] }).records;
+    };
+    const port = `http://127.0.0.1:${portHttp}`;
+    // Y05 stands at the terminal: its unit reports to the port's gateway, which writes its topic.
+    const terminal = await mqtt.connectAsync(`mqtt://127.0.0.1:${portMqtt}`, { clientId: 'terminal-y05', protocolVersion: 4 });
+    for (let index = 0; index < 20; index += 1) {
+      await terminal.publishAsync('bigblue/containers/Y05/telemetry', JSON.stringify({ ts: START_MS - (20 - index) * 300_000, container: 'Y05', tempC: 24, door: 'closed' }), { qos: 1 });
+    }
+    await terminal.endAsync();
+    expect((await read(port, 'Y05')).map((record) => record.origin)).toEqual(Array.from({ length: 20 }, () => 'SYDNEY'));
+    // The truck's devices start now: Y05's readings are refused aboard until the handoff arrives.
+    const devices = await VehicleEmulator.start({ spec: { ...truck, id, containers: [{ id: 'Y05', kind: 'dry' }], seed: 9 }, brokerUrl: `mqtt://127.0.0.1:${truckMqtt}`, acceleration: 4000 });
+    emulators.push(devices);
+    const handed = await fetch(`${port}/v1/streams/containers/topics/Y05/handoff`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${handoffToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ to: id, at: new Date(START_MS).toISOString() }),
+    });
+    expect(handed.status, await handed.clone().text()).toBe(200);
+    expect(((await handed.json()) as { offset: number }).offset).toBe(20);
+    const deadline = Date.now() + 120_000;
+    while (!devices.stats().finished && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    const stats = await devices.stop(10_000);
+    expect(stats.finished).toBe(true);
+    expect(stats.acknowledged).toBe(stats.published);
+    const carried = devices.acknowledgedMessages.filter((message) => message.topic.includes('/containers/Y05/')).map((message) => JSON.stringify(JSON.parse(message.payload)));
+    expect(carried.length).toBeGreaterThan(50);
+    // At the port: Y05 written by the port, the handoff at offset 20, then the truck's readings, densely.
+    let records: Awaited<ReturnType<typeof read>> = [];
+    const arrival = Date.now() + 60_000;
+    do {
+      records = [];
+      for (let from = 0; ; ) {
+        const response = await fetch(`${port}/v1/streams/containers/topics/Y05/records?from=${from}&maxRecords=1000`, { signal: AbortSignal.timeout(30_000) });
+        const page = (await response.json()) as { nextOffset: number; records: typeof records };
+        records.push(...page.records);
+        if (page.records.length === 0) break;
+        from = page.nextOffset;
+      }
+      if (records.length >= 21 + carried.length) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    } while (Date.now() < arrival);
+    expect(records.map((record) => record.offset)).toEqual(records.map((_, index) => index));
+    expect(records.slice(0, 21).every((record) => record.origin === 'SYDNEY')).toBe(true);
+    expect(records[20]!.headers['pc-handoff-to']).toBe(id);
+    const after = records.slice(21);
+    expect(after.every((record) => record.origin === id)).toBe(true);
+    expect(after.map((record) => JSON.stringify(record.payload)).sort()).toEqual([...carried].sort());
+    // And the truck's own copy of Y05 holds the port's part, the handoff and its own, at the same offsets.
+    const aboard = await read(`http://127.0.0.1:${truckHttp}`, 'Y05');
+    expect(aboard.length).toBe(records.length);
   }, 240_000);
 });
