@@ -5,25 +5,9 @@
  * runs no gateway yet). Without the scenario's faults and faster than test/voyage.test.ts (that
  * one checks the kill -9 and the drops), so it is the Kafka logs under the same seven steps.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKafka, kafkaBootstrap } from './support/kafka.js';
-import { startPortcall, type PortcallProcess } from './support/portcall-process.js';
-
-/** PIDs whose parent is `pid` (the demo's site processes), from /proc. */
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) children.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return children;
-}
+import { childrenOf, startPortcall, type PortcallProcess } from './support/portcall-process.js';
 
 describeKafka('the voyage on Kafka (portcall demo --kafka)', () => {
   let demo: PortcallProcess;

@@ -6,25 +6,8 @@
  * voyage; then each of the seven steps of the brief is asserted by name, from the checks the
  * demo makes at the sites (cli/voyage-checks.ts) and prints, every one of which must hold.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPortcall, type PortcallProcess } from './support/portcall-process.js';
-
-/** PIDs whose parent is `pid` (the demo's site processes), from /proc. */
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (parent === pid) children.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return children;
-}
+import { childrenOf, startPortcall, type PortcallProcess } from './support/portcall-process.js';
 
 describe('the voyage (portcall demo), step by step', () => {
   let demo: PortcallProcess;

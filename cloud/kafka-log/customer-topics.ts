@@ -22,12 +22,13 @@
  * kafkajs stays in this folder; the stage (cloud/customer-topics) sees only the interface it
  * declares, which this class satisfies structurally.
  */
-import kafkajs, { Partitioners, type Admin, type Kafka, type Message, type Producer } from 'kafkajs';
+import kafkajs, { type Admin, type Kafka, type Message, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 
 import { ClosedError, ConfigError, PortcallError, StoreUnavailableError, type LogRecord } from '../../core/index.js';
 import { decodeConsumerCursor, encodeRecord } from './codec.js';
 import { readCompacted } from './highwater-reader.js';
+import { connectTransactionalProducer } from './transactional-producer.js';
 import type { PartitionFetcher } from './kafkajs-fetch.js';
 
 // Node's CommonJS named-export detection misses this one (as in kafka-log.ts).
@@ -35,10 +36,6 @@ const { ConfigResourceTypes } = kafkajs;
 
 /** Kafka's own rule for topic names. */
 const KAFKA_TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
-/** The coordinator aborts a transaction of ours left open this long (a crashed process). */
-const TRANSACTION_TIMEOUT_MS = 60_000;
-/** Bounded, so a write against a dead broker fails in seconds instead of retrying forever. */
-const RETRY = { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 };
 /**
  * kafkajs puts every message for one partition of one send into one record batch, and the
  * broker refuses a batch above `message.max.bytes` (1 MiB by default; measured: a send of
@@ -192,28 +189,8 @@ export class KafkaCustomerTopicWriter {
     if (producer !== undefined) await producer.disconnect().catch(() => undefined);
   }
 
-  private async connectProducer(): Promise<Producer> {
-    const producer = this.options.kafka.producer({
-      createPartitioner: Partitioners.DefaultPartitioner,
-      transactionalId: this.transactionalId,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: TRANSACTION_TIMEOUT_MS,
-      allowAutoTopicCreation: false,
-      retry: RETRY,
-    });
-    try {
-      await producer.connect();
-      // kafkajs registers the transactional id (InitProducerId) lazily, at the first
-      // transaction(); doing it now fences an older holder and settles what it left open
-      // before the positions are read. Aborting a transaction with no partitions sends nothing.
-      const registration = await producer.transaction();
-      await registration.abort();
-    } catch (error) {
-      await producer.disconnect().catch(() => undefined);
-      throw error;
-    }
-    return producer;
+  private connectProducer(): Promise<Producer> {
+    return connectTransactionalProducer(this.options.kafka, this.transactionalId);
   }
 
   private async ensureTopics(): Promise<void> {

@@ -58,7 +58,6 @@
  */
 import kafkajs, {
   Kafka,
-  Partitioners,
   type Admin,
   type Message,
   type Producer,
@@ -115,6 +114,7 @@ import { KafkaCustomerTopicWriter } from './customer-topics.js';
 import { OffsetOutOfRangeError, PartitionFetcher, type FetchedPartition } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
 import { speedups } from './kafkajs-speedups.js';
+import { connectTransactionalProducer, PRODUCER_RETRY } from './transactional-producer.js';
 import { TopicLayout, topicConfigEntries, type StreamSettings, type TopicSettings } from './layout.js';
 import { RunBuilder, TopicIndex, type Run, type Span } from './topic-index.js';
 import {
@@ -223,13 +223,6 @@ const RECORD_FRAMING_BYTES = 24;
 const HIGH_WATER_ENTRY_OVERHEAD_BYTES = 128;
 /** Payload bytes gathered into one transaction at most (unless a single call is larger). */
 const MAX_TRANSACTION_BYTES = 16 * 1024 * 1024;
-/** The coordinator aborts a transaction of ours left open this long (a crashed process). */
-const TRANSACTION_TIMEOUT_MS = 60_000;
-/**
- * Bounded, so a replicate() against a dead broker fails in seconds with a retriable error
- * rather than hanging; kafkajs's default for idempotent producers is to retry forever.
- */
-const RETRY = { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 };
 /** How long an abort after a failed send may take before the producer is dropped anyway. */
 const ABORT_TIMEOUT_MS = 5_000;
 /** A health probe that takes longer than this counts as Kafka not answering. */
@@ -586,7 +579,7 @@ export class KafkaLog implements SiteLog, HealthSource {
       clientId: options.clientId,
       brokers: options.brokers,
       connectionTimeout: options.connectTimeoutMs,
-      retry: RETRY,
+      retry: PRODUCER_RETRY,
       logLevel: kafkajsLogLevel(options.logger),
       logCreator: kafkajsLogCreator(options.logger),
     });
@@ -830,29 +823,8 @@ export class KafkaLog implements SiteLog, HealthSource {
     }
   }
 
-  private async connectProducer(transactionalId: string): Promise<Producer> {
-    const producer = this.kafka.producer({
-      createPartitioner: Partitioners.DefaultPartitioner,
-      transactionalId,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: TRANSACTION_TIMEOUT_MS,
-      allowAutoTopicCreation: false,
-      retry: RETRY,
-    });
-    try {
-      await producer.connect();
-      // kafkajs's connect() only fetches an idempotent producer id; the transactional id is
-      // registered (InitProducerId) lazily, by the first transaction(). Doing it now fences an
-      // older instance holding this id and makes the coordinator settle any transaction it
-      // left open. Aborting a transaction with no partitions sends nothing to the broker.
-      const registration = await producer.transaction();
-      await registration.abort();
-    } catch (error) {
-      await producer.disconnect().catch(() => {});
-      throw error;
-    }
-    return producer;
+  private connectProducer(transactionalId: string): Promise<Producer> {
+    return connectTransactionalProducer(this.kafka, transactionalId);
   }
 
   private laneFor(sender: string): SenderLane {
@@ -2157,7 +2129,7 @@ export class KafkaLog implements SiteLog, HealthSource {
     if (!Number.isSafeInteger(position) || position < 0) throw new InvalidInputError('bad-position', `cursor ${name}: position must be a non-negative integer`);
     try {
       this.cursorProducer ??= (async () => {
-        const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: RETRY });
+        const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, retry: PRODUCER_RETRY });
         await producer.connect();
         return producer;
       })().catch((error: unknown) => {
