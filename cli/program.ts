@@ -34,12 +34,21 @@ function positiveNumber(name: string) {
   };
 }
 
+/** How long a stop may take after SIGINT/SIGTERM before the process exits regardless (code 1). */
+const STOP_GRACE_MS = 60_000;
+
 /** Runs until SIGINT/SIGTERM, then calls stop once; a second signal exits at once. */
 function untilSignalled(stop: () => Promise<void>): Promise<void> {
   return new Promise((resolve) => {
     const onSignal = () => {
       process.once('SIGINT', () => process.exit(130));
       process.stderr.write('\nstopping…\n');
+      // Everything acknowledged is durable already; a part that never finishes stopping (the
+      // site's log names it after 10 s) must not keep the process from ending.
+      setTimeout(() => {
+        process.stderr.write(`did not stop within ${STOP_GRACE_MS / 1000} s; exiting anyway\n`);
+        process.exit(1);
+      }, STOP_GRACE_MS).unref();
       void stop().then(resolve, (error: unknown) => {
         process.stderr.write(`error while stopping: ${(error as Error).message}\n`);
         process.exitCode = 1;

@@ -197,6 +197,9 @@ function readLinkToken(path: string, link: string): string {
   }
 }
 
+/** A part of the site that takes longer than this to stop is named in the log. */
+const SLOW_STOP_MS = 10_000;
+
 export interface StartSiteOptions {
   readonly logger: Logger;
 }
@@ -207,13 +210,17 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
   const registry = new Registry();
   registry.setDefaultLabels({ site: config.site });
   collectDefaultMetrics({ register: registry });
-  const closers: (() => Promise<void>)[] = [];
+  /** What to stop, each named so that a stop that hangs says which part it waits for. */
+  const closers: [string, () => Promise<void>][] = [];
   const closeAll = async () => {
-    for (const close of closers.reverse()) {
+    for (const [name, close] of closers.reverse()) {
+      const slow = setTimeout(() => logger.warn({ part: name }, `still stopping ${name} after ${SLOW_STOP_MS / 1000} s`), SLOW_STOP_MS);
       try {
         await close();
       } catch (error) {
-        logger.error({ err: (error as Error).message }, 'error while stopping');
+        logger.error({ err: (error as Error).message, part: name }, 'error while stopping');
+      } finally {
+        clearTimeout(slow);
       }
     }
   };
@@ -268,7 +275,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         maxPendingRecords: kafka.maxPendingRecords,
         logger: logger.child({ component: 'kafka-log' }),
       });
-      closers.push(() => kafkaLog.close());
+      closers.push(['the Kafka log', () => kafkaLog.close()]);
       kafkaLogForCustomers = kafkaLog;
       sink = kafkaLog;
       reader = kafkaLog;
@@ -294,7 +301,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         logger: logger.child({ component: 'log' }),
         registry,
       });
-      closers.push(() => log.close());
+      closers.push(['the log', () => log.close()]);
       sqliteLog = log;
       sink = log;
       reader = log;
@@ -382,7 +389,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         throw new PortInUseError('mqtt', `site ${config.site} MQTT gateway (${what})`, mqtt.host, port ?? mqtt.port, `Pick another with ${field}.`);
       });
       const started = gateway;
-      closers.push(() => started.close());
+      closers.push(['the MQTT gateway', () => started.close()]);
       const logDir = join(config.dataDir, config.site);
       new Gauge({
         name: 'portcall_gateway_log_file_bytes',
@@ -421,7 +428,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         registry,
       });
       await runner.start();
-      closers.push(() => runner.close());
+      closers.push(['the detectors', () => runner.close()]);
     }
 
     // Access control (docs/ACCESS.md) starts before the links: a link to a customer's endpoint
@@ -431,16 +438,16 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       config.access === undefined || (config.http === undefined && !linksNeedAccess)
         ? undefined
         : await startSiteAccess(config.access, { reader, appender: streams.appender, source: streams.source }, logger, registry);
-    if (access !== undefined) closers.push(async () => access.close());
+    if (access !== undefined) closers.push(['access control', async () => access.close()]);
 
     const forwarders: { name: string; forwarder: Forwarder; control: LinkControl }[] = [];
     // Every site forwards its whole log over its links, whichever log it is on.
     for (const link of config.links) {
       const { forwarder, policy } = linkFor(link, config, streams, logger, registry, access, reader);
       await policy.start();
-      closers.push(async () => policy.stop());
+      closers.push([`link ${link.name}'s policy`, async () => policy.stop()]);
       await forwarder.start();
-      closers.push(() => forwarder.stop());
+      closers.push([`link ${link.name}`, () => forwarder.stop()]);
       const control: LinkControl = {
         name: link.name,
         policy,
@@ -484,7 +491,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       // Per-customer Kafka topics (docs/ACCESS.md): what each customer's token admits, exactly once.
       if (access !== undefined && kafkaLogForCustomers !== undefined && (config.log.kafka?.customerTopics?.length ?? 0) > 0) {
         const stage = await startCustomerTopics(config.log.kafka!, kafkaLogForCustomers, access, logger, registry);
-        closers.push(() => stage.stop());
+        closers.push(['the customer topics', () => stage.stop()]);
         healthSources.push(stage);
       }
       registerReadRoutes(app, { reader, registry, ...(access === undefined ? {} : { access: access.readAccess }) });
@@ -554,7 +561,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
           logger,
           registry,
         });
-        closers.push(async () => portal.stop());
+        closers.push(['the portal', async () => portal.stop()]);
       }
       app.get('/metrics', async (_request, reply) => {
         reply.header('content-type', registry.contentType);
@@ -579,7 +586,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       httpUrl = `${tls === undefined ? 'http' : 'https'}://${config.http.host}:${boundPort}`;
       const started = app;
       // Stop taking batches before the log closes beneath the handlers.
-      closers.push(() => started.close());
+      closers.push(['the HTTP server', () => started.close()]);
       logger.info({ url: httpUrl }, 'HTTP listening');
     }
 

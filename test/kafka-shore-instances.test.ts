@@ -37,7 +37,12 @@ const dataDir = mkdtempSync(join(tmpdir(), 'portcall-kafka-instances-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 const running: PortcallProcess[] = [];
 afterEach(async () => {
-  await Promise.all(running.splice(0).map((child) => child.stop()));
+  await Promise.all(
+    running.splice(0).map(async (child) => {
+      // A stop that did not end by itself (exit 1 after the grace period) shows what it waited for.
+      if ((await child.stop()) !== 0) process.stderr.write(`[kafka-shore-instances] a shore did not stop cleanly:\n${child.output().slice(-3000)}\n`);
+    }),
+  );
 });
 
 interface Posted {
