@@ -304,4 +304,34 @@ describe('trucks and trains as vehicle edge sites', () => {
     const aboard = await read(`http://127.0.0.1:${truckHttp}`, 'Y05');
     expect(aboard.length).toBe(records.length);
   }, 240_000);
+
+  it('portcall devices --vehicle truck drives a truck to Melbourne through its own edge gateway, every reading acknowledged and stored', async () => {
+    const http = await freeLoopbackPort();
+    const mqttPort = await freeLoopbackPort();
+    const config = writeYaml(join(dir, 'truck-9.yaml'), {
+      site: 'TRUCK-9',
+      dataDir: dir,
+      http: { port: http },
+      mqtt: { port: mqttPort, auth: { allowAnonymous: true }, topicRules: [...DEFAULT_TOPIC_RULES, { pattern: 'bigblue/vehicles/{vehicle}/{sensor}', stream: 'vehicles', topic: '{vehicle}' }] },
+    });
+    const site = startPortcall(['edge', '--config', config]);
+    processes.push(site);
+    await site.waitFor(/HTTP on /, 60_000);
+    const devices = startPortcall(['devices', '--vehicle', 'truck', '--vehicle-id', 'TRUCK-9', '--carrying', 'Y05,B01:reefer', '--broker', `mqtt://127.0.0.1:${mqttPort}`, '--acceleration', '20000']);
+    processes.push(devices);
+    const [, published, acknowledged] = await devices.waitFor(/TRUCK-9 arrived: published (\d+), acknowledged (\d+)/, 120_000);
+    // Arrived: it ends by itself, exit 0 (1 would mean something sent was not acknowledged).
+    expect(devices.child.exitCode ?? (await new Promise<number | null>((resolve) => devices.child.once('exit', resolve)))).toBe(0);
+    expect(Number(acknowledged)).toBe(Number(published));
+    // Positions every 2 simulated minutes over about 8.5 hours, and each container's readings every 5.
+    const stored = async (stream: string, topic: string) => {
+      const response = await fetch(`http://127.0.0.1:${http}/v1/streams/${stream}/topics/${topic}/latest`, { headers: { connection: 'close' } });
+      return response.ok ? ((await response.json()) as { offset: number }).offset + 1 : 0;
+    };
+    const counts = [await stored('vehicles', 'TRUCK-9'), await stored('containers', 'Y05'), await stored('containers', 'B01')];
+    expect(counts[0]).toBeGreaterThan(200);
+    expect(counts[1]).toBeGreaterThan(80);
+    expect(counts[2]).toBe(counts[1]);
+    expect(counts.reduce((sum, count) => sum + count, 0)).toBe(Number(published));
+  }, 180_000);
 });
