@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKafka, kafkaBootstrap } from './support/kafka.js';
-import { childrenOf, startPortcall, type PortcallProcess } from './support/portcall-process.js';
+import { kill9WithChildren, startPortcall, type PortcallProcess } from './support/portcall-process.js';
 
 describeKafka('the voyage on Kafka (portcall demo --kafka)', () => {
   let demo: PortcallProcess;
@@ -27,15 +27,8 @@ describeKafka('the voyage on Kafka (portcall demo --kafka)', () => {
   }, 420_000);
 
   afterAll(async () => {
-    const orphans = childrenOf(demo.pid);
-    await demo.kill9();
-    for (const pid of orphans) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    // A demo that failed half-way must not leave its five sites running.
+    await kill9WithChildren(demo);
   });
 
   it('TOKYO and HQ on Kafka: every step of the voyage holds, every shore site agrees, and the demo exits 0', () => {

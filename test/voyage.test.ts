@@ -7,7 +7,7 @@
  * demo makes at the sites (cli/voyage-checks.ts) and prints, every one of which must hold.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { childrenOf, startPortcall, type PortcallProcess } from './support/portcall-process.js';
+import { kill9WithChildren, startPortcall, type PortcallProcess } from './support/portcall-process.js';
 
 describe('the voyage (portcall demo), step by step', () => {
   let demo: PortcallProcess;
@@ -29,15 +29,7 @@ describe('the voyage (portcall demo), step by step', () => {
 
   afterAll(async () => {
     // A demo that failed half-way must not leave its five sites running.
-    const orphans = childrenOf(demo.pid);
-    await demo.kill9();
-    for (const pid of orphans) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    await kill9WithChildren(demo);
   });
 
   /** The demo's checks of one step: each must be there (by what it checks) and hold. */

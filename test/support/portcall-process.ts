@@ -107,3 +107,16 @@ export function childrenOf(pid: number): number[] {
   }
   return children;
 }
+
+/** kill -9 of a process and of the children it had (a demo's sites), so a run that failed half-way leaves nothing behind. */
+export async function kill9WithChildren(parent: PortcallProcess): Promise<void> {
+  const orphans = childrenOf(parent.pid);
+  await parent.kill9();
+  for (const pid of orphans) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
