@@ -14,7 +14,6 @@
  * - A window added later (C05 for ToyCo) applies to records read from then on: what the
  *   stage passed over before is not re-emitted (the documented behaviour).
  */
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,9 +28,9 @@ import { BATCH_CONTENT_TYPE, Compression, encodeBatch } from '../edge/link/index
 import { startKafkaBroker, type KafkaBroker } from '../tools/kafka/index.js';
 import { describeKafka, kafkaBootstrap } from './support/kafka.js';
 import { OriginSender, originRecord, topicOf } from './support/origin-sender.js';
+import { headerMap, kcatAvailable, kcatConsume, type KcatMessage } from './support/kcat.js';
 import { startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
 
-const kcatAvailable = spawnSync('kcat', ['-V'], { encoding: 'utf8' }).status === 0;
 if (!kcatAvailable && process.env.CI !== undefined) throw new Error('kcat is not installed (apt-get install -y kcat); the customer topic test cannot run');
 
 const TOPICS = 8; // C00..C06 (containers) and the ship AURORA (ships)
@@ -44,41 +43,13 @@ const BROKER_KILLS = 2;
 /** Records the site holds before its customer topics start, so the first kills land while the stage catches up. */
 const BACKLOG_RECORDS = 24_000;
 
-interface KcatMessage {
-  partition: number;
-  offset: number;
-  key: string | null;
-  payload: string | null;
-  headers?: string[];
-}
-
-function kcatConsume(bootstrap: string, topic: string, isolation: 'read_committed' | 'read_uncommitted' = 'read_committed'): KcatMessage[] {
-  const result = spawnSync('kcat', ['-C', '-b', bootstrap, '-t', topic, '-o', 'beginning', '-e', '-q', '-J', '-X', `isolation.level=${isolation}`, '-m', '10'], {
-    encoding: 'utf8',
-    timeout: 60_000,
-    maxBuffer: 256 * 1024 * 1024,
-  });
-  if (result.status !== 0) throw new Error(`kcat exited ${String(result.status)}: ${result.stderr}`);
-  return result.stdout
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as KcatMessage);
-}
-
-function headersOf(message: KcatMessage): Map<string, string> {
-  const pairs = message.headers ?? [];
-  const map = new Map<string, string>();
-  for (let i = 0; i + 1 < pairs.length; i += 2) map.set(pairs[i]!, pairs[i + 1]!);
-  return map;
-}
-
 /** Origin indexes (record i of the origin log) held in a customer topic, with every mismatch against the origin record. */
 function checkTopic(messages: readonly KcatMessage[]): { indexes: number[]; problems: string[] } {
   const indexes: number[] = [];
   const problems: string[] = [];
   const partitionOf = new Map<string, number>();
   for (const message of messages) {
-    const h = headersOf(message);
+    const h = headerMap(message);
     const topic = h.get('pc-topic')!;
     const t = [...Array(TOPICS).keys()].find((candidate) => topicOf(candidate, TOPICS).topic === topic);
     if (t === undefined || h.get('pc-stream') !== topicOf(t, TOPICS).stream) {
@@ -346,7 +317,7 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       // 5. What a third-party consumer reads, read_committed.
       const c02EndMs = originRecord(C02_ENDS_AT_INDEX, TOPICS).eventTimeMs;
       const toycoMessages = kcatConsume(bootstrap, `customer.${toyco}`);
-      const toycoRead = checkTopic(toycoMessages.filter((m) => headersOf(m).get('pc-stream') !== 'manifests'));
+      const toycoRead = checkTopic(toycoMessages.filter((m) => headerMap(m).get('pc-stream') !== 'manifests'));
       const toycoExpected = sorted([
         ...expectedIndexes(0, limit2, ['C00', 'C01']),
         ...expectedIndexes(0, limit2, ['C02'], (i) => originRecord(i, TOPICS).eventTimeMs < c02EndMs),
@@ -356,18 +327,18 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
       expect(duplicatesOf(toycoRead.indexes)).toEqual([]);
       expect(sorted(toycoRead.indexes)).toEqual(toycoExpected);
       // ToyCo owns C00: its manifests in full (the record's own headers too), and nothing of RedCo's C03.
-      const toycoManifests = toycoMessages.filter((m) => headersOf(m).get('pc-stream') === 'manifests');
-      expect(toycoManifests.map((m) => [m.key, m.payload, headersOf(m).get('h-cargo'), headersOf(m).get('pc-offset')])).toEqual(
+      const toycoManifests = toycoMessages.filter((m) => headerMap(m).get('pc-stream') === 'manifests');
+      expect(toycoManifests.map((m) => [m.key, m.payload, headerMap(m).get('h-cargo'), headerMap(m).get('pc-offset')])).toEqual(
         manifests.slice(0, 3).map((record) => [record.topic, Buffer.from(record.payload).toString(), 'plastic toy ducks', String(record.offset)]),
       );
       expect(toycoMessages.filter((m) => m.key === 'C03' || m.key === 'C04' || m.key === 'AURORA')).toEqual([]);
 
       const redcoMessages = kcatConsume(bootstrap, `customer.${redco}`);
-      const redcoRead = checkTopic(redcoMessages.filter((m) => headersOf(m).get('pc-stream') !== 'manifests'));
+      const redcoRead = checkTopic(redcoMessages.filter((m) => headerMap(m).get('pc-stream') !== 'manifests'));
       expect(redcoRead.problems).toEqual([]);
       expect(duplicatesOf(redcoRead.indexes)).toEqual([]);
       expect(sorted(redcoRead.indexes)).toEqual(expectedIndexes(0, limit1, ['C03', 'C04']));
-      expect(redcoMessages.filter((m) => headersOf(m).get('pc-stream') === 'manifests').map((m) => m.payload)).toEqual([Buffer.from(manifests[3]!.payload).toString()]);
+      expect(redcoMessages.filter((m) => headerMap(m).get('pc-stream') === 'manifests').map((m) => m.payload)).toEqual([Buffer.from(manifests[3]!.payload).toString()]);
 
       const duckMessages = kcatConsume(bootstrap, `customer.${duck}`);
       expect(duckMessages.map((m) => [m.key, JSON.parse(m.payload!) as unknown])).toEqual([
@@ -376,7 +347,7 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
         ['C00', { status: 'arrived', port: 'SGSIN', at: new Date(BASE_MS + 120_000).toISOString() }],
       ]);
       for (const message of duckMessages) {
-        const h = headersOf(message);
+        const h = headerMap(message);
         // Identity kept, the record's own headers (cargo) not.
         expect([h.get('pc-origin'), h.get('pc-stream'), h.get('pc-topic')]).toEqual(['AURORA', 'manifests', 'C00']);
         expect([...h.keys()].filter((name) => name.startsWith('h-'))).toEqual([]);

@@ -5,7 +5,6 @@
  * read_committed: records of an aborted transaction are in the topic, and only a
  * read_committed consumer skips them.
  */
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 
 import { Kafka, logLevel } from 'kafkajs';
@@ -14,43 +13,12 @@ import { afterAll, expect, it } from 'vitest';
 import { KafkaLog } from '../cloud/kafka-log/index.js';
 import type { LogRecord } from '../core/index.js';
 import { describeKafka, kafkaBootstrap } from './support/kafka.js';
+import { headerMap, kcatAvailable, kcatConsume, type KcatMessage } from './support/kcat.js';
 
-const kcat = spawnSync('kcat', ['-V'], { encoding: 'utf8' });
-const kcatAvailable = kcat.status === 0;
 if (!kcatAvailable) {
   const message = 'kcat is not installed (apt-get install -y kcat); the third-party consumer test cannot run';
   if (process.env.CI === 'true' && kafkaBootstrap() !== null) throw new Error(message);
   process.stderr.write(`\n*** ${message}: SKIPPED ***\n\n`);
-}
-
-interface KcatMessage {
-  topic: string;
-  partition: number;
-  offset: number;
-  headers?: string[];
-  key: string | null;
-  payload: string | null;
-}
-
-/** `kcat -C ... -e -J`: every message from the beginning to the end, as JSON lines. */
-function kcatConsume(bootstrap: string, topic: string, isolation: 'read_committed' | 'read_uncommitted'): KcatMessage[] {
-  const result = spawnSync(
-    'kcat',
-    ['-C', '-b', bootstrap, '-t', topic, '-o', 'beginning', '-e', '-q', '-J', '-X', `isolation.level=${isolation}`, '-m', '10'],
-    { encoding: 'utf8', timeout: 30_000 },
-  );
-  if (result.status !== 0) throw new Error(`kcat exited ${String(result.status)}: ${result.stderr}`);
-  return result.stdout
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as KcatMessage);
-}
-
-function headerMap(message: KcatMessage): Map<string, string> {
-  const pairs = message.headers ?? [];
-  const map = new Map<string, string>();
-  for (let i = 0; i + 1 < pairs.length; i += 2) map.set(pairs[i]!, pairs[i + 1]!);
-  return map;
 }
 
 function rec(topic: string, offset: number, stream = 'containers'): LogRecord {
