@@ -9,7 +9,12 @@ export type IndexerMessage = { type: 'poke' } | { type: 'stop' };
 export type IndexerReply = { type: 'indexed'; records: number } | { type: 'error'; message: string } | { type: 'stopped' };
 
 const IDLE_POLL_MS = 250;
-const CHECKPOINT_EVERY_MS = 1000;
+/**
+ * Often enough that each checkpoint copies little (about 5 MB at 50,000 msg/s): at every
+ * second, the copying and the database file's fsync delayed the writer's WAL fsyncs by up
+ * to 35 ms; at 250 ms, commits stayed under 16 ms in the same runs.
+ */
+const CHECKPOINT_EVERY_MS = 250;
 
 const port = parentPort!;
 const indexer = new TopicIndexer(workerData as IndexerOptions);
