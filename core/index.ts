@@ -5,3 +5,4 @@ export * from './health.js';
 export * from './access.js';
 export * from './scrypt-hash.js';
 export * from './rate-limit.js';
+export * from './yaml-text.js';

@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { ConfigError } from '../core/index.js';
+import { ConfigError, parseStrictYaml } from '../core/index.js';
 
 const siteName = z
   .string()
@@ -528,13 +528,9 @@ export function loadSiteConfig(path: string | undefined, env: NodeJS.ProcessEnv 
     } catch (error) {
       throw new ConfigError(`cannot read config file ${path}: ${(error as Error).message}`);
     }
-    // Warnings too: an unknown tag (`!secret`, say) would otherwise become a plain string silently.
-    const yamlDocument = parseDocument(text, { logLevel: 'silent' });
-    const problem = yamlDocument.errors[0] ?? yamlDocument.warnings[0];
-    if (problem !== undefined) throw new ConfigError(`${path}: not valid YAML: ${problem.message}`);
     let parsed: unknown;
     try {
-      parsed = yamlDocument.toJS();
+      parsed = parseStrictYaml(text);
     } catch (error) {
       throw new ConfigError(`${path}: not valid YAML: ${(error as Error).message}`);
     }

@@ -216,6 +216,9 @@ describe('scenario files', () => {
       expect(model.containerIds.at(-1)).toBe('C2000');
       writeFileSync(file, 'ships: [\n');
       expect(() => loadScenarioFile(file)).toThrow(ScenarioError);
+      // An unknown tag is refused, not read as the literal text (the yaml library only warns).
+      writeFileSync(file, 'seed: !env SEED\n');
+      expect(() => loadScenarioFile(file)).toThrow(new RegExp(`${file}: .*!env`));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

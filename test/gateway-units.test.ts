@@ -94,6 +94,7 @@ describe('topic filters and access rules', () => {
       ['devices: [{ id: Y1 }]', 'needs a secret or a certificateCommonName'],
       ['devices: [{ id: Y1, secret: plain-text }]', 'must be a "scrypt$N$r$p$salt$key" hash'],
       [`devices: [{ id: Y1, secret: "${secret}" }, { id: Y1, secret: "${secret}" }]`, 'id is listed twice'],
+      [`devices: [{ id: Y1, secret: !vault "${secret}" }]`, 'devices.yaml: not valid YAML or JSON: '],
     ] as const) {
       expect(errorOf(() => DeviceDirectory.parse(text, 'devices.yaml')).message).toContain(message);
     }

@@ -4,9 +4,9 @@
  * name the bad field; the voyage of DESIGN.md is the default (`voyageScenario()`).
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { PORTS } from '../sea-lanes/index.js';
+import { parseStrictYaml } from '../../core/index.js';
 
 const portCode = z
   .string()
@@ -229,7 +229,7 @@ export function parseScenario(document: unknown, source = 'scenario'): Scenario 
 export function loadScenarioFile(path: string): Scenario {
   let document: unknown;
   try {
-    document = parseYaml(readFileSync(path, 'utf8'));
+    document = parseStrictYaml(readFileSync(path, 'utf8'));
   } catch (error) {
     throw new ScenarioError(`${path}: ${(error as Error).message}`);
   }

@@ -16,9 +16,8 @@
  * like `#` substituted into a rule would grant every topic.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, hashScrypt, parseScryptHash, scryptMatches } from '../../core/index.js';
+import { ConfigError, hashScrypt, parseScryptHash, parseStrictYaml, scryptMatches } from '../../core/index.js';
 import { isSafeIdentity, substitute, topicMatches } from './topic-filter.js';
 
 /** `scrypt$N$r$p$<salt base64>$<key base64>`, the form stored in credentials files. */
@@ -143,7 +142,7 @@ export class DeviceDirectory {
   static parse(text: string, source: string): DeviceDirectory {
     let document: unknown;
     try {
-      document = parseYaml(text) ?? {};
+      document = parseStrictYaml(text) ?? {};
     } catch (error) {
       throw new ConfigError(`${source}: not valid YAML or JSON: ${(error as Error).message}`);
     }
