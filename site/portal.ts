@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import type { StreamSource } from '../core/index.js';
+import type { StreamSource, TopicReader } from '../core/index.js';
 import { bearerOf, type RunningAccess } from '../cloud/access/index.js';
 import { PortalProjector, registerPortalRoutes, type PortalAudience } from '../cloud/portal/index.js';
 
@@ -21,9 +21,9 @@ const EVERYONE: PortalAudience = {
 
 export function startSitePortal(
   app: FastifyInstance,
-  options: { source: StreamSource; access: RunningAccess | undefined; operations: () => unknown; logger: Logger; registry: Registry },
+  options: { source: StreamSource; reader: TopicReader; access: RunningAccess | undefined; operations: () => unknown; logger: Logger; registry: Registry },
 ): PortalProjector {
-  const projector = new PortalProjector({ source: options.source, logger: options.logger.child({ component: 'portal' }) });
+  const projector = new PortalProjector({ source: options.source, reader: options.reader, logger: options.logger.child({ component: 'portal' }) });
   // Rebuilt from the log in the background: the site does not wait for it to start.
   projector.start().catch((error: unknown) => options.logger.error({ err: (error as Error).message }, 'portal: catching up failed'));
   const { access } = options;

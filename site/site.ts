@@ -552,6 +552,8 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       if (config.portal?.enabled ?? (config.ingest !== undefined && config.log.backend === 'sqlite')) {
         const portal = startSitePortal(app, {
           source: streams.source,
+          // Series points are kept as numbers; their records are read back from the log for a page.
+          reader,
           access,
           operations: () => ({
             health: healthBody(),

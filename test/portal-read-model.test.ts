@@ -4,7 +4,7 @@
  * audience sees is exactly what its RecordFilter admits.
  */
 import { describe, expect, it } from 'vitest';
-import type { LogRecord, RecordFilter, StreamSource } from '../core/index.js';
+import type { LogRecord, ReadLimits, RecordFilter, StreamSource, TopicReader } from '../core/index.js';
 import { FleetModel, voyageScenario } from '../devices/fleet/index.js';
 import { FLEET_TRACK_POINTS, PortalProjector, PortalReadModel, alertsView, containerList, containerView, fleetView, liveEventOf } from '../cloud/portal/index.js';
 
@@ -24,6 +24,43 @@ function voyageRecords(): LogRecord[] {
   return records;
 }
 
+/**
+ * A site's log for the views to read series records back from (the model keeps their
+ * numbers only): each topic's records by offset.
+ */
+class MemoryTopics implements Pick<TopicReader, 'readTopic'> {
+  /** Each topic's records in offset order. */
+  private readonly topics = new Map<string, LogRecord[]>();
+  reads = 0;
+
+  constructor(records: Iterable<LogRecord> = []) {
+    for (const record of records) this.add(record);
+  }
+
+  add(record: LogRecord): void {
+    const key = `${record.stream}/${record.topic}`;
+    let topic = this.topics.get(key);
+    if (topic === undefined) this.topics.set(key, (topic = []));
+    let at = topic.length;
+    while (at > 0 && topic[at - 1]!.offset > record.offset) at -= 1;
+    if (topic[at - 1]?.offset === record.offset) return;
+    topic.splice(at, 0, record);
+  }
+
+  async readTopic(stream: string, topic: string, fromOffset: number, limits?: ReadLimits): Promise<LogRecord[]> {
+    this.reads += 1;
+    const held = this.topics.get(`${stream}/${topic}`) ?? [];
+    let low = 0;
+    let high = held.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if (held[mid]!.offset < fromOffset) low = mid + 1;
+      else high = mid;
+    }
+    return held.slice(low, low + (limits?.maxRecords ?? 1000));
+  }
+}
+
 const records = voyageRecords();
 const overboard: LogRecord = {
   origin: 'AURORA',
@@ -36,6 +73,7 @@ const overboard: LogRecord = {
   payload: Buffer.from(JSON.stringify({ kind: 'overboard', container: 'Y07', lastSeen: { ts: '2026-03-19T10:00:00.000Z', lat: -33.9, lon: 151.9 } })),
 };
 const all = [...records, overboard];
+const log = new MemoryTopics(all);
 
 function shuffled<T>(items: readonly T[], seed: number): T[] {
   const out = [...items];
@@ -57,39 +95,42 @@ const toyco: RecordFilter = {
 
 describe('portal read model', () => {
   it('replaying from zero gives the same state, and shuffled, duplicated deliveries change nothing', () => {
-    const first = new PortalReadModel();
+    const first = new PortalReadModel({ reader: log });
     for (const record of all) first.apply(record);
-    const again = new PortalReadModel();
+    const again = new PortalReadModel({ reader: log });
     for (const record of all) again.apply(record);
     expect(again.snapshot()).toEqual(first.snapshot());
 
-    const messy = new PortalReadModel();
+    const messy = new PortalReadModel({ reader: log });
     const duplicated = shuffled([...all, ...all.filter((_, index) => index % 3 === 0)], 7);
     for (const record of duplicated) messy.apply(record);
     expect(messy.applied).toBeGreaterThan(all.length);
     expect(messy.snapshot()).toEqual(first.snapshot());
 
     // Twice everything, again in another order.
-    const twice = new PortalReadModel();
+    const twice = new PortalReadModel({ reader: log });
     for (const record of shuffled([...all, ...all], 11)) twice.apply(record);
     expect(twice.snapshot()).toEqual(first.snapshot());
   });
 
-  it('a late or repeated record never rolls the latest state back', () => {
-    const model = new PortalReadModel();
+  it('a late or repeated record never rolls the latest state back', async () => {
+    const lateLog = new MemoryTopics(all);
+    const model = new PortalReadModel({ reader: lateLog });
     for (const record of all) model.apply(record);
-    const before = containerView(model, everything, 'Y01', false)!;
+    const before = (await containerView(model, everything, 'Y01', false))!;
     const early = records.find((record) => record.stream === 'containers' && record.topic === 'Y01')!;
     model.apply(early);
-    model.apply({ ...early, offset: 999_999, eventTimeMs: early.eventTimeMs - 1 }); // arrives late, older
-    expect(containerView(model, everything, 'Y01', false)).toEqual(before);
+    const late = { ...early, offset: 999_999, eventTimeMs: early.eventTimeMs - 1 }; // arrives late, older
+    lateLog.add(late); // the site's log holds what the model was given
+    model.apply(late);
+    expect(await containerView(model, everything, 'Y01', false)).toEqual(before);
   });
 
-  it('downsamples the whole history into bounded series that keep the shock peaks', () => {
-    const model = new PortalReadModel({ maxBuckets: 100 });
+  it('downsamples the whole history into bounded series that keep the shock peaks', async () => {
+    const model = new PortalReadModel({ maxBuckets: 100, reader: log });
     for (const record of all) model.apply(record);
     const y07 = model.containers.get('Y07')!;
-    const kept = y07.series.records();
+    const kept = await model.read('containers', 'Y07', y07.series.points().map((point) => point.offset));
     expect(kept.length).toBeLessThanOrEqual(200);
     expect(kept.length).toBeGreaterThan(50);
     const peak = Math.max(...records.filter((r) => r.stream === 'containers' && r.topic === 'Y07').map((r) => (JSON.parse(r.payload.toString()) as { shockG?: number }).shockG ?? 0));
@@ -101,18 +142,18 @@ describe('portal read model', () => {
     expect(Math.max(...times) - kept.at(-1)!.eventTimeMs).toBeLessThanOrEqual(y07.series.widthMs);
   });
 
-  it('shows an audience only what its filter admits', () => {
-    const model = new PortalReadModel();
+  it('shows an audience only what its filter admits', async () => {
+    const model = new PortalReadModel({ reader: log });
     for (const record of all) model.apply(record);
-    const ids = containerList(model, toyco).map((view) => view.id);
+    const ids = (await containerList(model, toyco)).map((view) => view.id);
     expect(ids).toEqual(['Y01', 'Y02', 'Y03', 'Y04', 'Y05', 'Y06', 'Y07', 'Y08', 'Y09', 'Y10']);
-    expect(containerList(model, everything).map((view) => view.id)).toEqual(expect.arrayContaining(['B01', 'R01', 'Y07']));
-    expect(containerView(model, toyco, 'R01', true)).toBeUndefined();
-    const fleet = fleetView(model, toyco) as { ships: unknown[]; containers: { id: string }[] };
+    expect((await containerList(model, everything)).map((view) => view.id)).toEqual(expect.arrayContaining(['B01', 'R01', 'Y07']));
+    expect(await containerView(model, toyco, 'R01', true)).toBeUndefined();
+    const fleet = (await fleetView(model, toyco)) as { ships: unknown[]; containers: { id: string }[] };
     expect(fleet.ships).toEqual([]);
     expect(fleet.containers.every((container) => container.id.startsWith('Y'))).toBe(true);
-    expect((fleetView(model, everything) as { ships: { id: string }[] }).ships.map((ship) => ship.id)).toEqual(['AURORA']);
-    const y07 = containerView(model, toyco, 'Y07', true)!;
+    expect(((await fleetView(model, everything)) as { ships: { id: string }[] }).ships.map((ship) => ship.id)).toEqual(['AURORA']);
+    const y07 = (await containerView(model, toyco, 'Y07', true))!;
     expect(y07.status).toBe('lost overboard');
     expect((y07.alertList as { lastSeen: unknown }[])[0]!.lastSeen).toEqual({ ts: '2026-03-19T10:00:00.000Z', lat: -33.9, lon: 151.9 });
     const steps = (y07.timeline as { step: string }[]).map((entry) => entry.step);
@@ -123,7 +164,7 @@ describe('portal read model', () => {
       mayHold: (stream, topic) => stream === 'manifests' && topic === 'Y05',
       admit: (record) => (record.stream === 'manifests' && record.topic === 'Y05' ? { ...record, headers: {}, payload: Buffer.from(JSON.stringify({ status: 'in-transit', at: 'x' })) } : undefined),
     };
-    const y05 = containerView(model, coarse, 'Y05', true)!;
+    const y05 = (await containerView(model, coarse, 'Y05', true))!;
     expect(y05.status).toBe('in-transit');
     expect(y05.series).toEqual([]);
     expect(JSON.stringify(y05)).not.toContain('ToyCo');
@@ -131,8 +172,9 @@ describe('portal read model', () => {
     expect(liveEventOf(toyco, records.find((r) => r.stream === 'containers' && r.topic === 'Y01')!)).toMatchObject({ type: 'reading', container: 'Y01' });
   });
 
-  it('shares a bounded number of track points among the containers of a fleet answer, each ending at its latest position', () => {
-    const model = new PortalReadModel();
+  it('shares a bounded number of track points among the containers of a fleet answer, each ending at its latest position', async () => {
+    const fleetLog = new MemoryTopics();
+    const model = new PortalReadModel({ reader: fleetLog });
     const containers = 3000;
     const readings = 300;
     const startMs = Date.parse('2026-03-02T00:00:00Z');
@@ -141,11 +183,13 @@ describe('portal read model', () => {
       for (let offset = 0; offset < readings; offset += 1) {
         const eventTimeMs = startMs + offset * 600_000;
         const payload = Buffer.from(JSON.stringify({ ts: eventTimeMs, tempC: 4, lat: 10 + offset / 100, lon: 100 + index / 100 }));
-        model.apply({ origin: 'AURORA', stream: 'containers', topic, offset, eventTimeMs, ingestTimeMs: eventTimeMs, headers: {}, payload });
+        const record: LogRecord = { origin: 'AURORA', stream: 'containers', topic, offset, eventTimeMs, ingestTimeMs: eventTimeMs, headers: {}, payload };
+        fleetLog.add(record);
+        model.apply(record);
       }
     }
     const everything: RecordFilter = { mayHold: () => true, admit: (record) => record };
-    const fleet = fleetView(model, everything) as { containers: { id: string; lat: number; track: number[][] }[] };
+    const fleet = (await fleetView(model, everything)) as { containers: { id: string; lat: number; track: number[][] }[] };
     expect(fleet.containers).toHaveLength(containers);
     const points = fleet.containers.reduce((sum, container) => sum + container.track.length, 0);
     expect(points).toBeLessThanOrEqual(FLEET_TRACK_POINTS);
@@ -157,12 +201,13 @@ describe('portal read model', () => {
     }
     // One container alone gets its whole downsampled track.
     const one: RecordFilter = { mayHold: (_stream, topic) => topic === 'C00007', admit: (record) => (record.topic === 'C00007' ? record : undefined) };
-    const alone = fleetView(model, one) as { containers: { track: unknown[] }[] };
-    expect(alone.containers[0]!.track.length).toBe((containerView(model, one, 'C00007', true)!.series as unknown[]).length);
+    const alone = (await fleetView(model, one)) as { containers: { track: unknown[] }[] };
+    expect(alone.containers[0]!.track.length).toBe(((await containerView(model, one, 'C00007', true))!.series as unknown[]).length);
   });
 
-  it('shows a handoff of a container\'s topic as a "handed over" step after its unloading, never as a reading', () => {
-    const model = new PortalReadModel();
+  it('shows a handoff of a container\'s topic as a "handed over" step after its unloading, never as a reading', async () => {
+    const handoffLog = new MemoryTopics(records);
+    const model = new PortalReadModel({ reader: handoffLog });
     for (const record of records) model.apply(record);
     const y01 = records.filter((record) => record.stream === 'containers' && record.topic === 'Y01');
     const unloaded = records.find((record) => record.stream === 'manifests' && record.topic === 'Y01' && record.payload.toString().includes('"unloaded"'))!;
@@ -176,9 +221,10 @@ describe('portal read model', () => {
       headers: { 'pc-handoff-to': 'SINGAPORE' },
       payload: Buffer.from(JSON.stringify({ handoff: { from: 'AURORA', to: 'SINGAPORE' } })),
     };
+    handoffLog.add(handoff);
     model.apply(handoff);
     const everything: RecordFilter = { mayHold: () => true, admit: (record) => record };
-    const view = containerView(model, everything, 'Y01', true)!;
+    const view = (await containerView(model, everything, 'Y01', true))!;
     const timeline = view.timeline as { step?: string; from?: string; to?: string; at: string }[];
     const unloadedAt = timeline.findIndex((entry) => entry.step === 'unloaded');
     expect(unloadedAt).toBeGreaterThan(0);
@@ -188,7 +234,74 @@ describe('portal read model', () => {
     expect((view.series as { offset: number }[]).some((point) => point.offset === handoff.offset)).toBe(false);
     // An audience given the manifests only sees no handoff.
     const manifestsOnly: RecordFilter = { mayHold: (stream) => stream === 'manifests', admit: (record) => (record.stream === 'manifests' ? record : undefined) };
-    expect((containerView(model, manifestsOnly, 'Y01', true)!.timeline as { step?: string }[]).map((entry) => entry.step)).not.toContain('handed over');
+    expect(((await containerView(model, manifestsOnly, 'Y01', true))!.timeline as { step?: string }[]).map((entry) => entry.step)).not.toContain('handed over');
+  });
+
+  it('keeps a series as numbers and judges the records read back from the log: a window starting mid-history', async () => {
+    const reading = new MemoryTopics(all);
+    const model = new PortalReadModel({ reader: reading });
+    for (const record of all) model.apply(record);
+    const y03 = model.containers.get('Y03')!;
+    const points = y03.series.points();
+    expect(points.length).toBeGreaterThan(50);
+    // A point names a record (offset, event time) and notes its position; it holds no record.
+    for (const point of points) expect(Object.keys(point).sort()).toEqual(['eventTimeMs', 'offset', 'position']);
+    const history = records.filter((record) => record.stream === 'containers' && record.topic === 'Y03');
+    for (const point of points) {
+      const record = history.find((held) => held.offset === point.offset)!;
+      expect(point.eventTimeMs).toBe(record.eventTimeMs);
+      const body = JSON.parse(record.payload.toString()) as { lat?: number; lon?: number };
+      expect(point.position).toEqual(body.lat === undefined ? undefined : [body.lon, body.lat]);
+    }
+
+    // A viewer whose custody starts in the middle: the filter is asked about the log's own record objects.
+    const fromMs = history[Math.floor(history.length / 2)]!.eventTimeMs;
+    const judged: LogRecord[] = [];
+    const window: RecordFilter = {
+      mayHold: (_stream, topic) => topic === 'Y03',
+      admit: (record) => {
+        judged.push(record);
+        return record.eventTimeMs >= fromMs ? record : undefined;
+      },
+    };
+    const readsBefore = reading.reads;
+    const view = (await containerView(model, window, 'Y03', true))!;
+    const series = view.series as { at: string; offset: number }[];
+    const kept = new Set([...points.map((point) => point.offset), ...y03.recent.records.map((record) => record.offset)]);
+    const expected = history.filter((record) => kept.has(record.offset) && record.eventTimeMs >= fromMs).map((record) => record.offset);
+    expect(series.map((point) => point.offset).sort((l, r) => l - r)).toEqual(expected.sort((l, r) => l - r));
+    expect(series.length).toBeGreaterThan(10);
+    const logged = new Set<LogRecord>(all);
+    expect(judged.filter((record) => record.stream === 'containers').every((record) => logged.has(record))).toBe(true);
+    // Neighbouring offsets are read together: fewer reads than points.
+    expect(reading.reads - readsBefore).toBeGreaterThan(0);
+    expect(reading.reads - readsBefore).toBeLessThanOrEqual(points.length);
+    // The map, too: every track point is a position of an admitted record.
+    const fleet = (await fleetView(model, window)) as { containers: { id: string; at: string; track: [number, number][] }[] };
+    expect(fleet.containers.map((container) => container.id)).toEqual(['Y03']);
+    const admittedPositions = new Set(history.filter((record) => record.eventTimeMs >= fromMs).map((record) => {
+      const body = JSON.parse(record.payload.toString()) as { lat?: number; lon?: number };
+      return `${body.lon},${body.lat}`;
+    }));
+    expect(fleet.containers[0]!.track.length).toBeGreaterThan(1);
+    for (const [lon, lat] of fleet.containers[0]!.track) expect(admittedPositions.has(`${lon},${lat}`)).toBe(true);
+  });
+
+  it('leaves out a series point whose record the log no longer holds (retention), and says when there is no log to read', async () => {
+    const trimmed = new MemoryTopics(all.filter((record) => !(record.stream === 'containers' && record.topic === 'Y04' && record.offset < 100)));
+    const model = new PortalReadModel({ reader: trimmed });
+    for (const record of all) model.apply(record);
+    expect(model.containers.get('Y04')!.series.points().some((point) => point.offset < 100)).toBe(true);
+    const view = (await containerView(model, everything, 'Y04', true))!;
+    const offsets = (view.series as { offset: number }[]).map((point) => point.offset);
+    expect(offsets.length).toBeGreaterThan(10);
+    expect(offsets.every((offset) => offset >= 100)).toBe(true);
+
+    const blind = new PortalReadModel();
+    for (const record of all) blind.apply(record);
+    // A list needs only the latest records, held whole; a container's page needs the log.
+    expect((await containerList(blind, everything)).length).toBeGreaterThan(10);
+    await expect(containerView(blind, everything, 'Y04', true)).rejects.toMatchObject({ code: 'PORTAL_RECORDS_UNAVAILABLE' });
   });
 
   it('lets the event loop serve requests while the projector catches up on a log that reads synchronously', async () => {

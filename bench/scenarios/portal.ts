@@ -323,6 +323,10 @@ async function run(context: BenchContext): Promise<Figure[]> {
       [`map data (fleet), operations, ${CONTAINERS.toLocaleString('en-US')} containers`, await timed(FLEET_QUERIES, () => get('/portal/api/fleet', tokens.operations))],
       [`container list, operations, ${CONTAINERS.toLocaleString('en-US')} containers`, await timed(FLEET_QUERIES, () => get('/portal/api/containers', tokens.operations))],
     ];
+    // Pages read series records back from the log: what the site holds once they have.
+    const rssAfter = rssBytes(site.pid!);
+    context.progress(`portal: site RSS after the queries ${(rssAfter / 1e6).toFixed(0)} MB`);
+    figures.push({ scenario: 'portal', metric: 'site RSS after the history and map queries', value: rssAfter / 1e6, unit: 'MB' });
     for (const [what, times] of measured) {
       context.progress(`portal: ${what}: p50 ${percentile(times, 0.5).toFixed(1)} ms, p99 ${percentile(times, 0.99).toFixed(1)} ms; load ${load()}`);
       figures.push({ scenario: 'portal', metric: `${what}, p50`, value: percentile(times, 0.5), unit: 'ms', baseline: '/healthz', baselineValue: percentile(floor, 0.5) });

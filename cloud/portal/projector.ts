@@ -5,7 +5,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { LogRecord, StreamSource } from '../../core/index.js';
+import type { LogRecord, StreamSource, TopicReader } from '../../core/index.js';
 import { PortalReadModel } from './read-model.js';
 
 export const PORTAL_STREAMS: readonly string[] = ['manifests', 'ships', 'containers', 'alerts'];
@@ -13,6 +13,8 @@ export const PORTAL_STREAMS: readonly string[] = ['manifests', 'ships', 'contain
 export interface PortalProjectorOptions {
   readonly source: StreamSource;
   readonly model?: PortalReadModel;
+  /** Where the default model reads its series' records back from (the site's log); see ReadModelOptions. */
+  readonly reader?: Pick<TopicReader, 'readTopic'>;
   readonly pageRecords?: number;
   readonly pollIntervalMs?: number;
   readonly logger?: Logger;
@@ -31,7 +33,7 @@ export class PortalProjector {
   private stopped = false;
 
   constructor(private readonly options: PortalProjectorOptions) {
-    this.model = options.model ?? new PortalReadModel();
+    this.model = options.model ?? new PortalReadModel(options.reader === undefined ? {} : { reader: options.reader });
   }
 
   /**

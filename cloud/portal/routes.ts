@@ -16,7 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { RateLimitedError, type RecordFilter } from '../../core/index.js';
+import { PortcallError, RateLimitedError, type RecordFilter } from '../../core/index.js';
 import type { PortalProjector } from './projector.js';
 import { alertsView, containerList, containerView, fleetView, liveEventOf, movementsView } from './views.js';
 
@@ -112,7 +112,7 @@ export function registerPortalRoutes(app: FastifyInstance, options: PortalRoutes
   });
 
   /** Runs an API handler for the caller's audience; no audience answers as "not found". */
-  const api = (route: string, handler: (audience: PortalAudience, request: FastifyRequest) => unknown, onMissing = () => NOT_FOUND) =>
+  const api = (route: string, handler: (audience: PortalAudience, request: FastifyRequest) => unknown | Promise<unknown>, onMissing = () => NOT_FOUND) =>
     async (request: FastifyRequest, reply: FastifyReply) => {
       try {
         options.charge?.(request.ip);
@@ -124,8 +124,19 @@ export function registerPortalRoutes(app: FastifyInstance, options: PortalRoutes
         throw error;
       }
       const audience = options.authenticate(request.headers.authorization);
-      const body = audience === undefined ? undefined : handler(audience, request);
       reply.header('cache-control', 'no-store');
+      let body: unknown;
+      try {
+        body = audience === undefined ? undefined : await handler(audience, request);
+      } catch (error) {
+        // Pages read their history back from the log: one that cannot answer now says so (503), like the read API.
+        if (error instanceof PortcallError && error.retriable) {
+          requests?.inc({ route, outcome: 'unavailable' });
+          return reply.code(503).header('retry-after', '1').send({ code: error.code, message: error.message });
+        }
+        requests?.inc({ route, outcome: 'error' });
+        throw error;
+      }
       if (body === undefined) {
         requests?.inc({ route, outcome: 'not_found' });
         const missing = onMissing();
@@ -177,7 +188,7 @@ export function registerPortalRoutes(app: FastifyInstance, options: PortalRoutes
     if (session === undefined) return reply.code(401).send(SIGN_IN_FAILED);
     return session;
   });
-  app.get('/portal/api/containers', api('containers', (audience) => ({ containers: containerList(projector.model, audience.filter) })));
+  app.get('/portal/api/containers', api('containers', async (audience) => ({ containers: await containerList(projector.model, audience.filter) })));
   app.get(
     '/portal/api/containers/:id',
     api('container', (audience, request) => containerView(projector.model, audience.filter, (request.params as { id: string }).id, true)),

@@ -6,7 +6,7 @@
  */
 import type { LogRecord, RecordFilter } from '../../core/index.js';
 import { HANDOFF_HEADER } from '../../core/writership.js';
-import { bodyOf, newer, positionOf, type ContainerModel, type PortalReadModel } from './read-model.js';
+import { bodyOf, newer, positionOf, type ContainerModel, type PortalReadModel, type SeriesPoint } from './read-model.js';
 
 type Json = Record<string, unknown>;
 
@@ -52,8 +52,22 @@ export function alertOf(record: LogRecord): Json {
   };
 }
 
+/**
+ * The kept history of a container (series points and the latest records) as records, once
+ * each by offset, in (event time, offset) order: the latest ones are held whole, the others
+ * are read back from the log. Not yet admitted.
+ */
+async function historyOf(model: PortalReadModel, container: ContainerModel): Promise<LogRecord[]> {
+  const recent = container.recent.records;
+  const held = new Set(recent.map((record) => record.offset));
+  const wanted = container.series.points().filter((point) => !held.has(point.offset)).map((point) => point.offset);
+  const points = new Map<number, LogRecord>();
+  for (const record of [...(await model.read('containers', container.id, wanted)), ...recent]) points.set(record.offset, record);
+  return [...points.values()].sort((l, r) => (newer(l, r) ? 1 : -1));
+}
+
 /** Everything of one container this audience may see, or undefined when nothing (= does not exist). */
-export function containerView(model: PortalReadModel, filter: RecordFilter, id: string, detail: boolean): Json | undefined {
+export async function containerView(model: PortalReadModel, filter: RecordFilter, id: string, detail: boolean): Promise<Json | undefined> {
   const container: ContainerModel | undefined = model.containers.get(id);
   const mayReadings = filter.mayHold('containers', id);
   const mayManifests = filter.mayHold('manifests', id);
@@ -62,12 +76,12 @@ export function containerView(model: PortalReadModel, filter: RecordFilter, id: 
   if (!mayReadings && !mayManifests && !mayAlerts) return undefined;
 
   const recent = container === undefined || !mayReadings ? [] : admitted(filter, container.recent.records);
-  const series = container === undefined || !mayReadings || (!detail && recent.length > 0) ? [] : admitted(filter, container.series.records());
-  const points = new Map<number, LogRecord>();
-  for (const record of [...series, ...recent]) points.set(record.offset, record);
+  // A list shows the latest reading only: the whole history is read (from the log) for a
+  // container's own page, or when none of its latest records is admitted.
+  const history = container === undefined || !mayReadings ? [] : detail || recent.length === 0 ? admitted(filter, await historyOf(model, container)) : recent;
+  const ordered = [...history].sort((l, r) => (newer(l, r) ? 1 : -1));
   // Payloads are parsed only where an answer needs them (a parse costs microseconds, and a
   // list of thousands of containers would otherwise parse every record it holds).
-  const ordered = [...points.values()].sort((l, r) => (newer(l, r) ? 1 : -1));
   let latest: LogRecord | undefined;
   let latestBody: Json = {};
   for (let index = ordered.length - 1; index >= 0 && latest === undefined; index -= 1) {
@@ -134,11 +148,11 @@ export function containerView(model: PortalReadModel, filter: RecordFilter, id: 
   };
 }
 
-export function containerList(model: PortalReadModel, filter: RecordFilter): Json[] {
+export async function containerList(model: PortalReadModel, filter: RecordFilter): Promise<Json[]> {
   const ids = new Set([...model.containers.keys(), ...[...model.alertsByTopic.keys()].filter((topic) => !model.ships.has(topic))]);
   const out: Json[] = [];
   for (const id of [...ids].sort()) {
-    const view = containerView(model, filter, id, false);
+    const view = await containerView(model, filter, id, false);
     if (view !== undefined) out.push(view);
   }
   return out;
@@ -155,6 +169,8 @@ export const FLEET_TRACK_POINTS = 20_000;
 /** At most `count` records of a time-ordered list, evenly spaced, the last always kept. */
 function spread<T>(records: readonly T[], count: number): T[] {
   if (records.length <= count) return [...records];
+  // One point is the last (a step of (length - 1) / 0 would pick index NaN: over 10,000 containers).
+  if (count < 2) return count < 1 ? [] : [records.at(-1)!];
   const out: T[] = [];
   const step = (records.length - 1) / (count - 1);
   for (let index = 0; index < count; index += 1) out.push(records[Math.round(index * step)]!);
@@ -162,14 +178,15 @@ function spread<T>(records: readonly T[], count: number): T[] {
 }
 
 /** Ships (positions, track) and containers (latest position, track) this audience may see. */
-export function fleetView(model: PortalReadModel, filter: RecordFilter): Json {
+export async function fleetView(model: PortalReadModel, filter: RecordFilter): Promise<Json> {
   const ships: Json[] = [];
   for (const ship of [...model.ships.values()].sort((l, r) => (l.id < r.id ? -1 : 1))) {
     if (!filter.mayHold('ships', ship.id)) continue;
     const positions = admitted(filter, ship.positions.records);
     const latest = positions.at(-1);
     if (latest === undefined) continue;
-    const track = admitted(filter, ship.track.records()).map((record) => {
+    const points = ship.track.points().map((point) => point.offset);
+    const track = admitted(filter, await model.read('ships', ship.id, points)).map((record) => {
       const body = bodyOf(record) ?? {};
       return [body.lon, body.lat];
     });
@@ -180,34 +197,64 @@ export function fleetView(model: PortalReadModel, filter: RecordFilter): Json {
   const pointsEach = Math.max(2, Math.floor(FLEET_TRACK_POINTS / Math.max(1, shown.length)));
   const containers: Json[] = [];
   for (const container of shown) {
-    // A recent record may also be in the series: once each, by offset.
-    const points = new Map<number, LogRecord>();
-    for (const record of admitted(filter, [...container.series.records(), ...container.recent.records])) points.set(record.offset, record);
-    const ordered = [...points.values()].sort((l, r) => (newer(l, r) ? 1 : -1));
-    // The latest record with a position, and an even spread of the others before it.
-    let latestIndex = ordered.length - 1;
-    let latestPosition: readonly [number, number] | undefined;
-    for (; latestIndex >= 0 && latestPosition === undefined; latestIndex -= 1) latestPosition = positionOf(ordered[latestIndex]!);
-    if (latestPosition === undefined) continue;
-    latestIndex += 1;
-    const latest = ordered[latestIndex]!;
-    const track: (readonly [number, number])[] = [];
-    for (const record of spread(ordered.slice(0, latestIndex), pointsEach - 1)) {
-      const point = positionOf(record);
-      if (point !== undefined) track.push(point);
-    }
-    track.push(latestPosition);
+    const view = await containerTrack(model, filter, container, pointsEach);
+    if (view === undefined) continue;
     const lost = admitted(filter, [...(model.alertsByTopic.get(container.id)?.values() ?? [])]).some((record) => bodyOf(record)?.kind === 'overboard');
-    containers.push({
-      id: container.id,
-      at: iso(latest.eventTimeMs),
-      lat: latestPosition[1],
-      lon: latestPosition[0],
-      ...(lost ? { status: 'lost overboard' } : {}),
-      track,
-    });
+    containers.push({ id: container.id, at: iso(view.latest.eventTimeMs), lat: view.position[1], lon: view.position[0], ...(lost ? { status: 'lost overboard' } : {}), track: view.track });
   }
   return { ships, containers };
+}
+
+/**
+ * A container's latest admitted position and a track of at most `pointsEach` admitted
+ * positions before it. The kept points' noted positions only choose which records to read
+ * (those with a position, evenly spread); each chosen record is read from the log (or is one
+ * of the latest, held whole) and passed through the filter, and only its admitted form's
+ * position is drawn. A point not admitted is left out of the track.
+ */
+async function containerTrack(
+  model: PortalReadModel,
+  filter: RecordFilter,
+  container: ContainerModel,
+  pointsEach: number,
+): Promise<{ latest: LogRecord; position: readonly [number, number]; track: (readonly [number, number])[] } | undefined> {
+  // The kept points, once each by offset (a latest record may also be a series point), in order.
+  const whole = new Map<number, LogRecord>();
+  for (const record of container.recent.records) whole.set(record.offset, record);
+  const byOffset = new Map<number, SeriesPoint>();
+  for (const point of container.series.points()) byOffset.set(point.offset, point);
+  for (const record of container.recent.records) byOffset.set(record.offset, { offset: record.offset, eventTimeMs: record.eventTimeMs, position: positionOf(record) });
+  const ordered = [...byOffset.values()].filter((point) => point.position !== undefined);
+  ordered.sort((l, r) => (l.eventTimeMs !== r.eventTimeMs ? l.eventTimeMs - r.eventTimeMs : l.offset - r.offset));
+  const recordsOf = async (points: readonly SeriesPoint[]): Promise<LogRecord[]> => {
+    const fromLog = await model.read('containers', container.id, points.filter((point) => !whole.has(point.offset)).map((point) => point.offset));
+    const read = new Map(fromLog.map((record) => [record.offset, record]));
+    return points.flatMap((point) => whole.get(point.offset) ?? read.get(point.offset) ?? []);
+  };
+  // The latest admitted record with a position: newest first, a few at a time.
+  let latestIndex = ordered.length;
+  let latest: LogRecord | undefined;
+  let position: readonly [number, number] | undefined;
+  while (latest === undefined && latestIndex > 0) {
+    const from = Math.max(0, latestIndex - 4);
+    const candidates = await recordsOf(ordered.slice(from, latestIndex));
+    for (let index = candidates.length - 1; index >= 0 && latest === undefined; index -= 1) {
+      const seen = filter.admit(candidates[index]!);
+      const at = seen === undefined ? undefined : positionOf(seen);
+      if (seen !== undefined && at !== undefined) [latest, position] = [seen, at];
+    }
+    if (latest === undefined) latestIndex = from;
+    else latestIndex = from + ordered.slice(from, latestIndex).findIndex((point) => point.offset === latest!.offset);
+  }
+  if (latest === undefined || position === undefined) return undefined;
+  const track: (readonly [number, number])[] = [];
+  for (const record of await recordsOf(spread(ordered.slice(0, latestIndex), pointsEach - 1))) {
+    const seen = filter.admit(record);
+    const point = seen === undefined ? undefined : positionOf(seen);
+    if (point !== undefined) track.push(point);
+  }
+  track.push(position);
+  return { latest, position, track };
 }
 
 export function alertsView(model: PortalReadModel, filter: RecordFilter): Json[] {
