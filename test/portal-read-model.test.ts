@@ -288,6 +288,29 @@ describe('portal read model', () => {
     }));
     expect(fleet.containers[0]!.track.length).toBeGreaterThan(1);
     for (const [lon, lat] of fleet.containers[0]!.track) expect(admittedPositions.has(`${lon},${lat}`)).toBe(true);
+
+    // A second look reads nothing more from the log (the records read back are cached) and is
+    // judged again: a narrower window shows less.
+    const readsCached = reading.reads;
+    const laterMs = history[Math.floor((history.length * 3) / 4)]!.eventTimeMs;
+    const narrower: RecordFilter = { mayHold: (_stream, topic) => topic === 'Y03', admit: (record) => (record.eventTimeMs >= laterMs ? record : undefined) };
+    const again = (await containerView(model, narrower, 'Y03', true))!;
+    expect(reading.reads).toBe(readsCached);
+    expect(model.cacheHits).toBeGreaterThan(0);
+    const seriesAgain = again.series as { at: string }[];
+    expect(seriesAgain.length).toBeGreaterThan(0);
+    expect(seriesAgain.length).toBeLessThan(series.length);
+    expect(seriesAgain.every((point) => Date.parse(point.at) >= laterMs)).toBe(true);
+    // Without a cache every look reads again.
+    const uncached = new PortalReadModel({ reader: reading, cacheRecords: 0 });
+    for (const record of all) uncached.apply(record);
+    const readsUncached = reading.reads;
+    await containerView(uncached, window, 'Y03', true);
+    const firstLook = reading.reads - readsUncached;
+    await containerView(uncached, window, 'Y03', true);
+    expect(firstLook).toBeGreaterThan(0);
+    expect(reading.reads - readsUncached).toBe(2 * firstLook);
+    expect(uncached.cacheHits).toBe(0);
   });
 
   it('leaves out a series point whose record the log no longer holds (retention), and says when there is no log to read', async () => {

@@ -29,7 +29,7 @@
  * - Denials: a caller without an audience, and a container the caller may not see, answer
  *   exactly as a container that does not exist (404).
  */
-export { PortalReadModel, PortalRecordsUnavailableError, Series, bodyOf, newer, BASE_BUCKET_MS, DEFAULT_MAX_BUCKETS, RECENT, type ContainerModel, type ShipModel, type ReadModelOptions, type SeriesPoint } from './read-model.js';
+export { PortalReadModel, PortalRecordsUnavailableError, Series, bodyOf, newer, BASE_BUCKET_MS, DEFAULT_CACHE_RECORDS, DEFAULT_MAX_BUCKETS, RECENT, type ContainerModel, type ShipModel, type ReadModelOptions, type SeriesPoint } from './read-model.js';
 export { PortalProjector, PORTAL_STREAMS, type PortalProjectorOptions, type LiveListener } from './projector.js';
 export { FLEET_TRACK_POINTS, containerView, containerList, fleetView, alertsView, movementsView, liveEventOf } from './views.js';
 export { registerPortalRoutes, type PortalAudience, type PortalRoutesOptions } from './routes.js';

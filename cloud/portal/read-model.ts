@@ -286,7 +286,12 @@ export interface ReadModelOptions {
    * model folds (a replay benchmark) but cannot answer a page that needs its series.
    */
   readonly reader?: Pick<TopicReader, 'readTopic'>;
+  /** Records read back kept for the next answers (about 800 bytes each); 0 keeps none. */
+  readonly cacheRecords?: number;
 }
+
+/** Two maps' worth (a customer's and carrier operations'), about 32 MB. */
+export const DEFAULT_CACHE_RECORDS = 40_000;
 
 /** A page needs records the model cannot read (no reader was given). */
 export class PortalRecordsUnavailableError extends PortcallError {
@@ -312,12 +317,22 @@ export class PortalReadModel {
   private readonly reader: Pick<TopicReader, 'readTopic'> | undefined;
   /** Records applied, repeats included (for metrics and tests). */
   applied = 0;
-  /** Records read back from the log for answers (for metrics and tests). */
+  /** Records read back from the log for answers, and those found in the cache instead (for metrics and tests). */
   recordsRead = 0;
+  cacheHits = 0;
+  /**
+   * The latest records read back, least recently used first: a map asks for the same
+   * 20,000 records on every load, and a read of the embedded log costs about 40 µs a record
+   * (a map of 20,000 points took 0.85-1.3 s). Records never change under their identity, so a
+   * cached one is the log's record; the filter still judges it on every request.
+   */
+  private readonly cache = new Map<string, LogRecord>();
+  private readonly cacheRecords: number;
 
   constructor(options: ReadModelOptions = {}) {
     this.maxBuckets = options.maxBuckets ?? DEFAULT_MAX_BUCKETS;
     this.reader = options.reader;
+    this.cacheRecords = options.cacheRecords ?? DEFAULT_CACHE_RECORDS;
   }
 
   container(id: string): ContainerModel {
@@ -347,18 +362,39 @@ export class PortalReadModel {
     if (offsets.length === 0) return [];
     const reader = this.reader;
     if (reader === undefined) throw new PortalRecordsUnavailableError(`the portal's read model has no log to read ${stream}/${topic} from`);
-    const wanted = [...new Set(offsets)].sort((left, right) => left - right);
+    const key = (offset: number) => `${stream}\u0000${topic}\u0000${offset}`;
     const found = new Map<number, LogRecord>();
+    const missing: number[] = [];
+    for (const offset of new Set(offsets)) {
+      const cached = this.cache.get(key(offset));
+      if (cached === undefined) {
+        missing.push(offset);
+        continue;
+      }
+      // Least recently used first out: a hit moves to the end.
+      this.cache.delete(key(offset));
+      this.cache.set(key(offset), cached);
+      found.set(offset, cached);
+    }
+    this.cacheHits += found.size;
+    const wanted = missing.sort((left, right) => left - right);
     for (let start = 0; start < wanted.length; ) {
       let end = start;
       while (end + 1 < wanted.length && wanted[end + 1]! - wanted[end]! <= RANGE_GAP) end += 1;
       const from = wanted[start]!;
       const count = wanted[end]! - from + 1;
       const records = await reader.readTopic(stream, topic, from, { maxRecords: count, maxBytes: Number.MAX_SAFE_INTEGER });
-      for (const record of records) if (record.offset <= wanted[end]!) found.set(record.offset, record);
+      for (const record of records) {
+        if (record.offset > wanted[end]! || found.has(record.offset)) continue;
+        found.set(record.offset, record);
+        this.recordsRead += 1;
+        if (this.cacheRecords > 0) {
+          this.cache.set(key(record.offset), record);
+          if (this.cache.size > this.cacheRecords) this.cache.delete(this.cache.keys().next().value as string);
+        }
+      }
       start = end + 1;
     }
-    this.recordsRead += found.size;
     const out: LogRecord[] = [];
     for (const offset of offsets) {
       const record = found.get(offset);
@@ -366,6 +402,7 @@ export class PortalReadModel {
     }
     return out;
   }
+
 
   /** Folds one record in; records of other streams are ignored. */
   apply(record: LogRecord): void {
