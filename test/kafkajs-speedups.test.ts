@@ -74,6 +74,22 @@ it('groups messages per partition as kafkajs does, in order', () => {
   );
 });
 
+it('puts a pre-encoded message with a partition in that partition without asking the partitioner', () => {
+  const partitionMetadata = Array.from({ length: 6 }, (_unused, partitionId) => ({ partitionId, leader: 0 }));
+  const asked: unknown[] = [];
+  const partitioner = ({ message }: { message: unknown }) => {
+    asked.push(message);
+    return 5;
+  };
+  const tail = encodeKeyValueTail('k', 'v');
+  const mine = [{ portcallTail: tail, key: 'C1', value: null, partition: 2 }, { portcallTail: tail, key: 'C2', value: null, partition: 0 }];
+  const entry = { portcallTail: tail, key: 'k', value: 'v' };
+  const plain = { key: 'x', value: 'y', partition: 1 };
+  const groups = groupMessagesPerPartition({ topic: 't', partitionMetadata, messages: [...mine, entry, plain], partitioner });
+  expect(groups).toEqual({ 2: [mine[0]], 0: [mine[1]], 5: [entry, plain] });
+  expect(asked).toEqual([entry, plain]);
+});
+
 it('writes a pre-encoded Kafka log record exactly as kafkajs writes the same record from its message', () => {
   const name = fc.oneof(fc.string({ minLength: 1, maxLength: 20 }), fc.string({ unit: 'binary', minLength: 1, maxLength: 70 }));
   fc.assert(

@@ -66,7 +66,14 @@ export interface IngestStats {
 /** High water of the topics that do not stand where the batch's own records imply. */
 function compactHighWater(records: readonly LogRecord[], result: ReplicateResult): TopicHighWater[] {
   const implied = new Map<string, number>();
-  for (const record of records) implied.set(`${record.stream}\u0000${record.topic}`, record.offset + 1);
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i]!;
+    const next = records[i + 1];
+    // Only the last record of a run of one topic counts (the last run wins, as the last record
+    // would): a version 2 batch arrives grouped by topic, so this is a key per topic, not per record.
+    if (next !== undefined && next.topic === record.topic && next.stream === record.stream) continue;
+    implied.set(`${record.stream}\u0000${record.topic}`, record.offset + 1);
+  }
   return result.highWater.filter((entry) => implied.get(`${entry.stream}\u0000${entry.topic}`) !== entry.nextOffset);
 }
 

@@ -153,21 +153,24 @@ export function encodeRecordTail(record: LogRecord, streamContentType: string): 
   size += varIntSize(IDENTITY_HEADER_NAMES.length + userNames.length) + IDENTITY_NAMES_BYTES;
   size += stringSize(record.origin) + stringSize(record.stream) + stringSize(record.topic) + stringSize(offsetText);
   size += stringSize(eventText) + stringSize(ingestText) + stringSize(contentType) + stringSize(SCHEMA_VERSION);
-  for (const name of userNames) size += stringSize(USER_HEADER_PREFIX + name) + stringSize(headers[name]!);
+  for (const name of userNames) size += userHeaderName(name).length + stringSize(headers[name]!);
   const buf = Buffer.allocUnsafe(size);
   let offset = writeString(buf, 0, record.topic);
   offset = writeVarInt(buf, offset, payload.byteLength);
   buf.set(payload, offset);
   offset += payload.byteLength;
   offset = writeVarInt(buf, offset, IDENTITY_HEADER_NAMES.length + userNames.length);
-  const values = [record.origin, record.stream, record.topic, offsetText, eventText, ingestText, contentType, SCHEMA_VERSION];
-  for (let i = 0; i < IDENTITY_NAME_PREFIXES.length; i++) {
-    const name = IDENTITY_NAME_PREFIXES[i]!;
-    for (let j = 0; j < name.length; j++) buf[offset++] = name[j]!;
-    offset = writeString(buf, offset, values[i]!);
-  }
+  // In IDENTITY_HEADER_NAMES order, written out rather than from an array of the values.
+  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[0]!), record.origin);
+  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[1]!), record.stream);
+  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[2]!), record.topic);
+  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[3]!), offsetText);
+  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[4]!), eventText);
+  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[5]!), ingestText);
+  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[6]!), contentType);
+  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[7]!), SCHEMA_VERSION);
   for (const name of userNames) {
-    offset = writeString(buf, offset, USER_HEADER_PREFIX + name);
+    offset = writeBytes(buf, offset, userHeaderName(name));
     offset = writeString(buf, offset, headers[name]!);
   }
   if (offset !== size) throw new Error(`record tail: wrote ${offset} of ${size} bytes`);
@@ -186,6 +189,30 @@ export function encodeKeyValueTail(key: string, value: string): Buffer {
   buf[offset++] = 0; // no headers
   if (offset !== buf.length) throw new Error(`key/value tail: wrote ${offset} of ${buf.length} bytes`);
   return buf;
+}
+
+/** Short byte strings (header names) copied by a loop rather than a native call each. */
+function writeBytes(buf: Buffer, offset: number, bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; i++) buf[offset++] = bytes[i]!;
+  return offset;
+}
+
+/**
+ * A record's own header name as written (`h-<name>`, its length first), made once per name:
+ * a fleet's records carry a handful of names. Bounded, since a name is whatever a device sent.
+ */
+const userHeaderNames = new Map<string, Buffer>();
+const MAX_CACHED_HEADER_NAMES = 1_024;
+
+function userHeaderName(name: string): Buffer {
+  let encoded = userHeaderNames.get(name);
+  if (encoded === undefined) {
+    const full = USER_HEADER_PREFIX + name;
+    encoded = Buffer.allocUnsafe(stringSize(full));
+    writeString(encoded, 0, full);
+    if (userHeaderNames.size < MAX_CACHED_HEADER_NAMES) userHeaderNames.set(name, encoded);
+  }
+  return encoded;
 }
 
 /** UTF-8 length; a loop for ASCII, which every identity field of ours is. */

@@ -105,7 +105,6 @@ import {
   encodeRecord,
   encodeRecordTail,
   encodedSizeBytes,
-  payloadBuffer,
   peekIdentity,
   type HeldTopic,
 } from './codec.js';
@@ -258,6 +257,20 @@ interface StagedTopic {
   readonly held: HeldTopic;
 }
 
+/** Where a logical topic stands while a call is planned: committed, plus staged, plus the call's records so far. */
+interface PlannedTopic {
+  readonly stream: string;
+  readonly topic: string;
+  nextOffset: number;
+  /** Origin of the record at nextOffset - 1; undefined when the topic holds nothing. */
+  origin: string | undefined;
+  /** Whether the call stores any record of the topic. */
+  stores: boolean;
+}
+
+/** A journal range while a transaction's placements are counted. */
+type OpenRange = { -readonly [K in keyof JournalRange]: JournalRange[K] };
+
 interface AcceptedCall {
   readonly call: PendingReplicate;
   readonly stored: readonly LogRecord[];
@@ -385,6 +398,11 @@ function resolveOptions(options: KafkaLogOptions): ResolvedOptions {
     slowCommitMs: integer('slowCommitMs', options.slowCommitMs, DEFAULT_SLOW_COMMIT_MS, 1),
     healthProbeIntervalMs: integer('healthProbeIntervalMs', options.healthProbeIntervalMs, DEFAULT_HEALTH_PROBE_INTERVAL_MS, 1),
   };
+}
+
+/** A record as an error names it; built only when refusing, since `validate` runs for every record. */
+function whereOf(record: LogRecord): string {
+  return `record ${JSON.stringify(record.stream)}/${JSON.stringify(record.topic)}@${String(record.offset)}`;
 }
 
 function describeError(error: unknown): string {
@@ -1142,7 +1160,15 @@ export class KafkaLog implements SiteLog, HealthSource {
     }
     const keys = new Set<string>();
     for (const call of calls) {
-      for (const record of call.records) keys.add(topicKey(record.stream, record.topic));
+      // A batch arrives grouped by topic (wire format 2): one key per run of a topic, not per record.
+      let lastStream: string | undefined;
+      let lastTopic: string | undefined;
+      for (const record of call.records) {
+        if (record.topic === lastTopic && record.stream === lastStream) continue;
+        lastStream = record.stream;
+        lastTopic = record.topic;
+        keys.add(topicKey(record.stream, record.topic));
+      }
       for (const record of call.newRecords ?? []) if (record !== null && typeof record === 'object') keys.add(topicKey(record.stream, record.topic));
     }
     for (;;) {
@@ -1187,15 +1213,11 @@ export class KafkaLog implements SiteLog, HealthSource {
       const durableStreams: string[] = [];
       // A resend of records already held needs a transaction only to move its sender's cursor.
       if (stored.length > 0 || stagedCursors.size > 0) {
-        for (const record of stored) {
-          const kafkaTopic = this.layout.dataTopicFor(record);
-          partitions.add(this.partitionKeysOf(kafkaTopic)[this.layout.partitionFor(kafkaTopic, record.topic)]!);
-        }
-        for (const key of partitions) this.partitionInFlight.set(key, (this.partitionInFlight.get(key) ?? 0) + 1);
         const startedAtMs = Date.now();
         let runs: { runs: Run[]; ends: Map<string, PartitionEnd>; journalEnds: Map<string, bigint> };
         try {
-          runs = await this.writeTransaction(lane, stored, staged, stagedCursors);
+          // Marks the data partitions it writes in flight (in `partitions`) before it first waits.
+          runs = await this.writeTransaction(lane, stored, staged, stagedCursors, partitions);
         } catch (error) {
           outcome = (error as { commitSent?: boolean }).commitSent === true ? 'unknown' : 'failed';
           const fenced = isFencing(error);
@@ -1287,19 +1309,27 @@ export class KafkaLog implements SiteLog, HealthSource {
   private plan(call: PendingReplicate, staged: Map<string, StagedTopic>): AcceptedCall {
     if (call.newRecords !== undefined) return this.planAppend(call, call.newRecords, staged);
     for (const record of call.records) this.validate(record);
-    const own = new Map<string, StagedTopic>();
-    const touched = new Map<string, { stream: string; topic: string }>();
+    // Per logical topic this call touches: where it stands as committed plus staged plus this
+    // call's records so far. One mutable entry per topic, not an object per record.
+    const own = new Map<string, PlannedTopic>();
     const stored: LogRecord[] = [];
     let duplicates = 0;
-    const current = (key: string): HeldTopic | undefined => own.get(key)?.held ?? staged.get(key)?.held ?? this.held.get(key);
+    let entry: PlannedTopic | undefined;
     for (const record of call.records) {
-      const key = topicKey(record.stream, record.topic);
-      if (!touched.has(key)) touched.set(key, { stream: record.stream, topic: record.topic });
-      const held = current(key);
-      const nextOffset = held?.nextOffset ?? 0;
+      // Records of one topic come in runs (wire format 2 groups them): looked up once per run.
+      if (entry === undefined || record.topic !== entry.topic || record.stream !== entry.stream) {
+        const key = topicKey(record.stream, record.topic);
+        entry = own.get(key);
+        if (entry === undefined) {
+          const held = staged.get(key)?.held ?? this.held.get(key);
+          entry = { stream: record.stream, topic: record.topic, nextOffset: held?.nextOffset ?? 0, origin: held?.origin, stores: false };
+          own.set(key, entry);
+        }
+      }
+      const nextOffset = entry.nextOffset;
       if (record.offset < nextOffset) {
-        if (held !== undefined && record.offset === nextOffset - 1 && held.origin !== record.origin) {
-          throw new TopicForkError(record.stream, record.topic, record.offset, held.origin, record.origin);
+        if (entry.origin !== undefined && record.offset === nextOffset - 1 && entry.origin !== record.origin) {
+          throw new TopicForkError(record.stream, record.topic, record.offset, entry.origin, record.origin);
         }
         duplicates += 1;
         continue;
@@ -1307,15 +1337,16 @@ export class KafkaLog implements SiteLog, HealthSource {
       if (record.offset > nextOffset) {
         throw new OffsetGapError(record.stream, record.topic, nextOffset, record.offset);
       }
-      own.set(key, { stream: record.stream, topic: record.topic, held: { nextOffset: record.offset + 1, origin: record.origin } });
+      entry.nextOffset = record.offset + 1;
+      entry.origin = record.origin;
+      entry.stores = true;
       stored.push(record);
     }
-    for (const [key, entry] of own) staged.set(key, entry);
-    const highWater: TopicHighWater[] = [...touched].map(([key, { stream, topic }]) => ({
-      stream,
-      topic,
-      nextOffset: current(key)?.nextOffset ?? 0,
-    }));
+    const highWater: TopicHighWater[] = [];
+    for (const [key, { stream, topic, nextOffset, origin, stores }] of own) {
+      if (stores) staged.set(key, { stream, topic, held: { nextOffset, origin: origin! } });
+      highWater.push({ stream, topic, nextOffset });
+    }
     return { call, stored, result: { stored: stored.length, duplicates, highWater } };
   }
 
@@ -1348,33 +1379,32 @@ export class KafkaLog implements SiteLog, HealthSource {
   }
 
   private validate(record: LogRecord): void {
-    const where = `record ${JSON.stringify(record.stream)}/${JSON.stringify(record.topic)}@${String(record.offset)}`;
     if (!this.layout.storesStream(record.stream)) {
       throw new InvalidInputError(
         'unknown-stream',
-        `${where}: stream is not stored by this site (configured: ${this.options.streams.join(', ')})`,
+        `${whereOf(record)}: stream is not stored by this site (configured: ${this.options.streams.join(', ')})`,
       );
     }
     if (typeof record.topic !== 'string' || record.topic === '') {
-      throw new InvalidInputError('bad-topic', `${where}: topic must be a non-empty string`);
+      throw new InvalidInputError('bad-topic', `${whereOf(record)}: topic must be a non-empty string`);
     }
     if (!Number.isSafeInteger(record.offset) || record.offset < 0) {
-      throw new InvalidInputError('bad-offset', `${where}: offset must be a non-negative integer`);
+      throw new InvalidInputError('bad-offset', `${whereOf(record)}: offset must be a non-negative integer`);
     }
     if (typeof record.origin !== 'string' || record.origin === '') {
-      throw new InvalidInputError('bad-origin', `${where}: origin must be a non-empty string`);
+      throw new InvalidInputError('bad-origin', `${whereOf(record)}: origin must be a non-empty string`);
     }
     if (!Number.isSafeInteger(record.eventTimeMs) || !Number.isSafeInteger(record.ingestTimeMs)) {
-      throw new InvalidInputError('bad-time', `${where}: eventTimeMs and ingestTimeMs must be integers`);
+      throw new InvalidInputError('bad-time', `${whereOf(record)}: eventTimeMs and ingestTimeMs must be integers`);
     }
     if (typeof record.headers !== 'object' || record.headers === null) {
-      throw new InvalidInputError('bad-headers', `${where}: headers must map names to strings`);
+      throw new InvalidInputError('bad-headers', `${whereOf(record)}: headers must map names to strings`);
     }
     for (const name of Object.keys(record.headers)) {
-      if (typeof record.headers[name] !== 'string') throw new InvalidInputError('bad-headers', `${where}: headers must map names to strings`);
+      if (typeof record.headers[name] !== 'string') throw new InvalidInputError('bad-headers', `${whereOf(record)}: headers must map names to strings`);
     }
     if (!(record.payload instanceof Uint8Array)) {
-      throw new InvalidInputError('bad-payload', `${where}: payload must be bytes`);
+      throw new InvalidInputError('bad-payload', `${whereOf(record)}: payload must be bytes`);
     }
     // UTF-8 takes at most 3 bytes per UTF-16 unit: when even that bound fits, no exact count.
     let bound = record.payload.byteLength + 3 * (record.origin.length + record.stream.length + 2 * record.topic.length) + 512;
@@ -1383,7 +1413,7 @@ export class KafkaLog implements SiteLog, HealthSource {
     if (sizeBytes > this.options.maxRecordBytes) {
       throw new InvalidInputError(
         'record-too-large',
-        `${where}: ${sizeBytes} bytes encoded, above the limit of ${this.options.maxRecordBytes}`,
+        `${whereOf(record)}: ${sizeBytes} bytes encoded, above the limit of ${this.options.maxRecordBytes}`,
       );
     }
   }
@@ -1408,6 +1438,7 @@ export class KafkaLog implements SiteLog, HealthSource {
     records: readonly LogRecord[],
     staged: ReadonlyMap<string, StagedTopic>,
     cursors: ReadonlyMap<string, { position: number }>,
+    partitions: Set<string>,
   ): Promise<{ runs: Run[]; ends: Map<string, PartitionEnd>; journalEnds: Map<string, bigint> }> {
     const producer = lane.producer;
     if (producer === undefined) throw new Error('no producer');
@@ -1417,6 +1448,8 @@ export class KafkaLog implements SiteLog, HealthSource {
     let topic = '';
     let contentType = '';
     let keys: string[] = [];
+    let logicalTopic: string | undefined;
+    let partition = 0;
     for (let i = 0; i < records.length; i++) {
       const record = records[i]!;
       if (record.stream !== stream) {
@@ -1424,14 +1457,25 @@ export class KafkaLog implements SiteLog, HealthSource {
         topic = this.layout.dataTopicFor(record);
         contentType = this.layout.contentTypeOf(stream);
         keys = this.partitionKeysOf(topic);
+        logicalTopic = undefined;
       }
-      const partition = this.layout.partitionFor(topic, record.topic);
+      // Hashed once per run of a container's records (wire format 2 sends them grouped).
+      if (record.topic !== logicalTopic) {
+        logicalTopic = record.topic;
+        partition = this.layout.partitionFor(topic, record.topic);
+      }
       const partitionKey = keys[partition]!;
+      if (!partitions.has(partitionKey)) {
+        // Counted at once, so the caller's cleanup (which decrements `partitions`) always matches.
+        partitions.add(partitionKey);
+        this.partitionInFlight.set(partitionKey, (this.partitionInFlight.get(partitionKey) ?? 0) + 1);
+      }
       if (preEncode) {
         // Key, value and headers in wire format already. `key` and `value` stay set because
         // kafkajs checks them, but the installed encoder writes the tail instead.
         const portcallTail = encodeRecordTail(record, contentType);
-        const message = { key: record.topic, value: payloadBuffer(record.payload), partition, portcallTail } as Message;
+        // `value` is only checked for being set (the tail holds the payload): no Buffer view per record.
+        const message = { key: record.topic, value: null, partition, portcallTail } as Message;
         items[i] = { topic, partitionKey, message, sizeBytes: portcallTail.length + RECORD_FRAMING_BYTES, record };
       } else {
         items[i] = { topic, partitionKey, message: encodeRecord(record, contentType, partition), sizeBytes: encodedSizeBytes(record), record };
@@ -1456,12 +1500,14 @@ export class KafkaLog implements SiteLog, HealthSource {
     let transaction: Transaction | undefined;
     let commitSent = false;
     const journalEnds = new Map<string, bigint>();
+    let placed: ReturnType<KafkaLog['placements']> | undefined;
     try {
       transaction = await producer.transaction();
       for (const chunk of chunks) responses.push(await transaction.sendBatch({ acks: -1, topicMessages: toTopicMessages(chunk) }));
       // The stream order: where this transaction's records went, known from the responses,
       // written in the same transaction just before its commit (stream-journal.ts).
-      const journal = this.journalMessages(chunks, responses, withTail);
+      placed = this.placements(chunks, responses);
+      const journal = this.journalMessages(placed.journal, withTail);
       if (journal.length > 0) {
         const written = await transaction.sendBatch({ acks: -1, topicMessages: journal.map(({ topic, messages }) => ({ topic, messages })) });
         for (const { stream, topic, messages } of journal) {
@@ -1487,78 +1533,76 @@ export class KafkaLog implements SiteLog, HealthSource {
       else if (commitSent) throw Object.assign(new Error(String(error)), { commitSent: true });
       throw error;
     }
-    return { ...this.positionsOf(chunks, responses), journalEnds };
+    if (placed === undefined) throw new Error('a committed transaction has its placements');
+    return { runs: placed.runs, ends: placed.ends, journalEnds };
   }
 
   /**
-   * The journal entries of a transaction: per stream, the ranges its records took, in the
-   * order they were produced (chunk by chunk; within a chunk, a partition's records are one
-   * record batch at consecutive offsets, from the base offset of the response).
+   * Where a transaction's records went, from the produce responses, in one pass: per stream
+   * the journal's ranges and each record's range in order (chunk by chunk; within a chunk, a
+   * partition's records are one record batch at consecutive offsets from the response's base
+   * offset), the index's runs, and each partition's end.
    */
-  private journalMessages(
+  private placements(
     chunks: readonly (readonly OutgoingItem[])[],
     responses: readonly RecordMetadata[][],
-    withTail: (message: Message) => Message,
-  ): { stream: string; topic: string; messages: Message[] }[] {
-    const byStream = new Map<string, { ranges: { kafkaTopic: string; partition: number; firstKafkaOffset: bigint; count: number }[]; order: number[] }>();
+  ): { journal: Map<string, { ranges: OpenRange[]; order: number[] }>; runs: Run[]; ends: Map<string, PartitionEnd> } {
+    const journal = new Map<string, { ranges: OpenRange[]; order: number[] }>();
+    const builder = new RunBuilder(BigInt(this.options.maxSpanKafkaOffsets));
+    const ends = new Map<string, PartitionEnd>();
     chunks.forEach((chunk, index) => {
-      const base = new Map<string, bigint>();
-      for (const meta of responses[index] ?? []) base.set(partitionKey(meta.topicName, meta.partition), BigInt(meta.baseOffset ?? '-1'));
-      // The range (index into its stream's list) of each partition written by this chunk.
-      const inChunk = new Map<string, number>();
+      // Per partition this chunk wrote: its base offset, how many of its records were seen so
+      // far, and its range in its stream's list (a data topic holds one stream).
+      const written = new Map<string, { kafkaTopic: string; partition: number; base: bigint; first: number; count: number; range: number }>();
+      for (const meta of responses[index] ?? []) {
+        const base = BigInt(meta.baseOffset ?? '-1');
+        written.set(partitionKey(meta.topicName, meta.partition), { kafkaTopic: meta.topicName, partition: meta.partition, base, first: Number(base), count: 0, range: -1 });
+      }
+      let streamName: string | undefined;
+      let stream: { ranges: OpenRange[]; order: number[] } | undefined;
       for (const item of chunk) {
         const record = item.record;
         const partition = item.message.partition;
         if (record === undefined || partition === undefined) continue;
-        let stream = byStream.get(record.stream);
-        if (stream === undefined) {
-          stream = { ranges: [], order: [] };
-          byStream.set(record.stream, stream);
+        const at = written.get(item.partitionKey);
+        if (at === undefined || at.base < 0n) throw new Error(`no base offset for ${item.partitionKey} in the produce response`);
+        if (record.stream !== streamName || stream === undefined) {
+          streamName = record.stream;
+          stream = journal.get(streamName);
+          if (stream === undefined) {
+            stream = { ranges: [], order: [] };
+            journal.set(streamName, stream);
+          }
         }
-        let range = inChunk.get(item.partitionKey);
-        if (range === undefined) {
-          const first = base.get(item.partitionKey);
-          if (first === undefined || first < 0n) throw new Error(`no base offset for ${item.partitionKey} in the produce response`);
-          range = stream.ranges.length;
-          stream.ranges.push({ kafkaTopic: item.topic, partition, firstKafkaOffset: first, count: 0 });
-          inChunk.set(item.partitionKey, range);
+        if (at.range < 0) {
+          at.range = stream.ranges.length;
+          stream.ranges.push({ kafkaTopic: item.topic, partition, firstKafkaOffset: at.base, count: 0 });
         }
-        stream.ranges[range]!.count += 1;
-        stream.order.push(range);
+        stream.ranges[at.range]!.count += 1;
+        stream.order.push(at.range);
+        builder.add(record.stream, record.topic, record.offset, item.topic, partition, at.first + at.count);
+        at.count += 1;
+      }
+      for (const [key, at] of written) {
+        if (at.count > 0) ends.set(key, { kafkaTopic: at.kafkaTopic, partition: at.partition, end: at.base + BigInt(at.count) });
       }
     });
+    return { journal, runs: builder.take(), ends };
+  }
+
+  /** The journal entries of a transaction's streams, from `placements`. */
+  private journalMessages(
+    journal: ReadonlyMap<string, { ranges: OpenRange[]; order: number[] }>,
+    withTail: (message: Message) => Message,
+  ): { stream: string; topic: string; messages: Message[] }[] {
     const result: { stream: string; topic: string; messages: Message[] }[] = [];
-    for (const [stream, { ranges, order }] of byStream) {
+    for (const [stream, { ranges, order }] of journal) {
       const topic = this.layout.journalTopicFor(stream);
       if (topic === undefined) throw new Error(`no journal topic for stream ${stream}`);
       const messages = journalEntries(ranges, order).map((entry) => ({ ...withTail({ key: stream, value: encodeJournalEntry(entry) }), partition: 0 }));
       result.push({ stream, topic, messages });
     }
     return result;
-  }
-
-  private positionsOf(
-    chunks: readonly (readonly OutgoingItem[])[],
-    responses: readonly RecordMetadata[][],
-  ): { runs: Run[]; ends: Map<string, PartitionEnd> } {
-    const builder = new RunBuilder(BigInt(this.options.maxSpanKafkaOffsets));
-    const ends = new Map<string, PartitionEnd>();
-    chunks.forEach((chunk, index) => {
-      const next = new Map<string, bigint>();
-      for (const meta of responses[index] ?? []) next.set(partitionKey(meta.topicName, meta.partition), BigInt(meta.baseOffset ?? '-1'));
-      for (const item of chunk) {
-        const record = item.record;
-        const partition = item.message.partition;
-        if (record === undefined || partition === undefined) continue;
-        const key = item.partitionKey;
-        const kafkaOffset = next.get(key);
-        if (kafkaOffset === undefined || kafkaOffset < 0n) throw new Error(`no base offset for ${key} in the produce response`);
-        next.set(key, kafkaOffset + 1n);
-        builder.add(record.stream, record.topic, record.offset, item.topic, partition, kafkaOffset);
-        ends.set(key, { kafkaTopic: item.topic, partition, end: kafkaOffset + 1n });
-      }
-    });
-    return { runs: builder.take(), ends };
   }
 
   /**

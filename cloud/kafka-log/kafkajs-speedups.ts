@@ -373,12 +373,18 @@ type Grouping = (args: {
   partitioner: (args: { topic: string; partitionMetadata: readonly unknown[]; message: unknown }) => number;
 }) => Record<number, unknown[]>;
 
-/** kafkajs's grouping with its result built by appending, not by copying the list per message. */
+/**
+ * kafkajs's grouping with its result built by appending, not by copying the list per message.
+ * A pre-encoded message (the Kafka log's) goes to the partition it names without asking the
+ * partitioner: kafkajs's default partitioners return that partition too, but only after
+ * filtering the partition list into a new array per message.
+ */
 export const groupMessagesPerPartition: Grouping = ({ topic, partitionMetadata, messages, partitioner }) => {
   const result: Record<number, unknown[]> = {};
   if (partitionMetadata.length === 0) return result;
   for (const message of messages) {
-    const partition = partitioner({ topic, partitionMetadata, message });
+    const own = message as { portcallTail?: unknown; partition?: unknown };
+    const partition = own.portcallTail !== undefined && typeof own.partition === 'number' ? own.partition : partitioner({ topic, partitionMetadata, message });
     const current = result[partition];
     if (current === undefined) result[partition] = [message];
     else current.push(message);

@@ -220,26 +220,44 @@ export class TopicIndex {
  * one partition extend a run while its Kafka range stays within the limit.
  */
 export class RunBuilder {
-  private readonly open = new Map<string, { -readonly [K in keyof Run]: Run[K] }>();
+  /**
+   * Kafka offsets as numbers while building (a transaction adds one per record, and bigint
+   * arithmetic allocates); exact below 2^53, which no partition reaches.
+   */
+  private readonly open = new Map<string, { -readonly [K in keyof Run]: K extends 'firstKafkaOffset' | 'lastKafkaOffset' ? number : Run[K] }>();
   private readonly closed: Run[] = [];
+  private readonly maxSpan: number;
+  /** The last record's topic and its key: a transaction's records of a container come in runs. */
+  private lastStream: string | undefined;
+  private lastTopic: string | undefined;
+  private lastKey = '';
 
-  constructor(private readonly maxSpan: bigint) {}
+  constructor(maxSpan: bigint) {
+    this.maxSpan = Number(maxSpan);
+  }
 
-  add(stream: string, topic: string, offset: number, kafkaTopic: string, partition: number, kafkaOffset: bigint): void {
-    const key = `${stream}\u0000${topic}`;
+  add(stream: string, topic: string, offset: number, kafkaTopic: string, partition: number, kafkaOffset: bigint | number): void {
+    const at = typeof kafkaOffset === 'bigint' ? Number(kafkaOffset) : kafkaOffset;
+    if (!Number.isSafeInteger(at)) throw new Error(`Kafka offset ${String(kafkaOffset)} of ${kafkaTopic}/${partition} is beyond what the index builds runs of`);
+    if (stream !== this.lastStream || topic !== this.lastTopic) {
+      this.lastStream = stream;
+      this.lastTopic = topic;
+      this.lastKey = `${stream}\u0000${topic}`;
+    }
+    const key = this.lastKey;
     const run = this.open.get(key);
     if (
       run !== undefined &&
       run.lastOffset + 1 === offset &&
       run.partition === partition &&
       run.kafkaTopic === kafkaTopic &&
-      kafkaOffset - run.firstKafkaOffset < this.maxSpan
+      at - run.firstKafkaOffset < this.maxSpan
     ) {
       run.lastOffset = offset;
-      run.lastKafkaOffset = kafkaOffset;
+      run.lastKafkaOffset = at;
       return;
     }
-    if (run !== undefined) this.closed.push({ ...run });
+    if (run !== undefined) this.closed.push(toRun(run));
     this.open.set(key, {
       stream,
       topic,
@@ -247,16 +265,20 @@ export class RunBuilder {
       lastOffset: offset,
       kafkaTopic,
       partition,
-      firstKafkaOffset: kafkaOffset,
-      lastKafkaOffset: kafkaOffset,
+      firstKafkaOffset: at,
+      lastKafkaOffset: at,
     });
   }
 
   /** Every run so far, open ones included; the builder starts empty again. */
   take(): Run[] {
-    const runs = [...this.closed, ...[...this.open.values()].map((run) => ({ ...run }))];
+    const runs = [...this.closed, ...[...this.open.values()].map(toRun)];
     this.closed.length = 0;
     this.open.clear();
     return runs;
   }
+}
+
+function toRun(run: Omit<Run, 'firstKafkaOffset' | 'lastKafkaOffset'> & { readonly firstKafkaOffset: number; readonly lastKafkaOffset: number }): Run {
+  return { ...run, firstKafkaOffset: BigInt(run.firstKafkaOffset), lastKafkaOffset: BigInt(run.lastKafkaOffset) };
 }
