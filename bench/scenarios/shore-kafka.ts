@@ -9,11 +9,15 @@
  *
  * Also measured: the same load from four sending sites instead of one (each site's
  * transactions go through its own producer and overlap with the others'), KafkaLog.replicate
- * called directly (no HTTP, no batch decoding), and ProducerPerformance with transactions.
+ * called directly (no HTTP, no batch decoding), ProducerPerformance with transactions, and
+ * Kafka's Java producer sending records shaped like the site's (a key and nine headers,
+ * bench/java/KeyedHeaderedProducer.java): ProducerPerformance's records have neither, and
+ * the broker validates those far more cheaply. The CPU seconds of the shore process and the
+ * broker per 300,000 records are printed too: steadier than records/s on a shared machine.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +28,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { stringify } from 'yaml';
 
 import type { LogRecord } from '../../core/index.js';
-import { BATCH_CONTENT_TYPE, Compression, encodeBatch } from '../../edge/link/index.js';
+import { BATCH_CONTENT_TYPE, Compression, CompressionV2, encodeBatch, encodeBatchV2, type Batch } from '../../edge/link/index.js';
 import { ensureKafkaJars, startKafkaBroker, type KafkaBroker } from '../../tools/kafka/index.js';
 import type { BenchContext, Figure, Scenario } from '../harness.js';
 
@@ -76,6 +80,50 @@ function senderBatches(records: number): LogRecord[][][] {
   });
 }
 
+/**
+ * CPU seconds (user + system) a process has used so far, from /proc (Linux; the unit is
+ * USER_HZ, 100 on every Linux we run on); undefined where /proc is not there. CPU per record
+ * is steadier than records/s on a shared machine: it moves less with the other load.
+ */
+function cpuSecondsOf(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (in parentheses, which may contain spaces): utime is the 12th, stime the 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds of this process (the bench's senders, or KafkaLog.replicate) so far. */
+function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+}
+
+/** CPU used by each named process over a measured stretch. */
+type CpuUse = Record<string, number | undefined>;
+
+function cpuMeter(pids: Record<string, number | undefined>): () => CpuUse {
+  const start = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, pid === undefined ? ownCpuSeconds() : cpuSecondsOf(pid)]));
+  return () =>
+    Object.fromEntries(
+      Object.entries(pids).map(([name, pid]) => {
+        const now = pid === undefined ? ownCpuSeconds() : cpuSecondsOf(pid);
+        const before = start[name];
+        return [name, now === undefined || before === undefined ? undefined : now - before];
+      }),
+    );
+}
+
+function describeCpu(use: CpuUse, records: number): string {
+  return Object.entries(use)
+    .map(([name, seconds]) => `${name} ${seconds === undefined ? 'n/a' : `${seconds.toFixed(2)} CPU-s (${((seconds / records) * 1e6).toFixed(1)} µs/record)`}`)
+    .join(', ');
+}
+
 /** Runs Kafka's ProducerPerformance and parses its summary line into records/s. */
 async function producerPerformance(libsDir: string, bootstrap: string, topic: string, records: number, extra: string[]): Promise<number> {
   const args = [
@@ -95,17 +143,41 @@ async function producerPerformance(libsDir: string, bootstrap: string, topic: st
     'acks=all',
     ...extra,
   ];
+  return runJavaProducer('ProducerPerformance', args);
+}
+
+/** The Java source of the keyed, headered producer, next to this file's source (bench/java). */
+function keyedProducerSource(): string {
+  // From dist/bench/scenarios when built, from bench/scenarios when run from source.
+  for (const relative of ['../../../bench/java/KeyedHeaderedProducer.java', '../java/KeyedHeaderedProducer.java']) {
+    const path = fileURLToPath(new URL(relative, import.meta.url));
+    if (existsSync(path)) return path;
+  }
+  throw new Error('bench/java/KeyedHeaderedProducer.java not found');
+}
+
+/**
+ * Kafka's Java producer with records shaped like the Kafka log's (key and nine headers), run
+ * from its source file (Java 11+ compiles it in memory) against the broker's jars.
+ */
+async function keyedProducer(libsDir: string, bootstrap: string, topic: string, records: number): Promise<number> {
+  const args = ['-cp', join(libsDir, '*'), keyedProducerSource(), bootstrap, topic, String(records), String(RECORD_BYTES), String(CONTAINERS)];
+  return runJavaProducer('KeyedHeaderedProducer', args);
+}
+
+/** Runs a Java producer benchmark and parses its last "N records sent, X records/sec" line. */
+async function runJavaProducer(name: string, args: string[]): Promise<number> {
   const output = await new Promise<string>((resolve, reject) => {
     const child = spawn('java', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let text = '';
     child.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (text += chunk.toString()));
     child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`ProducerPerformance exited ${String(code)}:\n${text.slice(-2000)}`))));
+    child.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`${name} exited ${String(code)}:\n${text.slice(-2000)}`))));
   });
   // "1000000 records sent, 102722.136620 records/sec (14.69 MB/sec), 1592.29 ms avg latency, ..."
   const summary = /(\d+) records sent, ([\d.]+) records\/sec/.exec(output.split('\n').filter((line) => line.includes('records sent')).at(-1) ?? '');
-  if (summary === null) throw new Error(`no summary line in ProducerPerformance output:\n${output.slice(-2000)}`);
+  if (summary === null) throw new Error(`no summary line in ${name} output:\n${output.slice(-2000)}`);
   return Number(summary[2]);
 }
 
@@ -119,9 +191,27 @@ async function createTopics(bootstrap: string, topics: string[]): Promise<void> 
   }
 }
 
+/**
+ * The senders' wire format: 2, the columnar format links send by default, unless
+ * `PORTCALL_SHORE_KAFKA_WIRE=1` (generic JSON with base64 payloads, which this bench sent
+ * until 2026-11-22 17:00). Uncompressed either way: the figure is the receiving side's.
+ */
+function wireVersion(): '1' | '2' {
+  const version = process.env.PORTCALL_SHORE_KAFKA_WIRE?.trim() || '2';
+  if (version !== '1' && version !== '2') throw new Error(`PORTCALL_SHORE_KAFKA_WIRE: ${version} is not a wire format version (1 or 2)`);
+  return version;
+}
+
+function encodeBody(batch: Batch): Buffer {
+  const version = wireVersion();
+  return version === '2' ? encodeBatchV2(batch, { compression: CompressionV2.None }) : encodeBatch(batch, Compression.None);
+}
+
 interface ShoreRun {
   readonly rate: number;
   readonly commits: number;
+  /** CPU over the measured stretch: the shore (or this process), the broker, the senders. */
+  readonly cpu: CpuUse;
 }
 
 /**
@@ -179,10 +269,11 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
           'pc-to': String(k * BATCH_RECORDS + batch.length),
           'pc-acked': String(k * BATCH_RECORDS),
         },
-        body: encodeBatch({ sender: site, records: manySites ? batch.map((record) => ({ ...record, origin: site })) : batch }, Compression.None),
+        body: encodeBody({ sender: site, records: manySites ? batch.map((record) => ({ ...record, origin: site })) : batch }),
       }));
     });
     progress(`shore-kafka: posting ${records} records to ${url} (portcall shore, Kafka backend)…`);
+    const cpu = cpuMeter({ shore: child.pid, broker: broker.pid, senders: undefined });
     const startedAt = performance.now();
     await Promise.all(
       bodies.map(async (batches) => {
@@ -203,8 +294,9 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
       }),
     );
     const rate = records / ((performance.now() - startedAt) / 1000);
+    const used = cpu();
     const health = (await (await fetch(new URL('/healthz', url))).json()) as { components: { details?: { commits?: number } }[] };
-    return { rate, commits: health.components[0]?.details?.commits ?? 0 };
+    return { rate, commits: health.components[0]?.details?.commits ?? 0, cpu: used };
   } finally {
     child.kill('SIGTERM');
     await new Promise((resolve) => child.once('exit', resolve));
@@ -224,6 +316,7 @@ async function measureReplicate(broker: KafkaBroker, records: number): Promise<S
   });
   try {
     const perSender = senderBatches(records);
+    const cpu = cpuMeter({ replicate: undefined, broker: broker.pid });
     const startedAt = performance.now();
     await Promise.all(
       perSender.map(async (batches) => {
@@ -231,10 +324,44 @@ async function measureReplicate(broker: KafkaBroker, records: number): Promise<S
       }),
     );
     const rate = records / ((performance.now() - startedAt) / 1000);
-    return { rate, commits: Number(log.health().details?.commits ?? 0) };
+    return { rate, commits: Number(log.health().details?.commits ?? 0), cpu: cpu() };
   } finally {
     await log.close();
   }
+}
+
+const CPU_PER_RECORDS = 300_000;
+
+/** CPU-s per 300,000 records of the shore and the broker in an endpoint run, the broker's next to its CPU under ProducerPerformance. */
+function cpuFigures(use: CpuUse, records: number, baselineBroker: number | undefined, baselineRecords: number, run: string): Figure[] {
+  const per = (seconds: number, count: number) => (seconds * CPU_PER_RECORDS) / count;
+  const figures: Figure[] = [];
+  if (use.shore !== undefined) {
+    figures.push({ scenario: 'shore-kafka', metric: `shore process CPU per ${CPU_PER_RECORDS.toLocaleString('en-US')} records (endpoint, ${run})`, value: per(use.shore, records), unit: 'CPU-s' });
+  }
+  if (use.broker !== undefined) {
+    figures.push({
+      scenario: 'shore-kafka',
+      metric: `broker CPU per ${CPU_PER_RECORDS.toLocaleString('en-US')} records (endpoint, ${run})`,
+      value: per(use.broker, records),
+      unit: 'CPU-s',
+      ...(baselineBroker === undefined ? {} : { baseline: 'broker CPU under ProducerPerformance', baselineValue: per(baselineBroker, baselineRecords) }),
+    });
+  }
+  return figures;
+}
+
+/** The parts of the scenario, all by default; `PORTCALL_SHORE_KAFKA_PARTS=endpoint,sites` runs only those (for profiling one). */
+const PARTS = ['producer-performance', 'keyed-headers', 'transactions', 'endpoint', 'sites', 'replicate'] as const;
+type Part = (typeof PARTS)[number];
+
+function partsToRun(): ReadonlySet<Part> {
+  const chosen = process.env.PORTCALL_SHORE_KAFKA_PARTS?.trim();
+  if (chosen === undefined || chosen === '') return new Set(PARTS);
+  const names = chosen.split(',').map((name) => name.trim());
+  const unknown = names.filter((name) => !(PARTS as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new Error(`PORTCALL_SHORE_KAFKA_PARTS: unknown part(s) ${unknown.join(', ')}; the parts are ${PARTS.join(', ')}`);
+  return new Set(names as Part[]);
 }
 
 export const shoreKafkaScenario: Scenario = {
@@ -243,65 +370,94 @@ export const shoreKafkaScenario: Scenario = {
   async run(context: BenchContext): Promise<Figure[]> {
     const records = Math.round(300_000 * context.scale);
     const baselineRecords = Math.round(1_000_000 * context.scale);
+    const parts = partsToRun();
     const libsDir = await ensureKafkaJars({ onProgress: (line) => context.progress(`shore-kafka: ${line}`) });
     context.progress('shore-kafka: starting a Kafka broker (1 GiB heap)…');
     const broker = await startKafkaBroker({ heapMb: 1024 });
+    const figures: Figure[] = [];
+    const baseline = 'Kafka ProducerPerformance (Java, acks=all)';
     try {
-      await createTopics(broker.bootstrap, ['bench-pp', 'bench-pp-txn']);
-      context.progress(`shore-kafka: ProducerPerformance, ${baselineRecords} records of ${RECORD_BYTES} bytes, acks=all…`);
-      const plain = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp', baselineRecords, []);
-      context.progress(`shore-kafka: ProducerPerformance ${Math.round(plain)} records/s; now with transactions (one per second)…`);
-      const transactional = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp-txn', baselineRecords, [
-        '--transactional-id',
-        `bench-pp-${randomBytes(3).toString('hex')}`,
-        '--transaction-duration-ms',
-        '1000',
-      ]);
-      const endpoint = await measureEndpoint(broker, records, context.progress, false);
-      context.progress(
-        `shore-kafka: endpoint ${Math.round(endpoint.rate)} records/s in ${endpoint.commits} transactions (${Math.round(records / Math.max(1, endpoint.commits))} records each); now from ${SENDERS} sending sites…`,
-      );
-      const sites = await measureEndpoint(broker, records, context.progress, true);
-      context.progress(
-        `shore-kafka: ${SENDERS} sites ${Math.round(sites.rate)} records/s in ${sites.commits} transactions; now KafkaLog.replicate directly…`,
-      );
-      const direct = await measureReplicate(broker, records);
-      context.progress(`shore-kafka: replicate ${Math.round(direct.rate)} records/s in ${direct.commits} transactions`);
-      const baseline = 'Kafka ProducerPerformance (Java, acks=all)';
-      return [
-        {
+      await createTopics(broker.bootstrap, ['bench-pp', 'bench-pp-keyed', 'bench-pp-txn']);
+      let plain: number | undefined;
+      let plainBrokerCpu: number | undefined;
+      if (parts.has('producer-performance')) {
+        context.progress(`shore-kafka: ProducerPerformance, ${baselineRecords} records of ${RECORD_BYTES} bytes, acks=all…`);
+        const plainCpu = cpuMeter({ broker: broker.pid });
+        plain = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp', baselineRecords, []);
+        const plainUse = plainCpu();
+        plainBrokerCpu = plainUse.broker;
+        context.progress(`shore-kafka: ProducerPerformance ${Math.round(plain)} records/s (${describeCpu(plainUse, baselineRecords)})`);
+      }
+      const against = (): Pick<Figure, 'baseline' | 'baselineValue'> => (plain === undefined ? {} : { baseline, baselineValue: plain });
+      let keyedFigure: Figure | undefined;
+      if (parts.has('keyed-headers')) {
+        context.progress(`shore-kafka: Kafka's Java producer with records like the Kafka log's (key, nine headers), ${baselineRecords} records…`);
+        const keyedCpu = cpuMeter({ broker: broker.pid });
+        const keyed = await keyedProducer(libsDir, broker.bootstrap, 'bench-pp-keyed', baselineRecords);
+        const keyedUse = keyedCpu();
+        context.progress(`shore-kafka: keyed, headered Java producer ${Math.round(keyed)} records/s (${describeCpu(keyedUse, baselineRecords)})`);
+        keyedFigure = { scenario: 'shore-kafka', metric: "Kafka's Java producer, records with the Kafka log's key and nine headers (acks=all)", value: keyed, unit: 'records/s', ...against() };
+        if (keyedUse.broker !== undefined) {
+          figures.push({
+            scenario: 'shore-kafka',
+            metric: `broker CPU per ${CPU_PER_RECORDS.toLocaleString('en-US')} records (Java producer, key and nine headers)`,
+            value: (keyedUse.broker * CPU_PER_RECORDS) / baselineRecords,
+            unit: 'CPU-s',
+            ...(plainBrokerCpu === undefined ? {} : { baseline: 'broker CPU under ProducerPerformance', baselineValue: (plainBrokerCpu * CPU_PER_RECORDS) / baselineRecords }),
+          });
+        }
+      }
+      let transactionalFigure: Figure | undefined;
+      if (parts.has('transactions')) {
+        context.progress('shore-kafka: ProducerPerformance with transactions (one per second)…');
+        const transactional = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp-txn', baselineRecords, [
+          '--transactional-id',
+          `bench-pp-${randomBytes(3).toString('hex')}`,
+          '--transaction-duration-ms',
+          '1000',
+        ]);
+        transactionalFigure = { scenario: 'shore-kafka', metric: 'ProducerPerformance with a transaction per second', value: transactional, unit: 'records/s', ...against() };
+      }
+      if (parts.has('endpoint')) {
+        const endpoint = await measureEndpoint(broker, records, context.progress, false);
+        context.progress(
+          `shore-kafka: endpoint ${Math.round(endpoint.rate)} records/s in ${endpoint.commits} transactions (${Math.round(records / Math.max(1, endpoint.commits))} records each; ${describeCpu(endpoint.cpu, records)})`,
+        );
+        figures.push({
           scenario: 'shore-kafka',
-          metric: `receiving endpoint → Kafka, transactional (${SENDERS} senders × ${BATCH_RECORDS}-record batches, ${PARTITIONS} partitions)`,
+          metric: `receiving endpoint → Kafka, transactional (${SENDERS} senders × ${BATCH_RECORDS}-record batches, wire format ${wireVersion()}, ${PARTITIONS} partitions)`,
           value: endpoint.rate,
           unit: 'records/s',
-          baseline,
-          baselineValue: plain,
-        },
-        {
+          ...against(),
+        });
+        figures.push(...cpuFigures(endpoint.cpu, records, plainBrokerCpu, baselineRecords, '1 site'));
+      }
+      if (parts.has('sites')) {
+        const sites = await measureEndpoint(broker, records, context.progress, true);
+        context.progress(`shore-kafka: ${SENDERS} sites ${Math.round(sites.rate)} records/s in ${sites.commits} transactions (${describeCpu(sites.cpu, records)})`);
+        figures.push({
           scenario: 'shore-kafka',
           metric: `receiving endpoint → Kafka, transactional (${SENDERS} sending sites, a batch in flight each)`,
           value: sites.rate,
           unit: 'records/s',
-          baseline,
-          baselineValue: plain,
-        },
-        {
+          ...against(),
+        });
+        figures.push(...cpuFigures(sites.cpu, records, plainBrokerCpu, baselineRecords, `${SENDERS} sites`));
+      }
+      if (parts.has('replicate')) {
+        const direct = await measureReplicate(broker, records);
+        context.progress(`shore-kafka: replicate ${Math.round(direct.rate)} records/s in ${direct.commits} transactions (${describeCpu(direct.cpu, records)})`);
+        figures.push({
           scenario: 'shore-kafka',
           metric: 'KafkaLog.replicate → Kafka, transactional (no HTTP, no decoding)',
           value: direct.rate,
           unit: 'records/s',
-          baseline,
-          baselineValue: plain,
-        },
-        {
-          scenario: 'shore-kafka',
-          metric: 'ProducerPerformance with a transaction per second',
-          value: transactional,
-          unit: 'records/s',
-          baseline,
-          baselineValue: plain,
-        },
-      ];
+          ...against(),
+        });
+      }
+      if (keyedFigure !== undefined) figures.push(keyedFigure);
+      if (transactionalFigure !== undefined) figures.push(transactionalFigure);
+      return figures;
     } finally {
       await broker.stop();
     }
