@@ -168,8 +168,20 @@ export class Series {
         grown.set(data);
         this.data = grown;
       }
-      this.data.copyWithin((slot + 1) * STRIDE, slot * STRIDE, this.count * STRIDE);
-      this.data.set([index, firstOffset, firstTimeMs, firstLon, firstLat, peakOffset, peakTimeMs, peakValue, peakLon, peakLat], slot * STRIDE);
+      const held = this.data;
+      held.copyWithin((slot + 1) * STRIDE, slot * STRIDE, this.count * STRIDE);
+      // Written number by number: an array literal here would allocate per new bucket.
+      const at = slot * STRIDE;
+      held[at + INDEX] = index;
+      held[at + FIRST] = firstOffset;
+      held[at + FIRST + 1] = firstTimeMs;
+      held[at + FIRST + 2] = firstLon;
+      held[at + FIRST + 3] = firstLat;
+      held[at + PEAK] = peakOffset;
+      held[at + PEAK + 1] = peakTimeMs;
+      held[at + PEAK_VALUE] = peakValue;
+      held[at + PEAK + 3] = peakLon;
+      held[at + PEAK + 4] = peakLat;
       this.count += 1;
       return;
     }

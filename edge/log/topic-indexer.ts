@@ -35,15 +35,6 @@ interface PendingRow {
 /** Bounds one `checkpointRecords` call when appends outpace it; the next call goes on. */
 const MAX_CHECKPOINT_PASSES = 16;
 
-/** What one `checkpointRecords` call did. */
-export interface WalCheckpoint {
-  readonly passes: number;
-  /** The whole WAL was in the database file at the end, so the writer's next commit restarts it. */
-  readonly caughtUp: boolean;
-  /** Frames in the WAL at the last pass. */
-  readonly walFrames: number;
-}
-
 export interface IndexerOptions {
   readonly recordsPath: string;
   readonly indexPath: string;
@@ -204,16 +195,16 @@ export class TopicIndexer {
    * which was the gateway's PUBACK p99. Each pass copies only what the last one's duration
    * let in, so passes shrink quickly (3-5 under that load).
    */
-  checkpointRecords(): WalCheckpoint {
+  checkpointRecords(): void {
     let frames = -1;
     for (let pass = 1; pass <= MAX_CHECKPOINT_PASSES; pass += 1) {
       const [result] = this.records.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
       // busy: another connection (the writer's safety-net checkpoint) holds the checkpoint lock.
-      if (result === undefined || result.busy !== 0) return { passes: pass, caughtUp: false, walFrames: result?.log ?? 0 };
-      if (result.checkpointed >= result.log && result.log === frames) return { passes: pass, caughtUp: true, walFrames: result.log };
+      if (result === undefined || result.busy !== 0) return;
+      // Caught up: the whole WAL is in the database file, so the writer's next commit restarts it.
+      if (result.checkpointed >= result.log && result.log === frames) return;
       frames = result.log;
     }
-    return { passes: MAX_CHECKPOINT_PASSES, caughtUp: false, walFrames: frames };
   }
 
   close(): void {
