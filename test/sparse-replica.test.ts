@@ -56,6 +56,9 @@ describe('sparse replica (embedded log)', () => {
     });
     // Read across the index and the unindexed tail, merged in offset order.
     expect(await offsets(log, 'Y01')).toEqual([3, 4, 10, 11, 20, 21]);
+    // Counted, not next - first: three in the index, three in the tail, offsets skipped.
+    expect(log.topicStats('containers', 'Y01')?.count).toBe(6);
+    expect(log.streamStats('containers')?.records).toBe(6);
     expect(await offsets(log, 'Y01', 5)).toEqual([10, 11, 20, 21]);
     expect((await log.readTopic('containers', 'Y01', 0, { maxRecords: 2 })).map((r) => r.offset)).toEqual([3, 4]);
     expect((await log.latest('containers', 'Y01'))?.offset).toBe(21);
@@ -75,6 +78,7 @@ describe('sparse replica (embedded log)', () => {
     expect(await offsets(reopened, 'Y01')).toEqual([3, 4, 5, 10, 11, 20, 21]);
     expect(await reopened.replicate([record('Y01', 5), record('Y01', 7)], SPARSE)).toMatchObject({ stored: 1, duplicates: 1 });
     expect(await offsets(reopened, 'Y01')).toEqual([3, 4, 5, 7, 10, 11, 20, 21]);
+    expect(reopened.topicStats('containers', 'Y01')?.count).toBe(8);
     const held = await reopened.readTopic('containers', 'Y01', 7, { maxRecords: 1 });
     expect(held[0]).toMatchObject({ origin: 'TOKYO', offset: 7, eventTimeMs: 1_007, ingestTimeMs: 2_007, headers: { n: '7' } });
   });

@@ -1055,8 +1055,7 @@ export class SqliteLog implements SiteLog {
     if (this.indexExists(streamId)) {
       this.reader.exec('BEGIN');
       try {
-        indexedPosition =
-          (this.readerStatement('progress', () => `SELECT indexed_position FROM ix.progress WHERE stream_id = ?`).pluck().get(streamId) as number | undefined) ?? 0;
+        indexedPosition = this.indexedPosition(streamId);
         const lookup = this.readerStatement(
           `ixo:${streamId}`,
           () => `SELECT r.origin_id FROM ix.${indexTable(streamId)} i JOIN main.${recordsTable(streamId)} r ON r.position = i.position
@@ -1185,10 +1184,7 @@ export class SqliteLog implements SiteLog {
       let lastOffset = start - 1;
       let more = true;
       if (hasIndex) {
-        indexedPosition =
-          (this.readerStatement('progress', () => `SELECT indexed_position FROM ix.progress WHERE stream_id = ?`)
-            .pluck()
-            .get(streamId) as number | undefined) ?? 0;
+        indexedPosition = this.indexedPosition(streamId);
         const indexed = this.readerStatement(
           `ix:${streamId}`,
           () => `SELECT r.* FROM ix.${indexTable(streamId)} i JOIN main.${recordsTable(streamId)} r ON r.position = i.position
@@ -1230,8 +1226,7 @@ export class SqliteLog implements SiteLog {
     try {
       let indexedPosition = 0;
       if (hasIndex) {
-        indexedPosition =
-          (this.readerStatement('progress', () => `SELECT indexed_position FROM ix.progress WHERE stream_id = ?`).pluck().get(streamId) as number | undefined) ?? 0;
+        indexedPosition = this.indexedPosition(streamId);
         const indexed = this.readerStatement(
           `ix:${streamId}`,
           () => `SELECT r.* FROM ix.${indexTable(streamId)} i JOIN main.${recordsTable(streamId)} r ON r.position = i.position
@@ -1250,6 +1245,32 @@ export class SqliteLog implements SiteLog {
     }
     candidates.sort((a, b) => a.topic_offset - b.topic_offset);
     for (const row of candidates) if (!take(row)) break;
+  }
+
+  /**
+   * Records a topic holds. A dense topic holds every offset from its first to its next; a
+   * sparse one (a filtered feed's) skips offsets, so its records are counted: the index
+   * from the first offset on, plus the unindexed tail, in one snapshot.
+   */
+  private recordCount(topic: TopicState): number {
+    if (!topic.sparse) return topic.nextOffset - topic.firstOffset;
+    const streamId = topic.stream.id;
+    const hasIndex = this.indexExists(streamId);
+    this.reader.exec('BEGIN');
+    try {
+      const indexedPosition = this.indexedPosition(streamId);
+      const indexed = hasIndex
+        ? (this.readerStatement(`ixcount:${streamId}`, () => `SELECT count(*) FROM ix.${indexTable(streamId)} WHERE topic_id = ? AND topic_offset >= ?`)
+            .pluck()
+            .get(topic.id, topic.firstOffset) as number)
+        : 0;
+      const tail = this.readerStatement(`tailcount:${streamId}`, () => `SELECT count(*) FROM main.${recordsTable(streamId)} WHERE position > ? AND topic_id = ?`)
+        .pluck()
+        .get(indexedPosition, topic.id) as number;
+      return indexed + tail;
+    } finally {
+      this.reader.exec('COMMIT');
+    }
   }
 
   async readTopic(stream: string, topic: string, fromOffset: number, limits?: ReadLimits): Promise<LogRecord[]> {
@@ -1362,7 +1383,7 @@ export class SqliteLog implements SiteLog {
       topic,
       firstOffset: state.firstOffset,
       nextOffset: state.nextOffset,
-      count: state.nextOffset - state.firstOffset,
+      count: this.recordCount(state),
       bytes: Math.max(0, state.appendedBytes - state.droppedBytes),
       lastAppendMs: state.nextOffset > 0 ? state.lastAppendMs : undefined,
     };
@@ -1375,7 +1396,7 @@ export class SqliteLog implements SiteLog {
     let records = 0;
     for (const topic of state.topics.values()) {
       topics += 1;
-      records += topic.nextOffset - topic.firstOffset;
+      records += this.recordCount(topic);
     }
     return { topics, records, bytes: state.liveBytes, lastPosition: state.nextPosition - 1 };
   }
@@ -1545,7 +1566,9 @@ export class SqliteLog implements SiteLog {
         (a, b) => (this.policies[a.name]?.priority ?? 0) - (this.policies[b.name]?.priority ?? 0),
       );
       while (!this.closed && this.underPressure()) {
-        const victim = byPriority.find((stream) => stream.nextPosition > 1 && this.streamStats(stream.name)!.records > 0);
+        // Any topic whose next offset is above its first holds a record (a sparse topic's last
+        // record sits at next - 1), which is all this asks, without counting sparse topics.
+        const victim = byPriority.find((stream) => stream.nextPosition > 1 && stream.topics.values().some((topic) => topic.nextOffset > topic.firstOffset));
         if (victim === undefined) break;
         const report = this.deleteChunk(victim, victim.nextPosition, 'pressure');
         if (report === undefined) break;
