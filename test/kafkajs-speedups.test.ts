@@ -9,8 +9,8 @@
 import fc from 'fast-check';
 import { afterEach, expect, it, vi } from 'vitest';
 
-import { encodeKeyValueTail, encodeRecord, encodeRecordTail } from '../cloud/kafka-log/codec.js';
-import { crc32c, createFraming, createRecordEncoder, encodeProduceRequest, groupMessagesPerPartition, kafkajsOriginals, speedups } from '../cloud/kafka-log/kafkajs-speedups.js';
+import { TailTemplate, encodeKeyValueTail, encodeRecord, encodeRecordTail, recordTailSize, writeRecordTail } from '../cloud/kafka-log/codec.js';
+import { crc32c, createCoordinatorCache, createFraming, createRecordEncoder, encodeProduceRequest, groupMessagesPerPartition, kafkajsOriginals, speedups } from '../cloud/kafka-log/kafkajs-speedups.js';
 
 const { encode: original, prototype } = kafkajsOriginals();
 const fast = createRecordEncoder(original, prototype);
@@ -110,8 +110,56 @@ it('writes a pre-encoded Kafka log record exactly as kafkajs writes the same rec
         const logRecord = { ...record, headers };
         const message = encodeRecord(logRecord, 'application/json', 0);
         const expected = original({ ...message, offsetDelta, timestampDelta: 0 } as Parameters<typeof original>[0]);
-        const mine = fast({ portcallTail: encodeRecordTail(logRecord, 'application/json'), key: 'ignored', value: null, offsetDelta, timestampDelta: 0 });
+        const tail = encodeRecordTail(logRecord, 'application/json');
+        const mine = fast({ portcallTail: tail, key: 'ignored', value: null, offsetDelta, timestampDelta: 0 });
         expect(bytesOf(mine).equals(bytesOf(expected))).toBe(true);
+        // Written straight into a buffer, at an offset: the same bytes, exactly the size announced.
+        expect(recordTailSize(logRecord, 'application/json')).toBe(tail.length);
+        const into = Buffer.alloc(tail.length + 10, 0xee);
+        expect(writeRecordTail(into, 3, logRecord, 'application/json')).toBe(3 + tail.length);
+        expect(into.subarray(3, 3 + tail.length).equals(tail)).toBe(true);
+        const portcallWriteTail = (_message: unknown, buf: Buffer, at: number) => writeRecordTail(buf, at, logRecord, 'application/json');
+        const written = fast({ portcallTailSize: tail.length, portcallWriteTail, key: 'ignored', value: null, offsetDelta, timestampDelta: 0 });
+        expect(bytesOf(written).equals(bytesOf(expected))).toBe(true);
+      },
+    ),
+    { numRuns: 1_000 },
+  );
+});
+
+it('writes the tails of a run of records from one TailTemplate exactly as writeRecordTail writes each', () => {
+  const name = fc.oneof(fc.string({ minLength: 1, maxLength: 20 }), fc.string({ unit: 'binary', minLength: 1, maxLength: 70 }));
+  const headers = fc.dictionary(fc.oneof(name, fc.constant('content-type'), fc.constant('__proto__')), fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 90 })), { maxKeys: 4 });
+  const varying = fc.record({
+    offset: fc.nat({ max: 2 ** 40 }),
+    eventTimeMs: fc.oneof(fc.integer({ min: 0, max: 2 ** 45 }), fc.integer({ min: -(2 ** 45), max: -1 })),
+    ingestTimeMs: fc.integer({ min: 0, max: 2 ** 45 }),
+    payload: fc.uint8Array({ maxLength: 400 }),
+  });
+  fc.assert(
+    fc.property(
+      fc.record({ origin: name, stream: fc.constantFrom('containers', 'alerts'), topic: name, headers }),
+      fc.array(varying, { minLength: 1, maxLength: 5 }),
+      headers,
+      (shared, rest, otherHeaders) => {
+        const records = rest.map((own) => ({ ...shared, headers: Object.fromEntries(Object.entries(shared.headers)), ...own }));
+        const template = new TailTemplate(records[0]!, 'application/json');
+        for (const record of records) {
+          expect(template.matches(record, 'application/json')).toBe(true);
+          const expected = encodeRecordTail(record, 'application/json');
+          expect(template.size(record)).toBe(expected.length);
+          const into = Buffer.alloc(expected.length + 6, 0xee);
+          expect(template.write(into, 2, record)).toBe(2 + expected.length);
+          expect(into.subarray(2, 2 + expected.length).equals(expected)).toBe(true);
+        }
+        // Anything else that the tail holds, changed, and the template no longer matches.
+        const record = records[0]!;
+        expect(template.matches(record, 'text/plain')).toBe(false);
+        expect(template.matches({ ...record, topic: `${record.topic}x` }, 'application/json')).toBe(false);
+        expect(template.matches({ ...record, origin: `${record.origin}x` }, 'application/json')).toBe(false);
+        expect(template.matches({ ...record, stream: record.stream === 'alerts' ? 'containers' : 'alerts' }, 'application/json')).toBe(false);
+        const sameHeaders = JSON.stringify(Object.entries(otherHeaders)) === JSON.stringify(Object.entries(shared.headers));
+        expect(template.matches({ ...record, headers: Object.fromEntries(Object.entries(otherHeaders)) }, 'application/json')).toBe(sameHeaders);
       },
     ),
     { numRuns: 1_000 },
@@ -127,10 +175,13 @@ it('computes CRC-32C eight bytes at a time as kafkajs does one at a time', async
   const kafkajsCrc = createRequire(import.meta.url)('kafkajs/src/protocol/recordBatch/crc32C/index.js') as (buffer: Buffer) => number;
   expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283); // the standard check value
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat({ max: 20 }), (array, cut) => {
-      const buffer = Buffer.from(array);
+    fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat({ max: 20 }), fc.nat({ max: 20 }), fc.nat({ max: 7 }), (array, cut, endCut, shift) => {
+      // At every alignment of the buffer's memory: the words are read from the aligned part.
+      const buffer = Buffer.concat([Buffer.alloc(shift), Buffer.from(array)]).subarray(shift);
       const start = Math.min(cut, buffer.length);
+      const end = Math.max(start, buffer.length - endCut);
       expect(crc32c(buffer, start, buffer.length)).toBe(kafkajsCrc(buffer.subarray(start)));
+      expect(crc32c(buffer, start, end)).toBe(kafkajsCrc(buffer.subarray(start, end)));
     }),
     { numRuns: 2_000 },
   );
@@ -169,17 +220,24 @@ it('writes a produce request of pre-encoded messages exactly as kafkajs encodes 
   });
   await fc.assert(
     fc.asyncProperty(args, async (generated) => {
-      const messagesOf = (items: typeof generated.topicData[number]['partitions'][number]['records'], pre: boolean) =>
+      // 'tail': pre-encoded tails; 'writer': data records written straight into the request.
+      type Form = 'plain' | 'tail' | 'writer';
+      const messagesOf = (items: typeof generated.topicData[number]['partitions'][number]['records'], form: Form) =>
         items.map((item) => {
           if ('entry' in item) {
             const message = { key: item.entry.key, value: item.entry.value };
-            return pre ? { ...message, portcallTail: encodeKeyValueTail(message.key, message.value) } : message;
+            return form !== 'plain' ? { ...message, portcallTail: encodeKeyValueTail(message.key, message.value) } : message;
           }
           const logRecord = { ...item.record, headers: Object.fromEntries(Object.entries(item.record.headers)) };
           const message = encodeRecord(logRecord, 'application/json', 0);
-          return pre ? { ...message, portcallTail: encodeRecordTail(logRecord, 'application/json') } : message;
+          if (form === 'tail') return { ...message, portcallTail: encodeRecordTail(logRecord, 'application/json') };
+          if (form === 'writer') {
+            const portcallWriteTail = (_message: unknown, buf: Buffer, at: number) => writeRecordTail(buf, at, logRecord, 'application/json');
+            return { ...message, portcallTailSize: recordTailSize(logRecord, 'application/json'), portcallWriteTail };
+          }
+          return message;
         });
-      const build = (pre: boolean) => ({
+      const build = (form: Form) => ({
         acks: generated.acks,
         timeout: generated.timeout,
         transactionalId: generated.transactionalId,
@@ -188,13 +246,15 @@ it('writes a produce request of pre-encoded messages exactly as kafkajs encodes 
         compression: 0,
         topicData: generated.topicData.map(({ topic, partitions }) => ({
           topic,
-          partitions: partitions.map((p) => ({ partition: p.partition, firstSequence: p.firstSequence, messages: messagesOf(p.records, pre) })),
+          partitions: partitions.map((p) => ({ partition: p.partition, firstSequence: p.firstSequence, messages: messagesOf(p.records, form) })),
         })),
       });
-      const expected = await kafkajsProduce!(build(false) as never).encode();
-      const mine = encodeProduceRequest(build(true) as never, encoderPrototype, now);
-      expect(mine).toBeDefined();
-      expect(bytesOf(mine!).equals(bytesOf(expected))).toBe(true);
+      const expected = await kafkajsProduce!(build('plain') as never).encode();
+      for (const form of ['tail', 'writer'] as const) {
+        const mine = encodeProduceRequest(build(form) as never, encoderPrototype, now);
+        expect(mine).toBeDefined();
+        expect(bytesOf(mine!).equals(bytesOf(expected))).toBe(true);
+      }
     }),
     { numRuns: 300 },
   );
@@ -209,6 +269,35 @@ it('leaves to kafkajs a produce request with a message that is not pre-encoded',
   };
   expect(encodeProduceRequest(args as never, encoderPrototype)).toBeUndefined();
   expect(encodeProduceRequest({ ...args, compression: 1 } as never, encoderPrototype)).toBeUndefined();
+});
+
+it('frames a produce request written with room in front in place, as kafkajs frames it', async () => {
+  const { framing: kafkajsFraming, prototype: encoderPrototype } = kafkajsOriginals();
+  const framing = createFraming(encoderPrototype);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.record({
+        correlationId: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        // Up to and past what fits in the room in front (then the body is copied, as before).
+        clientId: fc.option(fc.string({ maxLength: 300 }), { nil: null }),
+        tails: fc.array(fc.uint8Array({ maxLength: 50 }), { minLength: 1, maxLength: 20 }),
+      }),
+      async ({ correlationId, clientId, tails }) => {
+        const args = {
+          acks: -1,
+          timeout: 30_000,
+          transactionalId: 'tx',
+          producerId: { value: 7n },
+          producerEpoch: 1,
+          topicData: [{ topic: 't', partitions: [{ partition: 0, firstSequence: 0, messages: tails.map((tail) => ({ portcallTail: Buffer.from(tail) })) }] }],
+        };
+        const encode = () => encodeProduceRequest(args as never, encoderPrototype, 1_763_769_600_123)!;
+        const request = { apiKey: 0, apiVersion: 3, encode };
+        expect(bytesOf(await framing({ correlationId, clientId, request })).equals(bytesOf(await kafkajsFraming({ correlationId, clientId, request })))).toBe(true);
+      },
+    ),
+    { numRuns: 300 },
+  );
 });
 
 it('frames a request (size, api key, version, correlation id, client id, body) as kafkajs does', async () => {
@@ -238,4 +327,44 @@ it('frames a request (size, api key, version, correlation id, client id, body) a
     ),
     { numRuns: 500 },
   );
+});
+
+it('remembers the transaction coordinator per cluster for 10 s while it is connected, and asks for group coordinators every time', async () => {
+  let clock = 0;
+  let asked = 0;
+  const brokers = [1, 2].map((id) => ({
+    id,
+    connected: true,
+    isConnected(): boolean {
+      return this.connected;
+    },
+  }));
+  const original = async function (this: object, _args: { groupId: string; coordinatorType?: number }) {
+    asked += 1;
+    return brokers[(asked - 1) % brokers.length]!;
+  };
+  const find = createCoordinatorCache(original, () => clock);
+  const cluster = {};
+  const other = {};
+  const transaction = { groupId: 'portcall-X-ingest-from-A', coordinatorType: 1 };
+  const first = await find.call(cluster, transaction);
+  expect(await find.call(cluster, transaction)).toBe(first);
+  expect(asked).toBe(1);
+  // Another cluster object (another producer) and another id ask for themselves.
+  await find.call(other, transaction);
+  await find.call(cluster, { ...transaction, groupId: 'portcall-X-ingest-from-B' });
+  expect(asked).toBe(3);
+  // Consumer group coordinators are not remembered.
+  await find.call(cluster, { groupId: 'g', coordinatorType: 0 });
+  await find.call(cluster, { groupId: 'g' });
+  expect(asked).toBe(5);
+  // 10 s later, or once the broker it found is disconnected, it asks again.
+  clock = 10_000;
+  const later = await find.call(cluster, transaction);
+  expect(asked).toBe(6);
+  expect(await find.call(cluster, transaction)).toBe(later);
+  (later as (typeof brokers)[number]).connected = false;
+  const afterDisconnect = await find.call(cluster, transaction);
+  expect(asked).toBe(7);
+  expect(afterDisconnect).not.toBe(later);
 });

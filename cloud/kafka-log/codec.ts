@@ -139,42 +139,156 @@ export function encodeRecord(record: LogRecord, streamContentType: string, parti
  * `encodeRecord`'s message; test/kafkajs-speedups.test.ts checks that.
  */
 export function encodeRecordTail(record: LogRecord, streamContentType: string): Buffer {
-  // Called once per record on the write path: no intermediate arrays, and the short ASCII
-  // strings that make up most of it are copied by a loop rather than a native call each.
-  const userNames = Object.keys(record.headers);
-  const headers = record.headers;
-  const offsetText = String(record.offset);
-  const eventText = String(record.eventTimeMs);
-  const ingestText = String(record.ingestTimeMs);
-  const contentType = headers[RECORD_CONTENT_TYPE_HEADER] ?? streamContentType;
-  const payload = record.payload;
-  const keyBytes = utf8Length(record.topic);
-  let size = varIntSize(keyBytes) + keyBytes + varIntSize(payload.byteLength) + payload.byteLength;
-  size += varIntSize(IDENTITY_HEADER_NAMES.length + userNames.length) + IDENTITY_NAMES_BYTES;
-  size += stringSize(record.origin) + stringSize(record.stream) + stringSize(record.topic) + stringSize(offsetText);
-  size += stringSize(eventText) + stringSize(ingestText) + stringSize(contentType) + stringSize(SCHEMA_VERSION);
-  for (const name of userNames) size += userHeaderName(name).length + stringSize(headers[name]!);
+  const size = recordTailSize(record, streamContentType);
   const buf = Buffer.allocUnsafe(size);
-  let offset = writeString(buf, 0, record.topic);
+  const end = writeRecordTail(buf, 0, record, streamContentType);
+  if (end !== size) throw new Error(`record tail: wrote ${end} of ${size} bytes`);
+  return buf;
+}
+
+/** The exact size of `encodeRecordTail(record, streamContentType)`, without writing it. */
+export function recordTailSize(record: LogRecord, streamContentType: string): number {
+  const headers = record.headers;
+  const payloadBytes = record.payload.byteLength;
+  const keyBytes = utf8Length(record.topic);
+  let size = varIntSize(keyBytes) + keyBytes + varIntSize(payloadBytes) + payloadBytes;
+  let userCount = 0;
+  for (const name in headers) {
+    if (!Object.hasOwn(headers, name)) continue;
+    userCount += 1;
+    size += userHeaderName(name).length + stringSize(headers[name]!);
+  }
+  size += varIntSize(IDENTITY_HEADER_NAMES.length + userCount) + IDENTITY_NAMES_BYTES;
+  size += stringSize(record.origin) + stringSize(record.stream) + varIntSize(keyBytes) + keyBytes;
+  size += numberSize(record.offset) + numberSize(record.eventTimeMs) + numberSize(record.ingestTimeMs);
+  size += stringSize(headers[RECORD_CONTENT_TYPE_HEADER] ?? streamContentType) + SCHEMA_VERSION_BYTES;
+  return size;
+}
+
+/**
+ * Writes `encodeRecordTail(record, streamContentType)` into `buf` at `offset` (straight into a
+ * produce request, kafkajs-speedups.ts) and returns where it ended. Called once per record on
+ * the write path: no intermediate arrays or strings, and the short ASCII strings that make up
+ * most of it are copied by a loop rather than a native call each.
+ */
+export function writeRecordTail(buf: Buffer, offset: number, record: LogRecord, streamContentType: string): number {
+  const headers = record.headers;
+  const payload = record.payload;
+  let userCount = 0;
+  for (const name in headers) if (Object.hasOwn(headers, name)) userCount += 1;
+  offset = writeString(buf, offset, record.topic);
   offset = writeVarInt(buf, offset, payload.byteLength);
   buf.set(payload, offset);
   offset += payload.byteLength;
-  offset = writeVarInt(buf, offset, IDENTITY_HEADER_NAMES.length + userNames.length);
+  offset = writeVarInt(buf, offset, IDENTITY_HEADER_NAMES.length + userCount);
   // In IDENTITY_HEADER_NAMES order, written out rather than from an array of the values.
   offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[0]!), record.origin);
   offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[1]!), record.stream);
   offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[2]!), record.topic);
-  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[3]!), offsetText);
-  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[4]!), eventText);
-  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[5]!), ingestText);
-  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[6]!), contentType);
-  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[7]!), SCHEMA_VERSION);
-  for (const name of userNames) {
+  offset = writeNumber(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[3]!), record.offset);
+  offset = writeNumber(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[4]!), record.eventTimeMs);
+  offset = writeNumber(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[5]!), record.ingestTimeMs);
+  offset = writeString(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[6]!), headers[RECORD_CONTENT_TYPE_HEADER] ?? streamContentType);
+  offset = writeBytes(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[7]!), SCHEMA_VERSION_ENCODED);
+  for (const name in headers) {
+    if (!Object.hasOwn(headers, name)) continue;
     offset = writeBytes(buf, offset, userHeaderName(name));
     offset = writeString(buf, offset, headers[name]!);
   }
-  if (offset !== size) throw new Error(`record tail: wrote ${offset} of ${size} bytes`);
-  return buf;
+  return offset;
+}
+
+/**
+ * What the tails of a run of records share (wire format 2 sends a container's records
+ * together, with the same origin, stream, topic and own headers): everything but the
+ * payload, the offset and the two times, encoded once as four pieces to copy. `write` gives
+ * exactly `writeRecordTail`'s bytes for every record `matches` accepts.
+ */
+export class TailTemplate {
+  private readonly origin: string;
+  private readonly stream: string;
+  private readonly topic: string;
+  private readonly streamContentType: string;
+  private readonly names: string[] = [];
+  private readonly values: string[] = [];
+  /** Key (length, topic). */
+  private readonly key: Buffer;
+  /** Header count, pc-origin, pc-stream, pc-topic with their values, pc-offset's name. */
+  private readonly head: Buffer;
+  /** pc-content-type and pc-schema with their values, then the record's own headers. */
+  private readonly rest: Buffer;
+  private readonly fixedBytes: number;
+
+  constructor(record: LogRecord, streamContentType: string) {
+    this.origin = record.origin;
+    this.stream = record.stream;
+    this.topic = record.topic;
+    this.streamContentType = streamContentType;
+    const headers = record.headers;
+    for (const name in headers) {
+      if (!Object.hasOwn(headers, name)) continue;
+      this.names.push(name);
+      this.values.push(headers[name]!);
+    }
+    this.key = Buffer.allocUnsafe(stringSize(record.topic));
+    writeString(this.key, 0, record.topic);
+    const headBytes =
+      varIntSize(IDENTITY_HEADER_NAMES.length + this.names.length) +
+      IDENTITY_NAME_PREFIXES[0]!.length + stringSize(record.origin) +
+      IDENTITY_NAME_PREFIXES[1]!.length + stringSize(record.stream) +
+      IDENTITY_NAME_PREFIXES[2]!.length + stringSize(record.topic) +
+      IDENTITY_NAME_PREFIXES[3]!.length;
+    this.head = Buffer.allocUnsafe(headBytes);
+    let at = writeVarInt(this.head, 0, IDENTITY_HEADER_NAMES.length + this.names.length);
+    at = writeString(this.head, writeBytes(this.head, at, IDENTITY_NAME_PREFIXES[0]!), record.origin);
+    at = writeString(this.head, writeBytes(this.head, at, IDENTITY_NAME_PREFIXES[1]!), record.stream);
+    at = writeString(this.head, writeBytes(this.head, at, IDENTITY_NAME_PREFIXES[2]!), record.topic);
+    at = writeBytes(this.head, at, IDENTITY_NAME_PREFIXES[3]!);
+    if (at !== headBytes) throw new Error(`tail template: wrote ${at} of ${headBytes} bytes`);
+    const contentType = headers[RECORD_CONTENT_TYPE_HEADER] ?? streamContentType;
+    let restBytes = IDENTITY_NAME_PREFIXES[6]!.length + stringSize(contentType) + IDENTITY_NAME_PREFIXES[7]!.length + SCHEMA_VERSION_BYTES;
+    for (let i = 0; i < this.names.length; i++) restBytes += userHeaderName(this.names[i]!).length + stringSize(this.values[i]!);
+    this.rest = Buffer.allocUnsafe(restBytes);
+    at = writeString(this.rest, writeBytes(this.rest, 0, IDENTITY_NAME_PREFIXES[6]!), contentType);
+    at = writeBytes(this.rest, writeBytes(this.rest, at, IDENTITY_NAME_PREFIXES[7]!), SCHEMA_VERSION_ENCODED);
+    for (let i = 0; i < this.names.length; i++) at = writeString(this.rest, writeBytes(this.rest, at, userHeaderName(this.names[i]!)), this.values[i]!);
+    if (at !== restBytes) throw new Error(`tail template: wrote ${at} of ${restBytes} bytes`);
+    this.fixedBytes = this.key.length + headBytes + IDENTITY_NAME_PREFIXES[4]!.length + IDENTITY_NAME_PREFIXES[5]!.length + restBytes;
+  }
+
+  /** Whether `record`'s tail is this template's with its own payload, offset and times. */
+  matches(record: LogRecord, streamContentType: string): boolean {
+    if (record.topic !== this.topic || record.origin !== this.origin || record.stream !== this.stream || streamContentType !== this.streamContentType) return false;
+    const headers = record.headers;
+    let i = 0;
+    for (const name in headers) {
+      if (!Object.hasOwn(headers, name)) continue;
+      if (i >= this.names.length || name !== this.names[i] || headers[name] !== this.values[i]) return false;
+      i += 1;
+    }
+    return i === this.names.length;
+  }
+
+  /** `recordTailSize` of a record this template matches. */
+  size(record: LogRecord): number {
+    const payloadBytes = record.payload.byteLength;
+    return this.fixedBytes + varIntSize(payloadBytes) + payloadBytes + numberSize(record.offset) + numberSize(record.eventTimeMs) + numberSize(record.ingestTimeMs);
+  }
+
+  /** `writeRecordTail` of a record this template matches. */
+  write(buf: Buffer, offset: number, record: LogRecord): number {
+    const payload = record.payload;
+    buf.set(this.key, offset);
+    offset = writeVarInt(buf, offset + this.key.length, payload.byteLength);
+    buf.set(payload, offset);
+    offset += payload.byteLength;
+    buf.set(this.head, offset);
+    offset = writeNumber(buf, offset + this.head.length, record.offset);
+    offset = writeNumber(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[4]!), record.eventTimeMs);
+    offset = writeNumber(buf, writeBytes(buf, offset, IDENTITY_NAME_PREFIXES[5]!), record.ingestTimeMs);
+    buf.set(this.rest, offset);
+    return offset + this.rest.length;
+  }
 }
 
 /**
@@ -235,6 +349,34 @@ function writeString(buf: Buffer, offset: number, text: string): number {
   return offset;
 }
 
+/** Decimal digits of a safe non-negative integer (offsets and times), as `String(value)` has. */
+function digitsOf(value: number): number {
+  if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER) || !Number.isInteger(value)) return -1;
+  let digits = 1;
+  for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits += 1;
+  return digits;
+}
+
+/** `stringSize(String(value))`, without making the string for the common case. */
+function numberSize(value: number): number {
+  const digits = digitsOf(value);
+  return digits < 0 ? stringSize(String(value)) : varIntSize(digits) + digits;
+}
+
+/** `writeString(buf, offset, String(value))`, without making the string for the common case. */
+function writeNumber(buf: Buffer, offset: number, value: number): number {
+  const digits = digitsOf(value);
+  if (digits < 0) return writeString(buf, offset, String(value));
+  offset = writeVarInt(buf, offset, digits);
+  let rest = value;
+  for (let at = offset + digits - 1; at >= offset; at--) {
+    const next = Math.floor(rest / 10);
+    buf[at] = 0x30 + (rest - next * 10);
+    rest = next;
+  }
+  return offset + digits;
+}
+
 const IDENTITY_HEADER_NAMES = [
   HEADER_ORIGIN,
   HEADER_STREAM,
@@ -252,6 +394,13 @@ const IDENTITY_NAME_PREFIXES: readonly Uint8Array[] = IDENTITY_HEADER_NAMES.map(
   return buf;
 });
 const IDENTITY_NAMES_BYTES = IDENTITY_NAME_PREFIXES.reduce((sum, prefix) => sum + prefix.length, 0);
+/** The `pc-schema` value as written: its length, then its bytes. */
+const SCHEMA_VERSION_ENCODED: Uint8Array = (() => {
+  const buf = Buffer.alloc(stringSize(SCHEMA_VERSION));
+  writeString(buf, 0, SCHEMA_VERSION);
+  return buf;
+})();
+const SCHEMA_VERSION_BYTES = SCHEMA_VERSION_ENCODED.length;
 
 /** Kafka's varint: zig-zag, then 7 bits a byte, low first (lengths here are never negative). */
 function varIntSize(value: number): number {

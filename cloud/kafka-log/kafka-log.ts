@@ -103,9 +103,11 @@ import {
   encodeHighWater,
   encodeKeyValueTail,
   encodeRecord,
-  encodeRecordTail,
   encodedSizeBytes,
   peekIdentity,
+  recordTailSize,
+  TailTemplate,
+  writeRecordTail,
   type HeldTopic,
 } from './codec.js';
 import { readCompacted } from './highwater-reader.js';
@@ -472,6 +474,24 @@ function toTopicMessages(chunk: readonly OutgoingItem[]): TopicMessages[] {
 }
 
 const partitionKey = (kafkaTopic: string, partition: number): string => `${kafkaTopic}#${partition}`;
+
+/** A data record's message as writeTransaction makes it when the produce request speedup is installed. */
+interface RecordMessage {
+  readonly portcallRecord: LogRecord;
+  readonly portcallContentType: string;
+}
+
+/** `portcallWriteTail` of a data record's message: one function, no closure per record. */
+function writeMessageTail(message: object, buf: Buffer, at: number): number {
+  const { portcallRecord, portcallContentType } = message as RecordMessage;
+  return writeRecordTail(buf, at, portcallRecord, portcallContentType);
+}
+
+/** `portcallWriteTail` of a data record's message in a run that shares a TailTemplate. */
+function writeTemplateTail(message: object, buf: Buffer, at: number): number {
+  const { portcallRecord, portcallTemplate } = message as { portcallRecord: LogRecord; portcallTemplate: TailTemplate };
+  return portcallTemplate.write(buf, at, portcallRecord);
+}
 
 function keepLatest(ends: Map<string, PartitionEnd>, key: string, entry: PartitionEnd): void {
   const known = ends.get(key);
@@ -1450,6 +1470,7 @@ export class KafkaLog implements SiteLog, HealthSource {
     let keys: string[] = [];
     let logicalTopic: string | undefined;
     let partition = 0;
+    let template: TailTemplate | undefined;
     for (let i = 0; i < records.length; i++) {
       const record = records[i]!;
       if (record.stream !== stream) {
@@ -1471,12 +1492,23 @@ export class KafkaLog implements SiteLog, HealthSource {
         this.partitionInFlight.set(partitionKey, (this.partitionInFlight.get(partitionKey) ?? 0) + 1);
       }
       if (preEncode) {
-        // Key, value and headers in wire format already. `key` and `value` stay set because
-        // kafkajs checks them, but the installed encoder writes the tail instead.
-        const portcallTail = encodeRecordTail(record, contentType);
-        // `value` is only checked for being set (the tail holds the payload): no Buffer view per record.
-        const message = { key: record.topic, value: null, partition, portcallTail } as Message;
-        items[i] = { topic, partitionKey, message, sizeBytes: portcallTail.length + RECORD_FRAMING_BYTES, record };
+        // Key, value and headers are written straight into the produce request
+        // (kafkajs-speedups.ts): sized now, written when kafkajs encodes the request. A run of
+        // a container's records (wire format 2 sends them so) shares one TailTemplate: what
+        // the records' tails have in common is encoded once, and copied.
+        // `key` and `value` stay set because kafkajs checks them; `value` only for being set.
+        if (template !== undefined && !template.matches(record, contentType)) template = undefined;
+        if (template === undefined && records[i + 1]?.topic === record.topic) template = new TailTemplate(record, contentType);
+        let message: Message;
+        let portcallTailSize: number;
+        if (template !== undefined) {
+          portcallTailSize = template.size(record);
+          message = { key: record.topic, value: null, partition, portcallTailSize, portcallWriteTail: writeTemplateTail, portcallRecord: record, portcallTemplate: template } as Message;
+        } else {
+          portcallTailSize = recordTailSize(record, contentType);
+          message = { key: record.topic, value: null, partition, portcallTailSize, portcallWriteTail: writeMessageTail, portcallRecord: record, portcallContentType: contentType } as Message;
+        }
+        items[i] = { topic, partitionKey, message, sizeBytes: portcallTailSize + RECORD_FRAMING_BYTES, record };
       } else {
         items[i] = { topic, partitionKey, message: encodeRecord(record, contentType, partition), sizeBytes: encodedSizeBytes(record), record };
       }
@@ -1484,8 +1516,12 @@ export class KafkaLog implements SiteLog, HealthSource {
     // Pre-encoded too, so that a request's messages all are and it is written in one piece.
     const withTail = (message: Message): Message =>
       preEncode ? ({ ...message, portcallTail: encodeKeyValueTail(String(message.key), String(message.value)) } as Message) : message;
+    // The high-water and cursor entries go first, into the transaction's first send: a
+    // transaction too large for one send then adds all its partitions but the journal's in
+    // one AddPartitionsToTxn, instead of another round trip before its last send.
+    const entries: OutgoingItem[] = [];
     for (const { stream: entryStream, topic: entryTopic, held } of staged.values()) {
-      items.push({
+      entries.push({
         topic: this.layout.highWaterTopic,
         partitionKey: this.layout.highWaterTopic,
         message: withTail(encodeHighWater(entryStream, entryTopic, held)),
@@ -1493,9 +1529,9 @@ export class KafkaLog implements SiteLog, HealthSource {
       });
     }
     for (const [key, { position }] of cursors) {
-      items.push({ topic: this.layout.cursorTopic, partitionKey: this.layout.cursorTopic, message: withTail(encodeCursor(key, position)), sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(key) });
+      entries.push({ topic: this.layout.cursorTopic, partitionKey: this.layout.cursorTopic, message: withTail(encodeCursor(key, position)), sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(key) });
     }
-    const chunks = chunkItems(items);
+    const chunks = chunkItems(entries.length === 0 ? items : entries.concat(items));
     const responses: RecordMetadata[][] = [];
     let transaction: Transaction | undefined;
     let commitSent = false;

@@ -15,14 +15,16 @@
  * 3. The produce request (protocol/requests/produce/v3, which v4 to v7 wrap). kafkajs builds a
  *    record object per message (an object spread), an encoder per record, concatenates them
  *    into the batch, copies the batch three more times on its way into the request, and
- *    computes the batch's CRC-32C a byte at a time. When every message of a request is
- *    pre-encoded (all of the Kafka log's are) and uncompressed, this one writes the whole
- *    request into one buffer, each record once, and computes the CRC-32C eight bytes at a
- *    time. Any other request is kafkajs's own.
+ *    computes the batch's CRC-32C a byte at a time. When every message of a request carries
+ *    its tail (`TailedMessage`: all of the Kafka log's do) and it is uncompressed, this one
+ *    writes the whole request into one buffer, each data record's tail written straight into
+ *    it (no buffer of its own), and computes the CRC-32C eight bytes at a time. Any other
+ *    request is kafkajs's own.
  * 4. The request framing (protocol/request): kafkajs copies every encoded request twice, into
  *    growing encoders, to put its header and size in front; this one writes header and body
- *    into one buffer of the exact size (one copy of a multi-megabyte produce request instead
- *    of two and the reallocations).
+ *    into one buffer of the exact size (one copy of the request instead of two and the
+ *    reallocations), and a produce request written by 3 has room left in front for the
+ *    header, so it is not copied at all.
  *
  * How they are installed: by replacing the modules' entries in Node's require cache before
  * the kafkajs modules that `require` them are loaded. The grouping is required when kafkajs
@@ -37,9 +39,36 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 
 type HeaderValue = string | Buffer | null | undefined;
-interface RecordInput {
-  /** Key, value and headers already encoded (codec.ts `encodeRecordTail`); wins over them when set. */
+/**
+ * A message whose key, value and headers are written by the Kafka log itself, in Kafka's
+ * record wire format from the key on: either already encoded (`portcallTail`), or written on
+ * demand straight into the request (`portcallWriteTail`, `portcallTailSize` bytes exactly),
+ * which spares a buffer and a copy per record. Either wins over the key, value and headers.
+ */
+export interface TailedMessage {
   readonly portcallTail?: Buffer;
+  readonly portcallTailSize?: number;
+  /** Writes the message's tail at `at` and returns where it ended: `at + portcallTailSize`. */
+  readonly portcallWriteTail?: (message: TailedMessage, buf: Buffer, at: number) => number;
+}
+
+function hasTail(message: TailedMessage): boolean {
+  return message.portcallTail !== undefined || message.portcallWriteTail !== undefined;
+}
+
+function tailSize(message: TailedMessage): number {
+  return message.portcallTail !== undefined ? message.portcallTail.length : message.portcallTailSize!;
+}
+
+function writeTail(message: TailedMessage, buf: Buffer, at: number): number {
+  const tail = message.portcallTail;
+  if (tail !== undefined) return at + tail.copy(buf, at);
+  const end = message.portcallWriteTail!(message, buf, at);
+  if (end !== at + message.portcallTailSize!) throw new Error(`record tail: wrote ${end - at} bytes, announced ${String(message.portcallTailSize)}`);
+  return end;
+}
+
+interface RecordInput extends TailedMessage {
   readonly offsetDelta?: number;
   readonly timestampDelta?: number | { toNumber(): number };
   readonly key?: string | Buffer | null;
@@ -121,16 +150,15 @@ export function createRecordEncoder(original: RecordEncoder, encoderPrototype: o
     const rawDelta = record.timestampDelta ?? 0;
     const timestampDelta = typeof rawDelta === 'number' ? rawDelta : Number.NaN;
     if (!isSmallInteger(timestampDelta) || !isSmallInteger(offsetDelta)) return original(record);
-    const tail = record.portcallTail;
-    if (tail !== undefined) {
-      const body = 1 + sizeOfUVarInt(zigZag(timestampDelta)) + sizeOfUVarInt(zigZag(offsetDelta)) + tail.length;
+    if (hasTail(record)) {
+      const body = 1 + sizeOfUVarInt(zigZag(timestampDelta)) + sizeOfUVarInt(zigZag(offsetDelta)) + tailSize(record);
       const length = sizeOfUVarInt(zigZag(body)) + body;
       const out = Buffer.allocUnsafe(length);
       let at = writeUVarInt(out, 0, zigZag(body));
       out[at++] = 0; // attributes
       at = writeUVarInt(out, at, zigZag(timestampDelta));
       at = writeUVarInt(out, at, zigZag(offsetDelta));
-      tail.copy(out, at);
+      writeTail(record, out, at);
       const encoder = Object.create(encoderPrototype) as EncoderLike;
       encoder.buf = out;
       encoder.offset = length;
@@ -188,11 +216,40 @@ const CRC_TABLES: Int32Array[] = (() => {
   return tables;
 })();
 
-/** CRC-32C of `buf[start, end)`, eight bytes per step (what kafkajs computes a byte at a time). */
+/** Whether an Int32Array reads memory little-endian (the words below are read so). */
+const LITTLE_ENDIAN = new Uint8Array(new Int32Array([1]).buffer)[0] === 1;
+
+/**
+ * CRC-32C of `buf[start, end)`, eight bytes per step (what kafkajs computes a byte at a
+ * time). The eight bytes are read as two 32-bit words through an Int32Array on the aligned
+ * part of the buffer, which ran 1.4x as fast as eight byte reads (0.82-0.84 GB/s against
+ * 0.60, a 700 KiB batch, 2026-11-22).
+ */
 export function crc32c(buf: Uint8Array, start = 0, end = buf.length): number {
   const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array];
   let crc = -1;
   let i = start;
+  if (LITTLE_ENDIAN) {
+    for (; i < end && ((buf.byteOffset + i) & 3) !== 0; i++) crc = t0[(crc ^ buf[i]!) & 0xff]! ^ (crc >>> 8);
+    const steps = (end - i) >>> 3;
+    if (steps > 0) {
+      const words = new Int32Array(buf.buffer, buf.byteOffset + i, steps * 2);
+      for (let k = 0; k < words.length; k += 2) {
+        const low = crc ^ words[k]!;
+        const high = words[k + 1]!;
+        crc =
+          t7[low & 0xff]! ^
+          t6[(low >>> 8) & 0xff]! ^
+          t5[(low >>> 16) & 0xff]! ^
+          t4[low >>> 24]! ^
+          t3[high & 0xff]! ^
+          t2[(high >>> 8) & 0xff]! ^
+          t1[(high >>> 16) & 0xff]! ^
+          t0[high >>> 24]!;
+      }
+      i += steps * 8;
+    }
+  }
   for (; i + 8 <= end; i += 8) {
     const low = crc ^ (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24));
     crc =
@@ -209,8 +266,7 @@ export function crc32c(buf: Uint8Array, start = 0, end = buf.length): number {
   return (crc ^ -1) >>> 0;
 }
 
-interface ProduceMessage {
-  readonly portcallTail?: Buffer;
+interface ProduceMessage extends TailedMessage {
   readonly timestamp?: unknown;
 }
 interface ProduceArgs {
@@ -241,9 +297,20 @@ function bigIntOf(value: ProduceArgs['producerId']): bigint {
 const BATCH_HEADER_BYTES = 8 + 4 + 4 + 1 + 4 + 2 + 4 + 8 + 8 + 8 + 2 + 4 + 4;
 
 /**
+ * Bytes left free in front of a produce request written here, for the framing (size, api
+ * key, version, correlation id, client id: 14 bytes plus the client id) to be written into
+ * rather than the request copied behind it.
+ */
+const FRAMING_HEADROOM = 256;
+
+/** An encoder whose `buf` is a view starting `FRAMING_HEADROOM` bytes into `portcallHeadroom`. */
+type HeadroomEncoder = EncoderLike & { portcallHeadroom?: Buffer };
+
+/**
  * The produce request kafkajs would encode for these arguments, written directly: one
- * buffer, each pre-encoded record copied once. Undefined when it cannot (a message without a
- * pre-encoded tail, a timestamp of its own, compression), and kafkajs's own encode is used.
+ * buffer, each record's tail written (or its pre-encoded tail copied) once. Undefined when it
+ * cannot (a message without a tail of ours, a timestamp of its own, compression), and
+ * kafkajs's own encode is used.
  */
 export function encodeProduceRequest(args: ProduceArgs, encoderPrototype: object, now = Date.now()): EncoderLike | undefined {
   if ((args.compression ?? 0) !== 0) return undefined;
@@ -256,14 +323,14 @@ export function encodeProduceRequest(args: ProduceArgs, encoderPrototype: object
       size += 4 + 4 + BATCH_HEADER_BYTES;
       for (let i = 0; i < messages.length; i++) {
         const message = messages[i]!;
-        const tail = message.portcallTail;
-        if (tail === undefined || message.timestamp != null) return undefined;
-        const body = 1 + 1 + sizeOfUVarInt(zigZag(i)) + tail.length;
+        if (!hasTail(message) || message.timestamp != null) return undefined;
+        const body = 1 + 1 + sizeOfUVarInt(zigZag(i)) + tailSize(message);
         size += sizeOfUVarInt(zigZag(body)) + body;
       }
     }
   }
-  const buf = Buffer.allocUnsafe(size);
+  const full = Buffer.allocUnsafe(FRAMING_HEADROOM + size);
+  const buf = full.subarray(FRAMING_HEADROOM);
   let at = 0;
   if (transactionalId === null) at = buf.writeInt16BE(-1, at);
   else {
@@ -303,12 +370,12 @@ export function encodeProduceRequest(args: ProduceArgs, encoderPrototype: object
       at = buf.writeInt32BE(firstSequence ?? 0, at);
       at = buf.writeInt32BE(messages.length, at);
       for (let i = 0; i < messages.length; i++) {
-        const tail = messages[i]!.portcallTail!;
-        at = writeUVarInt(buf, at, zigZag(1 + 1 + sizeOfUVarInt(zigZag(i)) + tail.length));
+        const message = messages[i]!;
+        at = writeUVarInt(buf, at, zigZag(1 + 1 + sizeOfUVarInt(zigZag(i)) + tailSize(message)));
         buf[at++] = 0; // attributes
         buf[at++] = 0; // timestamp delta: every record of the batch has the batch's time
         at = writeUVarInt(buf, at, zigZag(i));
-        at += tail.copy(buf, at);
+        at = writeTail(message, buf, at);
       }
       buf.writeInt32BE(at - lengthAt - 4, lengthAt);
       buf.writeUInt32BE(crc32c(buf, crcStart, at), crcAt);
@@ -316,9 +383,10 @@ export function encodeProduceRequest(args: ProduceArgs, encoderPrototype: object
     }
   }
   if (at !== size) throw new Error(`produce request: wrote ${at} of ${size} bytes`);
-  const encoder = Object.create(encoderPrototype) as EncoderLike;
+  const encoder = Object.create(encoderPrototype) as HeadroomEncoder;
   encoder.buf = buf;
   encoder.offset = size;
+  encoder.portcallHeadroom = full;
   return encoder;
 }
 
@@ -341,22 +409,25 @@ type Framing = (args: {
 
 /**
  * kafkajs's request framing (size, api key, version, correlation id, client id, then the
- * body), written into one buffer: the same bytes, the body copied once.
+ * body), written into one buffer: the same bytes, the body copied once, or not at all when
+ * it was written with room in front for the framing (a produce request written here).
  */
 export function createFraming(encoderPrototype: object): Framing {
   return async ({ correlationId, clientId, request: { apiKey, apiVersion, encode } }) => {
-    const payload = await encode();
+    const payload = (await encode()) as HeadroomEncoder;
     const clientIdBytes = clientId === null || clientId === undefined ? -1 : Buffer.byteLength(clientId, 'utf8');
     const headerBytes = 2 + 2 + 4 + 2 + Math.max(0, clientIdBytes);
     const size = headerBytes + payload.offset;
-    const buf = Buffer.allocUnsafe(4 + size);
+    const room = payload.portcallHeadroom;
+    const inPlace = room !== undefined && 4 + headerBytes <= FRAMING_HEADROOM && room.subarray(FRAMING_HEADROOM).byteOffset === payload.buf.byteOffset;
+    const buf = inPlace ? room.subarray(FRAMING_HEADROOM - 4 - headerBytes, FRAMING_HEADROOM + payload.offset) : Buffer.allocUnsafe(4 + size);
     let at = buf.writeInt32BE(size, 0);
     at = buf.writeInt16BE(apiKey, at);
     at = buf.writeInt16BE(apiVersion, at);
     at = buf.writeInt32BE(correlationId, at);
     at = buf.writeInt16BE(clientIdBytes, at);
     if (clientIdBytes > 0) at += buf.write(clientId!, at, clientIdBytes, 'utf8');
-    payload.buf.copy(buf, at, 0, payload.offset);
+    if (!inPlace) payload.buf.copy(buf, at, 0, payload.offset);
     const encoder = Object.create(encoderPrototype) as EncoderLike;
     encoder.buf = buf;
     encoder.offset = buf.length;
@@ -383,8 +454,8 @@ export const groupMessagesPerPartition: Grouping = ({ topic, partitionMetadata, 
   const result: Record<number, unknown[]> = {};
   if (partitionMetadata.length === 0) return result;
   for (const message of messages) {
-    const own = message as { portcallTail?: unknown; partition?: unknown };
-    const partition = own.portcallTail !== undefined && typeof own.partition === 'number' ? own.partition : partitioner({ topic, partitionMetadata, message });
+    const own = message as TailedMessage & { partition?: unknown };
+    const partition = hasTail(own) && typeof own.partition === 'number' ? own.partition : partitioner({ topic, partitionMetadata, message });
     const current = result[partition];
     if (current === undefined) result[partition] = [message];
     else current.push(message);
@@ -441,3 +512,47 @@ export function kafkajsOriginals(): {
 } {
   return { encode: kafkajsRecordEncoder, prototype: kafkajsEncoderPrototype, grouping: kafkajsGrouping, produceRequest: kafkajsProduceV3, framing: kafkajsFraming };
 }
+
+/** How long a transaction coordinator found is used without asking again. */
+const COORDINATOR_CACHE_MS = 10_000;
+const TRANSACTION_COORDINATOR = 1; // kafkajs protocol/coordinatorTypes TRANSACTION
+
+interface BrokerLike {
+  isConnected(): boolean;
+}
+type FindCoordinator = (this: object, args: { groupId: string; coordinatorType?: number }) => Promise<BrokerLike>;
+
+/**
+ * 5. The transaction coordinator, remembered (cluster/index.js `findGroupCoordinator`).
+ *    kafkajs's transactional producer asks a broker which one coordinates its transactional
+ *    id before every AddPartitionsToTxn and every EndTxn: three or four FindCoordinator round
+ *    trips in each of the Kafka log's transactions, on its critical path, each waiting for the
+ *    event loop as well. This one answers from what the same cluster object (one per
+ *    producer) found in the last 10 s while that broker is connected; the answer is the same
+ *    broker until the coordinator moves, and then the transaction's requests fail
+ *    (NOT_COORDINATOR), the Kafka log refuses the calls (retriable) and replaces the
+ *    producer, and with it the cluster object and what it remembered. Group coordinators
+ *    (consumers) are looked up as before.
+ */
+export function createCoordinatorCache(original: FindCoordinator, now: () => number = Date.now): FindCoordinator {
+  const known = new WeakMap<object, Map<string, { broker: BrokerLike; foundAtMs: number }>>();
+  return async function findGroupCoordinator(this: object, args) {
+    if (args.coordinatorType !== TRANSACTION_COORDINATOR) return original.call(this, args);
+    let cluster = known.get(this);
+    if (cluster === undefined) {
+      cluster = new Map();
+      known.set(this, cluster);
+    }
+    const hit = cluster.get(args.groupId);
+    if (hit !== undefined && now() - hit.foundAtMs < COORDINATOR_CACHE_MS && hit.broker.isConnected()) return hit.broker;
+    cluster.delete(args.groupId);
+    const broker = await original.call(this, args);
+    cluster.set(args.groupId, { broker, foundAtMs: now() });
+    return broker;
+  };
+}
+
+/** Installed on kafkajs's Cluster class itself (a method, so whenever kafkajs was loaded). */
+const clusterClass = require('kafkajs/src/cluster/index.js') as { prototype: { findGroupCoordinator: FindCoordinator } };
+const kafkajsFindCoordinator = clusterClass.prototype.findGroupCoordinator;
+clusterClass.prototype.findGroupCoordinator = createCoordinatorCache(kafkajsFindCoordinator);

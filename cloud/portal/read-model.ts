@@ -411,7 +411,6 @@ export class PortalReadModel {
     return out;
   }
 
-
   /** A cached record; one found in the older generation moves to the young one. */
   private cached(key: string): LogRecord | undefined {
     const young = this.cache.get(key);
