@@ -333,6 +333,79 @@ describeKafka('KafkaLog on a real broker', () => {
     await expect(dangling.commit()).rejects.toThrow();
   });
 
+  /**
+   * A crashed instance can leave one sender's transaction open with high-water entries already
+   * written, and another sender's transaction committed behind them (the second sender never
+   * got its answer). A read_committed read stops at the open transaction, so a reopened
+   * instance that read only that far would take the second sender's resend for new records.
+   */
+  async function strandBehindOpenTransaction(siteId: string, topicPrefix: string, strayTimeoutMs: number): Promise<void> {
+    const first = await openLog({ topicPrefix, siteId });
+    await first.replicate(range('containers', 'Y01', 0, 2), { sender: 'TOKYO' });
+    // SINGAPORE's lane of the crashed instance, mid-transaction: entries in every partition of
+    // the high-water topic, no commit ever.
+    const admin = client(bootstrap()).admin();
+    await admin.connect();
+    cleanups.push(() => admin.disconnect());
+    const partitions = (await admin.fetchTopicOffsets(highWaterTopicName(topicPrefix))).map((entry) => entry.partition);
+    const stray = client(bootstrap()).producer({
+      transactionalId: `portcall-${siteId}-ingest-from-SINGAPORE`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: strayTimeoutMs,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    await stray.connect();
+    cleanups.push(() => stray.disconnect());
+    const open = await stray.transaction();
+    await open.send({
+      topic: highWaterTopicName(topicPrefix),
+      messages: partitions.map((partition) => ({ partition, key: `containers\u0000S0${partition}`, value: JSON.stringify({ nextOffset: 1, origin: 'SINGAPORE' }) })),
+    });
+    // TOKYO's next transaction commits behind it; the crash takes its answer.
+    expect(await first.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' })).toMatchObject({ stored: 3 });
+    await first.close();
+  }
+
+  it('reads what a sender committed behind another sender\'s open transaction before taking its resend, once that sender is back', { timeout: 60_000 }, async () => {
+    const topicPrefix = uniquePrefix();
+    const siteId = `HQ-${randomUUID().slice(0, 6)}`;
+    await strandBehindOpenTransaction(siteId, topicPrefix, 60_000);
+
+    const reopened = await openLog({ topicPrefix, siteId });
+    const startedAtMs = Date.now();
+    const resent = reopened.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' });
+    // SINGAPORE comes back: registering its id aborts what its crashed lane left open.
+    await sleep(500);
+    expect(await reopened.replicate(range('containers', 'S01', 0, 1), { sender: 'SINGAPORE' })).toMatchObject({ stored: 1 });
+    expect(await resent).toMatchObject({ stored: 0, duplicates: 3 });
+    const waitedMs = Date.now() - startedAtMs;
+    expect(waitedMs).toBeLessThan(30_000);
+    const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
+    expect(new Map([...offsetsByTopic(read)].sort(([a], [b]) => a.localeCompare(b)))).toEqual(
+      new Map([
+        ['S01', [0]],
+        ['Y01', sequence(0, 5)],
+      ]),
+    );
+    process.stderr.write(`[kafka-log] the resend behind an open transaction was answered after ${waitedMs} ms\n`);
+  });
+
+  it('reads what a sender committed behind another sender\'s open transaction before taking its resend, once Kafka aborts it', { timeout: 60_000 }, async () => {
+    const topicPrefix = uniquePrefix();
+    const siteId = `HQ-${randomUUID().slice(0, 6)}`;
+    await strandBehindOpenTransaction(siteId, topicPrefix, 3_000);
+
+    const reopened = await openLog({ topicPrefix, siteId });
+    const startedAtMs = Date.now();
+    // SINGAPORE never comes back: the broker aborts its transaction after the transaction timeout.
+    expect(await reopened.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' })).toMatchObject({ stored: 0, duplicates: 3 });
+    const waitedMs = Date.now() - startedAtMs;
+    const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
+    expect(offsetsByTopic(read)).toEqual(new Map([['Y01', sequence(0, 5)]]));
+    process.stderr.write(`[kafka-log] the resend waited ${waitedMs} ms for Kafka to abort the stray transaction\n`);
+  });
+
   it('serializes concurrent calls into group commits; a gap fails only its own call', async () => {
     const topicPrefix = uniquePrefix();
     const log = await openLog({ topicPrefix });

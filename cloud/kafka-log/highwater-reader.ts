@@ -61,6 +61,61 @@ async function fetchEndOffsets(admin: Admin, topic: string, deadlineMs: number):
   }
 }
 
+/**
+ * Per partition, the high watermark: the end of what is written, transactions still open
+ * included. Taken when no transaction of this instance is open, anything between a
+ * partition's last stable offset and this end belongs to some other producer's transaction.
+ */
+export async function writtenEnds(options: ReadHighWaterOptions): Promise<Map<number, bigint>> {
+  const { admin, fetcher, topic, timeoutMs } = options;
+  const stable = await fetchEndOffsets(admin, topic, Date.now() + timeoutMs);
+  const ends = new Map<number, bigint>();
+  await Promise.all(
+    stable.map(async ({ partition, high }) => {
+      // A read_committed fetch at the last stable offset returns no records, only the ends.
+      const fetched = await fetcher.fetch(topic, partition, BigInt(high), 1);
+      ends.set(partition, fetched.highWatermark);
+    }),
+  );
+  return ends;
+}
+
+const STABLE_POLL_MIN_MS = 20;
+const STABLE_POLL_MAX_MS = 500;
+
+/**
+ * Waits until every partition's last stable offset has reached `target` (from `writtenEnds`):
+ * until each transaction that was open below those ends has committed or aborted, so that a
+ * read_committed read to the last stable offset sees everything committed before them.
+ *
+ * Why: a read_committed read stops at the first open transaction of any producer. What this
+ * instance committed behind it (a transaction whose answer a crash or a timeout took) would go
+ * unread, and a resend of it would look new. The transaction in the way is usually another
+ * instance's, committing in milliseconds, or one a crashed instance left open, which ends when
+ * its transactional id is registered again or when Kafka aborts it after its transaction
+ * timeout. Throws a (retriable) StoreUnavailableError naming the partition and offset when it
+ * has not ended by `deadlineMs`.
+ */
+export async function waitUntilStable(options: ReadHighWaterOptions & { readonly what: string }, target: ReadonlyMap<number, bigint>, deadlineMs: number): Promise<void> {
+  const { fetcher, topic } = options;
+  for (const [partition, end] of target) {
+    for (let pollMs = STABLE_POLL_MIN_MS; ; pollMs = Math.min(pollMs * 2, STABLE_POLL_MAX_MS)) {
+      // A read_committed fetch at an offset the last stable offset has not reached returns no
+      // records, only the ends; once it has, one batch at most, and the wait is over.
+      const fetched = await fetcher.fetch(topic, partition, end, 1);
+      if (fetched.lastStableOffset >= end) break;
+      if (Date.now() + pollMs > deadlineMs) {
+        throw new StoreUnavailableError(
+          `the ${options.what} topic ${topic} partition ${partition} has a transaction open at offset ${fetched.lastStableOffset} ` +
+            `that is not this instance's (a crashed instance's, which ends when its sender registers again or when Kafka aborts it ` +
+            `after its transaction timeout): what was committed behind it (up to ${end}) cannot be read yet`,
+        );
+      }
+      await sleep(pollMs);
+    }
+  }
+}
+
 export interface CompactedReadResult {
   /** Per partition, the offset the read reached (the last stable offset when it started). */
   readonly reached: Map<number, bigint>;

@@ -110,7 +110,7 @@ import {
   writeRecordTail,
   type HeldTopic,
 } from './codec.js';
-import { readCompacted } from './highwater-reader.js';
+import { readCompacted, waitUntilStable, writtenEnds } from './highwater-reader.js';
 import { KafkaCustomerTopicWriter } from './customer-topics.js';
 import { OffsetOutOfRangeError, PartitionFetcher, type FetchedPartition } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
@@ -284,6 +284,11 @@ interface SenderLane {
   readonly sender: string;
   readonly transactionalId: string;
   producer: Producer | undefined;
+  /**
+   * Whether the maps were read, after this lane's id was registered, past every transaction
+   * open at the time (see register). Reset whenever the producer is.
+   */
+  registered: boolean;
   queue: PendingReplicate[];
   draining: Promise<void> | undefined;
   /** Transactions of this lane that failed because another instance registered its id. */
@@ -538,6 +543,8 @@ export class KafkaLog implements SiteLog, HealthSource {
    * the id settled it already, so the maps need only be re-read, without taking the id back.
    */
   private rereadNeeded = false;
+  /** Counts transactions that ended with an unknown outcome or left open; see register. */
+  private uncertainEndings = 0;
   /** Set when the index must be discarded and rebuilt (done by the catch-up, between runs). */
   private rebuildIndex = false;
   private readonly lanes = new Map<string, SenderLane>();
@@ -872,6 +879,7 @@ export class KafkaLog implements SiteLog, HealthSource {
         sender,
         transactionalId: sender === '' ? `portcall-${this.siteId}-ingest` : `portcall-${this.siteId}-ingest-from-${sender}`,
         producer: undefined,
+        registered: false,
         queue: [],
         draining: undefined,
         fenced: 0,
@@ -1151,29 +1159,53 @@ export class KafkaLog implements SiteLog, HealthSource {
    * Registers the lane's transactional id (fencing another instance that held it and settling
    * what it left open), then reads what was committed meanwhile, before anything of the lane
    * is checked against the maps.
+   *
+   * The read goes to the last stable offset, which stops at the first transaction still open
+   * in a partition, whoever's it is. Behind such a transaction may lie entries this instance
+   * (or its crashed predecessor) committed without learning so: left unread, a resend of their
+   * records would be taken for new ones and stored twice. So the read waits, outside the
+   * exclusive section so that other lanes can register meanwhile (which settles what their
+   * crashed predecessors left open), until every transaction open when the ids were
+   * registered has ended. It starts over if a transaction of this instance ended uncertain
+   * meanwhile, since that one's entries may lie beyond the ends waited for.
    */
   private async register(lane: SenderLane): Promise<void> {
-    await this.exclusive(async () => {
-      // Registering again the id of a transaction with an unknown outcome makes the coordinator
-      // finish it one way or the other; only then does reading the topics tell which.
-      for (const other of this.unsettled) other.producer ??= await this.connectProducer(other.transactionalId);
-      lane.producer ??= await this.connectProducer(lane.transactionalId);
-      const foreign = await this.readState();
-      this.unsettled.clear();
-      this.rereadNeeded = false;
-      if (foreign > 0 && this.index !== undefined) {
-        // Another instance (that served this sender meanwhile) committed records this index
-        // never saw, maybe below positions it already counts as complete: rebuilt from Kafka.
-        this.options.logger?.info({ sender: lane.sender, entries: foreign }, 'high water moved under this instance; rebuilding the topic index from Kafka');
-        this.rebuildIndex = true;
-        this.markIndexDirty();
-      }
-    });
+    const deadlineMs = Date.now() + this.options.recoveryTimeoutMs;
+    const fetcher = this.fetcher;
+    if (fetcher === undefined) throw new Error('the fetcher is connected before a lane registers');
+    const highWaterTopic = { admin: this.admin, fetcher, topic: this.layout.highWaterTopic, timeoutMs: this.options.recoveryTimeoutMs, what: 'high-water' };
+    for (;;) {
+      const { ends, uncertainEndings } = await this.exclusive(async () => {
+        // Registering again the id of a transaction with an unknown outcome makes the coordinator
+        // finish it one way or the other; only then does reading the topics tell which.
+        for (const other of this.unsettled) other.producer ??= await this.connectProducer(other.transactionalId);
+        lane.producer ??= await this.connectProducer(lane.transactionalId);
+        // No transaction of this instance is open now: whatever is open below these ends is another's.
+        return { ends: await writtenEnds(highWaterTopic), uncertainEndings: this.uncertainEndings };
+      });
+      await waitUntilStable(highWaterTopic, ends, deadlineMs);
+      const done = await this.exclusive(async () => {
+        if (this.uncertainEndings !== uncertainEndings || lane.producer === undefined) return false;
+        const foreign = await this.readState();
+        this.unsettled.clear();
+        this.rereadNeeded = false;
+        lane.registered = true;
+        if (foreign > 0 && this.index !== undefined) {
+          // Another instance (that served this sender meanwhile) committed records this index
+          // never saw, maybe below positions it already counts as complete: rebuilt from Kafka.
+          this.options.logger?.info({ sender: lane.sender, entries: foreign }, 'high water moved under this instance; rebuilding the topic index from Kafka');
+          this.rebuildIndex = true;
+          this.markIndexDirty();
+        }
+        return true;
+      });
+      if (done) return;
+    }
   }
 
   private async commitGroup(lane: SenderLane, group: readonly PendingReplicate[]): Promise<void> {
     let calls = group;
-    if (lane.producer === undefined || this.unsettled.size > 0 || this.rereadNeeded) {
+    if (lane.producer === undefined || !lane.registered || this.unsettled.size > 0 || this.rereadNeeded) {
       // A resend of records already held is answered from memory, even while Kafka is away.
       calls = calls.filter((call) => !this.answerFromMemory(call));
       if (calls.length === 0) return;
@@ -1192,7 +1224,7 @@ export class KafkaLog implements SiteLog, HealthSource {
       for (const record of call.newRecords ?? []) if (record !== null && typeof record === 'object') keys.add(topicKey(record.stream, record.topic));
     }
     for (;;) {
-      if (lane.producer === undefined || this.unsettled.size > 0 || this.rereadNeeded) {
+      if (lane.producer === undefined || !lane.registered || this.unsettled.size > 0 || this.rereadNeeded) {
         try {
           await this.register(lane);
         } catch (error) {
@@ -1208,6 +1240,7 @@ export class KafkaLog implements SiteLog, HealthSource {
     const partitions = new Set<string>();
     let outcome: 'none' | 'ok' | 'failed' | 'unknown' = 'none';
     let fencedOutcome = false;
+    let leftOpen = false;
     const staged = new Map<string, StagedTopic>();
     const stagedForUncertainty = staged;
     try {
@@ -1242,6 +1275,7 @@ export class KafkaLog implements SiteLog, HealthSource {
           outcome = (error as { commitSent?: boolean }).commitSent === true ? 'unknown' : 'failed';
           const fenced = isFencing(error);
           fencedOutcome = fenced;
+          leftOpen = (error as { leftOpen?: boolean }).leftOpen === true && !fenced;
           if (fenced) {
             lane.fenced += 1;
             this.fencedTotal += 1;
@@ -1281,6 +1315,7 @@ export class KafkaLog implements SiteLog, HealthSource {
       for (const entry of accepted) entry.call.resolve(entry.result, entry.stored);
       for (const stream of durableStreams) this.notifyDurable(stream);
     } finally {
+      if (outcome === 'unknown' || leftOpen) this.uncertainEndings += 1;
       if (outcome === 'unknown') {
         // Kafka may hold this transaction: the index catches up from before it, and the maps
         // are re-read when the lane registers its id again (see register).
@@ -1290,6 +1325,10 @@ export class KafkaLog implements SiteLog, HealthSource {
         if (fencedOutcome) this.rereadNeeded = true;
         else this.unsettled.add(lane);
         this.markIndexDirty();
+      } else if (leftOpen) {
+        // The abort did not go through: the transaction stays open, holding back every read
+        // of its partitions, until its id is registered again (the next registration does it).
+        this.unsettled.add(lane);
       }
       for (const key of partitions) this.partitionInFlight.set(key, this.partitionInFlight.get(key)! - 1);
       this.settleStashedEnds();
@@ -1558,7 +1597,11 @@ export class KafkaLog implements SiteLog, HealthSource {
       if (transaction !== undefined && !commitSent) {
         // Frees readers held back by the open transaction now rather than at its timeout; if
         // it fails, registering the id again on the next producer aborts it just the same.
-        await withTimeout(transaction.abort(), ABORT_TIMEOUT_MS, 'abort timed out').catch(() => {});
+        const aborted = await withTimeout(transaction.abort(), ABORT_TIMEOUT_MS, 'abort timed out').then(
+          () => true,
+          () => false,
+        );
+        if (!aborted && error !== null && typeof error === 'object') Object.assign(error, { leftOpen: true });
       }
       // Always a new producer: kafkajs leaves its transaction state machine stuck in
       // COMMITTING/ABORTING when EndTxn fails, and rolls back sequence numbers of a produce
@@ -1705,6 +1748,7 @@ export class KafkaLog implements SiteLog, HealthSource {
   private retireProducer(lane: SenderLane): void {
     const producer = lane.producer;
     lane.producer = undefined;
+    lane.registered = false;
     if (producer === undefined) return;
     const done = producer
       .disconnect()

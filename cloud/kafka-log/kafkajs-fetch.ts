@@ -38,6 +38,11 @@ export interface FetchedPartition {
   readonly nextOffset: bigint;
   /** The last stable offset: a read_committed reader can get no further for now. */
   readonly lastStableOffset: bigint;
+  /**
+   * The high watermark: the end of what is written and replicated, open transactions
+   * included. Above the last stable offset while a transaction is open in the partition.
+   */
+  readonly highWatermark: bigint;
   readonly logStartOffset: bigint;
 }
 
@@ -176,6 +181,7 @@ export class PartitionFetcher {
       messages: batch.messages,
       nextOffset: last === undefined ? offset : BigInt(last.offset) + 1n,
       lastStableOffset: BigInt(data.lastStableOffset ?? data.highWatermark),
+      highWatermark: BigInt(data.highWatermark),
       logStartOffset: BigInt(data.lastStartOffset ?? '0'),
     };
   }
