@@ -406,6 +406,38 @@ describeKafka('KafkaLog on a real broker', () => {
     process.stderr.write(`[kafka-log] the resend waited ${waitedMs} ms for Kafka to abort the stray transaction\n`);
   });
 
+  it('never moves a high water back when a read of the high-water topic ends between its own commits', async () => {
+    const topicPrefix = uniquePrefix();
+    const log = await openLog({ topicPrefix });
+    await log.replicate(range('containers', 'Y01', 0, 2), { sender: 'TOKYO' });
+    await log.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' });
+    // A read_committed read can end between two of the instance's own commits: Kafka writes a
+    // transaction's commit markers after it answered the commit, and the last stable offset
+    // waits for them. Made to stay so here by another producer's transaction left open there.
+    const admin = client(bootstrap()).admin();
+    await admin.connect();
+    cleanups.push(() => admin.disconnect());
+    const partitions = (await admin.fetchTopicOffsets(highWaterTopicName(topicPrefix))).map((entry) => entry.partition);
+    const other = client(bootstrap()).producer({ transactionalId: `other-${topicPrefix}`, idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+    await other.connect();
+    cleanups.push(() => other.disconnect());
+    const open = await other.transaction();
+    await open.send({
+      topic: highWaterTopicName(topicPrefix),
+      messages: partitions.map((partition) => ({ partition, key: `containers\u0000Z0${partition}`, value: JSON.stringify({ nextOffset: 1, origin: 'OTHER' }) })),
+    });
+    await log.replicate(range('containers', 'Y01', 5, 7), { sender: 'TOKYO' });
+
+    // The state re-read (what a registration does) reads the entries up to 5, not the one for 7.
+    await (log as unknown as { readState(): Promise<number> }).readState();
+    expect(await log.highWater('containers', 'Y01')).toBe(7);
+    expect(await log.replicate(range('containers', 'Y01', 5, 7), { sender: 'TOKYO' })).toMatchObject({ stored: 0, duplicates: 2 });
+
+    await open.abort();
+    const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
+    expect(offsetsByTopic(read)).toEqual(new Map([['Y01', sequence(0, 7)]]));
+  });
+
   it('serializes concurrent calls into group commits; a gap fails only its own call', async () => {
     const topicPrefix = uniquePrefix();
     const log = await openLog({ topicPrefix });

@@ -893,7 +893,9 @@ export class KafkaLog implements SiteLog, HealthSource {
    * Reads what was committed to the high-water and cursor topics since the last read (all of
    * it the first time), so the maps include what other instances and earlier incarnations of
    * this one wrote. Runs with no transaction of this instance in flight (at open, or inside
-   * `exclusive`), so its own commits are all below the ends it reads to.
+   * `exclusive`). It reads to the last stable offset, which may stop short of this instance's
+   * latest commits (their markers still on their way) or of a transaction open in front of
+   * them: the map never moves back for that, and `register` waits for what must be read.
    */
   private async readState(): Promise<number> {
     const fetcher = this.fetcher;
@@ -906,14 +908,23 @@ export class KafkaLog implements SiteLog, HealthSource {
       { ...common, topic: this.layout.highWaterTopic, from: this.highWaterReadTo, what: 'high-water' },
       (message) => {
         const { key, held: entry } = decodeHighWater(message);
+        if (entry === undefined) {
+          held.delete(key);
+          return;
+        }
+        // A topic's high water only ever grows. An entry at or below what this instance knows is
+        // one of its own commits read back, or an older one: the read may end between this
+        // instance's commits, since Kafka writes a transaction's commit markers after it has
+        // answered the commit, and the last stable offset waits for the markers. Applied, such an
+        // entry would move the high water back, and a resend of what lies between would be
+        // stored twice.
         const known = held.get(key);
+        if (known !== undefined && entry.nextOffset <= known.nextOffset) return;
+        // Beyond it: a commit of this instance whose outcome it did not learn (the index catches
+        // up on those anyway), or anything another writer committed.
         const uncertain = this.uncertain.get(key);
-        // This instance's own commits are read back too (and its commits whose outcome it did not
-        // learn, which the index catches up on anyway); anything else another writer committed.
-        const same = (other: HeldTopic | undefined) => other?.nextOffset === entry?.nextOffset && other?.origin === entry?.origin;
-        if (!same(known) && !same(uncertain)) foreign += 1;
-        if (entry === undefined) held.delete(key);
-        else held.set(key, entry);
+        if (uncertain?.nextOffset !== entry.nextOffset || uncertain.origin !== entry.origin) foreign += 1;
+        held.set(key, entry);
       },
     );
     this.highWaterReadTo = highWater.reached;
