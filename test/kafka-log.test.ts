@@ -229,10 +229,17 @@ describeKafka('KafkaLog on a real broker', () => {
     const admin = client(bootstrap()).admin();
     await admin.connect();
     cleanups.push(() => admin.disconnect());
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: [{ topic: highWaterTopicName(topicPrefix), numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'delete' }] }],
-    });
+    await admin
+      .createTopics({
+        waitForLeaders: true,
+        topics: [{ topic: highWaterTopicName(topicPrefix), numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'delete' }] }],
+      })
+      // kafkajs's wait for leaders gives up on "does not host this topic-partition", which a busy
+      // broker answers for a moment after creating the topic (failed twice under load); the
+      // topic is created all the same, and the log's own start waits for its leader.
+      .catch((error: unknown) => {
+        if ((error as { retriable?: unknown }).retriable !== true) throw error;
+      });
     await expect(openLog({ topicPrefix })).rejects.toThrow(ConfigError);
     await expect(openLog({ topicPrefix })).rejects.toThrow(/cleanup.policy=delete/);
 
