@@ -62,29 +62,37 @@ async function fetchEndOffsets(admin: Admin, topic: string, deadlineMs: number):
 }
 
 /**
- * Per partition, the high watermark: the end of what is written, transactions still open
- * included. Taken when no transaction of this instance is open, anything between a
- * partition's last stable offset and this end belongs to some other producer's transaction.
+ * The partitions of `topic` in which a transaction is open, each with its high watermark (the
+ * end of what is written, open transactions included); empty when none is. One fetch per
+ * partition, from `from` (where the last read of it stopped), all at once. Asked when no
+ * transaction of this instance is open, what it finds open is some other producer's.
  */
-export async function writtenEnds(options: ReadHighWaterOptions): Promise<Map<number, bigint>> {
+export async function openTransactionEnds(options: ReadHighWaterOptions, partitions: number, from: ReadonlyMap<number, bigint>): Promise<Map<number, bigint>> {
   const { admin, fetcher, topic, timeoutMs } = options;
-  const stable = await fetchEndOffsets(admin, topic, Date.now() + timeoutMs);
-  const ends = new Map<number, bigint>();
+  const open = new Map<number, bigint>();
   await Promise.all(
-    stable.map(async ({ partition, high }) => {
-      // A read_committed fetch at the last stable offset returns no records, only the ends.
-      const fetched = await fetcher.fetch(topic, partition, BigInt(high), 1);
-      ends.set(partition, fetched.highWatermark);
+    Array.from({ length: partitions }, async (_, partition) => {
+      let fetched;
+      try {
+        fetched = await fetcher.fetch(topic, partition, from.get(partition) ?? 0n, 1);
+      } catch (error) {
+        if (!(error instanceof OffsetOutOfRangeError)) throw error;
+        // Compaction moved the log start past the last read: ask at the last stable offset.
+        const stable = (await fetchEndOffsets(admin, topic, Date.now() + timeoutMs)).find((entry) => entry.partition === partition);
+        fetched = await fetcher.fetch(topic, partition, BigInt(stable?.high ?? 0), 1);
+      }
+      if (fetched.lastStableOffset < fetched.highWatermark) open.set(partition, fetched.highWatermark);
     }),
   );
-  return ends;
+  return open;
 }
 
 const STABLE_POLL_MIN_MS = 20;
 const STABLE_POLL_MAX_MS = 500;
 
 /**
- * Waits until every partition's last stable offset has reached `target` (from `writtenEnds`):
+ * Waits until every partition's last stable offset has reached `target` (from
+ * `openTransactionEnds`):
  * until each transaction that was open below those ends has committed or aborted, so that a
  * read_committed read to the last stable offset sees everything committed before them.
  *

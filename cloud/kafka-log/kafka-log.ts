@@ -110,7 +110,7 @@ import {
   writeRecordTail,
   type HeldTopic,
 } from './codec.js';
-import { readCompacted, waitUntilStable, writtenEnds } from './highwater-reader.js';
+import { openTransactionEnds, readCompacted, waitUntilStable } from './highwater-reader.js';
 import { KafkaCustomerTopicWriter } from './customer-topics.js';
 import { OffsetOutOfRangeError, PartitionFetcher, type FetchedPartition } from './kafkajs-fetch.js';
 import { kafkajsLogCreator, kafkajsLogLevel } from './kafkajs-logging.js';
@@ -1185,32 +1185,43 @@ export class KafkaLog implements SiteLog, HealthSource {
     const fetcher = this.fetcher;
     if (fetcher === undefined) throw new Error('the fetcher is connected before a lane registers');
     const highWaterTopic = { admin: this.admin, fetcher, topic: this.layout.highWaterTopic, timeoutMs: this.options.recoveryTimeoutMs, what: 'high-water' };
+    const partitions = this.layout.partitionCount(this.layout.highWaterTopic);
     for (;;) {
-      const { ends, uncertainEndings } = await this.exclusive(async () => {
+      const waitFor = await this.exclusive(async () => {
         // Registering again the id of a transaction with an unknown outcome makes the coordinator
         // finish it one way or the other; only then does reading the topics tell which.
         for (const other of this.unsettled) other.producer ??= await this.connectProducer(other.transactionalId);
         lane.producer ??= await this.connectProducer(lane.transactionalId);
-        // No transaction of this instance is open now: whatever is open below these ends is another's.
-        return { ends: await writtenEnds(highWaterTopic), uncertainEndings: this.uncertainEndings };
+        // No transaction of this instance is open now: whatever is open is another's.
+        const open = await openTransactionEnds(highWaterTopic, partitions, this.highWaterReadTo);
+        if (open.size > 0) return { ends: open, uncertainEndings: this.uncertainEndings };
+        await this.finishRegistration(lane); // the usual case: nothing in the way
+        return undefined;
       });
-      await waitUntilStable(highWaterTopic, ends, deadlineMs);
+      if (waitFor === undefined) return;
+      this.options.logger?.info({ sender: lane.sender, partitions: Object.fromEntries(waitFor.ends) }, 'waiting for a transaction open in the high-water topic before reading it');
+      await waitUntilStable(highWaterTopic, waitFor.ends, deadlineMs);
       const done = await this.exclusive(async () => {
-        if (this.uncertainEndings !== uncertainEndings || lane.producer === undefined) return false;
-        const foreign = await this.readState();
-        this.unsettled.clear();
-        this.rereadNeeded = false;
-        lane.registered = true;
-        if (foreign > 0 && this.index !== undefined) {
-          // Another instance (that served this sender meanwhile) committed records this index
-          // never saw, maybe below positions it already counts as complete: rebuilt from Kafka.
-          this.options.logger?.info({ sender: lane.sender, entries: foreign }, 'high water moved under this instance; rebuilding the topic index from Kafka');
-          this.rebuildIndex = true;
-          this.markIndexDirty();
-        }
+        if (this.uncertainEndings !== waitFor.uncertainEndings || lane.producer === undefined) return false;
+        await this.finishRegistration(lane);
         return true;
       });
       if (done) return;
+    }
+  }
+
+  /** The end of a registration: the maps read, inside `exclusive`. */
+  private async finishRegistration(lane: SenderLane): Promise<void> {
+    const foreign = await this.readState();
+    this.unsettled.clear();
+    this.rereadNeeded = false;
+    lane.registered = true;
+    if (foreign > 0 && this.index !== undefined) {
+      // Another instance (that served this sender meanwhile) committed records this index
+      // never saw, maybe below positions it already counts as complete: rebuilt from Kafka.
+      this.options.logger?.info({ sender: lane.sender, entries: foreign }, 'high water moved under this instance; rebuilding the topic index from Kafka');
+      this.rebuildIndex = true;
+      this.markIndexDirty();
     }
   }
 
