@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Transaction } from 'kafkajs';
 import { afterEach, expect, it } from 'vitest';
 
 import { KafkaLog, type KafkaLogOptions } from '../cloud/kafka-log/index.js';
@@ -95,6 +95,34 @@ async function pollUntil<T>(what: string, probe: () => Promise<T>, done: (value:
     if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(value)} after ${timeoutMs} ms`);
     await sleep(100);
   }
+}
+
+/**
+ * A transaction of another producer left open with an entry in every partition of the
+ * high-water topic: what a crashed instance leaves behind mid-transaction. A read_committed
+ * read of the topic stops at it until it ends (commit, abort, or Kafka's transaction timeout).
+ */
+async function openHighWaterTransaction(topicPrefix: string, transactionalId: string, origin: string, transactionTimeoutMs = 60_000): Promise<Transaction> {
+  const admin = client(bootstrap()).admin();
+  await admin.connect();
+  cleanups.push(() => admin.disconnect());
+  const topic = highWaterTopicName(topicPrefix);
+  const partitions = (await admin.fetchTopicOffsets(topic)).map((entry) => entry.partition);
+  const producer = client(bootstrap()).producer({
+    transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: transactionTimeoutMs,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
+  await producer.connect();
+  cleanups.push(() => producer.disconnect());
+  const open = await producer.transaction();
+  await open.send({
+    topic,
+    messages: partitions.map((partition) => ({ partition, key: `containers\u0000${origin}${partition}`, value: JSON.stringify({ nextOffset: 1, origin }) })),
+  });
+  return open;
 }
 
 describeKafka('KafkaLog on a real broker', () => {
@@ -349,26 +377,8 @@ describeKafka('KafkaLog on a real broker', () => {
   async function strandBehindOpenTransaction(siteId: string, topicPrefix: string, strayTimeoutMs: number): Promise<void> {
     const first = await openLog({ topicPrefix, siteId });
     await first.replicate(range('containers', 'Y01', 0, 2), { sender: 'TOKYO' });
-    // SINGAPORE's lane of the crashed instance, mid-transaction: entries in every partition of
-    // the high-water topic, no commit ever.
-    const admin = client(bootstrap()).admin();
-    await admin.connect();
-    cleanups.push(() => admin.disconnect());
-    const partitions = (await admin.fetchTopicOffsets(highWaterTopicName(topicPrefix))).map((entry) => entry.partition);
-    const stray = client(bootstrap()).producer({
-      transactionalId: `portcall-${siteId}-ingest-from-SINGAPORE`,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: strayTimeoutMs,
-      createPartitioner: Partitioners.DefaultPartitioner,
-    });
-    await stray.connect();
-    cleanups.push(() => stray.disconnect());
-    const open = await stray.transaction();
-    await open.send({
-      topic: highWaterTopicName(topicPrefix),
-      messages: partitions.map((partition) => ({ partition, key: `containers\u0000S0${partition}`, value: JSON.stringify({ nextOffset: 1, origin: 'SINGAPORE' }) })),
-    });
+    // SINGAPORE's lane of the crashed instance, mid-transaction: its high-water entries are written.
+    await openHighWaterTransaction(topicPrefix, `portcall-${siteId}-ingest-from-SINGAPORE`, 'SINGAPORE', strayTimeoutMs);
     // TOKYO's next transaction commits behind it; the crash takes its answer.
     expect(await first.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' })).toMatchObject({ stored: 3 });
     await first.close();
@@ -421,18 +431,7 @@ describeKafka('KafkaLog on a real broker', () => {
     // A read_committed read can end between two of the instance's own commits: Kafka writes a
     // transaction's commit markers after it answered the commit, and the last stable offset
     // waits for them. Made to stay so here by another producer's transaction left open there.
-    const admin = client(bootstrap()).admin();
-    await admin.connect();
-    cleanups.push(() => admin.disconnect());
-    const partitions = (await admin.fetchTopicOffsets(highWaterTopicName(topicPrefix))).map((entry) => entry.partition);
-    const other = client(bootstrap()).producer({ transactionalId: `other-${topicPrefix}`, idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
-    await other.connect();
-    cleanups.push(() => other.disconnect());
-    const open = await other.transaction();
-    await open.send({
-      topic: highWaterTopicName(topicPrefix),
-      messages: partitions.map((partition) => ({ partition, key: `containers\u0000Z0${partition}`, value: JSON.stringify({ nextOffset: 1, origin: 'OTHER' }) })),
-    });
+    const open = await openHighWaterTransaction(topicPrefix, `other-${topicPrefix}`, 'OTHER');
     await log.replicate(range('containers', 'Y01', 5, 7), { sender: 'TOKYO' });
 
     // The state re-read (what a registration does) reads the entries up to 5, not the one for 7.
