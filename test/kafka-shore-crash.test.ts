@@ -25,9 +25,11 @@ const TARGET_KILLS = 20;
 /**
  * The kill phase stops here even if fewer kills fit; CI still requires all. A restart takes
  * about 2 s on a quiet machine and 3–9 s when the whole suite (and more) loads the two cores;
- * measured: 13 of 20 kills fitted in 90 s at a load average of 10.
+ * measured: 13 of 20 kills fitted in 90 s at a load average of 10, and on a slower machine
+ * beside the rest of the suite, with restarts of 5-19 s, 12 fitted in 150 s (2026-11-22).
+ * An upper bound only: on CI's machine the 20 kills take 40-100 s.
  */
-const KILL_PHASE_BUDGET_MS = 150_000;
+const KILL_PHASE_BUDGET_MS = 270_000;
 /** How long every other kill waits, at most, for the restarted site's first acknowledgement. */
 const ACK_WAIT_MS = 3_000;
 const TOPICS = 8;
@@ -37,7 +39,7 @@ const dataDir = mkdtempSync(join(tmpdir(), 'portcall-kafka-crash-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
 describeKafka('portcall shore on Kafka, killed with SIGKILL during transfers', () => {
-  it(`stores every record exactly once, in order, across ${TARGET_KILLS} kill -9s`, { timeout: 240_000 }, async () => {
+  it(`stores every record exactly once, in order, across ${TARGET_KILLS} kill -9s`, { timeout: 360_000 }, async () => {
     const bootstrap = kafkaBootstrap()!;
     const run = randomBytes(3).toString('hex');
     const site = `CRASH${run}`;

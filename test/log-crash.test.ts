@@ -27,7 +27,11 @@ const KILLS_WHILE_ACKING = 50;
 const MIN_KILLS = process.env.CI === 'true' ? KILLS_WHILE_ACKING : 20;
 /** Every EARLY_KILL_EVERY-th round also kills a child while it opens (recovery) or starts up. */
 const EARLY_KILL_EVERY = 10;
-const TIME_BUDGET_MS = 120_000;
+/**
+ * An upper bound: on CI's machine the 50 rounds take 45-115 s. On a slower one beside the rest
+ * of the suite, 120 s held 44 (2026-11-22).
+ */
+const TIME_BUDGET_MS = 180_000;
 const CONTAINER_TOPICS = 300;
 const REPLICA_TOPICS = 24;
 /** Records the child may have committed without acknowledging them before it died. */
@@ -242,5 +246,5 @@ describe('site log under kill -9', () => {
       `[log-crash] ${round} rounds (${killsWhileAcking} kills while acknowledging, ${earlyKills} during start-up) in ${elapsedS.toFixed(1)} s; ` +
         `${totalAcks} acknowledged records checked, ${committedUnacked} committed but unacknowledged at a kill, ${records} records in the log\n`,
     );
-  }, 200_000);
+  }, 260_000);
 });
