@@ -374,7 +374,9 @@ describeKafka('KafkaLog on a real broker', () => {
    * got its answer). A read_committed read stops at the open transaction, so a reopened
    * instance that read only that far would take the second sender's resend for new records.
    */
-  async function strandBehindOpenTransaction(siteId: string, topicPrefix: string, strayTimeoutMs: number): Promise<void> {
+  async function reopenBehindOpenTransaction(strayTimeoutMs: number): Promise<{ topicPrefix: string; reopened: KafkaLog }> {
+    const topicPrefix = uniquePrefix();
+    const siteId = `HQ-${randomUUID().slice(0, 6)}`;
     const first = await openLog({ topicPrefix, siteId });
     await first.replicate(range('containers', 'Y01', 0, 2), { sender: 'TOKYO' });
     // SINGAPORE's lane of the crashed instance, mid-transaction: its high-water entries are written.
@@ -382,14 +384,11 @@ describeKafka('KafkaLog on a real broker', () => {
     // TOKYO's next transaction commits behind it; the crash takes its answer.
     expect(await first.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' })).toMatchObject({ stored: 3 });
     await first.close();
+    return { topicPrefix, reopened: await openLog({ topicPrefix, siteId }) };
   }
 
   it('reads what a sender committed behind another sender\'s open transaction before taking its resend, once that sender is back', { timeout: 60_000 }, async () => {
-    const topicPrefix = uniquePrefix();
-    const siteId = `HQ-${randomUUID().slice(0, 6)}`;
-    await strandBehindOpenTransaction(siteId, topicPrefix, 60_000);
-
-    const reopened = await openLog({ topicPrefix, siteId });
+    const { topicPrefix, reopened } = await reopenBehindOpenTransaction(60_000);
     const startedAtMs = Date.now();
     const resent = reopened.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' });
     // SINGAPORE comes back: registering its id aborts what its crashed lane left open.
@@ -409,11 +408,7 @@ describeKafka('KafkaLog on a real broker', () => {
   });
 
   it('reads what a sender committed behind another sender\'s open transaction before taking its resend, once Kafka aborts it', { timeout: 60_000 }, async () => {
-    const topicPrefix = uniquePrefix();
-    const siteId = `HQ-${randomUUID().slice(0, 6)}`;
-    await strandBehindOpenTransaction(siteId, topicPrefix, 3_000);
-
-    const reopened = await openLog({ topicPrefix, siteId });
+    const { topicPrefix, reopened } = await reopenBehindOpenTransaction(3_000);
     const startedAtMs = Date.now();
     // SINGAPORE never comes back: the broker aborts its transaction after the transaction timeout.
     expect(await reopened.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' })).toMatchObject({ stored: 0, duplicates: 3 });

@@ -65,7 +65,9 @@ async function fetchEndOffsets(admin: Admin, topic: string, deadlineMs: number):
  * The partitions of `topic` in which a transaction is open, each with its high watermark (the
  * end of what is written, open transactions included); empty when none is. One fetch per
  * partition, from `from` (where the last read of it stopped), all at once. Asked when no
- * transaction of this instance is open, what it finds open is some other producer's.
+ * transaction of this instance is open, what it finds open is another producer's, or one of
+ * this instance's last commits whose markers Kafka is still writing (it answers a commit
+ * before it writes them).
  */
 export async function openTransactionEnds(options: ReadHighWaterOptions, partitions: number, from: ReadonlyMap<number, bigint>): Promise<Map<number, bigint>> {
   const { admin, fetcher, topic, timeoutMs } = options;

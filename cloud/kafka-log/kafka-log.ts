@@ -1192,7 +1192,8 @@ export class KafkaLog implements SiteLog, HealthSource {
         // finish it one way or the other; only then does reading the topics tell which.
         for (const other of this.unsettled) other.producer ??= await this.connectProducer(other.transactionalId);
         lane.producer ??= await this.connectProducer(lane.transactionalId);
-        // No transaction of this instance is open now: whatever is open is another's.
+        // No transaction of this instance is in flight now: what is open is another's, or its
+        // own last commit's markers, still being written.
         const open = await openTransactionEnds(highWaterTopic, partitions, this.highWaterReadTo);
         if (open.size > 0) return { ends: open, uncertainEndings: this.uncertainEndings };
         await this.finishRegistration(lane); // the usual case: nothing in the way
