@@ -18,7 +18,7 @@
  *    computes the batch's CRC-32C a byte at a time. When every message of a request carries
  *    its tail (`TailedMessage`: all of the Kafka log's do) and it is uncompressed, this one
  *    writes the whole request into one buffer, each data record's tail written straight into
- *    it (no buffer of its own), and computes the CRC-32C eight bytes at a time. Any other
+ *    it (no buffer of its own), and computes the CRC-32C natively (below). Any other
  *    request is kafkajs's own.
  * 4. The request framing (protocol/request): kafkajs copies every encoded request twice, into
  *    growing encoders, to put its header and size in front; this one writes header and body
@@ -220,12 +220,35 @@ const CRC_TABLES: Int32Array[] = (() => {
 const LITTLE_ENDIAN = new Uint8Array(new Int32Array([1]).buffer)[0] === 1;
 
 /**
+ * @node-rs/crc32's CRC-32C (hardware instructions where the CPU has them): 6.0 GB/s against
+ * 0.93 for the JavaScript one below, on a 740 KiB batch (2026-11-23), where CRC-32C had been
+ * about 7% of the shore's CPU per record. Its prebuilt binaries cover the usual platforms;
+ * where none loads, the JavaScript one computes the same numbers.
+ */
+const nativeCrc32c = ((): ((input: Buffer) => number) | undefined => {
+  try {
+    return (require('@node-rs/crc32') as { crc32c(input: Buffer): number }).crc32c;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** Which CRC-32C the produce requests written here use. */
+export const crc32cImplementation: 'native' | 'javascript' = nativeCrc32c === undefined ? 'javascript' : 'native';
+
+/** CRC-32C of `buf[start, end)`, as an unsigned 32-bit number. */
+export function crc32c(buf: Uint8Array, start = 0, end = buf.length): number {
+  if (nativeCrc32c !== undefined && Buffer.isBuffer(buf)) return nativeCrc32c(start === 0 && end === buf.length ? buf : buf.subarray(start, end)) >>> 0;
+  return crc32cInJavaScript(buf, start, end);
+}
+
+/**
  * CRC-32C of `buf[start, end)`, eight bytes per step (what kafkajs computes a byte at a
  * time). The eight bytes are read as two 32-bit words through an Int32Array on the aligned
  * part of the buffer, which ran 1.4x as fast as eight byte reads (0.82-0.84 GB/s against
  * 0.60, a 700 KiB batch, 2026-11-22).
  */
-export function crc32c(buf: Uint8Array, start = 0, end = buf.length): number {
+export function crc32cInJavaScript(buf: Uint8Array, start = 0, end = buf.length): number {
   const [t0, t1, t2, t3, t4, t5, t6, t7] = CRC_TABLES as [Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array];
   let crc = -1;
   let i = start;
