@@ -15,7 +15,7 @@
  * the broker validates those far more cheaply. The CPU seconds of the shore process and the
  * broker per 300,000 records are printed too: steadier than records/s on a shared machine.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -262,6 +262,16 @@ interface ShoreRun {
  * `portcall shore` on the Kafka backend in its own process, fed by SENDERS concurrent HTTP
  * senders: one sending site with SENDERS batches in flight, or (`manySites`) SENDERS sites.
  */
+/**
+ * Writes the page cache's dirty pages out before a measured part. Every part before it left
+ * hundreds of megabytes of Kafka segments dirty (900 MB after the Java producers' runs,
+ * 2026-11-23), and the kernel wrote them back during whatever part came next: that part paid
+ * for its predecessor's disk. Each measured part, the baseline's included, starts on a quiet disk.
+ */
+function settleDisk(): void {
+  spawnSync('sync', { stdio: 'ignore' });
+}
+
 async function measureEndpoint(broker: KafkaBroker, records: number, progress: (line: string) => void, manySites: boolean): Promise<ShoreRun> {
   const dataDir = mkdtempSync(join(tmpdir(), 'portcall-bench-shore-kafka-'));
   const run = randomBytes(3).toString('hex');
@@ -317,6 +327,7 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
       }));
     });
     progress(`shore-kafka: posting ${records} records to ${url} (portcall shore, Kafka backend)…`);
+    settleDisk();
     const cpu = cpuMeter({ shore: child.pid, broker: broker.pid, senders: undefined });
     const startedAt = performance.now();
     await Promise.all(
@@ -360,6 +371,7 @@ async function measureReplicate(broker: KafkaBroker, records: number): Promise<S
   });
   try {
     const perSender = senderBatches(records);
+    settleDisk();
     const cpu = cpuMeter({ replicate: undefined, broker: broker.pid });
     const startedAt = performance.now();
     await Promise.all(
@@ -447,6 +459,7 @@ export const shoreKafkaScenario: Scenario = {
       let plainBrokerCpu: number | undefined;
       if (parts.has('producer-performance')) {
         context.progress(`shore-kafka: ProducerPerformance, ${baselineRecords} records of ${RECORD_BYTES} bytes, acks=all…`);
+        settleDisk();
         const plainCpu = cpuMeter({ broker: broker.pid });
         plain = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp', baselineRecords, []);
         const plainUse = plainCpu();
@@ -457,6 +470,7 @@ export const shoreKafkaScenario: Scenario = {
       let keyedFigure: Figure | undefined;
       if (parts.has('keyed-headers')) {
         context.progress(`shore-kafka: Kafka's Java producer with records like the Kafka log's (key, nine headers), ${baselineRecords} records…`);
+        settleDisk();
         const keyedCpu = cpuMeter({ broker: broker.pid });
         const keyed = await keyedProducer(libsDir, broker.bootstrap, 'bench-pp-keyed', baselineRecords);
         const keyedUse = keyedCpu();
@@ -475,6 +489,7 @@ export const shoreKafkaScenario: Scenario = {
       let transactionalFigure: Figure | undefined;
       if (parts.has('transactions')) {
         context.progress('shore-kafka: ProducerPerformance with transactions (one per second)…');
+        settleDisk();
         const transactional = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp-txn', baselineRecords, [
           '--transactional-id',
           `bench-pp-${randomBytes(3).toString('hex')}`,
