@@ -19,6 +19,8 @@
  * Cost per message: one small entry object (no closures), found in O(1) when aedes writes its
  * PUBACK (aedes writes them in the order the hook admitted the messages).
  */
+// First: before aedes or mqtt-packet load (see the module).
+import './mqtt-packet-speedups.js';
 import type { Duplex } from 'node:stream';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import type { CommitWaiter } from './commit-batcher.js';

@@ -18,6 +18,8 @@
  * message. Here many deliveries are in flight at once and share commits, the way device
  * connections do. mqtt-packet does the encoding and parsing.
  */
+// First: before aedes or mqtt-packet load (see the module).
+import './mqtt-packet-speedups.js';
 import { connect as connectTcp, type Socket } from 'node:net';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import type { Logger } from 'pino';

@@ -18,6 +18,8 @@
  * to store because another site writes its topic (RecordsRefusedError from the appender) is
  * not acknowledged: the connection is closed, counted `not-writer`, and the device keeps it.
  */
+// First: before aedes or mqtt-packet load (see the module).
+import './mqtt-packet-speedups.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
