@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import mqttPacket from 'mqtt-packet';
 import { describe, expect, it } from 'vitest';
 import { AckGate } from '../edge/gateway/ack-gate.js';
+import { publishesSkipped } from '../edge/gateway/aedes-tuning.js';
 import { SCAN_OBJECT, SCAN_OTHER, SCAN_UNSURE, scanJson } from '../edge/gateway/json-scan.js';
 import { checkPayload, type PayloadKind } from '../edge/gateway/payload-policy.js';
 import { readingPayload } from '../bench/mqtt-load.js';
@@ -270,8 +271,11 @@ describe('remembered unmatched topics', () => {
       clients.push(sensor);
       const topic = 'bigblue/containers/Y01/reefer';
       const reading = (seq: number) => JSON.stringify({ ts: 1_763_769_600_000 + seq, seq });
-      // Nobody subscribes yet: aedes' look-ups find nothing, and that is remembered.
+      // Nobody subscribes yet: aedes' look-ups find nothing, and that is remembered; from the
+      // second publish on, aedes' publish pipeline is skipped.
       for (let seq = 0; seq < 3; seq += 1) await sensor.publishAsync(topic, reading(seq), { qos: 1 });
+      const broker = (gateway as unknown as { broker: Parameters<typeof publishesSkipped>[0] }).broker;
+      expect(publishesSkipped(broker)).toBe(2);
 
       // A live subscriber and a persistent session that then goes offline.
       const live = await mqtt.connectAsync(url, { clientId: 'portal', protocolVersion: 4, reconnectPeriod: 0 });
@@ -302,6 +306,44 @@ describe('remembered unmatched topics', () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(liveSeqs).toEqual([3, 4, 5]);
       expect(stored).toHaveLength(7);
+      expect(publishesSkipped(broker)).toBe(2); // seq 6 looked up again: the unsubscribe forgot the topic
+    } finally {
+      for (const client of clients) await client.endAsync().catch(() => undefined);
+      await gateway.close();
+    }
+  });
+
+  it('still keeps a retained message published to a topic remembered as unmatched', async () => {
+    const { MqttGateway } = await import('../edge/gateway/index.js');
+    const mqtt = (await import('mqtt')).default;
+    const gateway = await MqttGateway.start({
+      appender: { append: async () => undefined },
+      topicRules: [{ pattern: 'bigblue/containers/{container}/{sensor}', stream: 'containers', topic: '{container}' }],
+      port: 0,
+      allowAnonymous: true,
+    });
+    const url = `mqtt://127.0.0.1:${gateway.port}`;
+    const clients: { endAsync(): Promise<void> }[] = [];
+    try {
+      const sensor = await mqtt.connectAsync(url, { clientId: 'sensor', protocolVersion: 4, reconnectPeriod: 0 });
+      clients.push(sensor);
+      const topic = 'bigblue/containers/Y02/reefer';
+      // QoS 0 needs only the live subscriptions' answer remembered, QoS 1 the offline ones' too:
+      // the first of each looks up what it needs, the second skips.
+      for (const qos of [0, 0, 1, 1] as const) await sensor.publishAsync(topic, JSON.stringify({ ts: 1_763_769_600_000, qos }), { qos });
+      const broker = (gateway as unknown as { broker: Parameters<typeof publishesSkipped>[0] }).broker;
+      expect(publishesSkipped(broker)).toBe(2);
+      await sensor.publishAsync(topic, JSON.stringify({ ts: 1_763_769_600_001, last: true }), { qos: 1, retain: true });
+      expect(publishesSkipped(broker)).toBe(2);
+
+      const late = await mqtt.connectAsync(url, { clientId: 'late', protocolVersion: 4, reconnectPeriod: 0 });
+      clients.push(late);
+      const received: { payload: string; retain: boolean }[] = [];
+      late.on('message', (_topic, payload, packet) => received.push({ payload: payload.toString(), retain: packet.retain }));
+      await late.subscribeAsync(topic, { qos: 1 });
+      const deadline = Date.now() + 5000;
+      while (received.length < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(received).toEqual([{ payload: JSON.stringify({ ts: 1_763_769_600_001, last: true }), retain: true }]);
     } finally {
       for (const client of clients) await client.endAsync().catch(() => undefined);
       await gateway.close();
