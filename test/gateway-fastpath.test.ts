@@ -253,28 +253,43 @@ describe('record channel batches', () => {
   });
 });
 
+/** A gateway on a free port with one connected sensor; `stored` gets the topic of each record appended. */
+async function gatewayWithSensor() {
+  const { MqttGateway } = await import('../edge/gateway/index.js');
+  const mqtt = (await import('mqtt')).default;
+  const stored: string[] = [];
+  const gateway = await MqttGateway.start({
+    appender: { append: async (records: readonly NewRecord[]) => void stored.push(...records.map((record) => record.topic)) },
+    topicRules: [{ pattern: 'bigblue/containers/{container}/{sensor}', stream: 'containers', topic: '{container}' }],
+    port: 0,
+    allowAnonymous: true,
+  });
+  const url = `mqtt://127.0.0.1:${gateway.port}`;
+  const clients: { endAsync(): Promise<void> }[] = [];
+  const close = async () => {
+    for (const client of clients) await client.endAsync().catch(() => undefined);
+    await gateway.close();
+  };
+  try {
+    const sensor = await mqtt.connectAsync(url, { clientId: 'sensor', protocolVersion: 4, reconnectPeriod: 0 });
+    clients.push(sensor);
+    const broker = (gateway as unknown as { broker: Parameters<typeof publishesSkipped>[0] }).broker;
+    return { mqtt, url, clients, sensor, stored, broker, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
 describe('remembered unmatched topics', () => {
   it('delivers to live and offline subscribers that arrive after a topic was published to without any', async () => {
-    const { MqttGateway } = await import('../edge/gateway/index.js');
-    const mqtt = (await import('mqtt')).default;
-    const stored: string[] = [];
-    const gateway = await MqttGateway.start({
-      appender: { append: async (records: readonly NewRecord[]) => void stored.push(...records.map((record) => record.topic)) },
-      topicRules: [{ pattern: 'bigblue/containers/{container}/{sensor}', stream: 'containers', topic: '{container}' }],
-      port: 0,
-      allowAnonymous: true,
-    });
-    const url = `mqtt://127.0.0.1:${gateway.port}`;
-    const clients: { endAsync(): Promise<void> }[] = [];
+    const { mqtt, url, clients, sensor, stored, broker, close } = await gatewayWithSensor();
     try {
-      const sensor = await mqtt.connectAsync(url, { clientId: 'sensor', protocolVersion: 4, reconnectPeriod: 0 });
-      clients.push(sensor);
       const topic = 'bigblue/containers/Y01/reefer';
       const reading = (seq: number) => JSON.stringify({ ts: 1_763_769_600_000 + seq, seq });
       // Nobody subscribes yet: aedes' look-ups find nothing, and that is remembered; from the
       // second publish on, aedes' publish pipeline is skipped.
       for (let seq = 0; seq < 3; seq += 1) await sensor.publishAsync(topic, reading(seq), { qos: 1 });
-      const broker = (gateway as unknown as { broker: Parameters<typeof publishesSkipped>[0] }).broker;
       expect(publishesSkipped(broker)).toBe(2);
 
       // A live subscriber and a persistent session that then goes offline.
@@ -308,30 +323,17 @@ describe('remembered unmatched topics', () => {
       expect(stored).toHaveLength(7);
       expect(publishesSkipped(broker)).toBe(2); // seq 6 looked up again: the unsubscribe forgot the topic
     } finally {
-      for (const client of clients) await client.endAsync().catch(() => undefined);
-      await gateway.close();
+      await close();
     }
   });
 
   it('still keeps a retained message published to a topic remembered as unmatched', async () => {
-    const { MqttGateway } = await import('../edge/gateway/index.js');
-    const mqtt = (await import('mqtt')).default;
-    const gateway = await MqttGateway.start({
-      appender: { append: async () => undefined },
-      topicRules: [{ pattern: 'bigblue/containers/{container}/{sensor}', stream: 'containers', topic: '{container}' }],
-      port: 0,
-      allowAnonymous: true,
-    });
-    const url = `mqtt://127.0.0.1:${gateway.port}`;
-    const clients: { endAsync(): Promise<void> }[] = [];
+    const { mqtt, url, clients, sensor, broker, close } = await gatewayWithSensor();
     try {
-      const sensor = await mqtt.connectAsync(url, { clientId: 'sensor', protocolVersion: 4, reconnectPeriod: 0 });
-      clients.push(sensor);
       const topic = 'bigblue/containers/Y02/reefer';
       // QoS 0 needs only the live subscriptions' answer remembered, QoS 1 the offline ones' too:
       // the first of each looks up what it needs, the second skips.
       for (const qos of [0, 0, 1, 1] as const) await sensor.publishAsync(topic, JSON.stringify({ ts: 1_763_769_600_000, qos }), { qos });
-      const broker = (gateway as unknown as { broker: Parameters<typeof publishesSkipped>[0] }).broker;
       expect(publishesSkipped(broker)).toBe(2);
       await sensor.publishAsync(topic, JSON.stringify({ ts: 1_763_769_600_001, last: true }), { qos: 1, retain: true });
       expect(publishesSkipped(broker)).toBe(2);
@@ -345,8 +347,7 @@ describe('remembered unmatched topics', () => {
       while (received.length < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       expect(received).toEqual([{ payload: JSON.stringify({ ts: 1_763_769_600_001, last: true }), retain: true }]);
     } finally {
-      for (const client of clients) await client.endAsync().catch(() => undefined);
-      await gateway.close();
+      await close();
     }
   });
 });
