@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Kafka, logLevel, Partitioners, type Transaction } from 'kafkajs';
+import { pino } from 'pino';
 import { afterEach, expect, it } from 'vitest';
 
 import { KafkaLog, type KafkaLogOptions } from '../cloud/kafka-log/index.js';
@@ -374,7 +375,7 @@ describeKafka('KafkaLog on a real broker', () => {
    * got its answer). A read_committed read stops at the open transaction, so a reopened
    * instance that read only that far would take the second sender's resend for new records.
    */
-  async function reopenBehindOpenTransaction(strayTimeoutMs: number): Promise<{ topicPrefix: string; reopened: KafkaLog }> {
+  async function reopenBehindOpenTransaction(strayTimeoutMs: number, logger?: KafkaLogOptions['logger']): Promise<{ topicPrefix: string; reopened: KafkaLog }> {
     const topicPrefix = uniquePrefix();
     const siteId = `HQ-${randomUUID().slice(0, 6)}`;
     const first = await openLog({ topicPrefix, siteId });
@@ -384,7 +385,7 @@ describeKafka('KafkaLog on a real broker', () => {
     // TOKYO's next transaction commits behind it; the crash takes its answer.
     expect(await first.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' })).toMatchObject({ stored: 3 });
     await first.close();
-    return { topicPrefix, reopened: await openLog({ topicPrefix, siteId }) };
+    return { topicPrefix, reopened: await openLog({ topicPrefix, siteId, ...(logger === undefined ? {} : { logger }) }) };
   }
 
   it('reads what a sender committed behind another sender\'s open transaction before taking its resend, once that sender is back', { timeout: 60_000 }, async () => {
@@ -408,11 +409,15 @@ describeKafka('KafkaLog on a real broker', () => {
   });
 
   it('reads what a sender committed behind another sender\'s open transaction before taking its resend, once Kafka aborts it', { timeout: 60_000 }, async () => {
-    const { topicPrefix, reopened } = await reopenBehindOpenTransaction(3_000);
+    const warnings: { msg: string; sender?: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line) as { msg: string; sender?: string }) });
+    const { topicPrefix, reopened } = await reopenBehindOpenTransaction(3_000, logger);
     const startedAtMs = Date.now();
     // SINGAPORE never comes back: the broker aborts its transaction after the transaction timeout.
     expect(await reopened.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' })).toMatchObject({ stored: 0, duplicates: 3 });
     const waitedMs = Date.now() - startedAtMs;
+    // A wait this long is told to the operator, at the level sites log at.
+    expect(warnings).toContainEqual(expect.objectContaining({ sender: 'TOKYO', msg: expect.stringContaining("sender TOKYO's batches wait for a transaction another ingest instance left open") }));
     const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
     expect(offsetsByTopic(read)).toEqual(new Map([['Y01', sequence(0, 5)]]));
     process.stderr.write(`[kafka-log] the resend waited ${waitedMs} ms for Kafka to abort the stray transaction\n`);

@@ -220,6 +220,8 @@ const SEND_PARTITION_BYTES = 768 * 1024;
 const SEND_REQUEST_BYTES = 8 * 1024 * 1024;
 /** A record's length, attributes and deltas around its pre-encoded tail, as an upper bound. */
 const RECORD_FRAMING_BYTES = 24;
+/** A registration still waiting for an open transaction after this long is logged at warn (see register). */
+const SLOW_REGISTRATION_WARN_MS = 2_000;
 /** Record framing plus the JSON around nextOffset and origin, as an upper bound. */
 const HIGH_WATER_ENTRY_OVERHEAD_BYTES = 128;
 /** Payload bytes gathered into one transaction at most (unless a single call is larger). */
@@ -1200,8 +1202,22 @@ export class KafkaLog implements SiteLog, HealthSource {
         return undefined;
       });
       if (waitFor === undefined) return;
-      this.options.logger?.info({ sender: lane.sender, partitions: Object.fromEntries(waitFor.ends) }, 'waiting for a transaction open in the high-water topic before reading it');
-      await waitUntilStable(highWaterTopic, waitFor.ends, deadlineMs);
+      const waiting = { sender: lane.sender, partitions: Object.fromEntries(waitFor.ends) };
+      this.options.logger?.info(waiting, 'waiting for a transaction open in the high-water topic before reading it');
+      // Usually this instance's own last commit, whose markers Kafka is still writing
+      // (milliseconds). Longer, it is a transaction another instance left open, maybe a
+      // crashed one: sites log at warn, and the operator should know why a sender waits.
+      const slow = setTimeout(() => {
+        this.options.logger?.warn(
+          { ...waiting, waitedMs: SLOW_REGISTRATION_WARN_MS, recoveryTimeoutMs: this.options.recoveryTimeoutMs },
+          `${lane.sender === '' ? "this site's own writes wait" : `sender ${lane.sender}'s batches wait`} for a transaction another ingest instance left open in the high-water topic (a crashed one's, maybe): its sender coming back settles it, or Kafka aborts it at its transaction timeout`,
+        );
+      }, SLOW_REGISTRATION_WARN_MS);
+      try {
+        await waitUntilStable(highWaterTopic, waitFor.ends, deadlineMs);
+      } finally {
+        clearTimeout(slow);
+      }
       const done = await this.exclusive(async () => {
         if (this.uncertainEndings !== waitFor.uncertainEndings || lane.producer === undefined) return false;
         await this.finishRegistration(lane);
