@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Kafka, logLevel, Partitioners, type Transaction } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Producer, type Transaction } from 'kafkajs';
 import { pino } from 'pino';
 import { afterEach, expect, it } from 'vitest';
 
@@ -98,6 +98,20 @@ async function pollUntil<T>(what: string, probe: () => Promise<T>, done: (value:
   }
 }
 
+/** A connected transactional producer of the test's own (another instance, or a stray), disconnected after the test. */
+async function transactionalProducer(transactionalId: string, transactionTimeoutMs = 60_000): Promise<Producer> {
+  const producer = client(bootstrap()).producer({
+    transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    transactionTimeout: transactionTimeoutMs,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
+  await producer.connect();
+  cleanups.push(() => producer.disconnect());
+  return producer;
+}
+
 /**
  * A transaction of another producer left open with an entry in every partition of the
  * high-water topic: what a crashed instance leaves behind mid-transaction. A read_committed
@@ -109,16 +123,7 @@ async function openHighWaterTransaction(topicPrefix: string, transactionalId: st
   cleanups.push(() => admin.disconnect());
   const topic = highWaterTopicName(topicPrefix);
   const partitions = (await admin.fetchTopicOffsets(topic)).map((entry) => entry.partition);
-  const producer = client(bootstrap()).producer({
-    transactionalId,
-    idempotent: true,
-    maxInFlightRequests: 1,
-    transactionTimeout: transactionTimeoutMs,
-    createPartitioner: Partitioners.DefaultPartitioner,
-  });
-  await producer.connect();
-  cleanups.push(() => producer.disconnect());
-  const open = await producer.transaction();
+  const open = await (await transactionalProducer(transactionalId, transactionTimeoutMs)).transaction();
   await open.send({
     topic,
     messages: partitions.map((partition) => ({ partition, key: `containers\u0000${origin}${partition}`, value: JSON.stringify({ nextOffset: 1, origin }) })),
@@ -348,14 +353,7 @@ describeKafka('KafkaLog on a real broker', () => {
     await first.close();
 
     // A "crashed" instance of the same site: its transaction claims Y01 up to 999 and never ends.
-    const zombie = client(bootstrap()).producer({
-      transactionalId: `portcall-${siteId}-ingest`,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
-    });
-    await zombie.connect();
-    cleanups.push(() => zombie.disconnect());
+    const zombie = await transactionalProducer(`portcall-${siteId}-ingest`);
     const dangling = await zombie.transaction();
     await dangling.send({
       topic: highWaterTopicName(topicPrefix),

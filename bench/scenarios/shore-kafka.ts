@@ -259,10 +259,6 @@ interface ShoreRun {
 }
 
 /**
- * `portcall shore` on the Kafka backend in its own process, fed by SENDERS concurrent HTTP
- * senders: one sending site with SENDERS batches in flight, or (`manySites`) SENDERS sites.
- */
-/**
  * Writes the page cache's dirty pages out before a measured part. Every part before it left
  * hundreds of megabytes of Kafka segments dirty (900 MB after the Java producers' runs,
  * 2026-11-23), and the kernel wrote them back during whatever part came next: that part paid
@@ -272,6 +268,10 @@ function settleDisk(): void {
   spawnSync('sync', { stdio: 'ignore' });
 }
 
+/**
+ * `portcall shore` on the Kafka backend in its own process, fed by SENDERS concurrent HTTP
+ * senders: one sending site with SENDERS batches in flight, or (`manySites`) SENDERS sites.
+ */
 async function measureEndpoint(broker: KafkaBroker, records: number, progress: (line: string) => void, manySites: boolean): Promise<ShoreRun> {
   const dataDir = mkdtempSync(join(tmpdir(), 'portcall-bench-shore-kafka-'));
   const run = randomBytes(3).toString('hex');
