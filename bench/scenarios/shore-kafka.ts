@@ -7,7 +7,9 @@
  * Every batch says where it sits in its sender's log (placement headers), as a forwarder's
  * do, so each transaction also moves the sender's cursor in the cursor topic.
  *
- * Also measured: the same load from four sending sites instead of one (each site's
+ * Also measured: the same load as one forwarder's link sends it (one HTTP/2 connection, a
+ * link's default of 8 batches of 10,000 records in flight, bodies written one after another by
+ * the link's own pacer), the same load from four sending sites instead of one (each site's
  * transactions go through its own producer and overlap with the others'), KafkaLog.replicate
  * called directly (no HTTP, no batch decoding), ProducerPerformance with transactions, and
  * Kafka's Java producer sending records shaped like the site's (a key and nine headers,
@@ -16,6 +18,7 @@
  * broker per 300,000 records are printed too: steadier than records/s on a shared machine.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { connect as connectHttp2 } from 'node:http2';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,7 +31,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { stringify } from 'yaml';
 
 import type { LogRecord } from '../../core/index.js';
-import { BATCH_CONTENT_TYPE, Compression, CompressionV2, encodeBatch, encodeBatchV2, type Batch } from '../../edge/link/index.js';
+import { BATCH_CONTENT_TYPE, Compression, CompressionV2, encodeBatch, encodeBatchV2, Pacer, type Batch } from '../../edge/link/index.js';
 import { ensureKafkaJars, startKafkaBroker, type KafkaBroker } from '../../tools/kafka/index.js';
 import type { BenchContext, Figure, Scenario } from '../harness.js';
 
@@ -36,8 +39,11 @@ const RECORD_BYTES = 150;
 const PARTITIONS = 6;
 const CONTAINERS = 1_000;
 const SENDERS = 4;
-/** The forwarder's default batch size (links[].maxBatchRecords). */
+/** Each of the SENDERS senders' batch size (half a link's default; see LINK_BATCH_RECORDS). */
 const BATCH_RECORDS = 5_000;
+/** A link's defaults (site config links[].maxBatchRecords and maxInFlightBatches): what one forwarder sends. */
+const LINK_BATCH_RECORDS = 10_000;
+const LINK_IN_FLIGHT = 8;
 const TOKEN = 'bench-shore-kafka-token-0001';
 /** The sending sites of the many-senders run, one per slice of the containers. */
 const SITES = ['AURORA', 'BOREALIS', 'CALYPSO', 'DORADO'];
@@ -268,11 +274,107 @@ function settleDisk(): void {
   spawnSync('sync', { stdio: 'ignore' });
 }
 
+/** Kafka transactions the shore committed, from its health report. */
+async function commitsOf(url: string): Promise<number> {
+  const health = (await (await fetch(new URL('/healthz', url))).json()) as { components: { details?: { commits?: number } }[] };
+  return health.components[0]?.details?.commits ?? 0;
+}
+
+/** The origin log in its own order, in batches of LINK_BATCH_RECORDS, as one forwarder reads it. */
+function linkBatches(records: number): LogRecord[][] {
+  const batches: LogRecord[][] = [];
+  for (let start = 0; start < records; start += LINK_BATCH_RECORDS) {
+    const batch: LogRecord[] = [];
+    for (let i = start; i < Math.min(records, start + LINK_BATCH_RECORDS); i++) batch.push(originRecord(i));
+    batches.push(batch);
+  }
+  return batches;
+}
+
 /**
- * `portcall shore` on the Kafka backend in its own process, fed by SENDERS concurrent HTTP
- * senders: one sending site with SENDERS batches in flight, or (`manySites`) SENDERS sites.
+ * Posts pre-encoded batches the way a forwarder's HTTP/2 link does: one connection, up to
+ * LINK_IN_FLIGHT batches in flight in log order, each saying where it sits in the sender's
+ * stream and how far the sender's acknowledged prefix reaches. A refused batch (503: Kafka
+ * behind) and everything sent after it is sent again from that batch, as the forwarder starts
+ * a lane again from its cursor.
  */
-async function measureEndpoint(broker: KafkaBroker, records: number, progress: (line: string) => void, manySites: boolean): Promise<ShoreRun> {
+async function sendAsLink(url: string, bodies: readonly Buffer[], incarnation: string): Promise<Map<string, number>> {
+  const refusals = new Map<string, number>();
+  const session = connectHttp2(url);
+  session.on('error', () => undefined);
+  try {
+    // Bodies strictly one after another, as the link's pacer writes them (uncapped here): the
+    // receiver then sees a stream's batches complete in the order they were read.
+    const pacer = new Pacer(undefined);
+    const post = (k: number, acked: number) =>
+      new Promise<number>((resolve, reject) => {
+        const stream = session.request(
+          {
+            ':method': 'POST',
+            ':path': '/v1/batches',
+            'content-type': BATCH_CONTENT_TYPE,
+            'content-length': String(bodies[k]!.length),
+            authorization: `Bearer ${TOKEN}-AURORA`,
+            'pc-stream': 'containers',
+            'pc-incarnation': incarnation,
+            'pc-from': String(k * LINK_BATCH_RECORDS),
+            'pc-to': String((k + 1) * LINK_BATCH_RECORDS),
+            'pc-acked': String(acked * LINK_BATCH_RECORDS),
+          },
+          { endStream: false },
+        );
+        let status = 0;
+        let text = '';
+        stream.on('response', (headers) => (status = Number(headers[':status'])));
+        stream.setEncoding('utf8');
+        stream.on('data', (chunk: string) => (text += chunk));
+        stream.on('end', () => {
+          if (status === 200) return resolve(status);
+          if (status === 503 || status === 409) {
+            refusals.set(`${status} ${text.slice(0, 60)}`, (refusals.get(`${status} ${text.slice(0, 60)}`) ?? 0) + 1);
+            return resolve(status);
+          }
+          reject(new Error(`batch refused: HTTP ${status} ${text}`));
+        });
+        stream.on('error', reject);
+        pacer.send(stream, bodies[k]!, false).catch(reject);
+      });
+    let acked = 0; // batches acknowledged without a gap before them
+    let restarts = 0;
+    while (acked < bodies.length) {
+      const flights: Promise<number>[] = [];
+      let next = acked;
+      let failed = false;
+      // Keep LINK_IN_FLIGHT out; each answer, in order, moves the acknowledged prefix.
+      while (!failed && acked < bodies.length) {
+        while (next < bodies.length && next - acked < LINK_IN_FLIGHT) flights.push(post(next++, acked));
+        const status = await flights.shift()!;
+        if (status !== 200) failed = true;
+        else acked += 1;
+      }
+      if (failed) {
+        if (++restarts > 200) throw new Error(`the link started again 200 times at batch ${acked} of ${bodies.length}`);
+        await Promise.allSettled(flights);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    return refusals;
+  } finally {
+    await new Promise<void>((resolve) => session.close(() => resolve()));
+  }
+}
+
+/**
+ * How `measureEndpoint` feeds the endpoint: `senders`, SENDERS HTTP/1.1 senders of one site with a
+ * BATCH_RECORDS-record batch in flight each; `sites`, the same from SENDERS sites; `link`, one
+ * site over one HTTP/2 connection with a link's defaults (LINK_IN_FLIGHT batches of
+ * LINK_BATCH_RECORDS in flight), as a forwarder sends.
+ */
+type SenderShape = 'senders' | 'sites' | 'link';
+
+/** `portcall shore` on the Kafka backend in its own process, fed as `shape` says. */
+async function measureEndpoint(broker: KafkaBroker, records: number, progress: (line: string) => void, shape: SenderShape): Promise<ShoreRun> {
+  const manySites = shape === 'sites';
   const dataDir = mkdtempSync(join(tmpdir(), 'portcall-bench-shore-kafka-'));
   const run = randomBytes(3).toString('hex');
   const config = join(dataDir, 'shore.yaml');
@@ -309,6 +411,20 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
       child.stderr.on('data', onData);
       child.once('exit', (code) => reject(new Error(`portcall shore exited ${String(code)}:\n${output}`)));
     });
+    if (shape === 'link') {
+      progress(`shore-kafka: encoding ${records} records into batches of ${LINK_BATCH_RECORDS} for one link…`);
+      const bodies = linkBatches(records).map((batch) => encodeBody({ sender: 'AURORA', records: batch }));
+      progress(`shore-kafka: posting ${records} records to ${url} over one HTTP/2 connection, ${LINK_IN_FLIGHT} batches in flight…`);
+      settleDisk();
+      const cpu = cpuMeter({ shore: child.pid, broker: broker.pid, senders: undefined });
+      const startedAt = performance.now();
+      const refusals = await sendAsLink(url, bodies, `bench-${run}`);
+      const rate = records / ((performance.now() - startedAt) / 1000);
+      const used = cpu();
+      // Each refusal made the link send again from the refused batch, as a forwarder does.
+      for (const [what, count] of refusals) progress(`shore-kafka: link: ${count} × refused (${what}…), sent again`);
+      return { rate, commits: await commitsOf(url), cpu: used };
+    }
     progress(`shore-kafka: encoding ${records} records into batches of ${BATCH_RECORDS} for ${SENDERS} senders${manySites ? ' (one site each)' : ''}…`);
     // Encoded before the clock starts: the figure is the receiving side's.
     const bodies = senderBatches(records).map((batches, s) => {
@@ -350,8 +466,7 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
     );
     const rate = records / ((performance.now() - startedAt) / 1000);
     const used = cpu();
-    const health = (await (await fetch(new URL('/healthz', url))).json()) as { components: { details?: { commits?: number } }[] };
-    return { rate, commits: health.components[0]?.details?.commits ?? 0, cpu: used };
+    return { rate, commits: await commitsOf(url), cpu: used };
   } finally {
     child.kill('SIGTERM');
     await new Promise((resolve) => child.once('exit', resolve));
@@ -422,7 +537,7 @@ function endpointRuns(): number {
 }
 
 /** The parts of the scenario, all by default; `PORTCALL_SHORE_KAFKA_PARTS=endpoint,sites` runs only those (for profiling one). */
-const PARTS = ['producer-performance', 'keyed-headers', 'transactions', 'endpoint', 'sites', 'replicate'] as const;
+const PARTS = ['producer-performance', 'keyed-headers', 'transactions', 'endpoint', 'link', 'sites', 'replicate'] as const;
 type Part = (typeof PARTS)[number];
 
 function partsToRun(): ReadonlySet<Part> {
@@ -508,15 +623,15 @@ export const shoreKafkaScenario: Scenario = {
       // and topics) warms those paths, after the Java producers' runs (before them, a warm-up
       // like it made ProducerPerformance recompile its own). A 300,000-record `replicate` run
       // as the warm-up left the compiler threads 1.23 CPU-s to spend in the endpoint run.
-      if (parts.has('endpoint') || parts.has('sites') || parts.has('replicate')) {
+      if (parts.has('endpoint') || parts.has('link') || parts.has('sites') || parts.has('replicate')) {
         context.progress(`shore-kafka: warming the broker's transactional path up (an endpoint run of ${records} records, not measured)…`);
-        const warmup = await measureEndpoint(broker, records, () => undefined, false);
+        const warmup = await measureEndpoint(broker, records, () => undefined, 'senders');
         context.progress(`shore-kafka: warm-up endpoint run ${Math.round(warmup.rate)} records/s (${describeCpu(warmup.cpu, records)})`);
       }
       if (parts.has('endpoint')) {
         const runs: ShoreRun[] = [];
         for (let run = 0; run < endpointRuns(); run++) {
-          const one = await measureEndpoint(broker, records, context.progress, false);
+          const one = await measureEndpoint(broker, records, context.progress, 'senders');
           context.progress(
             `shore-kafka: endpoint ${Math.round(one.rate)} records/s in ${one.commits} transactions (${Math.round(records / Math.max(1, one.commits))} records each; ${describeCpu(one.cpu, records)})`,
           );
@@ -533,8 +648,27 @@ export const shoreKafkaScenario: Scenario = {
         });
         figures.push(...cpuFigures(endpoint.cpu, records, plainBrokerCpu, baselineRecords, '1 site'));
       }
+      if (parts.has('link')) {
+        const runs: ShoreRun[] = [];
+        for (let run = 0; run < endpointRuns(); run++) {
+          const one = await measureEndpoint(broker, records, context.progress, 'link');
+          context.progress(
+            `shore-kafka: link ${Math.round(one.rate)} records/s in ${one.commits} transactions (${Math.round(records / Math.max(1, one.commits))} records each; ${describeCpu(one.cpu, records)})`,
+          );
+          runs.push(one);
+        }
+        const link = [...runs].sort((a, b) => a.rate - b.rate)[Math.floor((runs.length - 1) / 2)]!;
+        figures.push({
+          scenario: 'shore-kafka',
+          metric: `receiving endpoint → Kafka, transactional (one link as a forwarder sends: HTTP/2, ${LINK_IN_FLIGHT} × ${LINK_BATCH_RECORDS}-record batches in flight, wire format ${wireVersion()}${runs.length > 1 ? `, median of ${runs.length} runs` : ''})`,
+          value: link.rate,
+          unit: 'records/s',
+          ...against(),
+        });
+        figures.push(...cpuFigures(link.cpu, records, plainBrokerCpu, baselineRecords, 'one link'));
+      }
       if (parts.has('sites')) {
-        const sites = await measureEndpoint(broker, records, context.progress, true);
+        const sites = await measureEndpoint(broker, records, context.progress, 'sites');
         context.progress(`shore-kafka: ${SENDERS} sites ${Math.round(sites.rate)} records/s in ${sites.commits} transactions (${describeCpu(sites.cpu, records)})`);
         figures.push({
           scenario: 'shore-kafka',

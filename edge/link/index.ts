@@ -9,3 +9,4 @@ export {
   type DecodeLimits,
 } from './wire.js';
 export { encodeBatchV2, CompressionV2, type EncodeV2Options } from './wire-v2.js';
+export { Pacer, type BodySink } from './pacer.js';
