@@ -37,7 +37,22 @@ import type { BenchContext, Figure, Scenario } from '../harness.js';
 
 const RECORD_BYTES = 150;
 const PARTITIONS = 6;
-const CONTAINERS = 1_000;
+/**
+ * Containers the records are spread over (\`PORTCALL_SHORE_KAFKA_CONTAINERS\`, default 1,000).
+ * More containers means shorter runs of one container per batch, as a real fleet sends (a
+ * container reports now and then, so a 10,000-record batch holds a few records of each):
+ * per-run costs (the topic index, high-water entries, record tails) then weigh more.
+ */
+const CONTAINERS = containersFromEnvironment();
+
+function containersFromEnvironment(): number {
+  const text = process.env.PORTCALL_SHORE_KAFKA_CONTAINERS?.trim() || '1000';
+  const containers = Number(text);
+  if (!Number.isInteger(containers) || containers < 1 || containers > 100_000) {
+    throw new Error(`PORTCALL_SHORE_KAFKA_CONTAINERS: ${text} is not a whole number from 1 to 100000`);
+  }
+  return containers;
+}
 const SENDERS = 4;
 /** Each of the SENDERS senders' batch size (half a link's default; see LINK_BATCH_RECORDS). */
 const BATCH_RECORDS = 5_000;
@@ -628,44 +643,42 @@ export const shoreKafkaScenario: Scenario = {
         const warmup = await measureEndpoint(broker, records, () => undefined, 'senders');
         context.progress(`shore-kafka: warm-up endpoint run ${Math.round(warmup.rate)} records/s (${describeCpu(warmup.cpu, records)})`);
       }
-      if (parts.has('endpoint')) {
+      /** `endpointRuns()` runs of one shape, each its own shore process; figures of the median run. */
+      const measureShape = async (shape: 'senders' | 'link', label: string, metric: string, cpuRun: string) => {
         const runs: ShoreRun[] = [];
         for (let run = 0; run < endpointRuns(); run++) {
-          const one = await measureEndpoint(broker, records, context.progress, 'senders');
+          const one = await measureEndpoint(broker, records, context.progress, shape);
           context.progress(
-            `shore-kafka: endpoint ${Math.round(one.rate)} records/s in ${one.commits} transactions (${Math.round(records / Math.max(1, one.commits))} records each; ${describeCpu(one.cpu, records)})`,
+            `shore-kafka: ${label} ${Math.round(one.rate)} records/s in ${one.commits} transactions (${Math.round(records / Math.max(1, one.commits))} records each; ${describeCpu(one.cpu, records)})`,
           );
           runs.push(one);
         }
         // The run with the median rate (the middle one of an odd count), with its own CPU figures.
-        const endpoint = [...runs].sort((a, b) => a.rate - b.rate)[Math.floor((runs.length - 1) / 2)]!;
+        const median = [...runs].sort((a, b) => a.rate - b.rate)[Math.floor((runs.length - 1) / 2)]!;
         figures.push({
           scenario: 'shore-kafka',
-          metric: `receiving endpoint → Kafka, transactional (${SENDERS} senders × ${BATCH_RECORDS}-record batches, wire format ${wireVersion()}, ${PARTITIONS} partitions${runs.length > 1 ? `, median of ${runs.length} runs` : ''})`,
-          value: endpoint.rate,
+          metric: `${metric}${runs.length > 1 ? `, median of ${runs.length} runs` : ''})`,
+          value: median.rate,
           unit: 'records/s',
           ...against(),
         });
-        figures.push(...cpuFigures(endpoint.cpu, records, plainBrokerCpu, baselineRecords, '1 site'));
+        figures.push(...cpuFigures(median.cpu, records, plainBrokerCpu, baselineRecords, cpuRun));
+      };
+      if (parts.has('endpoint')) {
+        await measureShape(
+          'senders',
+          'endpoint',
+          `receiving endpoint → Kafka, transactional (${SENDERS} senders × ${BATCH_RECORDS}-record batches, wire format ${wireVersion()}, ${PARTITIONS} partitions, ${CONTAINERS} containers`,
+          '1 site',
+        );
       }
       if (parts.has('link')) {
-        const runs: ShoreRun[] = [];
-        for (let run = 0; run < endpointRuns(); run++) {
-          const one = await measureEndpoint(broker, records, context.progress, 'link');
-          context.progress(
-            `shore-kafka: link ${Math.round(one.rate)} records/s in ${one.commits} transactions (${Math.round(records / Math.max(1, one.commits))} records each; ${describeCpu(one.cpu, records)})`,
-          );
-          runs.push(one);
-        }
-        const link = [...runs].sort((a, b) => a.rate - b.rate)[Math.floor((runs.length - 1) / 2)]!;
-        figures.push({
-          scenario: 'shore-kafka',
-          metric: `receiving endpoint → Kafka, transactional (one link as a forwarder sends: HTTP/2, ${LINK_IN_FLIGHT} × ${LINK_BATCH_RECORDS}-record batches in flight, wire format ${wireVersion()}${runs.length > 1 ? `, median of ${runs.length} runs` : ''})`,
-          value: link.rate,
-          unit: 'records/s',
-          ...against(),
-        });
-        figures.push(...cpuFigures(link.cpu, records, plainBrokerCpu, baselineRecords, 'one link'));
+        await measureShape(
+          'link',
+          'link',
+          `receiving endpoint → Kafka, transactional (one link as a forwarder sends: HTTP/2, ${LINK_IN_FLIGHT} × ${LINK_BATCH_RECORDS}-record batches in flight, wire format ${wireVersion()}, ${CONTAINERS} containers`,
+          'one link',
+        );
       }
       if (parts.has('sites')) {
         const sites = await measureEndpoint(broker, records, context.progress, 'sites');
