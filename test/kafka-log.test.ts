@@ -187,6 +187,21 @@ describeKafka('KafkaLog on a real broker', () => {
 
     // Its own commits feed the read model at once.
     expect((await log.latest('containers', 'Y01'))?.offset).toBe(9);
+
+    // The high-water entries sit where the producer's own partitioner puts their keys (the log
+    // chooses their partitions itself): a compacted topic keeps one entry per key only if every
+    // entry of a key lands in one partition, whichever code wrote it.
+    const highWater = await readBack(bootstrap(), highWaterTopicName(topicPrefix));
+    expect(highWater.length).toBeGreaterThanOrEqual(4);
+    const partitioner = Partitioners.DefaultPartitioner();
+    const partitionMetadata = [0, 1, 2].map((partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
+    const keys = new Set<string>();
+    for (const { partition, message } of highWater) {
+      const key = message.key?.toString() ?? '';
+      keys.add(key);
+      expect(partition, `high-water entry of ${JSON.stringify(key)}`).toBe(partitioner({ topic: highWaterTopicName(topicPrefix), partitionMetadata, message: { key, value: null } }));
+    }
+    expect(new Set([...keys].map((key) => partitioner({ topic: highWaterTopicName(topicPrefix), partitionMetadata, message: { key, value: null } }))).size).toBeGreaterThan(1);
   });
 
   it('stores a call larger than the broker accepts in one batch, in one transaction', async () => {

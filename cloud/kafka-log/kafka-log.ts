@@ -1597,17 +1597,27 @@ export class KafkaLog implements SiteLog, HealthSource {
     // The high-water and cursor entries go first, into the transaction's first send: a
     // transaction too large for one send then adds all its partitions but the journal's in
     // one AddPartitionsToTxn, instead of another round trip before its last send.
+    // Their partitions are chosen here, by the producer's own partitioner through the layout's
+    // memory of each key's partition: left to the producer, every entry's key was hashed again
+    // (kafkajs's murmur2 on 64-bit Long objects), one entry per topic per transaction, which
+    // with a few records per container and batch was a visible share of the shore's CPU.
     const entries: OutgoingItem[] = [];
+    const highWaterTopic = this.layout.highWaterTopic;
     for (const { stream: entryStream, topic: entryTopic, held } of staged.values()) {
+      const message = withTail(encodeHighWater(entryStream, entryTopic, held));
+      message.partition = this.layout.partitionFor(highWaterTopic, String(message.key));
       entries.push({
-        topic: this.layout.highWaterTopic,
-        partitionKey: this.layout.highWaterTopic,
-        message: withTail(encodeHighWater(entryStream, entryTopic, held)),
+        topic: highWaterTopic,
+        partitionKey: highWaterTopic,
+        message,
         sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(entryStream) + Buffer.byteLength(entryTopic) + Buffer.byteLength(held.origin),
       });
     }
+    const cursorTopic = this.layout.cursorTopic;
     for (const [key, { position }] of cursors) {
-      entries.push({ topic: this.layout.cursorTopic, partitionKey: this.layout.cursorTopic, message: withTail(encodeCursor(key, position)), sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(key) });
+      const message = withTail(encodeCursor(key, position));
+      message.partition = this.layout.partitionFor(cursorTopic, key);
+      entries.push({ topic: cursorTopic, partitionKey: cursorTopic, message, sizeBytes: HIGH_WATER_ENTRY_OVERHEAD_BYTES + Buffer.byteLength(key) });
     }
     const chunks = chunkItems(entries.length === 0 ? items : entries.concat(items));
     const responses: RecordMetadata[][] = [];
