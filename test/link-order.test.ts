@@ -8,8 +8,9 @@
  * eight 1.5 MB bodies at once on one connection, the frames of the streams interleaved, and a
  * later batch often completed first: in one run of 30 batches the sender had to start again 4
  * times. The link's pacer writes bulk bodies strictly one after another (edge/link/pacer.ts);
- * this test holds the real link to that against a real site: 8 large batches in flight, none
- * refused. (With the pacer taking any unblocked bulk body instead of the first, it fails.)
+ * this test holds the real link to that against a real site: 8 batches of 5,000 records in
+ * flight (each body larger than one of the pacer's pieces), none refused. (With the pacer
+ * taking any unblocked bulk body instead of the first, it fails.)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,8 +43,8 @@ describe('a link with batches in flight on one HTTP/2 connection', () => {
       parseSiteConfig({ site: 'TOKYO', dataDir: dir, http: { host: '127.0.0.1', port: 0 }, ingest: { peers: [{ site: 'AURORA', token: TOKEN }] } }),
       { logger: pino({ level: 'silent' }) },
     );
-    // Uncompressed wire format 2 keeps the bodies large (about 1.3 MB each), as on a port's
-    // Wi-Fi where a large body takes many frames: what lets streams overtake one another.
+    // Brotli's fastest quality: about 23 KB a body, more than one of the pacer's 16 KB pieces,
+    // so bodies written side by side would interleave (and did, with the pacer mutated).
     link = new Http2Link({ url: site.httpUrl!, sender: 'AURORA', token: TOKEN, compressionQuality: 0 });
     const records = take(fleetRecords({ containers: 500 }), BATCH_RECORDS * BATCHES);
     const batches: LogRecord[][] = [];

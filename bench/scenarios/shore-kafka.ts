@@ -346,7 +346,8 @@ async function sendAsLink(url: string, bodies: readonly Buffer[], incarnation: s
         stream.on('end', () => {
           if (status === 200) return resolve(status);
           if (status === 503 || status === 409) {
-            refusals.set(`${status} ${text.slice(0, 60)}`, (refusals.get(`${status} ${text.slice(0, 60)}`) ?? 0) + 1);
+            const what = `${status} ${text.slice(0, 60)}`;
+            refusals.set(what, (refusals.get(what) ?? 0) + 1);
             return resolve(status);
           }
           reject(new Error(`batch refused: HTTP ${status} ${text}`));

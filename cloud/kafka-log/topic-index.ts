@@ -67,27 +67,6 @@ function toSpan(row: SpanRow): Span {
   };
 }
 
-/** A topic's last span, as `record` needs it to decide whether a run extends it. */
-interface LastSpan {
-  readonly firstOffset: number;
-  readonly lastOffset: number;
-  readonly kafkaTopic: string;
-  readonly partition: number;
-  readonly firstKafkaOffset: bigint;
-  readonly lastKafkaOffset: bigint;
-}
-
-function lastSpanOf(span: Span): LastSpan {
-  return {
-    firstOffset: span.firstOffset,
-    lastOffset: span.lastOffset,
-    kafkaTopic: span.kafkaTopic,
-    partition: span.partition,
-    firstKafkaOffset: span.firstKafkaOffset,
-    lastKafkaOffset: span.lastKafkaOffset,
-  };
-}
-
 /** Past this many topics remembered, the memory of last spans starts again (about 150 bytes each). */
 const MAX_REMEMBERED_LAST_SPANS = 200_000;
 
@@ -120,7 +99,7 @@ export class TopicIndex {
    * (many containers per batch) that SELECT was 6 of the 10 µs a run took (2026-11-23).
    * Changed only after a `record` committed, so it never runs ahead of the file.
    */
-  private readonly lastSpans = new Map<string, LastSpan>();
+  private readonly lastSpans = new Map<string, Span>();
 
   constructor(options: TopicIndexOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
@@ -208,7 +187,7 @@ export class TopicIndex {
    */
   record(runs: readonly Run[], progress: readonly { kafkaTopic: string; partition: number; indexedTo: bigint }[]): void {
     // Each topic's last span after this transaction, kept here until SQLite has committed it.
-    const touched = new Map<string, LastSpan>();
+    const touched = new Map<string, Span>();
     this.db.transaction(() => {
       for (const run of runs) {
         const key = `${run.stream}\u0000${run.topic}`;
@@ -236,7 +215,7 @@ export class TopicIndex {
           );
           // A run indexed again from Kafka after a crash may start below the last span: the
           // last span is still the one starting highest, as the SQL that reads it would say.
-          if (last === undefined || run.firstOffset >= last.firstOffset) touched.set(key, lastSpanOf(run));
+          if (last === undefined || run.firstOffset >= last.firstOffset) touched.set(key, run);
           else touched.set(key, last);
         }
       }
@@ -247,11 +226,11 @@ export class TopicIndex {
   }
 
   /** A topic's last span: remembered, or read from the file (and then remembered by `record`). */
-  private lastSpan(key: string, stream: string, topic: string): LastSpan | undefined {
+  private lastSpan(key: string, stream: string, topic: string): Span | undefined {
     const remembered = this.lastSpans.get(key);
     if (remembered !== undefined) return remembered;
     const row = this.statements.last.get(stream, topic) as SpanRow | undefined;
-    return row === undefined ? undefined : lastSpanOf(toSpan(row));
+    return row === undefined ? undefined : toSpan(row);
   }
 
   /** Forgets everything: the next open (or the caller) rebuilds from Kafka. */
