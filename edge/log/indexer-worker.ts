@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { TopicIndexer, type IndexerOptions } from './topic-indexer.js';
 
 export type IndexerMessage = { type: 'poke' } | { type: 'stop' };
-export type IndexerReply = { type: 'indexed'; records: number } | { type: 'error'; message: string } | { type: 'stopped' };
+export type IndexerReply = { type: 'indexed'; records: number } | { type: 'error'; message: string } | { type: 'stopped'; synced: boolean };
 
 const IDLE_POLL_MS = 250;
 /**
@@ -65,8 +65,8 @@ async function loop(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, IDLE_POLL_MS));
     }
   }
-  indexer.close();
-  port.postMessage({ type: 'stopped' } satisfies IndexerReply);
+  const synced = indexer.close();
+  port.postMessage({ type: 'stopped', synced } satisfies IndexerReply);
 }
 
 void loop();

@@ -54,10 +54,19 @@
  * 8. Headers are stored as the caller gave them. A frozen headers object cannot change, so
  *    its JSON text is made once and kept in a WeakMap keyed by the object (the gateway
  *    shares one frozen object per MQTT topic); any other object is serialised per record.
+ * 9. An index torn by a machine crash is never used. The indexer writes the index file
+ *    without fsyncs (topic-indexer.ts), which survives a crash of this process but not of the
+ *    machine. So the records file (fsync'd) says whether the index is being written, and in
+ *    which boot of the machine (`index_synced`, `index_boot` in its meta): set to "being
+ *    written" at open, before any indexer runs; "synced" at close, only once the indexer
+ *    reports the file wholly on disk. At open, an index that was being written in an earlier
+ *    boot (or one this machine cannot name) is deleted and rebuilt from the records, as a lost
+ *    one is; within one boot (kill -9, a crashed process) the kernel still held every write,
+ *    so the file is whole and is kept.
  */
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
-import { mkdirSync, rmSync, statfsSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
@@ -132,8 +141,24 @@ export interface SqliteLogOptions {
   readonly retentionIntervalMs?: number;
   /** `thread` (default) builds the topic index on a worker thread; `inline` on this one. */
   readonly indexer?: 'thread' | 'inline';
+  /**
+   * Names this boot of the machine (invariant 9). Default: Linux's
+   * `/proc/sys/kernel/random/boot_id`; where there is none, every unclean stop counts as a
+   * machine crash. Tests set it to act out a restart of the machine.
+   */
+  readonly bootId?: string;
   readonly logger?: Logger;
   readonly registry?: Registry;
+}
+
+/** This boot of the machine, or undefined where the system does not name it. */
+function machineBootId(): string | undefined {
+  try {
+    const id = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return id === '' ? undefined : id;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface TopicStats {
@@ -489,6 +514,18 @@ export class SqliteLog implements SiteLog {
     };
     let index: SqliteDatabase;
     let rebuilding = false;
+    // Invariant 9: the index file was being written, without fsyncs, when the machine stopped.
+    const bootId = this.options.bootId ?? machineBootId();
+    if (readMeta(this.db, 'index_synced') === '0' && (bootId === undefined || readMeta(this.db, 'index_boot') !== bootId)) {
+      this.options.logger?.warn('topic index was being written when the machine stopped; rebuilding it from the records');
+      discardIndex();
+      rebuilding = true;
+    }
+    // Before any indexer writes: from here until a clean close the file is not known whole.
+    this.db.transaction(() => {
+      writeMeta(this.db, 'index_synced', '0');
+      writeMeta(this.db, 'index_boot', bootId ?? '');
+    })();
     try {
       index = openIndexFile(this.indexPath);
       index.prepare(`SELECT count(*) FROM progress`).get();
@@ -505,8 +542,8 @@ export class SqliteLog implements SiteLog {
     );
     const behindRetention = [...this.streams.values()].some((stream) => (progress.get(stream.id) ?? 0) < (floors.get(stream.id) ?? 1) - 1);
     if (rebuilding || behindRetention) {
-      // The index does not cover records retention has deleted (file lost, or rolled back
-      // by a power loss): its byte counts and the dropped-byte counts no longer describe the
+      // The index does not cover records retention has deleted (file lost, torn or rolled
+      // back by a machine crash): its byte counts and the dropped-byte counts no longer describe the
       // same records. Start both afresh: a new index counts only the records that remain.
       if (!rebuilding) {
         this.options.logger?.warn('topic index is behind retention; rebuilding it from the records');
@@ -1604,11 +1641,16 @@ export class SqliteLog implements SiteLog {
     await this.retentionRunning;
     this.closed = true;
     this.listeners.clear();
+    let indexSynced = false;
     if (this.worker !== undefined) {
       const worker = this.worker;
       this.worker = undefined;
       const stopped = new Promise<void>((resolve) => {
-        worker.on('message', (message: IndexerReply) => message.type === 'stopped' && resolve());
+        worker.on('message', (message: IndexerReply) => {
+          if (message.type !== 'stopped') return;
+          indexSynced = message.synced;
+          resolve();
+        });
         worker.once('exit', () => resolve());
       });
       worker.postMessage({ type: 'stop' });
@@ -1619,7 +1661,15 @@ export class SqliteLog implements SiteLog {
       clearTimeout(bound);
       await worker.terminate();
     }
-    this.inlineIndexer?.close();
+    if (this.inlineIndexer !== undefined) indexSynced = this.inlineIndexer.close();
+    if (indexSynced) {
+      try {
+        writeMeta(this.db, 'index_synced', '1');
+      } catch (error) {
+        // Left "being written": the next open in another boot rebuilds an index that was whole.
+        this.options.logger?.warn({ err: (error as Error).message }, 'could not record the topic index as synced');
+      }
+    }
     this.reader.close();
     this.db.close();
   }

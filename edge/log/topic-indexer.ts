@@ -11,6 +11,13 @@
  * - `progress.indexed_position` of a stream and the index entries up to it are committed in
  *   one transaction, so the index file is always a consistent prefix of the records file.
  * - The index file is never the only copy of anything: deleting it loses nothing.
+ * - The indexer writes it with `synchronous=OFF`: nothing is fsync'd while it runs. That is
+ *   safe against a crash of the process (the operating system still holds every write, in
+ *   order), not against a crash of the machine, which may leave the file torn between
+ *   transactions. So `close` makes the file whole on disk (a synced checkpoint) and says so,
+ *   and the log rebuilds an index that was open when the machine went down (sqlite-log.ts,
+ *   invariant 9). Why: the index's own fsyncs, 3-18 ms each on this project's virtual disks,
+ *   held up the records file's commit fsyncs behind them (docs/LOG.md).
  */
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
@@ -42,13 +49,16 @@ export interface IndexerOptions {
   readonly maxBatchRecords?: number;
 }
 
-/** Opens (and if needed recreates) the index file; returns the open database. */
-export function openIndexFile(indexPath: string): SqliteDatabase {
+/**
+ * Opens (and if needed recreates) the index file; returns the open database. `unsynced`: the
+ * indexer's own connection, which fsyncs nothing until `TopicIndexer.close` (see the top).
+ */
+export function openIndexFile(indexPath: string, durability: 'synced' | 'unsynced' = 'synced'): SqliteDatabase {
   const db = new Database(indexPath);
   db.pragma('journal_mode = WAL');
   // Derived data: a crash may lose the last index transactions but never corrupts them,
   // and what is lost is rebuilt from the records file.
-  db.pragma('synchronous = NORMAL');
+  db.pragma(durability === 'unsynced' ? 'synchronous = OFF' : 'synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
   createIndexSchema(db);
   const version = readMeta(db, 'schema_version');
@@ -69,7 +79,7 @@ export class TopicIndexer {
   constructor(options: IndexerOptions) {
     this.records = new Database(options.recordsPath, { fileMustExist: true });
     this.records.pragma('busy_timeout = 5000');
-    this.index = openIndexFile(options.indexPath);
+    this.index = openIndexFile(options.indexPath, 'unsynced');
     // The index connection reads the records file itself, so a batch goes from one file's
     // b-tree into the other's inside SQLite: no row crosses into JavaScript (see runOnce).
     this.index.prepare(`ATTACH DATABASE ? AS rec`).run(options.recordsPath);
@@ -205,8 +215,23 @@ export class TopicIndexer {
     }
   }
 
-  close(): void {
+  /**
+   * Closes both connections; true when the index file is then wholly on disk: its WAL copied
+   * into it by a checkpoint with fsyncs (the writes before were not synced) and emptied.
+   * False when a reader held the checkpoint back or it failed; the log then treats the file
+   * as still being written (sqlite-log.ts, invariant 9).
+   */
+  close(): boolean {
+    let synced = false;
+    try {
+      this.index.pragma('synchronous = FULL');
+      const [result] = this.index.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[];
+      synced = result !== undefined && result.busy === 0 && result.checkpointed === result.log;
+    } catch {
+      synced = false;
+    }
     this.records.close();
     this.index.close();
+    return synced;
   }
 }
