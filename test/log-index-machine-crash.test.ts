@@ -7,7 +7,9 @@
  * a cleanly closed index is kept across a restart of the machine.
  *
  * A restart of the machine is acted out with the log's `bootId` option; the crash of the
- * process is a real kill -9 of a child that writes with the compiled log (dist/).
+ * process is a real kill -9 of a child that writes with the compiled log (dist/). Only the
+ * indexer thread writes unsynced and marks the file; a log opened with the inline indexer (as
+ * `portcall log` opens a running site's) must leave the marks alone.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -77,7 +79,7 @@ function appendAll(log: SqliteLog, from: number, count: number): Promise<unknown
  * the indexer has written them into the index file, says so, and is killed with SIGKILL
  * while the log is still open.
  */
-async function writeThenKill(path: string): Promise<void> {
+async function writeThenKill(path: string, whileRunning: () => Promise<void> = async () => undefined): Promise<void> {
   const script = `
     const { SqliteLog } = await import(${JSON.stringify(COMPILED_LOG)});
     const log = SqliteLog.open({ siteId: 'AURORA', path: ${JSON.stringify(path)}, bootId: 'A', retentionIntervalMs: 0 });
@@ -105,6 +107,7 @@ async function writeThenKill(path: string): Promise<void> {
     const deadline = Date.now() + 15_000;
     while (indexedPositions(path) < RECORDS && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(indexedPositions(path)).toBe(RECORDS);
+    await whileRunning();
   } finally {
     child.kill('SIGKILL');
   }
@@ -122,7 +125,7 @@ describe('the topic index after a crash', () => {
     expect(recordsMeta(path, 'index_synced')).toBe('1');
 
     const { logger, lines } = warnings();
-    const reopened = SqliteLog.open({ siteId: 'AURORA', path, bootId: 'B', indexer: 'inline', retentionIntervalMs: 0, logger });
+    const reopened = SqliteLog.open({ siteId: 'AURORA', path, bootId: 'B', retentionIntervalMs: 0, logger });
     try {
       expect(lines).not.toContain(REBUILD_WARNING);
       expect(indexedPositions(path)).toBe(5_000);
@@ -130,6 +133,36 @@ describe('the topic index after a crash', () => {
       expect(recordsMeta(path, 'index_boot')).toBe('B');
     } finally {
       await reopened.close();
+    }
+    expect(recordsMeta(path, 'index_synced')).toBe('1');
+
+    // An inline indexer writes synced and leaves the marks as they are.
+    const inline = SqliteLog.open({ siteId: 'AURORA', path, bootId: 'C', indexer: 'inline', retentionIntervalMs: 0 });
+    expect(recordsMeta(path, 'index_boot')).toBe('B');
+    await appendAll(inline, 5_000, 1_000);
+    expect(inline.indexNow()).toBe(1_000);
+    await inline.close();
+    expect(recordsMeta(path, 'index_synced')).toBe('1');
+    expect(recordsMeta(path, 'index_boot')).toBe('B');
+  });
+
+  it('a log opened inline beside a running site (as `portcall log` does) does not declare the site\'s index whole', async () => {
+    const path = logPath();
+    await writeThenKill(path, async () => {
+      const reader = SqliteLog.open({ siteId: 'inspect', path, bootId: 'A', indexer: 'inline', retentionIntervalMs: 0 });
+      expect(reader.listTopics('containers')).toHaveLength(TOPICS);
+      await reader.close();
+      expect(recordsMeta(path, 'index_synced')).toBe('0');
+    });
+    const { logger, lines } = warnings();
+    const log = SqliteLog.open({ siteId: 'AURORA', path, bootId: 'B', indexer: 'inline', retentionIntervalMs: 0, logger });
+    try {
+      expect(lines).toContain(REBUILD_WARNING);
+      expect(indexedPositions(path)).toBe(0);
+      // Rebuilt by an inline indexer, which writes synced: nothing is left to distrust.
+      expect(recordsMeta(path, 'index_synced')).toBe('1');
+    } finally {
+      await log.close();
     }
   });
 

@@ -54,15 +54,17 @@
  * 8. Headers are stored as the caller gave them. A frozen headers object cannot change, so
  *    its JSON text is made once and kept in a WeakMap keyed by the object (the gateway
  *    shares one frozen object per MQTT topic); any other object is serialised per record.
- * 9. An index torn by a machine crash is never used. The indexer writes the index file
- *    without fsyncs (topic-indexer.ts), which survives a crash of this process but not of the
- *    machine. So the records file (fsync'd) says whether the index is being written, and in
- *    which boot of the machine (`index_synced`, `index_boot` in its meta): set to "being
- *    written" at open, before any indexer runs; "synced" at close, only once the indexer
- *    reports the file wholly on disk. At open, an index that was being written in an earlier
- *    boot (or one this machine cannot name) is deleted and rebuilt from the records, as a lost
- *    one is; within one boot (kill -9, a crashed process) the kernel still held every write,
- *    so the file is whole and is kept.
+ * 9. An index torn by a machine crash is never used. The site's indexer thread writes the
+ *    index file without fsyncs (topic-indexer.ts), which survives a crash of this process but
+ *    not of the machine. So the records file (fsync'd) says whether such an indexer is
+ *    writing it, and in which boot of the machine (`index_synced`, `index_boot` in its meta):
+ *    "being written" at open, before the thread starts; "synced" at close, only once the
+ *    thread reports the file wholly on disk. At open, an index that was being written in an
+ *    earlier boot (or one this machine cannot name) is deleted and rebuilt from the records,
+ *    as a lost one is; within one boot (kill -9, a crashed process) the kernel still held
+ *    every write, so the file is whole and is kept. A log opened with the inline indexer
+ *    (`portcall log`, beside a running site) writes the index synced and leaves both marks
+ *    alone: closing it must not declare whole a file the site's thread is still writing.
  */
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
@@ -96,7 +98,7 @@ import {
   RECORDS_SCHEMA_VERSION,
   writeMeta,
 } from './schema.js';
-import { openIndexFile, TopicIndexer } from './topic-indexer.js';
+import { openIndexFile, TopicIndexer, type IndexerOptions } from './topic-indexer.js';
 import { TopicTable } from './topic-table.js';
 import type { IndexerReply } from './indexer-worker.js';
 
@@ -521,11 +523,16 @@ export class SqliteLog implements SiteLog {
       discardIndex();
       rebuilding = true;
     }
-    // Before any indexer writes: from here until a clean close the file is not known whole.
-    this.db.transaction(() => {
-      writeMeta(this.db, 'index_synced', '0');
-      writeMeta(this.db, 'index_boot', bootId ?? '');
-    })();
+    if ((this.options.indexer ?? 'thread') === 'thread') {
+      // Before the thread writes: from here until a clean close the file is not known whole.
+      this.db.transaction(() => {
+        writeMeta(this.db, 'index_synced', '0');
+        writeMeta(this.db, 'index_boot', bootId ?? '');
+      })();
+    } else if (rebuilding) {
+      // The torn file is gone and nothing unsynced will write the new one.
+      writeMeta(this.db, 'index_synced', '1');
+    }
     try {
       index = openIndexFile(this.indexPath);
       index.prepare(`SELECT count(*) FROM progress`).get();
@@ -601,7 +608,7 @@ export class SqliteLog implements SiteLog {
 
   private startWorker(): void {
     const worker = new Worker(workerScript(), {
-      workerData: { recordsPath: this.path, indexPath: this.indexPath },
+      workerData: { recordsPath: this.path, indexPath: this.indexPath, durability: 'unsynced' } satisfies IndexerOptions,
     });
     worker.unref();
     worker.on('message', (message: IndexerReply) => {
@@ -1661,7 +1668,8 @@ export class SqliteLog implements SiteLog {
       clearTimeout(bound);
       await worker.terminate();
     }
-    if (this.inlineIndexer !== undefined) indexSynced = this.inlineIndexer.close();
+    // Only the owner of the indexer thread marks the file; an inline indexer wrote it synced.
+    this.inlineIndexer?.close();
     if (indexSynced) {
       try {
         writeMeta(this.db, 'index_synced', '1');

@@ -11,13 +11,14 @@
  * - `progress.indexed_position` of a stream and the index entries up to it are committed in
  *   one transaction, so the index file is always a consistent prefix of the records file.
  * - The index file is never the only copy of anything: deleting it loses nothing.
- * - The indexer writes it with `synchronous=OFF`: nothing is fsync'd while it runs. That is
- *   safe against a crash of the process (the operating system still holds every write, in
- *   order), not against a crash of the machine, which may leave the file torn between
- *   transactions. So `close` makes the file whole on disk (a synced checkpoint) and says so,
- *   and the log rebuilds an index that was open when the machine went down (sqlite-log.ts,
- *   invariant 9). Why: the index's own fsyncs, 3-18 ms each on this project's virtual disks,
- *   held up the records file's commit fsyncs behind them (docs/LOG.md).
+ * - The site's indexer thread writes it `unsynced` (`synchronous=OFF`): nothing is fsync'd
+ *   while it runs. That is safe against a crash of the process (the operating system still
+ *   holds every write, in order), not against a crash of the machine, which may leave the
+ *   file torn between transactions. So `close` makes the file whole on disk (a synced
+ *   checkpoint) and says so, and the log rebuilds an index that was open when the machine went
+ *   down (sqlite-log.ts, invariant 9). Why: the index's own fsyncs, 3-18 ms each on this
+ *   project's virtual disks, held up the records file's commit fsyncs behind them
+ *   (docs/LOG.md). Every other indexer (inline, tools) writes `synced`, which survives both.
  */
 import Database from 'better-sqlite3';
 import type { Database as SqliteDatabase, Statement } from 'better-sqlite3';
@@ -47,6 +48,8 @@ export interface IndexerOptions {
   readonly indexPath: string;
   /** Most records indexed per transaction. */
   readonly maxBatchRecords?: number;
+  /** `unsynced`: no fsyncs until `close` (the site's indexer thread only; see the top). Default `synced`. */
+  readonly durability?: 'synced' | 'unsynced';
 }
 
 /**
@@ -70,6 +73,7 @@ export class TopicIndexer {
   private readonly records: SqliteDatabase;
   private readonly index: SqliteDatabase;
   private readonly maxBatchRecords: number;
+  private readonly durability: 'synced' | 'unsynced';
   private readonly knownStreams = new Set<number>();
   private readonly batchByStream = new Map<number, StreamBatchStatements>();
   private readonly progressGet: Statement;
@@ -79,7 +83,8 @@ export class TopicIndexer {
   constructor(options: IndexerOptions) {
     this.records = new Database(options.recordsPath, { fileMustExist: true });
     this.records.pragma('busy_timeout = 5000');
-    this.index = openIndexFile(options.indexPath, 'unsynced');
+    this.durability = options.durability ?? 'synced';
+    this.index = openIndexFile(options.indexPath, this.durability);
     // The index connection reads the records file itself, so a batch goes from one file's
     // b-tree into the other's inside SQLite: no row crosses into JavaScript (see runOnce).
     this.index.prepare(`ATTACH DATABASE ? AS rec`).run(options.recordsPath);
@@ -216,19 +221,21 @@ export class TopicIndexer {
   }
 
   /**
-   * Closes both connections; true when the index file is then wholly on disk: its WAL copied
-   * into it by a checkpoint with fsyncs (the writes before were not synced) and emptied.
-   * False when a reader held the checkpoint back or it failed; the log then treats the file
-   * as still being written (sqlite-log.ts, invariant 9).
+   * Closes both connections; true when the index file is then safe from a crash of the
+   * machine. An `unsynced` index is, once its WAL is copied into the file by a checkpoint with
+   * fsyncs and emptied; false when a reader held that back or it failed, and the log then
+   * treats the file as still being written (sqlite-log.ts, invariant 9).
    */
   close(): boolean {
-    let synced = false;
-    try {
-      this.index.pragma('synchronous = FULL');
-      const [result] = this.index.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[];
-      synced = result !== undefined && result.busy === 0 && result.checkpointed === result.log;
-    } catch {
-      synced = false;
+    let synced = this.durability === 'synced';
+    if (!synced) {
+      try {
+        this.index.pragma('synchronous = FULL');
+        const [result] = this.index.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[];
+        synced = result !== undefined && result.busy === 0 && result.checkpointed === result.log;
+      } catch {
+        synced = false;
+      }
     }
     this.records.close();
     this.index.close();
