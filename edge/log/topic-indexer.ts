@@ -59,8 +59,9 @@ export interface IndexerOptions {
 export function openIndexFile(indexPath: string, durability: 'synced' | 'unsynced' = 'synced'): SqliteDatabase {
   const db = new Database(indexPath);
   db.pragma('journal_mode = WAL');
-  // Derived data: a crash may lose the last index transactions but never corrupts them,
-  // and what is lost is rebuilt from the records file.
+  // Derived data. Synced (NORMAL): a crash of the machine may lose the last index
+  // transactions but never tears the file, and what is lost is indexed again from the records
+  // file. Unsynced (OFF): only a crash of the process is survived; see the top.
   db.pragma(durability === 'unsynced' ? 'synchronous = OFF' : 'synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
   createIndexSchema(db);
