@@ -312,6 +312,16 @@ export function buildProgram(): Command {
     .option('--json', 'print one JSON object per figure instead of a table')
     .option('--scale <factor>', 'scale the amount of work (1 = default)', positiveNumber('--scale'), 1)
     .option('--list', 'list the scenarios and exit')
+    .addHelpText(
+      'after',
+      '\nshore-kafka reads these from the environment (docs/KAFKA.md, "Performance"):\n' +
+        '  PORTCALL_SHORE_KAFKA_PARTS=endpoint,link    only those parts (producer-performance, keyed-headers,\n' +
+        '                                              transactions, endpoint, link, sites, replicate)\n' +
+        '  PORTCALL_SHORE_KAFKA_ENDPOINT_RUNS=3        endpoint and link runs, median reported (1-9)\n' +
+        '  PORTCALL_SHORE_KAFKA_CONTAINERS=5000        containers the records spread over (default 1000)\n' +
+        '  PORTCALL_SHORE_KAFKA_THREADS=1              CPU of each process by thread group\n' +
+        '  PORTCALL_SHORE_KAFKA_WIRE=1                 senders use wire format 1 (default 2)\n',
+    )
     .action(async (names: string[], options: { json?: boolean; scale: number; list?: boolean }) => {
       const { SCENARIOS, formatJsonLines, formatTable } = await import('../bench/index.js');
       if (options.list) {

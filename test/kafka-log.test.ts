@@ -195,13 +195,14 @@ describeKafka('KafkaLog on a real broker', () => {
     expect(highWater.length).toBeGreaterThanOrEqual(4);
     const partitioner = Partitioners.DefaultPartitioner();
     const partitionMetadata = [0, 1, 2].map((partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
+    const producersPartition = (key: string) => partitioner({ topic: highWaterTopicName(topicPrefix), partitionMetadata, message: { key, value: null } });
     const keys = new Set<string>();
     for (const { partition, message } of highWater) {
       const key = message.key?.toString() ?? '';
       keys.add(key);
-      expect(partition, `high-water entry of ${JSON.stringify(key)}`).toBe(partitioner({ topic: highWaterTopicName(topicPrefix), partitionMetadata, message: { key, value: null } }));
+      expect(partition, `high-water entry of ${JSON.stringify(key)}`).toBe(producersPartition(key));
     }
-    expect(new Set([...keys].map((key) => partitioner({ topic: highWaterTopicName(topicPrefix), partitionMetadata, message: { key, value: null } }))).size).toBeGreaterThan(1);
+    expect(new Set([...keys].map(producersPartition)).size).toBeGreaterThan(1);
   });
 
   it('stores a call larger than the broker accepts in one batch, in one transaction', async () => {

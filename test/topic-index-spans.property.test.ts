@@ -75,11 +75,10 @@ describe('topic index: remembered last spans', () => {
               reading.close();
             }
           }
-          remembering.close();
-          expect(spansOf(rememberingPath)).toEqual(spansOf(readingPath));
         } finally {
           remembering.close();
         }
+        expect(spansOf(rememberingPath)).toEqual(spansOf(readingPath));
       }),
       { numRuns: 300 },
     );

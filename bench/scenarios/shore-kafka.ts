@@ -38,20 +38,19 @@ import type { BenchContext, Figure, Scenario } from '../harness.js';
 const RECORD_BYTES = 150;
 const PARTITIONS = 6;
 /**
- * Containers the records are spread over (\`PORTCALL_SHORE_KAFKA_CONTAINERS\`, default 1,000).
+ * Containers the records are spread over (`PORTCALL_SHORE_KAFKA_CONTAINERS`, default 1,000).
  * More containers means shorter runs of one container per batch, as a real fleet sends (a
  * container reports now and then, so a 10,000-record batch holds a few records of each):
  * per-run costs (the topic index, high-water entries, record tails) then weigh more.
  */
-const CONTAINERS = containersFromEnvironment();
+const CONTAINERS = wholeNumberFromEnvironment('PORTCALL_SHORE_KAFKA_CONTAINERS', 1_000, 1, 100_000);
 
-function containersFromEnvironment(): number {
-  const text = process.env.PORTCALL_SHORE_KAFKA_CONTAINERS?.trim() || '1000';
-  const containers = Number(text);
-  if (!Number.isInteger(containers) || containers < 1 || containers > 100_000) {
-    throw new Error(`PORTCALL_SHORE_KAFKA_CONTAINERS: ${text} is not a whole number from 1 to 100000`);
-  }
-  return containers;
+/** A whole-number knob of this scenario from the environment, refused with its name and range when out of it. */
+function wholeNumberFromEnvironment(name: string, fallback: number, min: number, max: number): number {
+  const text = process.env[name]?.trim() || String(fallback);
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name}: ${text} is not a whole number from ${min} to ${max}`);
+  return value;
 }
 const SENDERS = 4;
 /** Each of the SENDERS senders' batch size (half a link's default; see LINK_BATCH_RECORDS). */
@@ -546,10 +545,7 @@ function cpuFigures(use: CpuUse, records: number, baselineBroker: number | undef
  * Single runs of it moved by ±20% on the shared machine.
  */
 function endpointRuns(): number {
-  const text = process.env.PORTCALL_SHORE_KAFKA_ENDPOINT_RUNS?.trim() || '1';
-  const runs = Number(text);
-  if (!Number.isInteger(runs) || runs < 1 || runs > 9) throw new Error(`PORTCALL_SHORE_KAFKA_ENDPOINT_RUNS: ${text} is not a whole number from 1 to 9`);
-  return runs;
+  return wholeNumberFromEnvironment('PORTCALL_SHORE_KAFKA_ENDPOINT_RUNS', 1, 1, 9);
 }
 
 /** The parts of the scenario, all by default; `PORTCALL_SHORE_KAFKA_PARTS=endpoint,sites` runs only those (for profiling one). */

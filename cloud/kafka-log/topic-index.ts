@@ -26,6 +26,8 @@ import { dirname } from 'node:path';
 
 import Database, { type Database as SqliteDatabase, type Statement } from 'better-sqlite3';
 
+import { topicKey } from '../../core/index.js';
+
 /** Bumped when the schema changes; an older file is rebuilt. */
 const FORMAT = '1';
 
@@ -190,7 +192,7 @@ export class TopicIndex {
     const touched = new Map<string, Span>();
     this.db.transaction(() => {
       for (const run of runs) {
-        const key = `${run.stream}\u0000${run.topic}`;
+        const key = topicKey(run.stream, run.topic);
         const last = touched.get(key) ?? this.lastSpan(key, run.stream, run.topic);
         if (
           last !== undefined &&
