@@ -224,6 +224,26 @@ describe('batch wire format v2', () => {
     expect(reasonOf(() => decodeBatch(batch, limits))).toBe('too-large');
   });
 
+  it('refuses a body whose headers expand past the limit (one long header value on every record)', () => {
+    const long = 'h'.repeat(100_000);
+    const records = Array.from({ length: 200 }, (_unused, offset) => ({
+      origin: 'AURORA',
+      stream: 'containers',
+      topic: 'Y01',
+      offset,
+      eventTimeMs: 1,
+      ingestTimeMs: 1,
+      headers: { note: long },
+      payload: Buffer.from('{}'),
+    }));
+    const batch = encodeBatchV2({ sender: 'AURORA', records });
+    expect(batch.length).toBeLessThan(10_000);
+    expect(reasonOf(() => decodeBatch(batch, limits))).toBe('too-large');
+    // The same batch under a limit it fits is decoded whole, each record with its headers.
+    const decoded = decodeBatch(batch, { ...limits, maxDecompressedBytes: 64 * 1024 * 1024 });
+    expect(decoded.records.map((record) => record.headers.note?.length)).toEqual(records.map(() => long.length));
+  });
+
   it('never fails any other way on a corrupted body, whatever the bytes (property)', () => {
     const records = [...take(fleetRecords({ containers: 5 }), 20), ...take(fleetRecords({ containers: 2, seed: 3 }), 3).map((record) => ({ ...record, payload: Buffer.from([0, 1, 2]) }))];
     const plain = encodeBatchV2({ sender: 'AURORA', records }, { compression: CompressionV2.None });

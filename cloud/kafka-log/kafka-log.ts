@@ -1498,15 +1498,19 @@ export class KafkaLog implements SiteLog, HealthSource {
     if (typeof record.headers !== 'object' || record.headers === null) {
       throw new InvalidInputError('bad-headers', `${whereOf(record)}: headers must map names to strings`);
     }
-    for (const name of Object.keys(record.headers)) {
-      if (typeof record.headers[name] !== 'string') throw new InvalidInputError('bad-headers', `${whereOf(record)}: headers must map names to strings`);
+    // One pass, and no array of names per record (`Object.keys` was a visible share of the
+    // shore's allocations): records' headers are plain objects, as the codec reads them.
+    let headerBound = 0;
+    for (const name in record.headers) {
+      const value = record.headers[name];
+      if (typeof value !== 'string') throw new InvalidInputError('bad-headers', `${whereOf(record)}: headers must map names to strings`);
+      headerBound += 16 + 3 * (name.length + value.length);
     }
     if (!(record.payload instanceof Uint8Array)) {
       throw new InvalidInputError('bad-payload', `${whereOf(record)}: payload must be bytes`);
     }
     // UTF-8 takes at most 3 bytes per UTF-16 unit: when even that bound fits, no exact count.
-    let bound = record.payload.byteLength + 3 * (record.origin.length + record.stream.length + 2 * record.topic.length) + 512;
-    for (const name in record.headers) bound += 16 + 3 * (name.length + record.headers[name]!.length);
+    const bound = record.payload.byteLength + 3 * (record.origin.length + record.stream.length + 2 * record.topic.length) + 512 + headerBound;
     const sizeBytes = bound <= this.options.maxRecordBytes ? bound : encodedSizeBytes(record);
     if (sizeBytes > this.options.maxRecordBytes) {
       throw new InvalidInputError(

@@ -110,6 +110,9 @@ export class ByteWriter {
   }
 }
 
+/** Up to this many bytes, `copyOfBytes` copies byte by byte rather than through a view. */
+const SHORT_COPY_BYTES = 256;
+
 export class ByteReader {
   private position = 0;
 
@@ -171,6 +174,21 @@ export class ByteReader {
     const slice = this.buffer.subarray(this.position, this.position + length);
     this.position += length;
     return slice;
+  }
+
+  /**
+   * The next `length` bytes in a buffer of their own: what a decoded record keeps must not hold
+   * the whole decompressed body alive. One allocation, where copying a `bytes()` view made two.
+   */
+  copyOfBytes(length: number): Buffer {
+    this.need(length);
+    const copy = Buffer.allocUnsafe(length);
+    const from = this.position;
+    // Buffer#copy of part of a buffer makes a view of it first; a reading's payload is short.
+    if (length <= SHORT_COPY_BYTES) for (let index = 0; index < length; index += 1) copy[index] = this.buffer[from + index]!;
+    else this.buffer.copy(copy, 0, from, from + length);
+    this.position += length;
+    return copy;
   }
 
   blob(): Buffer {

@@ -38,6 +38,8 @@ import type { Batch, DecodeLimits } from './batch.js';
 
 export const MAGIC_V2 = Buffer.from('PCB2', 'ascii');
 export const HEADER_BYTES_V2 = 21;
+/** Shared by every decoded record without headers; records' headers are never written to. */
+const NO_HEADERS: RecordHeaders = Object.freeze({});
 
 export enum CompressionV2 {
   None = 0,
@@ -405,24 +407,41 @@ function decodeBody(raw: Buffer, declaredRecords: number, limits: DecodeLimits):
   for (let index = 0; index < count; index += 1) {
     const id = headerSetIds[index]!;
     if (!Number.isInteger(id) || id < 0 || id > headerSetCount) throw new MalformedBodyError(`header set ${id} out of range`);
-    if (id === 0) headers[index] = {};
+    if (id === 0) headers[index] = NO_HEADERS;
     else rowsOfSet[id - 1]!.push(index);
   }
+  // What the headers add to the records, counted against the expansion cap below.
+  let headerBytes = 0;
   headerSetKeys.forEach((keys, set) => {
     const rows = rowsOfSet[set]!;
     const setTopics = pick(topics, rows);
     const columns = keys.map(() => StringColumn.read(reader, rows.length, setTopics, dictionary));
+    let keyBytes = 0;
+    for (const key of keys) keyBytes += key.length;
     // fromEntries defines own properties, so a header named "__proto__" stays a header.
     const plainKeys = !keys.includes('__proto__');
-    rows.forEach((rowIndex, position) => {
-      if (plainKeys) {
-        const record: Record<string, string> = {};
-        for (let keyIndex = 0; keyIndex < keys.length; keyIndex += 1) record[keys[keyIndex]!] = columns[keyIndex]![position]!;
-        headers[rowIndex] = record;
-      } else {
-        headers[rowIndex] = Object.fromEntries(keys.map((key, keyIndex) => [key, columns[keyIndex]![position]!]));
+    let previous: RecordHeaders | undefined;
+    for (let position = 0; position < rows.length; position += 1) {
+      headerBytes += keyBytes;
+      let sameAsPrevious = previous !== undefined;
+      for (let keyIndex = 0; keyIndex < keys.length; keyIndex += 1) {
+        const value = columns[keyIndex]![position]!;
+        headerBytes += value.length;
+        if (sameAsPrevious && value !== columns[keyIndex]![position - 1]) sameAsPrevious = false;
       }
-    });
+      // A container's records mostly carry the same headers (its MQTT topic): one frozen object
+      // for a run of equal rows, as the gateway hands them to the log.
+      if (!sameAsPrevious) {
+        if (plainKeys) {
+          const record: Record<string, string> = {};
+          for (let keyIndex = 0; keyIndex < keys.length; keyIndex += 1) record[keys[keyIndex]!] = columns[keyIndex]![position]!;
+          previous = Object.freeze(record);
+        } else {
+          previous = Object.freeze(Object.fromEntries(keys.map((key, keyIndex) => [key, columns[keyIndex]![position]!])));
+        }
+      }
+      headers[rows[position]!] = previous!;
+    }
   });
 
   const payloadKinds = readInts(reader, count);
@@ -442,7 +461,10 @@ function decodeBody(raw: Buffer, declaredRecords: number, limits: DecodeLimits):
     else rowsOfShape[kind - 1]!.push(index);
   }
   // Columns can expand (one long string referenced by every record): cap what decoding builds.
-  let expandedBytes = 0;
+  let expandedBytes = headerBytes;
+  if (expandedBytes > limits.maxDecompressedBytes) {
+    refuse('too-large', `batch expands to more than ${limits.maxDecompressedBytes} bytes of records`);
+  }
   const expand = (bytes: number) => {
     expandedBytes += bytes;
     if (expandedBytes > limits.maxDecompressedBytes) {
@@ -466,7 +488,7 @@ function decodeBody(raw: Buffer, declaredRecords: number, limits: DecodeLimits):
   blobRows.forEach((rowIndex, position) => {
     const length = blobLengths[position]!;
     if (!Number.isSafeInteger(length) || length < 0) throw new MalformedBodyError(`payload length ${length}`);
-    payloads[rowIndex] = Buffer.from(reader.bytes(length));
+    payloads[rowIndex] = reader.copyOfBytes(length);
   });
   reader.expectEnd();
 
@@ -482,7 +504,6 @@ function decodeBody(raw: Buffer, declaredRecords: number, limits: DecodeLimits):
     if (origins[index] === '' || streams[index] === '' || topics[index] === '') {
       throw new MalformedBodyError(`record ${index}: empty origin, stream or topic`);
     }
-    for (const [key, value] of Object.entries(headers[index]!)) expand(key.length + value.length);
     result[index] = {
       origin: origins[index]!,
       stream: streams[index]!,
