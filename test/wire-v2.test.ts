@@ -48,6 +48,11 @@ function frame(body: Buffer, options: { compression?: number; records: number; r
   return Buffer.concat([header, body]);
 }
 
+/** `count` records of container Y01 at offsets 0.., each with these headers and payload. */
+function recordsOfY01(count: number, headers: Record<string, string>, payload: Buffer): LogRecord[] {
+  return Array.from({ length: count }, (_unused, offset) => ({ origin: 'AURORA', stream: 'containers', topic: 'Y01', offset, eventTimeMs: 1, ingestTimeMs: 1, headers, payload }));
+}
+
 const anyNumber = fc.oneof(
   fc.double(),
   fc.integer(),
@@ -209,16 +214,7 @@ describe('batch wire format v2', () => {
 
   it('refuses a body whose columns expand past the limit (one long string referenced by every record)', () => {
     const long = 'x'.repeat(100_000);
-    const records = Array.from({ length: 200 }, (_unused, offset) => ({
-      origin: 'AURORA',
-      stream: 'containers',
-      topic: 'Y01',
-      offset,
-      eventTimeMs: 1,
-      ingestTimeMs: 1,
-      headers: {},
-      payload: Buffer.from(JSON.stringify({ note: long })),
-    }));
+    const records = recordsOfY01(200, {}, Buffer.from(JSON.stringify({ note: long })));
     const batch = encodeBatchV2({ sender: 'AURORA', records });
     expect(batch.length).toBeLessThan(10_000);
     expect(reasonOf(() => decodeBatch(batch, limits))).toBe('too-large');
@@ -226,16 +222,7 @@ describe('batch wire format v2', () => {
 
   it('refuses a body whose headers expand past the limit (one long header value on every record)', () => {
     const long = 'h'.repeat(100_000);
-    const records = Array.from({ length: 200 }, (_unused, offset) => ({
-      origin: 'AURORA',
-      stream: 'containers',
-      topic: 'Y01',
-      offset,
-      eventTimeMs: 1,
-      ingestTimeMs: 1,
-      headers: { note: long },
-      payload: Buffer.from('{}'),
-    }));
+    const records = recordsOfY01(200, { note: long }, Buffer.from('{}'));
     const batch = encodeBatchV2({ sender: 'AURORA', records });
     expect(batch.length).toBeLessThan(10_000);
     expect(reasonOf(() => decodeBatch(batch, limits))).toBe('too-large');
