@@ -21,6 +21,13 @@ export interface RecordIdentity {
 
 export type RecordHeaders = Readonly<Record<string, string>>;
 
+/**
+ * The headers of every record that has none: one frozen object, shared. No stage writes to a
+ * record's headers, so records may share a headers object (the gateway shares one per MQTT
+ * topic, the wire decoder one per run of equal rows).
+ */
+export const NO_HEADERS: RecordHeaders = Object.freeze({});
+
 export interface LogRecord extends RecordIdentity {
   /** When the reading was taken, as reported by the device (or ingest time if it did not say). */
   readonly eventTimeMs: number;

@@ -11,7 +11,7 @@
  * - records whose headers are anything else (alerts) cross whole, beside the numbers.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { PortcallError, RecordsRefusedError, StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
+import { NO_HEADERS, PortcallError, RecordsRefusedError, StoreUnavailableError, type NewRecord, type RecordAppender } from '../../core/index.js';
 import type { DurableAppend } from './commit-batcher.js';
 
 /** In `destinations`: a record carried whole in `inline` instead. */
@@ -119,8 +119,6 @@ export class BatchEncoder {
     return id;
   }
 }
-
-const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** The log thread's side: remembers destinations and turns each batch back into records. */
 export class BatchDecoder {

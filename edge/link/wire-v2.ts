@@ -21,7 +21,7 @@
  * carried as bytes. Every decoded record is checked like a version 1 record would be.
  */
 import { brotliCompressSync, brotliDecompressSync, constants as zlib, crc32 } from 'node:zlib';
-import { InvalidInputError, type LogRecord, type RecordHeaders } from '../../core/index.js';
+import { InvalidInputError, NO_HEADERS, type LogRecord, type RecordHeaders } from '../../core/index.js';
 import { ByteReader, ByteWriter, MalformedBodyError } from './byte-buffer.js';
 import {
   readInts,
@@ -38,8 +38,6 @@ import type { Batch, DecodeLimits } from './batch.js';
 
 export const MAGIC_V2 = Buffer.from('PCB2', 'ascii');
 export const HEADER_BYTES_V2 = 21;
-/** Shared by every decoded record without headers; records' headers are never written to. */
-const NO_HEADERS: RecordHeaders = Object.freeze({});
 
 export enum CompressionV2 {
   None = 0,
@@ -461,16 +459,14 @@ function decodeBody(raw: Buffer, declaredRecords: number, limits: DecodeLimits):
     else rowsOfShape[kind - 1]!.push(index);
   }
   // Columns can expand (one long string referenced by every record): cap what decoding builds.
-  let expandedBytes = headerBytes;
-  if (expandedBytes > limits.maxDecompressedBytes) {
-    refuse('too-large', `batch expands to more than ${limits.maxDecompressedBytes} bytes of records`);
-  }
+  let expandedBytes = 0;
   const expand = (bytes: number) => {
     expandedBytes += bytes;
     if (expandedBytes > limits.maxDecompressedBytes) {
       refuse('too-large', `batch expands to more than ${limits.maxDecompressedBytes} bytes of records`);
     }
   };
+  expand(headerBytes);
   shapeKeys.forEach((keys, shape) => {
     const rows = rowsOfShape[shape]!;
     const shapeTopics = pick(topics, rows);

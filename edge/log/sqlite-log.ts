@@ -75,6 +75,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import {
   ClosedError,
+  NO_HEADERS,
   OffsetGapError,
   StoreUnavailableError,
   TopicForkError,
@@ -116,7 +117,6 @@ const COLUMNS = 8;
 const INDEXER_WAKE_RECORDS = 16_384;
 /** ...or this long after the first of them, whichever comes first. */
 const INDEXER_WAKE_MS = 200;
-const EMPTY_HEADERS: RecordHeaders = Object.freeze({});
 
 export interface StreamPolicy {
   /** Records older than this (time stored at this site) may be deleted. */
@@ -913,7 +913,7 @@ export class SqliteLog implements SiteLog {
     const stream = topic.stream;
     const position = stream.nextPosition;
     let headersText: string | null = null;
-    if (headers !== undefined && headers !== EMPTY_HEADERS) {
+    if (headers !== undefined && headers !== NO_HEADERS) {
       // A frozen headers object cannot change, so its text is made once: the gateway shares
       // one frozen object per MQTT topic across all of that topic's records.
       if (Object.isFrozen(headers)) {
@@ -974,7 +974,7 @@ export class SqliteLog implements SiteLog {
       const topic = this.topicOf(newRecord.stream, newRecord.topic, changes);
       const offset = topic.nextOffset;
       const eventTimeMs = newRecord.eventTimeMs ?? ingestTimeMs;
-      const headers = newRecord.headers ?? EMPTY_HEADERS;
+      const headers = newRecord.headers ?? NO_HEADERS;
       this.insert(topic, offset, originId, eventTimeMs, ingestTimeMs, headers, newRecord.payload);
       stored[i] = {
         origin,
