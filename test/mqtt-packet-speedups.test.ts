@@ -44,7 +44,13 @@ const publishPacket = fc.record({
 
 describe('mqtt-packet speedups', () => {
   it('are installed when imported before mqtt-packet', () => {
-    expect(mqttPacketSpeedups).toEqual({ debug: 'installed', byteReads: 'installed' });
+    expect(mqttPacketSpeedups).toEqual({ debug: 'installed', byteReads: 'installed', numberCache: 'installed' });
+  });
+
+  it('builds the writer’s packet-id cache at load, before the first device is served', () => {
+    const { cache } = createRequire(import.meta.url)('mqtt-packet/numbers.js') as { cache: Record<number, Buffer> };
+    expect(Object.keys(cache)).toHaveLength(65_536);
+    expect([...cache[0x1234]!]).toEqual([0x12, 0x34]);
   });
 
   it('parse packets split across reads anywhere exactly as they were generated', () => {
