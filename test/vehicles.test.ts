@@ -156,7 +156,7 @@ describe('trucks and trains as vehicle edge sites', () => {
     expect(cut && restored).toBe(true);
     for (const emulator of emulators) {
       const stats = await emulator.stop(10_000);
-      expect(stats.acknowledged).toBe(stats.published);
+      expect(stats.acknowledged, `unacknowledged at stop: ${JSON.stringify(stats)}`).toBe(stats.published);
     }
 
     // Everything each vehicle's gateway acknowledged arrives at the port (bounded wait), once.
@@ -276,7 +276,7 @@ describe('trucks and trains as vehicle edge sites', () => {
     while (!devices.stats().finished && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
     const stats = await devices.stop(10_000);
     expect(stats.finished).toBe(true);
-    expect(stats.acknowledged).toBe(stats.published);
+    expect(stats.acknowledged, `unacknowledged at stop: ${JSON.stringify(stats)}`).toBe(stats.published);
     const carried = devices.acknowledgedMessages.filter((message) => message.topic.includes('/containers/Y05/')).map((message) => JSON.stringify(JSON.parse(message.payload)));
     expect(carried.length).toBeGreaterThan(50);
     // At the port: Y05 written by the port, the handoff at offset 20, then the truck's readings, densely.

@@ -8,6 +8,13 @@
  * (or queued while disconnected), the simulation holds its clock, so a slow or absent
  * broker delays readings and loses none. The lag behind the intended simulated time is
  * reported.
+ *
+ * A publish mqtt.js gives up on is published again, as a device keeps a reading until it is
+ * acknowledged: after a reconnect mqtt.js first resends its session's messages, queues new
+ * publishes behind them, and fails the queued ones ("Connection closed") if the connection
+ * drops before they are sent, which a gateway refusing a reading (closing the connection,
+ * docs/GATEWAY.md) makes happen again and again. They never reached the broker, so sending
+ * them again stores nothing twice.
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import { FleetModel, type Scenario } from '../fleet/index.js';
@@ -63,6 +70,8 @@ export class FleetShard {
   private finished = false;
   private pending: { readonly topic: string; readonly payload: string; readonly qos: 0 | 1 | 2 }[] = [];
   private pendingIndex = 0;
+  /** Messages mqtt.js failed before sending them: published again first. */
+  private retry: { readonly topic: string; readonly payload: string; readonly qos: 0 | 1 | 2 }[] = [];
   private acceleration: number;
   /** Simulated time the clock does not pass until released (a demo holding the fleet at a moment). */
   private holdAtMs = Number.POSITIVE_INFINITY;
@@ -124,7 +133,7 @@ export class FleetShard {
 
   private tick(): void {
     const client = this.client;
-    if (client === undefined || this.finished) return;
+    if (client === undefined || (this.finished && this.retry.length === 0)) return;
     const wallMs = performance.now();
     const wantedAdvanceMs = (wallMs - this.lastWallMs) * this.acceleration;
     this.lastWallMs = wallMs;
@@ -133,6 +142,8 @@ export class FleetShard {
       this.lagMs += wantedAdvanceMs;
       return;
     }
+    this.sendRetries(client);
+    if (this.finished) return;
     if (this.pendingIndex >= this.pending.length) {
       this.simTimeMs = Math.max(this.simTimeMs, Math.min(this.simTimeMs + wantedAdvanceMs, this.model.endMs, this.holdAtMs));
       this.pending = this.model.advanceTo(this.simTimeMs);
@@ -144,13 +155,26 @@ export class FleetShard {
     while (this.pendingIndex < this.pending.length && this.published - this.acknowledged < this.options.maxInFlight) {
       const message = this.pending[this.pendingIndex]!;
       this.pendingIndex += 1;
-      this.published += 1;
-      client.publish(message.topic, message.payload, { qos: message.qos }, (error) => {
-        if (error === undefined || error === null) this.acknowledged += 1;
-        else this.lastError = error.message;
-      });
+      this.publish(client, message);
     }
     if (this.pendingIndex >= this.pending.length && this.simTimeMs >= this.model.endMs) this.finished = true;
+  }
+
+  private publish(client: MqttClient, message: { readonly topic: string; readonly payload: string; readonly qos: 0 | 1 | 2 }): void {
+    this.published += 1;
+    client.publish(message.topic, message.payload, { qos: message.qos }, (error) => {
+      if (error === undefined || error === null) {
+        this.acknowledged += 1;
+      } else {
+        this.lastError = error.message;
+        this.published -= 1;
+        this.retry.push(message);
+      }
+    });
+  }
+
+  private sendRetries(client: MqttClient): void {
+    while (this.retry.length > 0 && client.connected && this.published - this.acknowledged < this.options.maxInFlight) this.publish(client, this.retry.shift()!);
   }
 
   stats(): ShardStats {
@@ -172,7 +196,10 @@ export class FleetShard {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     const deadline = Date.now() + drainMs;
-    while (this.acknowledged < this.published && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    while ((this.acknowledged < this.published || this.retry.length > 0) && Date.now() < deadline) {
+      if (this.client !== undefined) this.sendRetries(this.client);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     const stats = this.stats();
     const client = this.client;
     this.client = undefined;
