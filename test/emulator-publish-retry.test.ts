@@ -87,6 +87,25 @@ function duplicatesIn(values: readonly string[]): string[] {
   return values.filter((value) => (seen.has(value) ? true : (seen.add(value), false)));
 }
 
+/**
+ * Runs an emulator to the end of its simulation, stops it (waiting up to 10 s for what is in
+ * flight), and checks what both emulators must show: the path was taken (mqtt.js failed
+ * publishes queued behind the resent session) and everything published was acknowledged.
+ */
+async function finishAndStop<Stats extends { finished: boolean; published: number; acknowledged: number; lastError: string | undefined }>(
+  broker: ScriptedBroker,
+  emulator: { stats(): Stats; stop(drainMs: number): Promise<Stats> },
+): Promise<Stats> {
+  const deadline = Date.now() + 45_000;
+  while (!emulator.stats().finished && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  const stats = await emulator.stop(10_000);
+  expect(broker.connections).toBeGreaterThanOrEqual(3);
+  expect(stats.lastError).toBe('Connection closed');
+  expect(stats.finished, JSON.stringify(stats)).toBe(true);
+  expect(stats.acknowledged, JSON.stringify(stats)).toBe(stats.published);
+  return stats;
+}
+
 describe('emulators under mqtt.js failing queued publishes', () => {
   const cleanups: (() => Promise<unknown>)[] = [];
   afterEach(async () => {
@@ -112,15 +131,8 @@ describe('emulators under mqtt.js failing queued publishes', () => {
     };
     const devices = await VehicleEmulator.start({ spec, brokerUrl: broker.url, acceleration: 10_000 });
     cleanups.push(() => devices.stop(0));
-    const deadline = Date.now() + 45_000;
-    while (!devices.stats().finished && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-    const stats = await devices.stop(10_000);
+    await finishAndStop(broker, devices);
 
-    expect(broker.connections).toBeGreaterThanOrEqual(3);
-    // The path was taken: mqtt.js failed publishes queued behind the resent session.
-    expect(stats.lastError).toBe('Connection closed');
-    expect(stats.finished, JSON.stringify(stats)).toBe(true);
-    expect(stats.acknowledged, JSON.stringify(stats)).toBe(stats.published);
     const model = new VehicleModel(spec);
     const all = model.advanceTo(model.endMs).map((message) => `${message.topic} ${message.payload}`);
     expect(duplicatesIn(broker.stored)).toEqual([]);
@@ -144,14 +156,8 @@ describe('emulators under mqtt.js failing queued publishes', () => {
     const shard = new FleetShard({ scenario, shard: 0, shards: 1, brokerUrl: broker.url, clientId: 'retry-shard', acceleration: 5_000, maxInFlight: 500, endMs });
     await shard.start();
     cleanups.push(() => shard.stop(0));
-    const deadline = Date.now() + 45_000;
-    while (!shard.stats().finished && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-    const stats = await shard.stop(10_000);
+    await finishAndStop(broker, shard);
 
-    expect(broker.connections).toBeGreaterThanOrEqual(3);
-    expect(stats.lastError).toBe('Connection closed');
-    expect(stats.finished, JSON.stringify(stats)).toBe(true);
-    expect(stats.acknowledged, JSON.stringify(stats)).toBe(stats.published);
     const messages = new FleetModel(scenario, { endMs }).advanceTo(endMs);
     const key = (message: { topic: string; payload: string }) => `${message.topic} ${message.payload}`;
     expect(duplicatesIn(broker.stored)).toEqual([]);
