@@ -8,15 +8,10 @@
  * (or queued while disconnected), the simulation holds its clock, so a slow or absent
  * broker delays readings and loses none. The lag behind the intended simulated time is
  * reported.
- *
- * A publish mqtt.js gives up on is published again, as a device keeps a reading until it is
- * acknowledged: after a reconnect mqtt.js first resends its session's messages, queues new
- * publishes behind them, and fails the queued ones ("Connection closed") if the connection
- * drops before they are sent, which a gateway refusing a reading (closing the connection,
- * docs/GATEWAY.md) makes happen again and again. They never reached the broker, so sending
- * them again stores nothing twice.
+ * A publish mqtt.js gives up on is published again (acked-publisher.ts).
  */
 import mqtt, { type MqttClient } from 'mqtt';
+import { AckedPublisher, type PublishedMessage } from './acked-publisher.js';
 import { FleetModel, type Scenario } from '../fleet/index.js';
 
 export interface ShardOptions {
@@ -60,18 +55,15 @@ export class FleetShard {
   private readonly model: FleetModel;
   private client: MqttClient | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private published = 0;
-  private acknowledged = 0;
+  private readonly publisher = new AckedPublisher<PublishedMessage>({ failed: (error) => (this.lastError = error.message) });
   private reconnects = 0;
   private lastError: string | undefined;
   private simTimeMs: number;
   private lastWallMs = 0;
   private lagMs = 0;
   private finished = false;
-  private pending: { readonly topic: string; readonly payload: string; readonly qos: 0 | 1 | 2 }[] = [];
+  private pending: PublishedMessage[] = [];
   private pendingIndex = 0;
-  /** Messages mqtt.js failed before sending them: published again first. */
-  private retry: { readonly topic: string; readonly payload: string; readonly qos: 0 | 1 | 2 }[] = [];
   private acceleration: number;
   /** Simulated time the clock does not pass until released (a demo holding the fleet at a moment). */
   private holdAtMs = Number.POSITIVE_INFINITY;
@@ -133,16 +125,16 @@ export class FleetShard {
 
   private tick(): void {
     const client = this.client;
-    if (client === undefined || (this.finished && this.retry.length === 0)) return;
+    if (client === undefined || (this.finished && this.publisher.retrying === 0)) return;
     const wallMs = performance.now();
     const wantedAdvanceMs = (wallMs - this.lastWallMs) * this.acceleration;
     this.lastWallMs = wallMs;
     // Back-pressure: hold the simulated clock while the broker has not taken what was sent.
-    if (this.published - this.acknowledged >= this.options.maxInFlight || !client.connected) {
+    if (this.publisher.inFlight >= this.options.maxInFlight || !client.connected) {
       this.lagMs += wantedAdvanceMs;
       return;
     }
-    this.sendRetries(client);
+    this.publisher.sendRetries(client, this.options.maxInFlight);
     if (this.finished) return;
     if (this.pendingIndex >= this.pending.length) {
       this.simTimeMs = Math.max(this.simTimeMs, Math.min(this.simTimeMs + wantedAdvanceMs, this.model.endMs, this.holdAtMs));
@@ -152,36 +144,19 @@ export class FleetShard {
       this.lagMs += wantedAdvanceMs;
     }
     // Publish up to the in-flight window; the rest waits for the next tick.
-    while (this.pendingIndex < this.pending.length && this.published - this.acknowledged < this.options.maxInFlight) {
+    while (this.pendingIndex < this.pending.length && this.publisher.inFlight < this.options.maxInFlight) {
       const message = this.pending[this.pendingIndex]!;
       this.pendingIndex += 1;
-      this.publish(client, message);
+      this.publisher.publish(client, message);
     }
     if (this.pendingIndex >= this.pending.length && this.simTimeMs >= this.model.endMs) this.finished = true;
-  }
-
-  private publish(client: MqttClient, message: { readonly topic: string; readonly payload: string; readonly qos: 0 | 1 | 2 }): void {
-    this.published += 1;
-    client.publish(message.topic, message.payload, { qos: message.qos }, (error) => {
-      if (error === undefined || error === null) {
-        this.acknowledged += 1;
-      } else {
-        this.lastError = error.message;
-        this.published -= 1;
-        this.retry.push(message);
-      }
-    });
-  }
-
-  private sendRetries(client: MqttClient): void {
-    while (this.retry.length > 0 && client.connected && this.published - this.acknowledged < this.options.maxInFlight) this.publish(client, this.retry.shift()!);
   }
 
   stats(): ShardStats {
     return {
       shard: this.options.shard,
-      published: this.published,
-      acknowledged: this.acknowledged,
+      published: this.publisher.published,
+      acknowledged: this.publisher.acknowledged,
       simTimeMs: this.simTimeMs,
       lagMs: Math.round(this.lagMs),
       connected: this.client?.connected ?? false,
@@ -195,11 +170,7 @@ export class FleetShard {
   async stop(drainMs = 5000): Promise<ShardStats> {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
-    const deadline = Date.now() + drainMs;
-    while ((this.acknowledged < this.published || this.retry.length > 0) && Date.now() < deadline) {
-      if (this.client !== undefined) this.sendRetries(this.client);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await this.publisher.drain(this.client, this.options.maxInFlight, drainMs);
     const stats = this.stats();
     const client = this.client;
     this.client = undefined;

@@ -4,15 +4,10 @@
  * clock but never ahead of the gateway (with `maxInFlight` messages unacknowledged, or while
  * disconnected, the clock holds), with a persistent session so QoS 1 messages in flight are
  * sent again after a reconnect. Nothing acknowledged is lost; nothing is skipped.
- *
- * A publish mqtt.js gives up on is published again, as a device keeps a reading until it is
- * acknowledged: after a reconnect mqtt.js first resends its session's messages, queues new
- * publishes behind them, and fails the queued ones ("Connection closed") if the connection
- * drops before they are sent, which a gateway refusing a reading (closing the connection,
- * docs/GATEWAY.md) makes happen again and again. They never reached the gateway, so sending
- * them again stores nothing twice.
+ * A publish mqtt.js gives up on is published again (devices/emulator/acked-publisher.ts).
  */
 import mqtt, { type MqttClient } from 'mqtt';
+import { AckedPublisher } from '../emulator/acked-publisher.js';
 import { VehicleModel, type VehicleMessage, type VehicleSpec } from './vehicle-model.js';
 
 export interface VehicleEmulatorOptions {
@@ -41,14 +36,14 @@ export class VehicleEmulator {
   readonly acknowledgedMessages: VehicleMessage[] = [];
   private client: MqttClient | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private published = 0;
-  private acknowledged = 0;
+  private readonly publisher = new AckedPublisher<VehicleMessage>({
+    acknowledged: (message) => this.acknowledgedMessages.push(message),
+    failed: (error) => (this.lastError = error.message),
+  });
   private simTimeMs: number;
   private lastWallMs = 0;
   private pending: VehicleMessage[] = [];
   private pendingIndex = 0;
-  /** Messages mqtt.js failed before sending them: published again first. */
-  private retry: VehicleMessage[] = [];
   private finished = false;
   private lastError: string | undefined;
 
@@ -87,59 +82,37 @@ export class VehicleEmulator {
 
   private tick(): void {
     const client = this.client;
-    if (client === undefined || (this.finished && this.retry.length === 0)) return;
+    if (client === undefined || (this.finished && this.publisher.retrying === 0)) return;
     const wallMs = performance.now();
     const advanceMs = (wallMs - this.lastWallMs) * this.options.acceleration;
     this.lastWallMs = wallMs;
     const maxInFlight = this.options.maxInFlight ?? 500;
     // Back-pressure: the clock holds while the gateway has not taken what was sent.
-    if (this.published - this.acknowledged >= maxInFlight || !client.connected) return;
-    this.sendRetries(client, maxInFlight);
+    if (this.publisher.inFlight >= maxInFlight || !client.connected) return;
+    this.publisher.sendRetries(client, maxInFlight);
     if (this.finished) return;
     if (this.pendingIndex >= this.pending.length) {
       this.simTimeMs = Math.min(this.simTimeMs + advanceMs, this.model.endMs);
       this.pending = this.model.advanceTo(this.simTimeMs);
       this.pendingIndex = 0;
     }
-    while (this.pendingIndex < this.pending.length && this.published - this.acknowledged < maxInFlight) {
+    while (this.pendingIndex < this.pending.length && this.publisher.inFlight < maxInFlight) {
       const message = this.pending[this.pendingIndex]!;
       this.pendingIndex += 1;
-      this.publish(client, message);
+      this.publisher.publish(client, message);
     }
     if (this.pendingIndex >= this.pending.length && this.simTimeMs >= this.model.endMs) this.finished = true;
   }
 
-  private publish(client: MqttClient, message: VehicleMessage): void {
-    this.published += 1;
-    client.publish(message.topic, message.payload, { qos: message.qos }, (error) => {
-      if (error === undefined || error === null) {
-        this.acknowledged += 1;
-        this.acknowledgedMessages.push(message);
-      } else {
-        this.lastError = error.message;
-        this.published -= 1;
-        this.retry.push(message);
-      }
-    });
-  }
-
-  private sendRetries(client: MqttClient, maxInFlight: number): void {
-    while (this.retry.length > 0 && client.connected && this.published - this.acknowledged < maxInFlight) this.publish(client, this.retry.shift()!);
-  }
-
   stats(): VehicleStats {
-    return { published: this.published, acknowledged: this.acknowledged, simTimeMs: this.simTimeMs, connected: this.client?.connected ?? false, finished: this.finished, lastError: this.lastError };
+    return { published: this.publisher.published, acknowledged: this.publisher.acknowledged, simTimeMs: this.simTimeMs, connected: this.client?.connected ?? false, finished: this.finished, lastError: this.lastError };
   }
 
   /** Stops; waits up to `drainMs` for what was published to be acknowledged. */
   async stop(drainMs = 5000): Promise<VehicleStats> {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
-    const deadline = Date.now() + drainMs;
-    while ((this.acknowledged < this.published || this.retry.length > 0) && Date.now() < deadline) {
-      if (this.client !== undefined) this.sendRetries(this.client, this.options.maxInFlight ?? 500);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await this.publisher.drain(this.client, this.options.maxInFlight ?? 500, drainMs);
     const client = this.client;
     this.client = undefined;
     if (client !== undefined) await client.endAsync(true);
