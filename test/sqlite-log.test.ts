@@ -85,6 +85,39 @@ describe('SqliteLog (embedded site log)', () => {
     await shore.close();
   });
 
+  it('checks a duplicate\'s origin wherever the held record is: written in the same group commit, before a reopen, before an origin change', async () => {
+    const aurora = openLog('AURORA').log;
+    const singapore = openLog('SINGAPORE').log;
+    const records = await aurora.append([reading('Y01', 0), reading('Y01', 1), reading('Y01', 2)]);
+    const { log: shore, dir } = openLog('TOKYO');
+    // Same turn, same transaction: the second call's copies of offsets 0-1 claim another origin.
+    const [first, forked] = await Promise.allSettled([
+      shore.replicate(records.slice(0, 2)),
+      shore.replicate(records.slice(0, 2).map((record) => copy(record, { origin: 'SINGAPORE' }))),
+    ]);
+    expect(first.status).toBe('fulfilled');
+    expect(forked.status === 'rejected' && forked.reason).toBeInstanceOf(TopicForkError);
+    // The topic changes hands at offset 2 (a handoff): SINGAPORE writes on from there.
+    const handedOver = copy(records[2]!, { origin: 'SINGAPORE' });
+    await shore.replicate([handedOver]);
+    await expect(shore.replicate([records[2]!])).rejects.toBeInstanceOf(TopicForkError);
+    await expect(shore.replicate([copy(records[1]!, { origin: 'SINGAPORE' })])).rejects.toBeInstanceOf(TopicForkError);
+    expect(await shore.replicate([records[0]!, records[1]!, handedOver])).toMatchObject({ stored: 0, duplicates: 3 });
+    await shore.close();
+
+    // After a reopen the held origins are read back, and the first problem of a batch is the one thrown.
+    const reopened = openLog('TOKYO', dir).log;
+    expect(await reopened.replicate([records[0]!, handedOver])).toMatchObject({ stored: 0, duplicates: 2 });
+    const fork = await reopened.replicate([records[0]!, copy(records[1]!, { origin: 'SYDNEY' }), copy(handedOver, { offset: 9 })]).catch((error: unknown) => error);
+    expect(fork).toBeInstanceOf(TopicForkError);
+    expect((fork as Error).message).toContain('AURORA');
+    await expect(reopened.replicate([records[0]!, copy(handedOver, { offset: 9 }), copy(records[1]!, { origin: 'SYDNEY' })])).rejects.toBeInstanceOf(OffsetGapError);
+    expect((await reopened.readTopic('containers', 'Y01', 0)).map((record) => record.origin)).toEqual(['AURORA', 'AURORA', 'SINGAPORE']);
+    await reopened.close();
+    await aurora.close();
+    await singapore.close();
+  });
+
   it('a refused caller in a group commit rolls back alone', async () => {
     const origin = openLog('AURORA').log;
     const y1 = await origin.append([reading('Y01', 0), reading('Y01', 1)]);

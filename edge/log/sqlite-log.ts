@@ -23,7 +23,11 @@
  *    plus the unindexed tail, both of which derive from committed records only.
  * 3. An identity is stored once. `replicate` drops a record below the topic's next offset
  *    as a duplicate after checking its origin and refuses one above it (a gap), so a copy
- *    never skips or repeats an offset. `verify` checks it on disk. A sparse sender (a filtered
+ *    never skips or repeats an offset. The origin check costs no read for the records this
+ *    process wrote since the topic's origin last changed (the topic's `tailOriginId`: a
+ *    dense topic's offsets from `tailOriginFrom` on are all held, with that origin; a site
+ *    fed by several peers gets most records more than once, moments apart); any other
+ *    duplicate is looked up with the batch's others (`heldOrigins`). `verify` checks it on disk. A sparse sender (a filtered
  *    feed to a customer's endpoint, `ReplicateContext.sparse`) is the one exception: its
  *    topics are marked sparse (table `sparse_topics`, in the same transaction) and take any
  *    identity not yet held, checked one by one (the index, then the unindexed tail through
@@ -197,12 +201,21 @@ interface TopicState {
   lastAppendMs: number;
   /** Written by a sparse sender: offsets may skip and fill in later (sparse_topics). */
   sparse: boolean;
+  /**
+   * The origin (site id) of every record from `tailOriginFrom` to the topic's end, as this
+   * process wrote them; 0 when unknown (after open). Lets a duplicate of a recent record be
+   * checked for a fork without reading it back (invariant 3).
+   */
+  tailOriginId: number;
+  tailOriginFrom: number;
   /** The flush that last saved the values below, so a rollback can put them back. */
   stamp: number;
   savedNextOffset: number;
   savedAppendedBytes: number;
   savedLastPosition: number;
   savedLastAppendMs: number;
+  savedTailOriginId: number;
+  savedTailOriginFrom: number;
 }
 
 interface StreamState {
@@ -293,11 +306,15 @@ function newTopicState(id: number, stream: StreamState, name: string, firstOffse
     lastPosition: 0,
     lastAppendMs: 0,
     sparse: false,
+    tailOriginId: 0,
+    tailOriginFrom: 0,
     stamp: 0,
     savedNextOffset: 0,
     savedAppendedBytes: 0,
     savedLastPosition: 0,
     savedLastAppendMs: 0,
+    savedTailOriginId: 0,
+    savedTailOriginFrom: 0,
   };
 }
 
@@ -793,23 +810,56 @@ export class SqliteLog implements SiteLog {
    */
   private validateReplicate(records: readonly LogRecord[]): void {
     const expected = new Map<string, number>();
+    // Duplicates whose held origin is not known in memory, looked up together (in batch
+    // order) before the first gap is reported and at the end, so the first problem is thrown.
+    const lookups = new Map<TopicState, number[]>();
+    const looked: LogRecord[] = [];
     for (const record of records) {
       const key = topicKey(record.stream, record.topic);
       const topic = this.topicState(record.stream, record.topic);
       const next = expected.get(key) ?? topic?.nextOffset ?? 0;
       if (record.offset < next) {
+        // Below what retention kept: it was accepted once, so the copy is a duplicate.
         if (topic !== undefined && record.offset < topic.nextOffset && record.offset >= topic.firstOffset) {
-          const held = this.recordAt(topic, record.offset);
-          // A held offset that retention already removed cannot be compared; it was
-          // accepted once, so the copy is a duplicate.
-          if (held !== undefined && held.origin !== record.origin) {
-            throw new TopicForkError(record.stream, record.topic, record.offset, held.origin, record.origin);
+          if (!topic.sparse && topic.tailOriginId !== 0 && record.offset >= topic.tailOriginFrom) {
+            if (this.siteIds.get(record.origin) !== topic.tailOriginId) {
+              this.checkHeldOrigins(lookups, looked);
+              throw new TopicForkError(record.stream, record.topic, record.offset, this.siteNames.get(topic.tailOriginId)!, record.origin);
+            }
+          } else {
+            let offsets = lookups.get(topic);
+            if (offsets === undefined) lookups.set(topic, (offsets = []));
+            offsets.push(record.offset);
+            looked.push(record);
           }
         }
         continue;
       }
-      if (record.offset > next) throw new OffsetGapError(record.stream, record.topic, next, record.offset);
+      if (record.offset > next) {
+        this.checkHeldOrigins(lookups, looked);
+        throw new OffsetGapError(record.stream, record.topic, next, record.offset);
+      }
       expected.set(key, next + 1);
+    }
+    this.checkHeldOrigins(lookups, looked);
+  }
+
+  /** Throws a fork for the first of these duplicates held with another origin. */
+  private checkHeldOrigins(lookups: ReadonlyMap<TopicState, readonly number[]>, looked: readonly LogRecord[]): void {
+    if (looked.length === 0) return;
+    const byStream = new Map<StreamState, Map<TopicState, readonly number[]>>();
+    for (const [topic, offsets] of lookups) {
+      let topics = byStream.get(topic.stream);
+      if (topics === undefined) byStream.set(topic.stream, (topics = new Map()));
+      topics.set(topic, offsets);
+    }
+    const held = new Map<TopicState, Map<number, number>>();
+    for (const [stream, topics] of byStream) for (const [topic, found] of this.heldOrigins(stream, topics)) held.set(topic, found);
+    for (const record of looked) {
+      const originId = held.get(this.topicState(record.stream, record.topic)!)?.get(record.offset);
+      if (originId !== undefined && this.siteIds.get(record.origin) !== originId) {
+        throw new TopicForkError(record.stream, record.topic, record.offset, this.siteNames.get(originId) ?? this.readSiteName(originId), record.origin);
+      }
     }
   }
 
@@ -821,6 +871,8 @@ export class SqliteLog implements SiteLog {
       state.appendedBytes = state.savedAppendedBytes;
       state.lastPosition = state.savedLastPosition;
       state.lastAppendMs = state.savedLastAppendMs;
+      state.tailOriginId = state.savedTailOriginId;
+      state.tailOriginFrom = state.savedTailOriginFrom;
     }
     for (const state of changes.streams) {
       state.nextPosition = state.savedNextPosition;
@@ -885,6 +937,8 @@ export class SqliteLog implements SiteLog {
       state.savedAppendedBytes = state.appendedBytes;
       state.savedLastPosition = state.lastPosition;
       state.savedLastAppendMs = state.lastAppendMs;
+      state.savedTailOriginId = state.tailOriginId;
+      state.savedTailOriginFrom = state.tailOriginFrom;
       changes.topics.push(state);
       if (stream.stamp !== changes.stamp) {
         stream.stamp = changes.stamp;
@@ -945,8 +999,15 @@ export class SqliteLog implements SiteLog {
     // Only a sparse topic's late record (custody widened) lands below the next offset: the
     // topic's end and its last record stay where they are.
     if (offset >= topic.nextOffset) {
+      if (offset !== topic.nextOffset || originId !== topic.tailOriginId) {
+        topic.tailOriginId = originId;
+        topic.tailOriginFrom = offset;
+      }
       topic.nextOffset = offset + 1;
       topic.lastPosition = position;
+    } else if (offset >= topic.tailOriginFrom && originId !== topic.tailOriginId) {
+      // A sparse topic's late record inside the run, from elsewhere: the run no longer holds.
+      topic.tailOriginId = 0;
     }
     topic.appendedBytes += payload.byteLength;
     topic.lastAppendMs = ingestTimeMs;
@@ -1015,7 +1076,7 @@ export class SqliteLog implements SiteLog {
    * A sparse sender's batch: each identity not held yet is stored wherever it falls, each one
    * held is dropped (a different origin there is a fork: the whole batch is refused before
    * anything of it is written). Offsets at or past a topic's next offset cannot be held, so
-   * live records cost no lookup; one below it is looked up (`sparseHeld`).
+   * live records cost no lookup; one below it is looked up (`heldOrigins`).
    */
   private applySparse(records: readonly LogRecord[], changes: FlushChanges): ReplicateResult {
     const insert: boolean[] = new Array<boolean>(records.length).fill(false);
@@ -1048,7 +1109,7 @@ export class SqliteLog implements SiteLog {
       topics.set(topic, offsets);
     }
     const held = new Map<TopicState, Map<number, number>>();
-    for (const [stream, topics] of byStream) for (const [topic, found] of this.sparseHeld(stream, topics)) held.set(topic, found);
+    for (const [stream, topics] of byStream) for (const [topic, found] of this.heldOrigins(stream, topics)) held.set(topic, found);
     for (const i of looked) {
       const record = records[i]!;
       const originId = held.get(this.topicState(record.stream, record.topic)!)?.get(record.offset);
@@ -1090,7 +1151,7 @@ export class SqliteLog implements SiteLog {
    * position through the writer connection, which sees this flush's rows once the buffered
    * ones are inserted. One scan of that tail per stream and batch, whatever the topics.
    */
-  private sparseHeld(stream: StreamState, wanted: ReadonlyMap<TopicState, readonly number[]>): Map<TopicState, Map<number, number>> {
+  private heldOrigins(stream: StreamState, wanted: ReadonlyMap<TopicState, readonly number[]>): Map<TopicState, Map<number, number>> {
     const streamId = stream.id;
     if (stream.rowCount > 0) this.insertBuffered(stream);
     const found = new Map<TopicState, Map<number, number>>();
@@ -1188,11 +1249,6 @@ export class SqliteLog implements SiteLog {
       undefined;
     if (exists) this.indexedStreams.add(streamId);
     return exists;
-  }
-
-  private recordAt(topic: TopicState, offset: number): LogRecord | undefined {
-    const [record] = this.readTopicRows(topic, offset, 1, Number.MAX_SAFE_INTEGER);
-    return record?.topic_offset === offset ? this.toRecord(record, topic.stream.name) : undefined;
   }
 
   /** One consistent snapshot: indexed records first, then the unindexed tail. */
