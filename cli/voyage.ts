@@ -956,6 +956,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   const hq = sites.get('HQ')!;
   const shoreUrls = SHORE_SITES.map((name) => sites.get(name)!.url);
   const shores = await verifySites(shoreUrls, { token: opsToken });
+  const phaseMs: [string, number][] = [['shores compared', performance.now()]];
   const shipWhole = await verifySites([ship.url, hq.url], { token: opsToken, streams: ['ships', 'alerts'] });
   const topicsOf = async (site: SiteProcess, stream: string) => (await site.getJson<{ topics: { topic: string; firstOffset: number; nextOffset: number; records: number }[] }>(`/v1/summaries/${stream}?maxTopics=5000`, opsToken, 120_000)).topics;
   const shipContainers = await topicsOf(ship, 'containers');
@@ -966,6 +967,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     4,
     async (id) => void histories.set(id, await readTopic(hq, 'containers', id, opsToken)),
   );
+  phaseMs.push(['histories read', performance.now()]);
   const shipPrefixes = await shipTopicsArePrefixes(ship, hq, shipContainers.map((topic) => topic.topic), opsToken, histories);
   const shipDifferences = [...shipWhole.differences, ...shipPrefixes];
   const differences = [...shores.differences, ...shipDifferences];
@@ -980,7 +982,9 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   const removedAboard = shipContainers.reduce((sum, topic) => sum + topic.nextOffset - topic.records, 0);
   const hqContainers = shores.summaries.get(hq.url)?.get('containers');
   const writtenAshore = (hqContainers === undefined ? await topicsOf(hq, 'containers') : [...hqContainers.values()]).reduce((sum, topic) => sum + topic.records - (shipWrote.get(topic.topic) ?? 0), 0);
+  phaseMs.push(['counts', performance.now()]);
   const checks = await accessChecks(hq, context.tokens, overboard?.container ?? 'Y07');
+  phaseMs.push(['access checks', performance.now()]);
   const alertLatencyMs: Record<string, number | undefined> = {};
   for (const site of alertSites) alertLatencyMs[site] = alertLatency[site];
   const steps = await checkSteps({
@@ -998,6 +1002,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     customerEndpoint: { site: context.endpoint, from: CUSTOMER_ENDPOINT.from, token: context.tokens.toyco!, streams: CUSTOMER_ENDPOINT.streams },
     shipContainersTtlMs: SHIP_CONTAINERS_TTL_HOURS * 3_600_000,
   }).catch((error: unknown): StepCheck[] => [{ step: 0, what: 'the seven steps could be checked', ok: false, detail: `${(error as Error).message}${(error as Error).cause === undefined ? '' : ` (${((error as Error).cause as Error).message})`}` }]);
+  phaseMs.push(['steps', performance.now()]);
   const ok = differences.length === 0 && alertSites.every((site) => alertLatencyMs[site] !== undefined) && checks.every(([, passed]) => passed) && steps.every((step) => step.ok);
   out.write('\nvoyage: verification\n');
   for (const [name, count] of Object.entries(records)) out.write(`  ${name.padEnd(9)} ${count} records\n`);
@@ -1016,7 +1021,7 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   for (const fault of faults) out.write(`  fault injected: ${fault}\n`);
   out.write(`\nvoyage: the seven steps of the brief (DESIGN.md), checked at the sites\n`);
   for (const step of steps) out.write(`  [step ${step.step}] ${step.ok ? 'ok    ' : 'FAILED'} ${STEP_NAMES[step.step] ?? ''}: ${step.what} (${step.detail})\n`);
-  out.write(`  wall time: sailing ${((drainStartedAt - startedAt) / 1000).toFixed(0)} s, links drained in ${((verifyStartedAt - drainStartedAt) / 1000).toFixed(0)} s, verification ${((performance.now() - verifyStartedAt) / 1000).toFixed(0)} s\n`);
+  out.write(`  wall time: sailing ${((drainStartedAt - startedAt) / 1000).toFixed(0)} s, links drained in ${((verifyStartedAt - drainStartedAt) / 1000).toFixed(0)} s, verification ${((performance.now() - verifyStartedAt) / 1000).toFixed(0)} s (${phaseMs.map(([phase, at], index) => `${phase} ${((at - (index === 0 ? verifyStartedAt : phaseMs[index - 1]![1])) / 1000).toFixed(0)} s`).join(', ')})\n`);
   const where = ok && options.dataDir === undefined ? 'the sites\' data and logs go when the demo stops (--data-dir keeps them)' : `the sites' data and logs are in ${context.dataDir}`;
   out.write(`  ${ok ? 'OK' : 'FAILED'}: the voyage ${ok ? 'tells its story' : 'did not hold'}; ${where}\n`);
   return { ok, records, differences, alertLatencyMs, faults, steps, dataDir: context.dataDir };
