@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 import { Kafka, logLevel, Partitioners, type Consumer, type KafkaMessage } from 'kafkajs';
 import { afterEach, expect, it } from 'vitest';
 
-import { startKafkaBroker } from '../tools/kafka/index.js';
+import { BrokerClassArchive, ensureKafkaJars, requireJava, startKafkaBroker } from '../tools/kafka/index.js';
 import { describeKafka, kafkaBootstrap } from './support/kafka.js';
 
 /** kafkajs logs retriable coordinator-loading errors at ERROR; real failures still throw. */
@@ -107,6 +107,22 @@ describeKafka('real Kafka broker', () => {
     expect(payloads.map((m) => m.headers?.['portcall-origin']?.toString())).toEqual(['ship-a', 'ship-a', 'ship-a']);
     // Offsets are contiguous within the transaction; its commit marker takes the next one.
     expect(payloads.map((m) => m.offset)).toEqual(['0', '1', '2']);
+  });
+
+  it('maps its classes from the archive a clean exit wrote', { timeout: 120_000 }, async () => {
+    const archive = BrokerClassArchive.for(await ensureKafkaJars(), (await requireJava()).description);
+    // Whether or not an archive was there before, a broker that stops cleanly leaves one.
+    const first = await startKafkaBroker({ heapMb: 256 });
+    cleanups.push(() => first.stop());
+    await first.stop();
+    expect(existsSync(archive.path)).toBe(true);
+
+    const second = await startKafkaBroker({ heapMb: 256 });
+    cleanups.push(() => second.stop());
+    expect(readFileSync(`/proc/${second.pid}/cmdline`, 'utf8').split('\0')).toContain(`-XX:SharedArchiveFile=${archive.path}`);
+    // The JVM warns when it cannot map an archive it was given (and then loads classes as usual).
+    expect(readFileSync(second.logFile, 'utf8')).not.toMatch(/\[warning\]\[cds/);
+    await second.stop();
   });
 
   it('keeps acknowledged records across kill -9 and restart of its own broker', { timeout: 120_000 }, async () => {

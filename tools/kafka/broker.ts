@@ -12,6 +12,7 @@ import { Kafka, logLevel } from 'kafkajs';
 
 import { KafkaUnavailableError } from './errors.js';
 import { ensureKafkaJars } from './jars.js';
+import { BrokerClassArchive } from './class-archive.js';
 import { requireJava, runCommand } from './process.js';
 import { registerForReaping } from './reaper.js';
 import { KAFKA_VERSION } from './version.js';
@@ -216,6 +217,7 @@ class ManagedBroker {
   constructor(
     private readonly layout: BrokerLayout,
     private readonly libsDir: string,
+    private readonly classArchive: BrokerClassArchive,
     brokerPort: number,
     private readonly heapMb: number,
     private readonly ownsDataDir: boolean,
@@ -285,7 +287,9 @@ class ManagedBroker {
   }
 
   private spawnJvm(): Launch {
+    const classes = this.classArchive.brokerStart();
     const args = [
+      ...classes.jvmOptions,
       `-Xms${this.heapMb}m`,
       `-Xmx${this.heapMb}m`,
       // kafka-run-class.sh's defaults: short GC pauses matter more than throughput for a broker.
@@ -312,6 +316,7 @@ class ManagedBroker {
     const exited = new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null }>((resolveExit) => {
       child.once('exit', (exitCode, signal) => {
         exitedFlag = true;
+        classes.settle(signal === null);
         resolveExit({ exitCode, signal });
       });
       child.once('error', (err) => {
@@ -446,8 +451,9 @@ export async function startKafkaBroker(opts: StartKafkaBrokerOptions = {}): Prom
   const startTimeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
   if (!Number.isInteger(heapMb) || heapMb < 128) throw new RangeError(`heapMb must be an integer >= 128, got ${heapMb}`);
 
-  await requireJava();
+  const java = await requireJava();
   const libsDir = await ensureKafkaJars({ onProgress: progress });
+  const classArchive = BrokerClassArchive.for(libsDir, java.description);
 
   const ownsDataDir = opts.dataDir === undefined;
   const dataDir = opts.dataDir === undefined ? await mkdtemp(join(tmpdir(), 'portcall-kafka-')) : resolve(opts.dataDir);
@@ -466,6 +472,7 @@ export async function startKafkaBroker(opts: StartKafkaBrokerOptions = {}): Prom
     // --ignore-formatted still rejects a different ID instead of skipping.
     const clusterId = (await existingClusterId(layout.kraftLogDir)) ?? newClusterId();
     const format = await runCommand('java', [
+      ...classArchive.readOptions(),
       `-Dlog4j.configuration=${pathToFileURL(layout.log4jProperties).href}`,
       '-cp',
       join(libsDir, '*'),
@@ -485,7 +492,7 @@ export async function startKafkaBroker(opts: StartKafkaBrokerOptions = {}): Prom
     }
 
     // restart() gets the full budget again: log recovery after kill9 can outlast a cold start.
-    broker = new ManagedBroker(layout, libsDir, brokerPort, heapMb, ownsDataDir, startTimeoutMs, progress);
+    broker = new ManagedBroker(layout, libsDir, classArchive, brokerPort, heapMb, ownsDataDir, startTimeoutMs, progress);
     await broker.start(deadlineMs);
     return broker.handle();
   } catch (err) {

@@ -6,6 +6,7 @@
 export { KAFKA_VERSION } from './version.js';
 export { KafkaUnavailableError, type KafkaUnavailableReason } from './errors.js';
 export { kafkaCacheDir, ensureKafkaJars } from './jars.js';
-export { javaAndMavenAvailable } from './process.js';
+export { javaAndMavenAvailable, requireJava, type JavaRuntime } from './process.js';
+export { BrokerClassArchive, type ClassArchiveUse } from './class-archive.js';
 export { startKafkaBroker, type KafkaBroker, type StartKafkaBrokerOptions } from './broker.js';
 export { header, readBackCommitted, type ReadMessage } from './readback.js';

@@ -66,8 +66,14 @@ export function parseJavaMajor(versionOutput: string): number | null {
   return first === 1 && match[2] !== undefined ? Number(match[2]) : first;
 }
 
-/** Throws `java-missing` unless a usable `java` is on PATH; returns its major version. */
-export async function requireJava(): Promise<number> {
+export interface JavaRuntime {
+  readonly major: number;
+  /** What `java -version` printed: names the exact build (a class-data archive is valid for one). */
+  readonly description: string;
+}
+
+/** Throws `java-missing` unless a usable `java` is on PATH; returns its version. */
+export async function requireJava(): Promise<JavaRuntime> {
   let result: CommandResult;
   try {
     result = await runCommand('java', ['-version']);
@@ -94,7 +100,7 @@ export async function requireJava(): Promise<number> {
       `Kafka needs Java ${MIN_JAVA_MAJOR} or newer, but \`java\` on PATH is Java ${major}. Install Java 17 with \`${INSTALL_HINT}\` and put it first on PATH.`,
     );
   }
-  return major;
+  return { major, description: result.outputTail.join('\n') };
 }
 
 /** Throws `maven-missing` unless `mvn` runs; Maven is only needed for the one-time jar fetch. */
