@@ -243,10 +243,10 @@ const COMMIT_MARKER_WAIT_MS = 5_000;
  * A read of a known stretch of a partition (a journal range, a topic's span) asks for about
  * this much per Kafka offset it still needs, at most READ_FETCH_BYTES: asking for the
  * partition's next megabyte decoded thousands of other records to use a few (a live site
- * commits small ranges; a topic's span of one record, for latest(), fetched a megabyte;
- * the voyage's verification decoded 2.3 million records at two Kafka sites to read about
- * 200,000). Kafka returns at least one whole record batch whatever the limit, so a stretch
- * larger than the guess only takes another fetch.
+ * commits small ranges; a topic's span of one record, for latest(), fetched a megabyte).
+ * Kafka returns at least one whole record batch whatever the limit, so a stretch larger than
+ * the guess only takes another fetch. A span still holds other topics' records between its
+ * own (docs/KAFKA.md, "Reading a container").
  */
 const FETCH_BYTES_PER_OFFSET = 2 * 1024;
 const MIN_STRETCH_FETCH_BYTES = 16 * 1024;

@@ -27,7 +27,8 @@
  *    process wrote since the topic's origin last changed (the topic's `tailOriginId`: a
  *    dense topic's offsets from `tailOriginFrom` on are all held, with that origin; a site
  *    fed by several peers gets most records more than once, moments apart); any other
- *    duplicate is looked up with the batch's others (`heldOrigins`). `verify` checks it on disk. A sparse sender (a filtered
+ *    duplicate is looked up with the batch's others (`heldOrigins`). `verify` checks it on
+ *    disk. A sparse sender (a filtered
  *    feed to a customer's endpoint, `ReplicateContext.sparse`) is the one exception: its
  *    topics are marked sparse (table `sparse_topics`, in the same transaction) and take any
  *    identity not yet held, checked one by one (the index, then the unindexed tail through
