@@ -848,14 +848,7 @@ export class SqliteLog implements SiteLog {
   /** Throws a fork for the first of these duplicates held with another origin. */
   private checkHeldOrigins(lookups: ReadonlyMap<TopicState, readonly number[]>, looked: readonly LogRecord[]): void {
     if (looked.length === 0) return;
-    const byStream = new Map<StreamState, Map<TopicState, readonly number[]>>();
-    for (const [topic, offsets] of lookups) {
-      let topics = byStream.get(topic.stream);
-      if (topics === undefined) byStream.set(topic.stream, (topics = new Map()));
-      topics.set(topic, offsets);
-    }
-    const held = new Map<TopicState, Map<number, number>>();
-    for (const [stream, topics] of byStream) for (const [topic, found] of this.heldOrigins(stream, topics)) held.set(topic, found);
+    const held = this.heldOriginsOf(lookups);
     for (const record of looked) {
       const originId = held.get(this.topicState(record.stream, record.topic)!)?.get(record.offset);
       if (originId !== undefined && this.siteIds.get(record.origin) !== originId) {
@@ -1103,14 +1096,7 @@ export class SqliteLog implements SiteLog {
       wanted.push(record.offset);
       looked.push(i);
     }
-    const byStream = new Map<StreamState, Map<TopicState, number[]>>();
-    for (const [topic, offsets] of lookups) {
-      let topics = byStream.get(topic.stream);
-      if (topics === undefined) byStream.set(topic.stream, (topics = new Map()));
-      topics.set(topic, offsets);
-    }
-    const held = new Map<TopicState, Map<number, number>>();
-    for (const [stream, topics] of byStream) for (const [topic, found] of this.heldOrigins(stream, topics)) held.set(topic, found);
+    const held = this.heldOriginsOf(lookups);
     for (const i of looked) {
       const record = records[i]!;
       const originId = held.get(this.topicState(record.stream, record.topic)!)?.get(record.offset);
@@ -1144,6 +1130,19 @@ export class SqliteLog implements SiteLog {
     const highWater: TopicHighWater[] = [];
     for (const topic of touched) highWater.push({ stream: topic.stream.name, topic: topic.name, nextOffset: topic.nextOffset });
     return { stored, duplicates, highWater };
+  }
+
+  /** `heldOrigins` for topics of any streams: one pass per stream. */
+  private heldOriginsOf(lookups: ReadonlyMap<TopicState, readonly number[]>): Map<TopicState, Map<number, number>> {
+    const byStream = new Map<StreamState, Map<TopicState, readonly number[]>>();
+    for (const [topic, offsets] of lookups) {
+      let topics = byStream.get(topic.stream);
+      if (topics === undefined) byStream.set(topic.stream, (topics = new Map()));
+      topics.set(topic, offsets);
+    }
+    const held = new Map<TopicState, Map<number, number>>();
+    for (const [stream, topics] of byStream) for (const [topic, found] of this.heldOrigins(stream, topics)) held.set(topic, found);
+    return held;
   }
 
   /**
