@@ -39,6 +39,7 @@ import { startSitePortal } from './portal.js';
 import { startCustomerTopics } from './customer-topics.js';
 import type { KafkaLog } from '../cloud/kafka-log/index.js';
 import { registerStatusRoute } from './status-route.js';
+import { watchEventLoop } from './loop-watch.js';
 
 export interface SiteStats {
   readonly gatewayMessagesStored: number;
@@ -224,6 +225,9 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       }
     }
   };
+
+  const loopWatch = watchEventLoop({ logger, registry });
+  closers.push(['the event loop watch', async () => loopWatch.stop()]);
 
   try {
     let sqliteLog: SqliteLog | undefined;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { OffsetGapError, TopicForkError, type LogRecord } from '../core/index.js';
 import { SqliteLog } from '../edge/log/index.js';
+import { pino } from 'pino';
 
 const dirs: string[] = [];
 function openLog(siteId: string, dir = mkdtempSync(join(tmpdir(), 'portcall-log-'))) {
@@ -116,6 +117,36 @@ describe('SqliteLog (embedded site log)', () => {
     await reopened.close();
     await aurora.close();
     await singapore.close();
+  });
+
+  it('logs a group commit that held the event loop longer than slowCommitMs, with what it did', async () => {
+    const origin = openLog('AURORA').log;
+    const written = await origin.append([reading('Y01', 0), reading('Y01', 1), reading('Y02', 0)]);
+    const handedOver = await origin.append([reading('Y01', 2)]);
+    const lines: string[] = [];
+    const dir = mkdtempSync(join(tmpdir(), 'portcall-log-'));
+    dirs.push(dir);
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
+    const shore = SqliteLog.open({ siteId: 'TOKYO', path: join(dir, 'log.sqlite'), indexer: 'inline', slowCommitMs: 0, logger });
+    await shore.replicate(written);
+    // Y01 offset 2 comes from another writer (a handoff), so Y01's offsets 0-1 are no longer in its
+    // in-memory run: their duplicates are looked up in the unindexed tail (3 rows, then 4).
+    await shore.replicate([copy(handedOver[0]!, { origin: 'SINGAPORE' })]);
+    await shore.replicate(written.slice(0, 2));
+    const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(entries).toHaveLength(3);
+    for (const entry of entries) expect(entry.msg).toBe('slow group commit: the event loop was held this long');
+    expect(entries[0]).toMatchObject({ callers: { replicate: 1 }, recordsOffered: 3, recordsWritten: 3, unindexedRowsRead: 0 });
+    expect(entries[2]).toMatchObject({ callers: { replicate: 1 }, recordsOffered: 2, recordsWritten: 0, unindexedRowsRead: 4 });
+    expect(typeof entries[2]!.tookMs).toBe('number');
+    // Under the default threshold (a second) a commit this small logs nothing.
+    const quiet: string[] = [];
+    const dir2 = mkdtempSync(join(tmpdir(), 'portcall-log-'));
+    dirs.push(dir2);
+    const other = SqliteLog.open({ siteId: 'SYDNEY', path: join(dir2, 'log.sqlite'), logger: pino({ level: 'warn' }, { write: (line: string) => quiet.push(line) }) });
+    await other.replicate(written);
+    expect(quiet).toEqual([]);
+    await Promise.all([origin.close(), shore.close(), other.close()]);
   });
 
   it('a refused caller in a group commit rolls back alone', async () => {

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeKafka, kafkaBootstrap } from './support/kafka.js';
 import { kill9WithChildren, startPortcall, type PortcallProcess } from './support/portcall-process.js';
+import { siteLogProblems } from './support/site-logs.js';
 
 describeKafka('the voyage on Kafka (portcall demo --kafka)', () => {
   let demo: PortcallProcess;
@@ -25,7 +26,11 @@ describeKafka('the voyage on Kafka (portcall demo --kafka)', () => {
     } finally {
       output = demo.output();
       process.stderr.write(`[voyage --kafka] ${/sites up in [^\n]*/.exec(output)?.[0] ?? 'no start-up time printed'}; ${/wall time: [^\n]*/.exec(output)?.[0] ?? 'no wall time printed'}\n`);
-      if (!/OK: the voyage tells its story/.test(output)) process.stderr.write(output.split('\n').filter((line) => !line.startsWith('day ')).join('\n').slice(-6000));
+      if (!/OK: the voyage tells its story/.test(output)) {
+        process.stderr.write(output.split('\n').filter((line) => !line.startsWith('day ')).join('\n').slice(-6000));
+        // The last status lines say where it stood; the sites' own warnings say why.
+        process.stderr.write(`\n${output.split('\n').filter((line) => line.startsWith('day ')).slice(-5).join('\n')}\n${siteLogProblems(output)}\n`);
+      }
     }
   }, 620_000);
 

@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kill9WithChildren, startPortcall, type PortcallProcess } from './support/portcall-process.js';
+import { siteLogProblems } from './support/site-logs.js';
 
 describe('the voyage (portcall demo), step by step', () => {
   let demo: PortcallProcess;
@@ -24,6 +25,9 @@ describe('the voyage (portcall demo), step by step', () => {
       output = demo.output();
       // Where the wall time went (sailing, draining, verifying), in the test log: the suite's budget is tight.
       process.stderr.write(`[voyage] ${/sites up in [^\n]*/.exec(output)?.[0] ?? 'no start-up time printed'}; ${/wall time: [^\n]*/.exec(output)?.[0] ?? 'no wall time printed'}\n`);
+      if (!/OK: the voyage tells its story/.test(output)) {
+        process.stderr.write(`${output.split('\n').filter((line) => line.startsWith('day ')).slice(-5).join('\n')}\n${siteLogProblems(output)}\n`);
+      }
     }
   }, 420_000);
 

@@ -122,6 +122,12 @@ const COLUMNS = 8;
 const INDEXER_WAKE_RECORDS = 16_384;
 /** ...or this long after the first of them, whichever comes first. */
 const INDEXER_WAKE_MS = 200;
+/**
+ * A group commit whose synchronous part (validation, inserts, COMMIT) takes longer than this
+ * holds the site's event loop long enough for its peers' links to notice: it is logged with
+ * what it did, so a stall seen from outside can be traced to it.
+ */
+const DEFAULT_SLOW_COMMIT_MS = 1000;
 
 export interface StreamPolicy {
   /** Records older than this (time stored at this site) may be deleted. */
@@ -154,6 +160,8 @@ export interface SqliteLogOptions {
    * machine crash. Tests set it to act out a restart of the machine.
    */
   readonly bootId?: string;
+  /** A group commit that holds the event loop longer than this is logged (warn). Default 1000 ms. */
+  readonly slowCommitMs?: number;
   readonly logger?: Logger;
   readonly registry?: Registry;
 }
@@ -355,6 +363,8 @@ export class SqliteLog implements SiteLog {
   private unindexedRecords = 0;
   private indexerTimer: NodeJS.Timeout | undefined;
   private flushStamp = 0;
+  /** Rows of unindexed tails read by heldOrigins during the current flush (for the slow-flush log). */
+  private flushTailRowsRead = 0;
   private retentionTimer: NodeJS.Timeout | undefined;
   private retentionRunning: Promise<RetentionReport[]> | undefined;
   private readonly readerStatements = new Map<string, Statement>();
@@ -733,6 +743,8 @@ export class SqliteLog implements SiteLog {
     this.flushStamp += 1;
     const changes = new FlushChanges(this.flushStamp);
     const nowMs = Date.now();
+    const startedAt = performance.now();
+    this.flushTailRowsRead = 0;
     let written = 0;
     try {
       this.db.exec('BEGIN IMMEDIATE');
@@ -791,9 +803,11 @@ export class SqliteLog implements SiteLog {
         : error;
       this.options.logger?.warn({ code, err: (error as Error).message, callers: writes.length }, 'log commit failed; callers not acknowledged');
       for (const write of writes) write.reject(failure);
+      this.noteSlowFlush(startedAt, writes, 0);
       if (code === 'SQLITE_FULL') void this.runRetention().catch(() => undefined);
       return;
     }
+    this.noteSlowFlush(startedAt, writes, written);
     for (let w = 0; w < writes.length; w += 1) {
       const write = writes[w]!;
       if (write.refusal !== undefined) write.reject(write.refusal);
@@ -803,6 +817,21 @@ export class SqliteLog implements SiteLog {
     for (const stream of changes.streams) {
       for (const listener of this.listeners) listener(stream.name);
     }
+  }
+
+  private noteSlowFlush(startedAt: number, writes: readonly PendingWrite[], written: number): void {
+    const tookMs = performance.now() - startedAt;
+    if (tookMs < (this.options.slowCommitMs ?? DEFAULT_SLOW_COMMIT_MS)) return;
+    const kinds: Record<string, number> = {};
+    let offered = 0;
+    for (const write of writes) {
+      kinds[write.kind] = (kinds[write.kind] ?? 0) + 1;
+      offered += write.records.length;
+    }
+    this.options.logger?.warn(
+      { tookMs: Math.round(tookMs), callers: kinds, recordsOffered: offered, recordsWritten: written, unindexedRowsRead: this.flushTailRowsRead },
+      'slow group commit: the event loop was held this long',
+    );
   }
 
   /**
@@ -1183,6 +1212,7 @@ export class SqliteLog implements SiteLog {
       .raw()
       .iterate(indexedPosition) as IterableIterator<[number, number, number]>;
     for (const [topicId, offset, origin] of tail) {
+      this.flushTailRowsRead += 1;
       const entry = byId.get(topicId);
       if (entry !== undefined && entry.offsets.has(offset)) found.get(entry.topic)!.set(offset, origin);
     }
