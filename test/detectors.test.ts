@@ -133,4 +133,45 @@ describe('detector runner on a real log', () => {
     await runner.close();
     await log.close();
   });
+
+  it('commits its cursors at most once per interval while records keep coming, and all of them when idle', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcall-detectors-'));
+    dirs.push(dir);
+    const log = SqliteLog.open({ siteId: 'SEA1', path: join(dir, 'log.sqlite') });
+    const commits: [string, number][] = [];
+    // The log as the runner's source, counting the cursor writes (each one an fsync on the site's main thread).
+    const source = new Proxy(log, {
+      get(target, property, receiver) {
+        if (property === 'commitCursor') {
+          return async (name: string, position: number) => {
+            commits.push([name, position]);
+            await target.commitCursor(name, position);
+          };
+        }
+        const value = Reflect.get(target, property, receiver) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const runner = new DetectorRunner({ source, appender: log, cursorCommitIntervalMs: 60_000 });
+    await runner.start();
+    const reading = (n: number): NewRecord => ({ stream: 'containers', topic: `C${n % 5}`, eventTimeMs: 1_700_000_000_000 + n * 1000, payload: Buffer.from(JSON.stringify({ tempC: 4 })) });
+    // Forty group commits, each followed by a pass of the runner.
+    for (let n = 0; n < 40; n += 1) {
+      await log.append([reading(n)]);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The first pass commits (nothing had been for a whole interval); the rest wait for it to pass.
+    expect(commits.length).toBeLessThanOrEqual(1);
+    await runner.idle();
+    const position = runner.stats().positions.containers!;
+    expect(position).toBeGreaterThan(0);
+    expect(await log.getCursor(detectorCursorName('containers'))).toBe(position);
+    // Nothing new: idle again writes nothing.
+    const before = commits.length;
+    await runner.idle();
+    expect(commits.length).toBe(before);
+    await runner.close();
+    await log.close();
+  });
 });
