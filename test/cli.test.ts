@@ -13,9 +13,9 @@ import { PORTCALL_BIN, startPortcall, writeYaml, type PortcallProcess } from './
 
 const run = promisify(execFile);
 
-async function portcall(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function portcall(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [PORTCALL_BIN, ...args], { timeout: 30_000 });
+    const { stdout, stderr } = await run(process.execPath, [PORTCALL_BIN, ...args], { timeout: 30_000, env: { ...process.env, ...env } });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };
@@ -44,6 +44,10 @@ describe('portcall command line', () => {
     }
     expect((await portcall(['shore', '--help'])).stdout).toContain('PORTCALL_HTTP__PORT');
     expect((await portcall(['bench', '--list'])).stdout).toContain('thin-path');
+    // A bad knob of one scenario fails that scenario when it runs, not every other command of bench.
+    const listed = await portcall(['bench', '--list'], { PORTCALL_SHORE_KAFKA_CONTAINERS: 'many' });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('shore-kafka');
   });
 
   it('stops a site on SIGTERM at once, exit code 0', async () => {

@@ -43,7 +43,11 @@ const PARTITIONS = 6;
  * container reports now and then, so a 10,000-record batch holds a few records of each):
  * per-run costs (the topic index, high-water entries, record tails) then weigh more.
  */
-const CONTAINERS = wholeNumberFromEnvironment('PORTCALL_SHORE_KAFKA_CONTAINERS', 1_000, 1, 100_000);
+let containersSetting: number | undefined;
+/** Read when the scenario runs, so a bad value fails this scenario and not `bench` of another. */
+function containerCount(): number {
+  return (containersSetting ??= wholeNumberFromEnvironment('PORTCALL_SHORE_KAFKA_CONTAINERS', 1_000, 1, 100_000));
+}
 
 /** A whole-number knob of this scenario from the environment, refused with its name and range when out of it. */
 function wholeNumberFromEnvironment(name: string, fallback: number, min: number, max: number): number {
@@ -69,15 +73,15 @@ function payloadFor(i: number): Uint8Array {
   return body;
 }
 
-/** Record i of the origin log: container i % CONTAINERS, at offset floor(i / CONTAINERS). */
+/** Record i of the origin log: container i % containerCount(), at offset floor(i / containerCount()). */
 function originRecord(i: number): LogRecord {
-  const container = i % CONTAINERS;
+  const container = i % containerCount();
   const topic = `C${String(container).padStart(4, '0')}`;
   return {
     origin: 'AURORA',
     stream: 'containers',
     topic,
-    offset: Math.floor(i / CONTAINERS),
+    offset: Math.floor(i / containerCount()),
     eventTimeMs: 1_763_769_600_000 + i,
     ingestTimeMs: 1_763_769_600_000 + i,
     headers: { 'mqtt-topic': `bigblue/containers/${topic}/reefer` },
@@ -92,7 +96,7 @@ function originRecord(i: number): LogRecord {
  */
 function senderBatches(records: number): LogRecord[][][] {
   const perSender: LogRecord[][] = Array.from({ length: SENDERS }, () => []);
-  for (let i = 0; i < records; i++) perSender[(i % CONTAINERS) % SENDERS]!.push(originRecord(i));
+  for (let i = 0; i < records; i++) perSender[(i % containerCount()) % SENDERS]!.push(originRecord(i));
   return perSender.map((list) => {
     const batches: LogRecord[][] = [];
     for (let start = 0; start < list.length; start += BATCH_RECORDS) batches.push(list.slice(start, start + BATCH_RECORDS));
@@ -225,7 +229,7 @@ function keyedProducerSource(): string {
  * from its source file (Java 11+ compiles it in memory) against the broker's jars.
  */
 async function keyedProducer(libsDir: string, bootstrap: string, topic: string, records: number): Promise<number> {
-  const args = ['-cp', join(libsDir, '*'), keyedProducerSource(), bootstrap, topic, String(records), String(RECORD_BYTES), String(CONTAINERS)];
+  const args = ['-cp', join(libsDir, '*'), keyedProducerSource(), bootstrap, topic, String(records), String(RECORD_BYTES), String(containerCount())];
   return runJavaProducer('KeyedHeaderedProducer', args);
 }
 
@@ -665,7 +669,7 @@ export const shoreKafkaScenario: Scenario = {
         await measureShape(
           'senders',
           'endpoint',
-          `receiving endpoint → Kafka, transactional (${SENDERS} senders × ${BATCH_RECORDS}-record batches, wire format ${wireVersion()}, ${PARTITIONS} partitions, ${CONTAINERS} containers`,
+          `receiving endpoint → Kafka, transactional (${SENDERS} senders × ${BATCH_RECORDS}-record batches, wire format ${wireVersion()}, ${PARTITIONS} partitions, ${containerCount()} containers`,
           '1 site',
         );
       }
@@ -673,7 +677,7 @@ export const shoreKafkaScenario: Scenario = {
         await measureShape(
           'link',
           'link',
-          `receiving endpoint → Kafka, transactional (one link as a forwarder sends: HTTP/2, ${LINK_IN_FLIGHT} × ${LINK_BATCH_RECORDS}-record batches in flight, wire format ${wireVersion()}, ${CONTAINERS} containers`,
+          `receiving endpoint → Kafka, transactional (one link as a forwarder sends: HTTP/2, ${LINK_IN_FLIGHT} × ${LINK_BATCH_RECORDS}-record batches in flight, wire format ${wireVersion()}, ${containerCount()} containers`,
           'one link',
         );
       }
