@@ -61,6 +61,13 @@ const HANDOFF_ASK_EVERY_MS = 1000;
  */
 const TERMINAL_STALL_MAX_MS = 120_000;
 /**
+ * Longest wall time the ship's gateway may leave the fleet's messages unacknowledged without
+ * acknowledging any (outside a restart of the ship). The emulator never runs its clock ahead
+ * of the gateway, so a gateway that stops acknowledging stops the fleet's clock, and with it
+ * every port call and every other bound of the voyage but the last one (VOYAGE_MAX_MS).
+ */
+const FLEET_STALL_MAX_MS = 90_000;
+/**
  * Retention aboard (DESIGN step 7): the ship's containers readings expire after this long (wall
  * time, as the log's TTL runs), so that in a voyage of a few minutes the ship removes what it
  * has forwarded and keeps what it has not. "Forwarded" is the log's rule (mustForward): every
@@ -743,6 +750,8 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
   const shipNextOffsets = async () => new Map((await ship.getJson<{ topics: { topic: string; nextOffset: number }[] }>('/v1/summaries/containers?maxTopics=5000', opsToken, 60_000)).topics.map((topic) => [topic.topic, topic.nextOffset]));
   /** Per terminal (port site): acknowledged messages when last seen moving, and when. */
   const terminalProgress = new Map<string, { acknowledged: number; atMs: number }>();
+  /** The ship's devices: acknowledged messages when last seen moving, and when. */
+  let fleetProgress = { acknowledged: 0, atMs: Date.now() };
   // The overboard alert is polled on its own timer from the moment it can exist, so the
   // latency measured is the alert's, not this loop's (which waits on handoffs and links).
   let alertPoller: NodeJS.Timeout | undefined;
@@ -888,6 +897,19 @@ async function drive(context: DriveContext): Promise<VoyageReport> {
     } else if (acceleration !== options.acceleration) {
       acceleration = options.acceleration;
       setAcceleration(acceleration);
+    }
+    // The ship's gateway acknowledging nothing holds the fleet's clock still: bounded, with the reason.
+    const fleet = emulator.stats();
+    if (restarting !== undefined || fleet.acknowledged !== fleetProgress.acknowledged || fleet.published === fleet.acknowledged) {
+      fleetProgress = { acknowledged: fleet.acknowledged, atMs: Date.now() };
+    } else if (Date.now() - fleetProgress.atMs > FLEET_STALL_MAX_MS) {
+      const health = await fetch(`${ship.url}/healthz`, { signal: AbortSignal.timeout(5000) }).then(
+        async (response) => `its /healthz: HTTP ${response.status} ${(await response.text()).slice(0, 500)}`,
+        (error: unknown) => `it does not answer /healthz (${(error as Error).message})`,
+      );
+      throw new VoyageStalledError(
+        `${SHIP}'s gateway has acknowledged none of the fleet's ${fleet.published - fleet.acknowledged} outstanding messages for ${FLEET_STALL_MAX_MS / 1000} s, so the fleet's clock stands still at ${new Date(simTimeMs).toISOString().slice(0, 16)} (the devices: ${fleet.connected ? 'connected' : 'not connected'}, ${fleet.reconnects} reconnects, last error ${fleet.lastError ?? 'none'}; ${SHIP} pid ${ship.pid ?? '?'}, ${health})`,
+      );
     }
     // A terminal whose devices' messages stay unacknowledged (its port refuses them) would
     // resend them forever and the voyage would never finish: bounded, with the reason.
