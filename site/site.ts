@@ -23,7 +23,7 @@ import type { TopicCatalog } from '../core/holdings.js';
 import { SqliteLog, type StreamPolicy, type TopicStats } from '../edge/log/index.js';
 import type { StreamBacklog } from '../edge/forwarder/forwarder.js';
 import type { RunningGateway } from '../edge/gateway/index.js';
-import { Forwarder, LinkPolicy, forwardCursorName, registerLinkRoutes, topicMatcher, type LinkControl, type ScheduleWindow } from '../edge/forwarder/index.js';
+import { DispatchTurns, Forwarder, LinkPolicy, forwardCursorName, registerLinkRoutes, topicMatcher, type LinkControl, type ScheduleWindow } from '../edge/forwarder/index.js';
 import { Http2Link } from '../edge/link/index.js';
 import { registerHoldingsRoute, registerIngestRoutes, type IngestStats } from '../cloud/ingest/index.js';
 import { registerReadRoutes, registerSummaryRoutes } from '../cloud/read-api/index.js';
@@ -116,7 +116,16 @@ interface SiteStreams {
 }
 
 /** One link: its policy (state, cap, schedule, switch file), its HTTP/2 sender and its forwarder. */
-function linkFor(link: LinkConfig, config: SiteConfig, log: SiteStreams, logger: Logger, registry: Registry, access: RunningAccess | undefined, reader: TopicReader) {
+function linkFor(
+  link: LinkConfig,
+  config: SiteConfig,
+  log: SiteStreams,
+  logger: Logger,
+  registry: Registry,
+  access: RunningAccess | undefined,
+  reader: TopicReader,
+  turns: DispatchTurns,
+) {
   const linkLogger = logger.child({ component: 'forwarder', link: link.name });
   const schedule: ScheduleWindow[] = link.schedule.map((window) => ({
     ...(window.days === undefined ? {} : { days: window.days.map((day) => WEEKDAYS.indexOf(day)) }),
@@ -169,6 +178,7 @@ function linkFor(link: LinkConfig, config: SiteConfig, log: SiteStreams, logger:
     maxBatchBytes: link.maxBatchBytes,
     maxBatchAgeMs: link.maxBatchAgeMs,
     maxInFlightBatches: link.maxInFlightBatches,
+    turns,
     retry: { initialDelayMs: link.retryInitialMs, maxDelayMs: link.retryMaxMs },
     ...(log.backlog === undefined ? {} : { backlog: log.backlog }),
     ...(log.recordsAfter === undefined ? {} : { recordsAfter: log.recordsAfter }),
@@ -225,9 +235,6 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       }
     }
   };
-
-  const loopWatch = watchEventLoop({ logger, registry });
-  closers.push(['the event loop watch', async () => loopWatch.stop()]);
 
   try {
     let sqliteLog: SqliteLog | undefined;
@@ -445,9 +452,11 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
     if (access !== undefined) closers.push(['access control', async () => access.close()]);
 
     const forwarders: { name: string; forwarder: Forwarder; control: LinkControl }[] = [];
+    // One batch of one link per turn of the event loop, however many links (dispatch-turns.ts).
+    const turns = new DispatchTurns();
     // Every site forwards its whole log over its links, whichever log it is on.
     for (const link of config.links) {
-      const { forwarder, policy } = linkFor(link, config, streams, logger, registry, access, reader);
+      const { forwarder, policy } = linkFor(link, config, streams, logger, registry, access, reader, turns);
       await policy.start();
       closers.push([`link ${link.name}'s policy`, async () => policy.stop()]);
       await forwarder.start();
@@ -595,6 +604,9 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
       closers.push(['the HTTP server', () => started.close()]);
       logger.info({ url: httpUrl }, 'HTTP listening');
     }
+    // Once the site serves: its start-up (modules, schemas, the log's open) holds the loop by design.
+    const loopWatch = watchEventLoop({ logger, registry });
+    closers.push(['the event loop watch', async () => loopWatch.stop()]);
 
     return {
       name: config.site,

@@ -8,7 +8,18 @@ import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LinkError, type LogRecord } from '../core/index.js';
-import { Forwarder, LinkPolicy, RetryPolicy, forwardCursorName, parseSwitch, windowContains, type BatchSender, type SendOptions, type SendReport } from '../edge/forwarder/index.js';
+import {
+  DispatchTurns,
+  Forwarder,
+  LinkPolicy,
+  RetryPolicy,
+  forwardCursorName,
+  parseSwitch,
+  windowContains,
+  type BatchSender,
+  type SendOptions,
+  type SendReport,
+} from '../edge/forwarder/index.js';
 import { Pacer, type BodySink } from '../edge/link/pacer.js';
 import { Http2Link, SLOW_LINK_BYTES_PER_SECOND } from '../edge/link/index.js';
 import { SqliteLog } from '../edge/log/index.js';
@@ -162,11 +173,13 @@ describe('link policy', () => {
 class ScriptedSender implements BatchSender {
   readonly destination = 'scripted';
   readonly held = new Set<string>();
-  readonly sent: { stream: string; count: number; urgent: boolean }[] = [];
+  readonly sent: { stream: string; count: number; urgent: boolean; turn: number }[] = [];
   failNext = 0;
   delayMs = 5;
+  /** Which turn of the event loop it is, when something counts them (see EventLoopTurns). */
+  turnOf: () => number = () => 0;
   async send(records: readonly LogRecord[], options: SendOptions): Promise<SendReport> {
-    this.sent.push({ stream: records[0]!.stream, count: records.length, urgent: options.urgent });
+    this.sent.push({ stream: records[0]!.stream, count: records.length, urgent: options.urgent, turn: this.turnOf() });
     await new Promise((resolve) => setTimeout(resolve, this.delayMs));
     if (this.failNext > 0) {
       this.failNext -= 1;
@@ -220,5 +233,83 @@ describe('forwarder window', () => {
     expect(await log.getCursor(forwardCursorName('TOKYO', 'containers'))).toBe(log.streamStats('containers')!.lastPosition);
     expect(forwarder.stats()).toMatchObject({ recordsForwarded: 5001, failures: 2, lastFailureReason: 'reset' });
     await log.close();
+  });
+});
+
+/** Counts turns of the event loop: one increment per check phase, until stopped. */
+class EventLoopTurns {
+  count = 0;
+  private stopped = false;
+  constructor() {
+    const tick = () => {
+      if (this.stopped) return;
+      this.count += 1;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+  }
+  stop(): void {
+    this.stopped = true;
+  }
+}
+
+describe('dispatch turns', () => {
+  it('grants one lane per turn of the event loop, alert lanes first, each lane in the order it asked', async () => {
+    const turns = new DispatchTurns();
+    const loop = new EventLoopTurns();
+    const order: string[] = [];
+    const at = new Map<string, number>();
+    const ask = (name: string, urgent: boolean) =>
+      turns.take(urgent).then(() => {
+        order.push(name);
+        at.set(name, loop.count);
+      });
+    await Promise.all([ask('bulk-1', false), ask('bulk-2', false), ask('urgent-1', true), ask('bulk-3', false), ask('urgent-2', true)]);
+    loop.stop();
+    expect(order).toEqual(['urgent-1', 'urgent-2', 'bulk-1', 'bulk-2', 'bulk-3']);
+    // Each grant in a turn of its own.
+    const turnsSeen = order.map((name) => at.get(name)!);
+    for (let index = 1; index < turnsSeen.length; index += 1) expect(turnsSeen[index]).toBeGreaterThan(turnsSeen[index - 1]!);
+    expect(turns.granted).toBe(5);
+    expect(turns.waiting).toBe(0);
+  });
+
+  it('links sharing turns send everything, never two batches in one turn', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcall-forwarder-'));
+    const log = SqliteLog.open({ siteId: 'TOKYO', path: join(dir, 'log.sqlite') });
+    try {
+      await log.append(Array.from({ length: 6000 }, (_unused, index) => ({ stream: 'containers', topic: `C${index % 40}`, payload: Buffer.from(`{"i":${index}}`) })));
+      await log.append([{ stream: 'alerts', topic: 'C1', payload: Buffer.from('{"kind":"shock"}') }]);
+      const turns = new DispatchTurns();
+      const loop = new EventLoopTurns();
+      const senders = ['HQ', 'SINGAPORE', 'SYDNEY'].map(() => new ScriptedSender());
+      const forwarders = senders.map(
+        (sender, index) =>
+          new Forwarder({
+            linkName: ['HQ', 'SINGAPORE', 'SYDNEY'][index]!,
+            source: log,
+            sender,
+            streams: ['alerts', 'containers'],
+            maxBatchRecords: 300,
+            maxBatchAgeMs: 0,
+            maxInFlightBatches: 8,
+            turns,
+          }),
+      );
+      for (const sender of senders) sender.turnOf = () => loop.count;
+      for (const forwarder of forwarders) await forwarder.start();
+      const deadline = Date.now() + 20_000;
+      while (senders.some((sender) => sender.held.size < 6001) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      for (const forwarder of forwarders) await forwarder.stop();
+      loop.stop();
+      for (const sender of senders) expect(sender.held.size).toBe(6001);
+      const sends = senders.flatMap((sender) => sender.sent);
+      expect(sends.length).toBeGreaterThanOrEqual(3 * 21);
+      expect(new Set(sends.map((send) => send.turn)).size).toBe(sends.length);
+      expect(turns.granted).toBeGreaterThanOrEqual(sends.length);
+    } finally {
+      await log.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -46,6 +46,7 @@ import { TopicOrigins, type HoldingsDigest, type TopicCatalog } from '../../core
 import { LinkPolicy, LINK_STATES, type LinkCondition } from './link-policy.js';
 import { RetryPolicy, type RetryDecision, type RetryPolicyOptions } from './retry-policy.js';
 import { findResumePoint } from './resume-point.js';
+import type { DispatchTurns } from './dispatch-turns.js';
 
 /** Where a batch sits in this site's stream; the destination remembers how far it got. */
 export type BatchPosition = SenderPlacement;
@@ -109,6 +110,11 @@ export interface ForwarderOptions {
   readonly maxBatchAgeMs?: number;
   /** Batches per lane sent and not yet acknowledged. */
   readonly maxInFlightBatches?: number;
+  /**
+   * Turns of the event loop shared with the site's other forwarders (dispatch-turns.ts): one
+   * batch of one lane per turn. Without it each lane yields a turn after each batch on its own.
+   */
+  readonly turns?: DispatchTurns;
   /** Under a bandwidth cap, a batch is sized to take about this long on the wire. */
   readonly targetBatchSeconds?: number;
   readonly retry?: RetryPolicyOptions;
@@ -704,6 +710,11 @@ export class Forwarder {
         }
         continue;
       }
+      // Reading and encoding a batch is synchronous work: one lane of the site's links per turn.
+      if (this.options.turns !== undefined) {
+        await this.options.turns.take(lane.name === 'urgent');
+        if (!this.running) return;
+      }
       let picked: { stream: string; records: LogRecord[]; nextPosition: number; from: number } | undefined;
       try {
         for (const stream of allowed) {
@@ -737,8 +748,8 @@ export class Forwarder {
       }
       this.dispatch(lane, picked.stream, picked.records, picked.nextPosition);
       // Reading and encoding a batch is synchronous work: let acknowledgements, the other
-      // lane (an alert) and the gateway in before the next one.
-      await new Promise((resolve) => setImmediate(resolve));
+      // lane (an alert) and the gateway in before the next one (shared turns do that above).
+      if (this.options.turns === undefined) await new Promise((resolve) => setImmediate(resolve));
     }
   }
 

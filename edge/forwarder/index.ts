@@ -23,4 +23,5 @@ export {
 export { RetryPolicy, failureReason, type RetryDecision, type RetryPolicyOptions } from './retry-policy.js';
 export { registerLinkRoutes, type LinkControl } from './link-routes.js';
 export { topicMatcher } from './topic-filter.js';
+export { DispatchTurns } from './dispatch-turns.js';
 export { findResumePoint, type ResumePoint, type ResumePointOptions } from './resume-point.js';
