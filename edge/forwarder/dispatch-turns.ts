@@ -5,10 +5,11 @@
  * Why: reading a page of 10,000 records and encoding it is 100–200 ms of synchronous work.
  * Each lane used to yield with its own `setImmediate`, so every lane with work ran its page in
  * the same turn: a port forwarding a backlog to four peers (two lanes each) held its event
- * loop for 1.5–3.7 s at a time in the voyage (measured with site/loop-watch.ts and CPU
- * profiles), answering nothing meanwhile, and its peers' links, whose stall timeout there is
- * 3 s, gave the connections up and sent again. One batch per turn keeps a turn near one
- * batch's cost whatever the number of links; the total work is the same.
+ * loop for 1.3–2.9 s at a time in the voyage (site/loop-watch.ts; a CPU profile put the time
+ * in several lanes' readStream and encodeBatchV2 back to back), answering nothing meanwhile,
+ * and its peers' links, whose stall timeout there is 3 s, came close to giving up on it.
+ * One batch per turn keeps a turn near one batch's cost whatever the number of links; the
+ * total work is the same.
  *
  * Invariant: a lane that asked for a turn gets one within (lanes waiting ahead of it) turns;
  * urgent lanes are granted first, in the order they asked, then bulk lanes in theirs.
