@@ -13,6 +13,7 @@
  * Reading a summary reads the topic's records; this is an operator's check, not a hot path.
  */
 import { createHash } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import { PortcallError, RateLimitedError, type ReadAccess, type TopicHighWater, type TopicReader } from '../../core/index.js';
@@ -69,6 +70,10 @@ export async function summarizeTopic(reader: TopicReader, stream: string, topic:
       hash.update(record.payload);
     }
     from = page.at(-1)!.offset + 1;
+    // The embedded log reads synchronously: without a turn between pages, a stream's summary
+    // (100,000 records by default) held the site's event loop for seconds (2 s at every shore
+    // site of the voyage), answering neither its peers' batches nor its devices meanwhile.
+    await nextTurn();
   }
   const end = endAtLastRead ? (last === undefined ? 0 : last + 1) : nextOffset;
   return { topic, firstOffset: first ?? end, nextOffset: end, records, hash: hash.digest('hex') };
