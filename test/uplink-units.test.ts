@@ -201,7 +201,10 @@ describe('forwarder window', () => {
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('sends everything through failures, resends only from the acknowledged cursor, alerts in their own lane', async () => {
+  it.each([
+    ['on its own', false],
+    ['sharing dispatch turns', true],
+  ])('sends everything through failures, resends only from the acknowledged cursor, alerts in their own lane (%s)', async (_name, shared) => {
     const dir = mkdtempSync(join(tmpdir(), 'portcall-forwarder-'));
     dirs.push(dir);
     const log = SqliteLog.open({ siteId: 'AURORA', path: join(dir, 'log.sqlite') });
@@ -218,6 +221,7 @@ describe('forwarder window', () => {
       maxBatchAgeMs: 0,
       maxInFlightBatches: 4,
       retry: { initialDelayMs: 1, maxDelayMs: 5 },
+      ...(shared ? { turns: new DispatchTurns() } : {}),
     });
     await forwarder.start();
     const deadline = Date.now() + 20_000;
@@ -307,6 +311,59 @@ describe('dispatch turns', () => {
       expect(sends.length).toBeGreaterThanOrEqual(3 * 21);
       expect(new Set(sends.map((send) => send.turn)).size).toBe(sends.length);
       expect(turns.granted).toBeGreaterThanOrEqual(sends.length);
+    } finally {
+      await log.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a failure while a lane waits for its turn still backs off and resends from the acknowledged position', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcall-forwarder-'));
+    const log = SqliteLog.open({ siteId: 'TOKYO', path: join(dir, 'log.sqlite') });
+    try {
+      await log.append(Array.from({ length: 8000 }, (_unused, index) => ({ stream: 'containers', topic: `C${index % 40}`, payload: Buffer.from(`{"i":${index}}`) })));
+      const sends: { atMs: number; from: number }[] = [];
+      let failedAtMs: number | undefined;
+      const held = new Set<string>();
+      // Each batch answered a millisecond later (a timer, as a socket would); the tenth fails.
+      const sender: BatchSender = {
+        destination: 'timed',
+        send: (records: readonly LogRecord[]) => {
+          sends.push({ atMs: performance.now(), from: records[0]!.offset });
+          const failing = sends.length === 10;
+          return new Promise((resolve, reject) =>
+            setTimeout(() => {
+              if (failing) {
+                failedAtMs = performance.now();
+                reject(new LinkError('connection reset', { retriable: true, reason: 'reset' }));
+                return;
+              }
+              for (const record of records) held.add(`${record.topic}/${record.offset}`);
+              resolve({ stored: records.length, duplicates: 0, highWater: [] });
+            }, 1),
+          );
+        },
+      };
+      const forwarder = new Forwarder({
+        linkName: 'HQ',
+        source: log,
+        sender,
+        streams: ['containers'],
+        maxBatchRecords: 50,
+        maxBatchAgeMs: 0,
+        maxInFlightBatches: 64,
+        retry: { initialDelayMs: 100, maxDelayMs: 100, jitter: 0.3 },
+        turns: new DispatchTurns(),
+      });
+      await forwarder.start();
+      const deadline = Date.now() + 20_000;
+      while (held.size < 8000 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      await forwarder.stop();
+      expect(held.size).toBe(8000);
+      expect(failedAtMs).toBeDefined();
+      // Nothing is sent between the failure and the end of its backoff (at least 70 ms).
+      const early = sends.filter((send) => send.atMs > failedAtMs! && send.atMs < failedAtMs! + 70);
+      expect(early).toEqual([]);
     } finally {
       await log.close();
       rmSync(dir, { recursive: true, force: true });

@@ -710,10 +710,14 @@ export class Forwarder {
         }
         continue;
       }
+      // A failure while this lane waited for its turn or its page (a reset of the connection)
+      // rewinds the lane and sets its backoff and resync: those come before any more sending.
+      const laneGeneration = lane.generation;
       // Reading and encoding a batch is synchronous work: one lane of the site's links per turn.
       if (this.options.turns !== undefined) {
         await this.options.turns.take(lane.name === 'urgent');
         if (!this.running) return;
+        if (lane.generation !== laneGeneration || !allowed.every((stream) => this.allows(stream))) continue;
       }
       let picked: { stream: string; records: LogRecord[]; nextPosition: number; from: number } | undefined;
       try {
@@ -732,6 +736,7 @@ export class Forwarder {
         continue;
       }
       if (!this.running) return;
+      if (lane.generation !== laneGeneration) continue;
       if (picked === undefined) {
         await lane.sleep(undefined);
         continue;
