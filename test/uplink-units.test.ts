@@ -23,6 +23,7 @@ import {
 import { Pacer, type BodySink } from '../edge/link/pacer.js';
 import { Http2Link, SLOW_LINK_BYTES_PER_SECOND } from '../edge/link/index.js';
 import { SqliteLog } from '../edge/log/index.js';
+import { EventLoopTurns } from './support/event-loop-turns.js';
 
 class RecordingSink extends EventEmitter implements BodySink {
   destroyed = false;
@@ -176,7 +177,7 @@ class ScriptedSender implements BatchSender {
   readonly sent: { stream: string; count: number; urgent: boolean; turn: number }[] = [];
   failNext = 0;
   delayMs = 5;
-  /** Which turn of the event loop it is, when something counts them (see EventLoopTurns). */
+  /** Which turn of the event loop it is, when something counts them (see support/event-loop-turns.ts). */
   turnOf: () => number = () => 0;
   async send(records: readonly LogRecord[], options: SendOptions): Promise<SendReport> {
     this.sent.push({ stream: records[0]!.stream, count: records.length, urgent: options.urgent, turn: this.turnOf() });
@@ -239,23 +240,6 @@ describe('forwarder window', () => {
     await log.close();
   });
 });
-
-/** Counts turns of the event loop: one increment per check phase, until stopped. */
-class EventLoopTurns {
-  count = 0;
-  private stopped = false;
-  constructor() {
-    const tick = () => {
-      if (this.stopped) return;
-      this.count += 1;
-      setImmediate(tick);
-    };
-    setImmediate(tick);
-  }
-  stop(): void {
-    this.stopped = true;
-  }
-}
 
 describe('dispatch turns', () => {
   it('grants one lane per turn of the event loop, alert lanes first, each lane in the order it asked', async () => {
