@@ -361,6 +361,19 @@ describeKafka('KafkaLog on a real broker', () => {
     );
   });
 
+  it('does not fence a site of the same name under another topic prefix (another deployment on the cluster)', async () => {
+    const siteId = `HQ-${randomUUID().slice(0, 6)}`;
+    const staging = await openLog({ topicPrefix: uniquePrefix(), siteId });
+    const production = await openLog({ topicPrefix: uniquePrefix(), siteId });
+    // Each registers its transactional ids as it writes; with one id for both, each would fence the other.
+    for (let offset = 0; offset < 3; offset += 1) {
+      expect(await staging.replicate([rec('containers', 'Y01', offset)], { sender: 'TOKYO' })).toMatchObject({ stored: 1 });
+      expect(await production.replicate([rec('containers', 'Y01', offset)], { sender: 'TOKYO' })).toMatchObject({ stored: 1 });
+      expect(await staging.replicate([rec('ships', 'AURORA', offset)])).toMatchObject({ stored: 1 });
+      expect(await production.replicate([rec('ships', 'AURORA', offset)])).toMatchObject({ stored: 1 });
+    }
+  });
+
   it('neither waits for nor believes a transaction a crashed predecessor left open, and fences it', async () => {
     const topicPrefix = uniquePrefix();
     const siteId = `HQ-${randomUUID().slice(0, 6)}`;
@@ -369,7 +382,7 @@ describeKafka('KafkaLog on a real broker', () => {
     await first.close();
 
     // A "crashed" instance of the same site: its transaction claims Y01 up to 999 and never ends.
-    const zombie = await transactionalProducer(`portcall-${siteId}-ingest`);
+    const zombie = await transactionalProducer(`${topicPrefix}.${siteId}-ingest`);
     const dangling = await zombie.transaction();
     await dangling.send({
       topic: highWaterTopicName(topicPrefix),
@@ -395,7 +408,7 @@ describeKafka('KafkaLog on a real broker', () => {
     const first = await openLog({ topicPrefix, siteId });
     await first.replicate(range('containers', 'Y01', 0, 2), { sender: 'TOKYO' });
     // SINGAPORE's lane of the crashed instance, mid-transaction: its high-water entries are written.
-    await openHighWaterTransaction(topicPrefix, `portcall-${siteId}-ingest-from-SINGAPORE`, 'SINGAPORE', strayTimeoutMs);
+    await openHighWaterTransaction(topicPrefix, `${topicPrefix}.${siteId}-ingest-from-SINGAPORE`, 'SINGAPORE', strayTimeoutMs);
     // TOKYO's next transaction commits behind it; the crash takes its answer.
     expect(await first.replicate(range('containers', 'Y01', 2, 5), { sender: 'TOKYO' })).toMatchObject({ stored: 3 });
     await first.close();

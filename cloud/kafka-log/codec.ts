@@ -57,6 +57,17 @@ export function consumerCursorTopicName(prefix: string): string {
   return `${prefix}.consumers`;
 }
 
+/**
+ * The transactional id of one of a site's producers: `<prefix>.<site>-<role>`. It starts with
+ * the topic prefix, so two deployments that share a cluster under different prefixes (say,
+ * staging and production, both with a site TOKYO) never fence each other, and one prefixed
+ * ACL covers a deployment's topics and transactional ids alike. Site ids hold no '.', so the
+ * last '.' is where the prefix ends and no two (prefix, site) pairs share an id.
+ */
+export function transactionalIdName(prefix: string, siteId: string, role: string): string {
+  return `${prefix}.${siteId}-${role}`;
+}
+
 /** A named consumer cursor (`CursorStore`): key = name, value `{"position": n}`. */
 export function decodeConsumerCursor(message: Pick<KafkaMessage, 'key' | 'value' | 'offset'>): { name: string; position: number | undefined } {
   if (message.key === null) throw new Error(`consumer cursor entry at offset ${message.offset} has no key`);

@@ -14,7 +14,7 @@
  *    previous holder left open, including a process killed with SIGKILL) and only then reads
  *    the positions back, up to the cursor topic's last stable offset. The stage continues from
  *    those, never from what it believed before the failure.
- * 3. One writer. One transactional id per site (`portcall-<site>-customer-topics`) covers
+ * 3. One writer. One transactional id per site (`<prefix>.<site>-customer-topics`) covers
  *    every customer, so no other transaction of ours can hold the cursor topic's last stable
  *    offset back while positions are read, and a second instance of the site fences the first.
  *    (Several ids sharing the cursor topic would have to be registered all before any read.)
@@ -26,7 +26,7 @@ import kafkajs, { type Admin, type Kafka, type Message, type Producer } from 'ka
 import type { Logger } from 'pino';
 
 import { ClosedError, ConfigError, PortcallError, StoreUnavailableError, type LogRecord } from '../../core/index.js';
-import { decodeConsumerCursor, encodeRecord } from './codec.js';
+import { decodeConsumerCursor, encodeRecord, transactionalIdName } from './codec.js';
 import { readCompacted } from './highwater-reader.js';
 import { connectTransactionalProducer } from './transactional-producer.js';
 import type { PartitionFetcher } from './kafkajs-fetch.js';
@@ -93,7 +93,7 @@ export class KafkaCustomerTopicWriter {
   private closed = false;
 
   constructor(private readonly options: CustomerTopicWriterOptions) {
-    this.transactionalId = `portcall-${options.siteId}-customer-topics`;
+    this.transactionalId = transactionalIdName(options.prefix, options.siteId, 'customer-topics');
     this.cursorTopic = customerCursorTopicName(options.prefix);
     for (const [customer, topic] of options.topics) {
       if (!KAFKA_TOPIC_NAME.test(topic)) throw new ConfigError(`customer topic of ${customer}: ${JSON.stringify(topic)} is not a valid Kafka topic name`);

@@ -12,8 +12,8 @@
  *    makes the coordinator settle that transaction) and the map is rebuilt from the
  *    high-water topic before the next write is validated against it.
  * 3. One writer per sending site. Each sender's batches go through its own transactional
- *    producer, `portcall-${siteId}-ingest-from-${sender}` (calls without a sender share
- *    `portcall-${siteId}-ingest`). Another instance that starts serving the sender registers
+ *    producer, `<prefix>.<site>-ingest-from-<sender>` (calls without a sender share
+ *    `<prefix>.<site>-ingest`; codec.ts `transactionalIdName`). Another instance that starts serving the sender registers
  *    the same id, which fences this one: its writes for that sender then fail (503) instead
  *    of forking. Every registration is followed by reading what was committed to the
  *    high-water and cursor topics since this instance last read them, so a sender coming
@@ -107,6 +107,7 @@ import {
   peekIdentity,
   recordTailSize,
   TailTemplate,
+  transactionalIdName,
   writeRecordTail,
   type HeldTopic,
 } from './codec.js';
@@ -894,7 +895,7 @@ export class KafkaLog implements SiteLog, HealthSource {
     if (lane === undefined) {
       lane = {
         sender,
-        transactionalId: sender === '' ? `portcall-${this.siteId}-ingest` : `portcall-${this.siteId}-ingest-from-${sender}`,
+        transactionalId: transactionalIdName(this.layout.prefix, this.siteId, sender === '' ? 'ingest' : `ingest-from-${sender}`),
         producer: undefined,
         registered: false,
         queue: [],
