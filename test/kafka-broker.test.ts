@@ -112,12 +112,12 @@ describeKafka('real Kafka broker', () => {
   it('maps its classes from the archive a clean exit wrote', { timeout: 120_000 }, async () => {
     const archive = BrokerClassArchive.for(await ensureKafkaJars(), (await requireJava()).description);
     // Whether or not an archive was there before, a broker that stops cleanly leaves one.
-    const first = await startKafkaBroker({ heapMb: 256 });
+    const first = await startKafkaBroker({ heapMb: 256, quickJit: true });
     cleanups.push(() => first.stop());
     await first.stop();
     expect(existsSync(archive.path)).toBe(true);
 
-    const second = await startKafkaBroker({ heapMb: 256 });
+    const second = await startKafkaBroker({ heapMb: 256, quickJit: true });
     cleanups.push(() => second.stop());
     expect(readFileSync(`/proc/${second.pid}/cmdline`, 'utf8').split('\0')).toContain(`-XX:SharedArchiveFile=${archive.path}`);
     // The JVM warns when it cannot map an archive it was given (and then loads classes as usual).
@@ -126,7 +126,7 @@ describeKafka('real Kafka broker', () => {
   });
 
   it('keeps acknowledged records across kill -9 and restart of its own broker', { timeout: 120_000 }, async () => {
-    const broker = await startKafkaBroker({ heapMb: 256, startTimeoutMs: 60_000 });
+    const broker = await startKafkaBroker({ heapMb: 256, startTimeoutMs: 60_000, quickJit: true });
     cleanups.push(() => broker.stop());
     expect(broker.bootstrap).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(broker.bootstrap).not.toBe(kafkaBootstrap());

@@ -366,7 +366,7 @@ describeKafka('per-customer Kafka topics (customer.<id>)', () => {
     { timeout: 300_000 },
     async () => {
       // A broker of its own: the shared one must stay up for the other files.
-      const broker: KafkaBroker = await startKafkaBroker({ heapMb: 384, startTimeoutMs: 60_000 });
+      const broker: KafkaBroker = await startKafkaBroker({ heapMb: 384, startTimeoutMs: 60_000, quickJit: true });
       cleanups.push(() => broker.stop());
       const site = await customerSite(broker.bootstrap, mkdtempSync(join(dataDir, 'broker-')));
       const { toyco, redco, caughtUp } = site;

@@ -545,7 +545,7 @@ describeKafka('KafkaLog on a real broker', () => {
     'rejects with StoreUnavailableError while its broker is down and writes exactly once after it is back',
     { timeout: 180_000 },
     async () => {
-      const broker: KafkaBroker = await startKafkaBroker({ heapMb: 256, startTimeoutMs: 60_000 });
+      const broker: KafkaBroker = await startKafkaBroker({ heapMb: 256, startTimeoutMs: 60_000, quickJit: true });
       cleanups.push(() => broker.stop());
       const topicPrefix = uniquePrefix();
       const log = await openLog({ topicPrefix, brokers: [broker.bootstrap], connectTimeoutMs: 1_000 });

@@ -51,7 +51,7 @@ async function health(url: string, path: '/healthz' | '/readyz'): Promise<Health
 
 describeKafka('portcall shore on Kafka when the broker dies mid-transfer', () => {
   it('refuses with 503 and says why while Kafka is down, then resumes by itself with nothing lost or doubled', { timeout: 180_000 }, async () => {
-    const broker: KafkaBroker = await startKafkaBroker({ heapMb: 384, startTimeoutMs: 60_000 });
+    const broker: KafkaBroker = await startKafkaBroker({ heapMb: 384, startTimeoutMs: 60_000, quickJit: true });
     cleanups.push(() => broker.stop());
     const run = randomBytes(3).toString('hex');
     const topicPrefix = `outage${run}`;

@@ -39,7 +39,17 @@ export interface StartKafkaBrokerOptions {
   onProgress?: (line: string) => void;
   /** Bounds storage format plus JVM start until the broker serves; not the one-time jar fetch. */
   startTimeoutMs?: number;
+  /**
+   * Compile with the JVM's quick compiler only (C1, `-XX:TieredStopAtLevel=1`): for a broker
+   * that lives for seconds or a few minutes and carries little traffic, as in a test that
+   * kills and restarts its own. It starts on less CPU and runs hot code slower, so it is not
+   * for a broker that is measured or that carries a whole test run.
+   */
+  quickJit?: boolean;
 }
+
+/** For JVMs that live a second or two (the storage tool): C2's compiles would never pay back. */
+const QUICK_JIT = '-XX:TieredStopAtLevel=1';
 
 const DEFAULT_HEAP_MB = 512;
 const DEFAULT_START_TIMEOUT_MS = 60_000;
@@ -223,6 +233,7 @@ class ManagedBroker {
     private readonly ownsDataDir: boolean,
     private readonly startTimeoutMs: number,
     private readonly progress: (line: string) => void,
+    private readonly quickJit: boolean,
   ) {
     this.bootstrap = `127.0.0.1:${brokerPort}`;
   }
@@ -290,6 +301,7 @@ class ManagedBroker {
     const classes = this.classArchive.brokerStart();
     const args = [
       ...classes.jvmOptions,
+      ...(this.quickJit ? [QUICK_JIT] : []),
       `-Xms${this.heapMb}m`,
       `-Xmx${this.heapMb}m`,
       // kafka-run-class.sh's defaults: short GC pauses matter more than throughput for a broker.
@@ -473,6 +485,7 @@ export async function startKafkaBroker(opts: StartKafkaBrokerOptions = {}): Prom
     const clusterId = (await existingClusterId(layout.kraftLogDir)) ?? newClusterId();
     const format = await runCommand('java', [
       ...classArchive.readOptions(),
+      QUICK_JIT,
       `-Dlog4j.configuration=${pathToFileURL(layout.log4jProperties).href}`,
       '-cp',
       join(libsDir, '*'),
@@ -492,7 +505,7 @@ export async function startKafkaBroker(opts: StartKafkaBrokerOptions = {}): Prom
     }
 
     // restart() gets the full budget again: log recovery after kill9 can outlast a cold start.
-    broker = new ManagedBroker(layout, libsDir, classArchive, brokerPort, heapMb, ownsDataDir, startTimeoutMs, progress);
+    broker = new ManagedBroker(layout, libsDir, classArchive, brokerPort, heapMb, ownsDataDir, startTimeoutMs, progress, opts.quickJit === true);
     await broker.start(deadlineMs);
     return broker.handle();
   } catch (err) {
