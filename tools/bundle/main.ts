@@ -4,8 +4,8 @@
  *
  * Why: a site process used to load about 730 files at start (ours and its dependencies': ajv,
  * zod, yaml, fastify…), which cost about 1.1 CPU-s and 0.85 s before it served; sites restart
- * after every crash, and the tests start some 240 of them. From the bundle a site is up in
- * two thirds of the time on 60% of the CPU (figures in docs/ARCHITECTURE.md, "Build").
+ * after every crash, and the tests start some 240 of them. From one bundle a site is up in
+ * about half of that (figures in docs/ARCHITECTURE.md, "Build").
  *
  * What the layout must keep true:
  * - Entries and chunks share one folder, so a module that starts a worker next to itself
