@@ -48,7 +48,7 @@ export interface StartKafkaBrokerOptions {
   quickJit?: boolean;
 }
 
-/** For JVMs that live a second or two (the storage tool): C2's compiles would never pay back. */
+/** C1 only: for the storage tool's one-second JVM always, and for brokers started with `quickJit`; C2's compiles would not pay back. */
 const QUICK_JIT = '-XX:TieredStopAtLevel=1';
 
 const DEFAULT_HEAP_MB = 512;
