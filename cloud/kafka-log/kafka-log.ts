@@ -15,9 +15,10 @@
  *    producer, `<prefix>.<site>-ingest-from-<sender>` (calls without a sender share
  *    `<prefix>.<site>-ingest`; codec.ts `transactionalIdName`). Another instance that starts
  *    serving the sender registers the same id, which fences this one: its writes for that
- *    sender then fail (503) instead of forking. Every registration is followed by reading what was committed to the
- *    high-water and cursor topics since this instance last read them, so a sender coming
- *    back from another instance is checked against what that instance wrote.
+ *    sender then fail (503) instead of forking. Every registration is followed by reading
+ *    what was committed to the high-water and cursor topics since this instance last read
+ *    them, so a sender coming back from another instance is checked against what that
+ *    instance wrote.
  * 4. Group commit, per sender. Calls of one sender that arrive while its transaction is in
  *    flight are validated one by one against the state the earlier ones leave, and the
  *    accepted ones share its next transaction; a refused call (gap, fork, bad input) fails
