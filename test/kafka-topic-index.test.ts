@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, expect, it } from 'vitest';
 
 import { KafkaLog, type KafkaLogOptions } from '../cloud/kafka-log/index.js';
-import type { LogRecord } from '../core/index.js';
+import { StoreUnavailableError, type LogRecord } from '../core/index.js';
 import { describeKafka, kafkaBootstrap } from './support/kafka.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'portcall-kafka-index-'));
@@ -172,4 +172,96 @@ describeKafka('Kafka log topic index', () => {
     expect(offsets(read)).toEqual(range(0, 10));
     expect(log.health().status).toBe('ok');
   });
+
+  it(
+    'indexes a commit whose outcome it did not learn, when another sender committed past it meanwhile',
+    { timeout: 90_000 },
+    async () => {
+      // The chaos run's hole: Kafka restarted while sender A's EndTxn was out, so A's commit
+      // ended "unknown" although Kafka committed it; sender B's commit, further on in the same
+      // partition, had landed meanwhile. The catch-up read to the last stable offset (still
+      // before A's records, whose markers were not written yet) and then took B's end as
+      // indexed, so A's records were in Kafka and in no span: reads skipped them.
+      const names = unique();
+      const log = await open({ ...names, partitions: 1, indexPath: join(dir, `${names.siteId}.sqlite`) });
+      await log.replicate(range(0, 5).map((offset) => rec('Y01', offset)), { sender: 'A' });
+      await log.replicate(range(0, 5).map((offset) => rec('Y02', offset)), { sender: 'B' });
+
+      // Fault injection, on A's producer only; the broker and its transactions are real. A's
+      // next EndTxn is held back and reported as a lost connection; the real commit is made
+      // when the log disconnects that producer, after the test lets it.
+      type Tx = { commit: () => Promise<void> };
+      const internals = log as unknown as {
+        lanes: Map<string, { producer: { transaction: () => Promise<Tx>; disconnect: () => Promise<void> } | undefined }>;
+        indexDirty: boolean;
+        indexError: string | undefined;
+      };
+      const producer = internals.lanes.get('A')!.producer!;
+      const deferred = () => {
+        let resolve!: () => void;
+        const promise = new Promise<void>((done) => (resolve = done));
+        return { promise, resolve };
+      };
+      const atCommit = deferred();
+      const otherCommitted = deferred();
+      const commitNow = deferred();
+      let realCommit: (() => Promise<void>) | undefined;
+      const originalTransaction = producer.transaction.bind(producer);
+      producer.transaction = async () => {
+        const transaction = await originalTransaction();
+        const commit = transaction.commit.bind(transaction);
+        transaction.commit = async () => {
+          atCommit.resolve();
+          await otherCommitted.promise;
+          realCommit = commit;
+          throw Object.assign(new Error('Closed connection'), { name: 'KafkaJSConnectionClosedError', retriable: true });
+        };
+        return transaction;
+      };
+      const originalDisconnect = producer.disconnect.bind(producer);
+      producer.disconnect = async () => {
+        await commitNow.promise;
+        await realCommit?.();
+        await originalDisconnect();
+      };
+
+      const uncertain = log.replicate(range(5, 10).map((offset) => rec('Y01', offset)), { sender: 'A' });
+      await atCommit.promise;
+      // B's records go after A's in the partition, and B's commit succeeds while A's is out.
+      expect(await log.replicate(range(5, 10).map((offset) => rec('Y02', offset)), { sender: 'B' })).toMatchObject({ stored: 5 });
+      otherCommitted.resolve();
+      await expect(uncertain).rejects.toBeInstanceOf(StoreUnavailableError);
+
+      // The catch-up has run once (it finished, or found it cannot finish yet) before A's
+      // transaction commits, as in the outage.
+      const deadline = Date.now() + 20_000;
+      while (internals.indexDirty && internals.indexError === undefined && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      commitNow.resolve();
+
+      // A resends what it got no answer for: Kafka holds it, so it is all duplicates.
+      let resent: Awaited<ReturnType<KafkaLog['replicate']>> | undefined;
+      for (let attempt = 0; resent === undefined; attempt++) {
+        try {
+          resent = await log.replicate(range(5, 10).map((offset) => rec('Y01', offset)), { sender: 'A' });
+        } catch (error) {
+          if (!(error instanceof StoreUnavailableError) || attempt >= 40) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+      }
+      expect(resent).toMatchObject({ stored: 0, duplicates: 5 });
+
+      let read: LogRecord[] = [];
+      const readDeadline = Date.now() + 20_000;
+      while (Date.now() < readDeadline) {
+        read = await log.readTopic('containers', 'Y01', 0).catch(() => []);
+        if (read.length === 10 && !internals.indexDirty) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(offsets(read)).toEqual(range(0, 10));
+      expect(offsets(await log.readTopic('containers', 'Y02', 0))).toEqual(range(0, 10));
+      expect(log.health().status).toBe('ok');
+    },
+  );
 });

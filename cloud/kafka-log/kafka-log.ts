@@ -610,9 +610,11 @@ export class KafkaLog implements SiteLog, HealthSource {
   private indexDirtyEpoch = 0;
   private readonly ownEnd = new Map<string, PartitionEnd>();
   /**
-   * Ends of own commits that could not be indexed: a catch-up must read at least this far,
-   * and EndTxn returns before the commit markers make them readable, so until the partition's
-   * last stable offset passes them the catch-up tries again rather than stopping short.
+   * Ends of own commits that could not be indexed, and of own transactions whose outcome is
+   * unknown: a catch-up must read at least this far. EndTxn returns before the commit markers
+   * make records readable, and an unknown outcome may turn out committed only later, so until
+   * the partition's last stable offset passes them the catch-up tries again rather than
+   * stopping short and taking a later own commit's end as the index's progress.
    */
   private readonly unindexedEnds = new Map<string, PartitionEnd>();
   private catchingUp: Promise<void> | undefined;
@@ -1247,6 +1249,10 @@ export class KafkaLog implements SiteLog, HealthSource {
   /** The end of a registration: the maps read, inside `exclusive`. */
   private async finishRegistration(lane: SenderLane): Promise<void> {
     const foreign = await this.readState();
+    // A registration and a read of the maps are an answer from Kafka: a sender whose first
+    // call after an outage is a resend (no transaction) must not find the site unavailable.
+    this.lastKafkaContactMs = Date.now();
+    this.markKafka('ok');
     this.unsettled.clear();
     this.rereadNeeded = false;
     lane.registered = true;
@@ -1329,6 +1335,13 @@ export class KafkaLog implements SiteLog, HealthSource {
           runs = await this.writeTransaction(lane, stored, staged, stagedCursors, partitions);
         } catch (error) {
           outcome = (error as { commitSent?: boolean }).commitSent === true ? 'unknown' : 'failed';
+          if (outcome === 'unknown') {
+            // Kafka may have committed it; its markers, or the commit itself, may come after
+            // other transactions' further on in the same partitions. Until the partitions' last
+            // stable offset passes its records, the catch-up may not count them indexed.
+            const sentEnds = (error as { sentEnds?: ReadonlyMap<string, PartitionEnd> }).sentEnds;
+            for (const [key, entry] of sentEnds ?? []) keepLatest(this.unindexedEnds, key, entry);
+          }
           const fenced = isFencing(error);
           fencedOutcome = fenced;
           leftOpen = (error as { leftOpen?: boolean }).leftOpen === true && !fenced;
@@ -1678,8 +1691,11 @@ export class KafkaLog implements SiteLog, HealthSource {
       // request that may in fact have been written. A new InitProducerId resets both, and the
       // lane's next transaction registers again and re-reads the maps first.
       this.retireProducer(lane);
-      if (commitSent && error !== null && typeof error === 'object') Object.assign(error, { commitSent: true });
-      else if (commitSent) throw Object.assign(new Error(String(error)), { commitSent: true });
+      // Where its records lie, for the index's catch-up, which must not count these partitions
+      // complete past a transaction that may yet turn out committed (see commitGroup).
+      const sentEnds = placed?.ends;
+      if (commitSent && error !== null && typeof error === 'object') Object.assign(error, { commitSent: true, sentEnds });
+      else if (commitSent) throw Object.assign(new Error(String(error)), { commitSent: true, sentEnds });
       throw error;
     }
     if (placed === undefined) throw new Error('a committed transaction has its placements');
@@ -1888,7 +1904,10 @@ export class KafkaLog implements SiteLog, HealthSource {
         if (from < BigInt(low)) from = BigInt(low);
         const unindexed = this.unindexedEnds.get(partitionKey(topic, partition));
         if (unindexed !== undefined && unindexed.end > target) {
-          throw new Error(`${topic}/${partition}: committed records up to ${unindexed.end} are not readable yet (last stable offset ${target})`);
+          throw new Error(
+            `${topic}/${partition}: records this instance wrote up to ${unindexed.end} are not settled yet ` +
+              `(their transaction's outcome or its markers are still to come; last stable offset ${target})`,
+          );
         }
         if (from < target) {
           this.catchUpPending.set(partitionKey(topic, partition), { kafkaTopic: topic, partition, target });
