@@ -410,7 +410,11 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
       portal: { enabled: false },
     }),
   );
-  const child = spawn(process.execPath, [PORTCALL_BIN, 'shore', '--config', config], {
+  // `PORTCALL_SHORE_KAFKA_CPU_PROFILE_DIR=DIR`: each shore started writes a V8 CPU profile
+  // there when it stops (NODE_OPTIONS refuses --cpu-prof).
+  const profileDir = process.env.PORTCALL_SHORE_KAFKA_CPU_PROFILE_DIR?.trim();
+  const nodeArgs = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const child = spawn(process.execPath, [...nodeArgs, PORTCALL_BIN, 'shore', '--config', config], {
     env: { ...process.env, LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
