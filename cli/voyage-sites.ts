@@ -6,10 +6,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { portcallEntry } from '../tools/build-layout/index.js';
 
-const PORTCALL_BIN = fileURLToPath(new URL('./portcall.js', import.meta.url));
+const PORTCALL_BIN = portcallEntry();
 
 export class SiteProcess {
   private child: ChildProcess | undefined;

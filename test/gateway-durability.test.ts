@@ -32,8 +32,15 @@ describe('gateway durability across kill -9', () => {
   it('keeps every acknowledged QoS 1 reading exactly once, and continues the offsets after restart', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'portcall-durable-'));
     dirs.push(dataDir);
-    const config = writeYaml(join(dataDir, 'edge.yaml'), { site: SITE, dataDir, mqtt: { port: 0, auth: { allowAnonymous: true } } });
+    const config = writeYaml(join(dataDir, 'edge.yaml'), { site: SITE, dataDir, mqtt: { port: 0, auth: { allowAnonymous: true } }, http: { host: '127.0.0.1', port: 0 } });
     const port = await startEdge(config);
+    // Run from the bundle (support/portcall-process.ts), the gateway's thread has mqtt-packet's
+    // speedups: each entry of the bundle runs cli/preload.ts before anything loads mqtt-packet.
+    const [, httpUrl] = await processes.at(-1)!.waitFor(/HTTP on (http:\/\/[\d.]+:\d+)/);
+    const metrics = await (await fetch(`${httpUrl!}/metrics`)).text();
+    for (const part of ['debug', 'byteReads', 'numberCache']) {
+      expect(metrics).toMatch(new RegExp(`portcall_gateway_mqtt_packet_speedups\\{part="${part}",site="${SITE}"\\} 1\n`));
+    }
 
     const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'durable-sensor', protocolVersion: 4, reconnectPeriod: 0 });
     const acknowledged: number[] = [];

@@ -85,10 +85,16 @@ async function positionOf(url: string, token: string, incarnation: string): Prom
   return ((await response.json()) as { positions: Record<string, number> }).positions[STREAM];
 }
 
-async function health(url: string): Promise<{ fencedTransactions?: number; senders?: string[] }> {
+interface KafkaLogDetails {
+  fencedTransactions?: number;
+  senders?: string[];
+  kafkajsSpeedups?: Record<string, string>;
+}
+
+async function health(url: string): Promise<KafkaLogDetails> {
   const response = await fetch(new URL('/healthz', url));
   const body = (await response.json()) as { components: { component: string; details?: Record<string, unknown> }[] };
-  return (body.components.find((component) => component.component === 'kafka-log')?.details ?? {}) as { fencedTransactions?: number; senders?: string[] };
+  return (body.components.find((component) => component.component === 'kafka-log')?.details ?? {}) as KafkaLogDetails;
 }
 
 describeKafka('two portcall shore instances of one site on one Kafka cluster', () => {
@@ -116,6 +122,9 @@ describeKafka('two portcall shore instances of one site on one Kafka cluster', (
       return (await child.waitFor(/HTTP on (http:\/\/[\d.]+:\d+)/, 60_000))[1]!;
     };
     const [a, b] = await Promise.all([start('a'), start('b')]);
+    // Run from the bundle (support/portcall-process.ts), a shore has kafkajs's speedups: each
+    // entry of the bundle runs cli/preload.ts before anything loads kafkajs.
+    expect((await health(a)).kafkajsSpeedups).toEqual({ recordEncoder: 'installed', grouping: 'installed', produceRequest: 'installed', framing: 'installed' });
     const ship = `ship-${run}`;
     const port = `port-${run}`;
 

@@ -4,13 +4,13 @@
  * with `runLoad`, so the same generator measures portcall and its baseline.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { compiledModule } from '../../tools/build-layout/index.js';
 import type { LoadRequest, LoadResult, SinkReady } from './protocol.js';
 
 export type { LoadRequest, LoadResult } from './protocol.js';
 
-const GENERATOR = fileURLToPath(new URL('./generator-process.js', import.meta.url));
-const SINK = fileURLToPath(new URL('./ack-sink-process.js', import.meta.url));
+const GENERATOR = compiledModule('bench/raw-load/generator-process.js');
+const SINK = compiledModule('bench/raw-load/ack-sink-process.js');
 
 function once<T>(child: ChildProcess, what: string): Promise<T> {
   return new Promise((resolve, reject) => {

@@ -12,8 +12,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { indexPathFor, SqliteLog } from '../../edge/log/index.js';
+import { compiledModule } from '../../tools/build-layout/index.js';
 import type { LogRecord, NewRecord } from '../../core/index.js';
 import type { BenchContext, Figure, Scenario } from '../harness.js';
 
@@ -232,7 +232,7 @@ async function waitForIndex(log: SqliteLog, stream: string, topic: string, timeo
 }
 
 function rssWithTopics(logPath: string): number {
-  const module = fileURLToPath(new URL('../../edge/log/index.js', import.meta.url));
+  const module = compiledModule('edge/log/index.js');
   const script = `
     const { SqliteLog } = await import(${JSON.stringify(module)});
     const log = SqliteLog.open({ siteId: 'BENCH', path: ${JSON.stringify(logPath)}, retentionIntervalMs: 0 });
@@ -255,7 +255,7 @@ function dropFromPageCache(logPath: string): boolean {
 }
 
 function openTime(logPath: string): number {
-  const module = fileURLToPath(new URL('../../edge/log/index.js', import.meta.url));
+  const module = compiledModule('edge/log/index.js');
   const script = `
     const { SqliteLog } = await import(${JSON.stringify(module)});
     const startedAt = performance.now();

@@ -23,7 +23,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 // Before kafkajs: the Kafka log replaces some of kafkajs's internals as kafkajs loads them.
 import { KafkaLog } from '../../cloud/kafka-log/index.js';
@@ -32,6 +31,7 @@ import { stringify } from 'yaml';
 
 import type { LogRecord } from '../../core/index.js';
 import { BATCH_CONTENT_TYPE, Compression, CompressionV2, encodeBatch, encodeBatchV2, Pacer, type Batch } from '../../edge/link/index.js';
+import { portcallEntry, sourceFile } from '../../tools/build-layout/index.js';
 import { ensureKafkaJars, startKafkaBroker, type KafkaBroker } from '../../tools/kafka/index.js';
 import type { BenchContext, Figure, Scenario } from '../harness.js';
 
@@ -65,7 +65,7 @@ const LINK_IN_FLIGHT = 8;
 const TOKEN = 'bench-shore-kafka-token-0001';
 /** The sending sites of the many-senders run, one per slice of the containers. */
 const SITES = ['AURORA', 'BOREALIS', 'CALYPSO', 'DORADO'];
-const PORTCALL_BIN = fileURLToPath(new URL('../../cli/portcall.js', import.meta.url));
+const PORTCALL_BIN = portcallEntry();
 
 function payloadFor(i: number): Uint8Array {
   const body = Buffer.alloc(RECORD_BYTES, 0x20);
@@ -214,14 +214,11 @@ async function producerPerformance(libsDir: string, bootstrap: string, topic: st
   return runJavaProducer('ProducerPerformance', args);
 }
 
-/** The Java source of the keyed, headered producer, next to this file's source (bench/java). */
+/** The Java source of the keyed, headered producer (bench/java; the build does not copy it). */
 function keyedProducerSource(): string {
-  // From dist/bench/scenarios when built, from bench/scenarios when run from source.
-  for (const relative of ['../../../bench/java/KeyedHeaderedProducer.java', '../java/KeyedHeaderedProducer.java']) {
-    const path = fileURLToPath(new URL(relative, import.meta.url));
-    if (existsSync(path)) return path;
-  }
-  throw new Error('bench/java/KeyedHeaderedProducer.java not found');
+  const path = sourceFile('bench/java/KeyedHeaderedProducer.java');
+  if (!existsSync(path)) throw new Error(`${path} not found`);
+  return path;
 }
 
 /**

@@ -54,8 +54,10 @@ export interface PortalRoutesOptions {
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-/** The static files: beside the source, or from dist/cloud/portal back to the source folder. */
-const STATIC_DIR = [join(here, 'static'), join(here, '..', '..', '..', 'cloud', 'portal', 'static')].find((dir) => existsSync(join(dir, 'index.html')));
+/** The static files: beside the source, or back to the source folder from tsc's dist/cloud/portal or the bundle's dist/bin. */
+const STATIC_DIR = [join(here, 'static'), join(here, '..', '..', '..', 'cloud', 'portal', 'static'), join(here, '..', '..', 'cloud', 'portal', 'static')].find((dir) =>
+  existsSync(join(dir, 'index.html')),
+);
 
 const require = createRequire(import.meta.url);
 const packageFile = (name: string, file: string) => join(dirname(require.resolve(`${name}/package.json`)), file);

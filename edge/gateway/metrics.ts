@@ -1,6 +1,8 @@
 /** The gateway's Prometheus metrics; registered on the site's registry when one is given. */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
+import { mqttPacketSpeedups } from './mqtt-packet-speedups.js';
+
 const OUTCOMES = ['stored', 'refused', 'duplicate', 'store-failed'] as const;
 const SOURCES = ['device', 'bridge'] as const;
 export type MessageOutcome = (typeof OUTCOMES)[number];
@@ -77,6 +79,14 @@ export class GatewayMetrics {
         this.set(topicsWatched());
       },
     });
+    // Set once: the speedups are decided when this thread first loads mqtt-packet.
+    const speedups = new Gauge({
+      name: 'portcall_gateway_mqtt_packet_speedups',
+      help: "mqtt-packet speedups in the gateway's thread (edge/gateway/mqtt-packet-speedups.ts) by part: 1 installed, 0 not (mqtt-packet was loaded first: slower, never different)",
+      labelNames: ['part'],
+      registers,
+    });
+    for (const [part, result] of Object.entries(mqttPacketSpeedups)) speedups.set({ part }, result === 'installed' ? 1 : 0);
     this.readPauses = new Counter({
       name: 'portcall_gateway_read_pauses_total',
       help: 'Times a connection was not read because too many accepted records were not yet durable',

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 
-export const PORTCALL_BIN = fileURLToPath(new URL('../../dist/cli/portcall.js', import.meta.url));
+export const PORTCALL_BIN = fileURLToPath(new URL('../../dist/bin/portcall.js', import.meta.url));
 
 export interface PortcallProcess {
   readonly child: ChildProcess;

@@ -3,14 +3,8 @@
  * appended to a file, killable with SIGKILL and restartable on the same ports and data.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-
-/** The built command line: next to this module in dist/, or in dist/ when run from source. */
-export function portcallBin(): string {
-  const built = fileURLToPath(new URL('../../cli/portcall.js', import.meta.url));
-  return existsSync(built) ? built : fileURLToPath(new URL('../../dist/cli/portcall.js', import.meta.url));
-}
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { portcallEntry } from '../build-layout/index.js';
 
 export class ChaosSite {
   private child: ChildProcess | undefined;
@@ -56,7 +50,7 @@ export class ChaosSite {
   /** True when the process answered /healthz, false when it exited first. */
   private async startOnce(deadline: number): Promise<boolean> {
     this.starts += 1;
-    const child = spawn(process.execPath, [portcallBin(), this.kind, '--config', this.configFile], {
+    const child = spawn(process.execPath, [portcallEntry(), this.kind, '--config', this.configFile], {
       env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
