@@ -14,6 +14,21 @@ import type { Logger } from 'pino';
  */
 const EXPECTED_WARNINGS = ['Limiting retries for the idempotent producer may invalidate EoS guarantees'];
 
+/**
+ * Broker answers that kafkajs logs as errors and then retries by itself, and that are routine
+ * here. CONCURRENT_TRANSACTIONS answers every registration of a transactional id while the
+ * coordinator is still completing that id's last transaction, which after a Kafka restart,
+ * a crash or a commit with an unknown outcome is every lane's first registration, for as long
+ * as the markers take: one chaos run logged 115 of them at warn. They go out at debug; if the
+ * retries run out, the failure reaches the site as KafkaLog's typed error, logged there.
+ */
+const RETRIED_ANSWERS = ['another concurrent operation on the same transaction was ongoing'];
+
+function isRetriedAnswer(extra: Record<string, unknown>): boolean {
+  const error = extra.error;
+  return typeof error === 'string' && RETRIED_ANSWERS.some((text) => error.includes(text));
+}
+
 /** kafkajs's runtime `logLevel` object has no reverse mapping, unlike a TypeScript enum. */
 const LEVEL_NAMES: Record<number, string> = { 1: 'ERROR', 2: 'WARN', 4: 'INFO', 5: 'DEBUG' };
 
@@ -27,6 +42,8 @@ export function kafkajsLogCreator(logger: Logger | undefined): logCreator {
       if (logger === undefined) return;
       const { message, timestamp: _timestamp, ...extra } = log;
       if (EXPECTED_WARNINGS.includes(message)) return;
-      logger.warn({ component: 'kafkajs', namespace, kafkajsLevel: LEVEL_NAMES[level] ?? String(level), ...extra }, message);
+      const fields = { component: 'kafkajs', namespace, kafkajsLevel: LEVEL_NAMES[level] ?? String(level), ...extra };
+      if (isRetriedAnswer(extra)) logger.debug(fields, message);
+      else logger.warn(fields, message);
     };
 }
