@@ -7,6 +7,7 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, unlinkSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, afterEach, expect, it } from 'vitest';
 
 import { KafkaLog, type KafkaLogOptions } from '../cloud/kafka-log/index.js';
@@ -110,6 +111,63 @@ describeKafka('Kafka log topic index', () => {
     expect(offsets(await back.readTopic('containers', 'A', 45))).toEqual(range(45, 50));
   });
 
+  it('rebuilds an index that is ahead of Kafka (the data topic deleted and re-created), and only then', { timeout: 90_000 }, async () => {
+    const names = unique();
+    const indexPath = join(dir, `${names.siteId}.sqlite`);
+    const first = await open({ ...names, indexPath });
+    await first.replicate(range(0, 10).map((offset) => rec('Y01', offset)));
+    const kafka = new Kafka({ clientId: 'index-test', brokers: [kafkaBootstrap()!], logLevel: logLevel.NOTHING });
+    const dataTopic = `${names.topicPrefix}.containers`;
+
+    // An index that counts a partition complete past its last stable offset is not ahead of
+    // Kafka. Another producer's transaction, open in both partitions, holds the last stable
+    // offset back while this site commits past it (as a commit's own markers do for a moment):
+    // a catch-up then must wait, not rebuild the index.
+    const stray = kafka.producer({ transactionalId: `${names.topicPrefix}-stray`, idempotent: true, maxInFlightRequests: 1 });
+    await stray.connect();
+    cleanups.push(() => stray.disconnect());
+    const strayTransaction = await stray.transaction();
+    await strayTransaction.send({ topic: dataTopic, messages: [0, 1].map((partition) => ({ partition, key: 'stray', value: 'not a record' })) });
+    await first.replicate(range(10, 12).map((offset) => rec('Y01', offset)));
+    const internals = first as unknown as { startCatchUp: () => Promise<void>; index: { clear: () => void } };
+    let clears = 0;
+    const clear = internals.index.clear.bind(internals.index);
+    internals.index.clear = () => {
+      clears += 1;
+      clear();
+    };
+    const catchingUp = internals.startCatchUp();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(clears).toBe(0);
+    await strayTransaction.abort();
+    await catchingUp;
+    expect(clears).toBe(0);
+    expect(offsets(await first.readTopic('containers', 'Y01', 0))).toEqual(range(0, 12));
+    await first.close();
+
+    const admin = kafka.admin();
+    await admin.connect();
+    cleanups.push(() => admin.disconnect());
+    await admin.deleteTopics({ topics: [dataTopic] });
+    for (const deadline = Date.now() + 30_000; (await admin.listTopics()).includes(dataTopic); ) {
+      if (Date.now() > deadline) throw new Error(`${dataTopic} still listed 30 s after its deletion`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+
+    // Kafka now has fewer records than the index knows: the index is discarded and rebuilt
+    // (the site re-creates the topic), and reads say the records are gone, as after retention.
+    const reopened = await open({ ...names, indexPath });
+    const deadline = Date.now() + 20_000;
+    let read: LogRecord[] | undefined;
+    while (read === undefined && Date.now() < deadline) {
+      read = await reopened.readTopic('containers', 'Y01', 0).catch(() => undefined);
+      if (read === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(read).toEqual([]);
+    await reopened.replicate(range(12, 14).map((offset) => rec('Y01', offset)));
+    expect(offsets(await reopened.readTopic('containers', 'Y01', 0))).toEqual([12, 13]);
+  });
+
   it('reads a rarely written container among busy ones with a few fetches, not a scan of the topic', { timeout: 90_000 }, async () => {
     const names = unique();
     // One partition: every container shares it, the worst case for a read by key.
@@ -171,6 +229,46 @@ describeKafka('Kafka log topic index', () => {
     }
     expect(offsets(read)).toEqual(range(0, 10));
     expect(log.health().status).toBe('ok');
+  });
+
+  it('does not count a partition complete past a commit whose index write failed, when later writes waited with it', { timeout: 60_000 }, async () => {
+    const names = unique();
+    const log = await open({ ...names, partitions: 1, indexPath: join(dir, `${names.siteId}.sqlite`) });
+    await log.replicate(range(0, 5).map((offset) => rec('Y01', offset)), { sender: 'A' });
+    // Fault injection: index writes are held back (as they are while the lane moves on), two
+    // commits queue theirs, and the first of them fails (a full disk). Kafka and the file are real.
+    const internals = log as unknown as {
+      writePendingIndex: () => void;
+      index: { record: (...args: unknown[]) => void };
+      indexDirty: boolean;
+    };
+    // From a complete index (the catch-up at open done, the first commit's write made), so the
+    // commits below count partitions complete themselves rather than leave it to a catch-up.
+    for (const deadline = Date.now() + 20_000; internals.indexDirty && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(offsets(await log.readTopic('containers', 'Y01', 0))).toEqual(range(0, 5));
+    expect(internals.indexDirty).toBe(false);
+    internals.writePendingIndex = () => {};
+    await log.replicate(range(5, 10).map((offset) => rec('Y01', offset)), { sender: 'A' });
+    await log.replicate(range(0, 5).map((offset) => rec('Y02', offset)), { sender: 'B' });
+    delete (internals as { writePendingIndex?: unknown }).writePendingIndex;
+    const record = internals.index.record.bind(internals.index);
+    let calls = 0;
+    internals.index.record = (...args: unknown[]) => {
+      if (calls++ === 0) throw new Error('SQLITE_FULL: database or disk is full');
+      record(...args);
+    };
+    internals.writePendingIndex();
+    // The second commit's write went through, but it may not have counted the partition
+    // complete past the first one's records: the catch-up reads them back from Kafka.
+    const deadline = Date.now() + 20_000;
+    let read: LogRecord[] = [];
+    while (Date.now() < deadline) {
+      read = await log.readTopic('containers', 'Y01', 0).catch(() => []);
+      if (read.length === 10) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(offsets(read)).toEqual(range(0, 10));
+    expect(offsets(await log.readTopic('containers', 'Y02', 0))).toEqual(range(0, 5));
   });
 
   it(
