@@ -238,9 +238,9 @@ const CATCH_UP_FETCH_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_READ_RECORDS = 1_000;
 const DEFAULT_MAX_READ_BYTES = 4 * 1024 * 1024;
 const CATCH_UP_RETRY_INITIAL_MS = 500;
+const CATCH_UP_RETRY_MAX_MS = 30_000;
 /** Enough for a fetch that only asks whether an offset exists. */
 const PROBE_FETCH_BYTES = 1024;
-const CATCH_UP_RETRY_MAX_MS = 30_000;
 /** How long a read waits for a just-committed transaction's markers to make it readable. */
 const COMMIT_MARKER_WAIT_MS = 5_000;
 /**
@@ -537,6 +537,14 @@ function isFencing(error: unknown): boolean {
   return false;
 }
 
+
+/**
+ * The catch-up cannot finish yet because Kafka has not settled what it must read (commit
+ * markers on their way, a transaction still open): usual for a moment, so retried quietly.
+ */
+class CatchUpNotReadyError extends Error {
+  override readonly name = 'CatchUpNotReadyError';
+}
 
 interface CatchUpTarget {
   readonly kafkaTopic: string;
@@ -1919,7 +1927,8 @@ export class KafkaLog implements SiteLog, HealthSource {
         } catch (error) {
           if (this.closed) return;
           this.indexError = `topic index cannot catch up with Kafka: ${describeError(error)}`;
-          this.options.logger?.warn({ err: error, retryInMs: retryDelayMs }, 'topic index catch-up failed; retrying');
+          if (error instanceof CatchUpNotReadyError) this.options.logger?.info({ reason: error.message, retryInMs: retryDelayMs }, 'topic index catch-up waits for Kafka to settle');
+          else this.options.logger?.warn({ err: error, retryInMs: retryDelayMs }, 'topic index catch-up failed; retrying');
           // Backs off so a long Kafka outage does not log a warning every second.
           await new Promise((resolve) => setTimeout(resolve, retryDelayMs).unref());
           retryDelayMs = Math.min(retryDelayMs * 2, CATCH_UP_RETRY_MAX_MS);
@@ -1949,7 +1958,7 @@ export class KafkaLog implements SiteLog, HealthSource {
           // Past the last stable offset but not past what Kafka holds: own commits count their
           // partitions complete at once, and their markers (or another transaction open before
           // them) hold the last stable offset back for a moment. Not a reason to rebuild.
-          throw new Error(`${topic}/${partition}: indexed to ${from}, past the last stable offset ${target} for now`);
+          throw new CatchUpNotReadyError(`${topic}/${partition}: indexed to ${from}, past the last stable offset ${target} for now`);
         }
         if (from > target) {
           // The index knows offsets Kafka does not have: the topic was deleted and re-created.
@@ -1963,7 +1972,7 @@ export class KafkaLog implements SiteLog, HealthSource {
         if (from < BigInt(low)) from = BigInt(low);
         const unindexed = this.unindexedEnds.get(partitionKey(topic, partition));
         if (unindexed !== undefined && unindexed.end > target) {
-          throw new Error(
+          throw new CatchUpNotReadyError(
             `${topic}/${partition}: records this instance wrote up to ${unindexed.end} are not settled yet ` +
               `(their transaction's outcome or its markers are still to come; last stable offset ${target})`,
           );
