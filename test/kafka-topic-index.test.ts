@@ -60,6 +60,32 @@ function countFetches(log: KafkaLog): { fetches: number; messages: number } {
   return counter;
 }
 
+/**
+ * Reads a topic from offset 0 until it returns `count` records, or 20 s pass, and returns the
+ * last read: a catch-up from Kafka may be under way, and until then reads are refused or short.
+ */
+async function readOnceComplete(log: KafkaLog, topic: string, count: number): Promise<LogRecord[]> {
+  const deadline = Date.now() + 20_000;
+  let read: LogRecord[] = [];
+  while (Date.now() < deadline) {
+    read = await log.readTopic('containers', topic, 0).catch(() => []);
+    if (read.length === count) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return read;
+}
+
+/** Fault injection: the index's next write fails, as it would on a full disk; later ones are real. */
+function failNextIndexWrite(log: KafkaLog): void {
+  const index = (log as unknown as { index: { record: (...args: unknown[]) => void } }).index;
+  const record = index.record.bind(index);
+  let calls = 0;
+  index.record = (...args: unknown[]) => {
+    if (calls++ === 0) throw new Error('SQLITE_FULL: database or disk is full');
+    record(...args);
+  };
+}
+
 const offsets = (records: LogRecord[]) => records.map((r) => r.offset);
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_unused, i) => from + i);
 
@@ -209,25 +235,11 @@ describeKafka('Kafka log topic index', () => {
     const names = unique();
     const log = await open({ ...names, indexPath: join(dir, `${names.siteId}.sqlite`) });
     await log.replicate(range(0, 5).map((offset) => rec('Y01', offset)));
-    // Fault injection: the next index write fails (a full disk under the index file, say),
-    // after Kafka committed. Only that one call is touched; Kafka and the file are real.
-    const index = (log as unknown as { index: { record: (...args: unknown[]) => void } }).index;
-    const original = index.record.bind(index);
-    let failures = 0;
-    index.record = (...args: unknown[]) => {
-      if (failures++ === 0) throw new Error('SQLITE_FULL: database or disk is full');
-      original(...args);
-    };
+    // The next index write fails (a full disk under the index file, say), after Kafka committed.
+    failNextIndexWrite(log);
     expect(await log.replicate(range(5, 10).map((offset) => rec('Y01', offset)))).toMatchObject({ stored: 5 });
     // Until the catch-up has read the commit back from Kafka, a read of it waits rather than skipping it.
-    const deadline = Date.now() + 20_000;
-    let read: LogRecord[] = [];
-    while (Date.now() < deadline) {
-      read = await log.readTopic('containers', 'Y01', 0).catch(() => []);
-      if (read.length === 10) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    expect(offsets(read)).toEqual(range(0, 10));
+    expect(offsets(await readOnceComplete(log, 'Y01', 10))).toEqual(range(0, 10));
     expect(log.health().status).toBe('ok');
   });
 
@@ -237,11 +249,7 @@ describeKafka('Kafka log topic index', () => {
     await log.replicate(range(0, 5).map((offset) => rec('Y01', offset)), { sender: 'A' });
     // Fault injection: index writes are held back (as they are while the lane moves on), two
     // commits queue theirs, and the first of them fails (a full disk). Kafka and the file are real.
-    const internals = log as unknown as {
-      writePendingIndex: () => void;
-      index: { record: (...args: unknown[]) => void };
-      indexDirty: boolean;
-    };
+    const internals = log as unknown as { writePendingIndex: () => void; indexDirty: boolean };
     // From a complete index (the catch-up at open done, the first commit's write made), so the
     // commits below count partitions complete themselves rather than leave it to a catch-up.
     for (const deadline = Date.now() + 20_000; internals.indexDirty && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -251,23 +259,11 @@ describeKafka('Kafka log topic index', () => {
     await log.replicate(range(5, 10).map((offset) => rec('Y01', offset)), { sender: 'A' });
     await log.replicate(range(0, 5).map((offset) => rec('Y02', offset)), { sender: 'B' });
     delete (internals as { writePendingIndex?: unknown }).writePendingIndex;
-    const record = internals.index.record.bind(internals.index);
-    let calls = 0;
-    internals.index.record = (...args: unknown[]) => {
-      if (calls++ === 0) throw new Error('SQLITE_FULL: database or disk is full');
-      record(...args);
-    };
+    failNextIndexWrite(log);
     internals.writePendingIndex();
     // The second commit's write went through, but it may not have counted the partition
     // complete past the first one's records: the catch-up reads them back from Kafka.
-    const deadline = Date.now() + 20_000;
-    let read: LogRecord[] = [];
-    while (Date.now() < deadline) {
-      read = await log.readTopic('containers', 'Y01', 0).catch(() => []);
-      if (read.length === 10) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    expect(offsets(read)).toEqual(range(0, 10));
+    expect(offsets(await readOnceComplete(log, 'Y01', 10))).toEqual(range(0, 10));
     expect(offsets(await log.readTopic('containers', 'Y02', 0))).toEqual(range(0, 5));
   });
 
@@ -350,14 +346,8 @@ describeKafka('Kafka log topic index', () => {
       }
       expect(resent).toMatchObject({ stored: 0, duplicates: 5 });
 
-      let read: LogRecord[] = [];
-      const readDeadline = Date.now() + 20_000;
-      while (Date.now() < readDeadline) {
-        read = await log.readTopic('containers', 'Y01', 0).catch(() => []);
-        if (read.length === 10 && !internals.indexDirty) break;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-      expect(offsets(read)).toEqual(range(0, 10));
+      expect(offsets(await readOnceComplete(log, 'Y01', 10))).toEqual(range(0, 10));
+      for (const deadline = Date.now() + 20_000; internals.indexDirty && Date.now() < deadline; ) await new Promise((resolve) => setTimeout(resolve, 20));
       expect(offsets(await log.readTopic('containers', 'Y02', 0))).toEqual(range(0, 10));
       expect(log.health().status).toBe('ok');
     },
