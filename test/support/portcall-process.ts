@@ -3,11 +3,13 @@
  * and waits for the line that says it is up.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 
-export const PORTCALL_BIN = fileURLToPath(new URL('../../dist/bin/portcall.js', import.meta.url));
+import { bundledEntry } from '../../tools/build-layout/index.js';
+
+/** The bundle, never tsc's tree: the tests run what `bin` and `npm start` run (npm test builds it first). */
+export const PORTCALL_BIN = bundledEntry();
 
 export interface PortcallProcess {
   readonly child: ChildProcess;

@@ -35,9 +35,14 @@ export function projectRoot(): string {
   }
 }
 
+/** The bundled `portcall` command line (tools/bundle), whether or not it was built yet. */
+export function bundledEntry(): string {
+  return join(projectRoot(), 'dist', 'bin', 'portcall.js');
+}
+
 /** The `portcall` command line to start as a child process: the bundle, or tsc's tree before a bundle was built. */
 export function portcallEntry(): string {
-  const bundled = join(projectRoot(), 'dist', 'bin', 'portcall.js');
+  const bundled = bundledEntry();
   return existsSync(bundled) ? bundled : join(projectRoot(), 'dist', 'cli', 'portcall.js');
 }
 
