@@ -2,17 +2,18 @@
  * `npm run build`'s second step: bundles tsc's tree (dist/) into dist/bin/, the `portcall`
  * command line that package.json's `bin`, `npm start` and the tests run.
  *
- * Why: a site process used to load about 730 files at start (ours and its dependencies': ajv,
- * zod, yaml, fastify…), which cost about 1.1 CPU-s and 0.85 s before it served; sites restart
- * after every crash, and the tests start some 240 of them. From the bundle a site is up in
- * two thirds of the time on 60% of the CPU (figures in docs/ARCHITECTURE.md, "Build").
+ * Why: a site process used to load about 760 files at start (ours and its dependencies': ajv,
+ * zod, yaml, fastify…) before it served; sites restart after every crash, and the tests start
+ * some 240 of them. From the bundle a shore is up in about three quarters of the time on two
+ * thirds of the CPU (figures in docs/ARCHITECTURE.md, "Build").
  *
  * What the layout must keep true:
  * - Entries and chunks share one folder, so a module that starts a worker next to itself
  *   (`new URL('./indexer-worker.js', import.meta.url)`) finds it in the bundle as in tsc's tree.
  *   The workers and the command line are the entries; everything else is a shared chunk.
  * - Modules that find other files of the project do it from the project's root
- *   (tools/build-layout), never relative to their own location.
+ *   (tools/build-layout), never relative to their own location; the portal's static files are
+ *   the one exception (a stage may not import tools/; docs/ARCHITECTURE.md, "Build").
  * - Left out of the bundle (loaded from node_modules): native addons, and the packages whose
  *   internals the speedups replace through Node's module cache (kafkajs, and mqtt-packet with
  *   the aedes and mqtt that load it), which must stay the very modules they patch; pino, whose
