@@ -356,8 +356,10 @@ export const siteConfigSchema = z
         maxBytes: z.number().int().positive().optional(),
         /** Keep at least this much disk free; below it, records are dropped by stream priority. */
         minFreeDiskBytes: z.number().int().nonnegative().default(256 * 1024 * 1024),
+        /** Linux nice value of the embedded log's indexer thread: above 0, the threads a PUBACK waits for run first (docs/LOG.md). */
+        indexerNice: z.number().int().min(0).max(19).default(10),
       })
-      .default({ backend: 'sqlite', minFreeDiskBytes: 256 * 1024 * 1024 }),
+      .default({ backend: 'sqlite', minFreeDiskBytes: 256 * 1024 * 1024, indexerNice: 10 }),
     streams: z
       .record(
         streamName,

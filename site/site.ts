@@ -309,6 +309,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         streams: streamPolicies(config),
         ...(config.log.maxBytes === undefined ? {} : { maxLogBytes: config.log.maxBytes }),
         minFreeDiskBytes: config.log.minFreeDiskBytes,
+        indexerNice: config.log.indexerNice,
         logger: logger.child({ component: 'log' }),
         registry,
       });

@@ -1,32 +1,46 @@
 /**
- * Worker thread running the topic indexer, so index building and WAL checkpoints use the
- * second core instead of the thread that appends.
+ * Worker thread running the topic indexer, so index building uses the second core instead of
+ * the thread that appends. (The records file's WAL checkpoints have a thread of their own,
+ * checkpointer-worker.ts, at normal priority.)
+ *
+ * The thread runs at a lower scheduling priority than the rest (`threadNice`, Linux nice 10
+ * by default): its batches take a core for 60-150 ms at a time, and while they ran the
+ * gateway's and the log's threads, whose work a device's PUBACK waits for, got less of the
+ * two cores. Niced, it gets what they leave, and the kernel runs them first when they wake.
+ * Why 10 and not 19 (docs/LOG.md, "The indexer yields the CPU"): a batch reads the records
+ * file inside one read transaction, which keeps the WAL from restarting until it ends; at 19,
+ * beside two busy processes, batches took seconds and the WAL grew to 25 MiB, where at 10 it
+ * stayed under 6 MiB (at 0, about 1). Under a load that leaves the thread no CPU for long,
+ * the index falls behind (`portcall_log_unindexed_records`): reads scan the unindexed tail
+ * meanwhile, and retention, which deletes indexed records only, waits.
  */
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { TopicIndexer, type IndexerOptions } from './topic-indexer.js';
 
+export interface IndexerWorkerData extends IndexerOptions {
+  /** Linux nice value (0-19) for this thread; at or below the thread's own, it is left as it was. */
+  readonly threadNice: number;
+}
+
 export type IndexerMessage = { type: 'poke' } | { type: 'stop' };
-export type IndexerReply = { type: 'indexed'; records: number } | { type: 'error'; message: string } | { type: 'stopped'; synced: boolean };
+export type IndexerReply =
+  | { type: 'indexed'; records: number }
+  | { type: 'error'; message: string }
+  | { type: 'stopped'; synced: boolean }
+  /** The thread's nice value once set, or why it was left as it was. */
+  | { type: 'priority'; nice: number; problem?: string };
 
 /** How often an idle indexer looks for records nobody woke it for (the log wakes it per batch). */
 const IDLE_POLL_MS = 250;
-/**
- * Often enough that each checkpoint copies little, so the database file's fsync at its end is
- * short: it delays the writer's WAL fsyncs queued behind it on the disk. At every second, the
- * writer's commits waited up to 35 ms; at 250 ms, 16 ms; at 50 ms (about 1 MB a checkpoint at
- * 50,000 msg/s) PUBACK p99 at that rate fell further (docs/LOG.md). Checkpoints keep this
- * pace between index passes too: the index's batches stay large (IDLE_POLL_MS, the log's
- * wake-ups), since small ones rewrite as many index pages as large ones.
- */
-const CHECKPOINT_EVERY_MS = 50;
 
 const port = parentPort!;
-const indexer = new TopicIndexer(workerData as IndexerOptions);
+const data = workerData as IndexerWorkerData;
+port.postMessage(lowerPriority(data.threadNice) satisfies IndexerReply);
+const indexer = new TopicIndexer(data);
 let poked = true;
 let stopping = false;
 let wake: (() => void) | undefined;
-let lastCheckpointMs = 0;
-let lastPassMs = 0;
 
 port.on('message', (message: IndexerMessage) => {
   if (message.type === 'stop') stopping = true;
@@ -34,19 +48,29 @@ port.on('message', (message: IndexerMessage) => {
   wake?.();
 });
 
-function checkpointIfDue(): void {
-  if (Date.now() - lastCheckpointMs < CHECKPOINT_EVERY_MS) return;
-  indexer.checkpointRecords();
-  lastCheckpointMs = Date.now();
+/**
+ * On Linux, setpriority(PRIO_PROCESS, 0) changes the calling thread alone (threads are tasks
+ * with their own nice value); elsewhere it would lower the whole process, gateway included,
+ * so it is left alone there. Raising the nice value needs no privilege.
+ */
+function lowerPriority(nice: number): IndexerReply {
+  const current = getPriority(0);
+  // Only ever lowered: a process started at a lower priority than asked stays there.
+  if (nice <= current) return { type: 'priority', nice: current };
+  if (process.platform !== 'linux') return { type: 'priority', nice: current, problem: `per-thread priority is Linux only (here: ${process.platform})` };
+  try {
+    setPriority(0, nice);
+    return { type: 'priority', nice: getPriority(0) };
+  } catch (error) {
+    return { type: 'priority', nice: current, problem: (error as Error).message };
+  }
 }
 
 async function loop(): Promise<void> {
   while (!stopping) {
     if (!poked) {
-      const now = Date.now();
-      const sleepMs = Math.max(0, Math.min(lastPassMs + IDLE_POLL_MS, lastCheckpointMs + CHECKPOINT_EVERY_MS) - now);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, sleepMs);
+        const timer = setTimeout(resolve, IDLE_POLL_MS);
         wake = () => {
           clearTimeout(timer);
           resolve();
@@ -55,26 +79,17 @@ async function loop(): Promise<void> {
       wake = undefined;
     }
     try {
-      if (!poked && !stopping && Date.now() - lastPassMs < IDLE_POLL_MS) {
-        // Woken for the checkpoint alone.
-        checkpointIfDue();
-        continue;
-      }
       poked = false;
       let total = 0;
       for (;;) {
         const indexed = indexer.runOnce();
         total += indexed;
-        // Under continuous appends the loop may never run dry, so the WAL is checkpointed
-        // from inside it; otherwise the WAL would grow without bound.
-        checkpointIfDue();
         // Only a full batch means more is waiting; otherwise sleep until the log wakes us
         // with the next batch's worth (or the idle poll), rather than chasing each commit
         // with a small batch that rewrites as many index pages as a large one.
         if (indexed < indexer.batchRecords || stopping) break;
       }
       indexer.reconcileRetention();
-      lastPassMs = Date.now();
       if (total > 0) port.postMessage({ type: 'indexed', records: total } satisfies IndexerReply);
     } catch (error) {
       port.postMessage({ type: 'error', message: (error as Error).message } satisfies IndexerReply);

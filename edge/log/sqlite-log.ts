@@ -104,9 +104,10 @@ import {
   RECORDS_SCHEMA_VERSION,
   writeMeta,
 } from './schema.js';
-import { openIndexFile, TopicIndexer, type IndexerOptions } from './topic-indexer.js';
+import { openIndexFile, TopicIndexer } from './topic-indexer.js';
 import { TopicTable } from './topic-table.js';
-import type { IndexerReply } from './indexer-worker.js';
+import type { CheckpointerReply, CheckpointerWorkerData } from './checkpointer-worker.js';
+import type { IndexerReply, IndexerWorkerData } from './indexer-worker.js';
 
 const DEFAULT_MAX_RECORDS = 1000;
 const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;
@@ -118,6 +119,8 @@ const RETENTION_CHUNK_RECORDS = 5000;
  */
 const ROWS_PER_INSERT = 32;
 const COLUMNS = 8;
+/** The indexer thread's nice value unless `indexerNice` says otherwise (indexer-worker.ts). */
+const DEFAULT_INDEXER_NICE = 10;
 /** The indexer is woken once this many records have been committed since it last was... */
 const INDEXER_WAKE_RECORDS = 16_384;
 /** ...or this long after the first of them, whichever comes first. */
@@ -154,6 +157,11 @@ export interface SqliteLogOptions {
   readonly retentionIntervalMs?: number;
   /** `thread` (default) builds the topic index on a worker thread; `inline` on this one. */
   readonly indexer?: 'thread' | 'inline';
+  /**
+   * Linux nice value (0-19) of the indexer thread; default 10, so that the threads a PUBACK
+   * waits for run first (indexer-worker.ts). 0 runs it at the process's own priority.
+   */
+  readonly indexerNice?: number;
   /**
    * Names this boot of the machine (invariant 9). Default: Linux's
    * `/proc/sys/kernel/random/boot_id`; where there is none, every unclean stop counts as a
@@ -331,12 +339,30 @@ export function indexPathFor(recordsPath: string): string {
   return `${recordsPath.replace(/\.sqlite$/, '')}.index.sqlite`;
 }
 
-function workerScript(): URL {
+function workerScript(name: 'indexer-worker' | 'checkpointer-worker'): URL {
   // Under the test runner this module runs from TypeScript source; worker threads need the
   // compiled JavaScript, which `npm test` builds first.
   return import.meta.url.endsWith('.ts')
-    ? new URL('../../dist/edge/log/indexer-worker.js', import.meta.url)
-    : new URL('./indexer-worker.js', import.meta.url);
+    ? new URL(`../../dist/edge/log/${name}.js`, import.meta.url)
+    : new URL(`./${name}.js`, import.meta.url);
+}
+
+/**
+ * Asks one of the log's threads to stop and waits until it says it has (`stopped` true for
+ * its reply), or exits, or 5 s pass; then ends it.
+ */
+async function stopThread<Reply>(worker: Worker, stopped: (message: Reply) => boolean): Promise<void> {
+  const done = new Promise<void>((resolve) => {
+    worker.on('message', (message: Reply) => stopped(message) && resolve());
+    worker.once('exit', () => resolve());
+  });
+  worker.postMessage({ type: 'stop' });
+  // The bound must not outlive the wait: a pending 5 s timer kept every process that closed
+  // its log alive for up to 5 s after it was done.
+  let bound: NodeJS.Timeout | undefined;
+  await Promise.race([done, new Promise((resolve) => (bound = setTimeout(resolve, 5000)))]);
+  clearTimeout(bound);
+  await worker.terminate();
 }
 
 export class SqliteLog implements SiteLog {
@@ -368,6 +394,10 @@ export class SqliteLog implements SiteLog {
   private retentionTimer: NodeJS.Timeout | undefined;
   private retentionRunning: Promise<RetentionReport[]> | undefined;
   private readonly readerStatements = new Map<string, Statement>();
+  /** The thread that checkpoints the records file's WAL (with the indexer thread; none inline). */
+  private checkpointer: Worker | undefined;
+  /** The indexer thread's nice value, once it has reported it (undefined inline or before). */
+  private indexerNice: number | undefined;
   /** Streams whose index table the indexer has made (see indexExists). */
   private readonly indexedStreams = new Set<number>();
   /** The stored text of frozen headers objects (shared per MQTT topic by the gateway). */
@@ -389,7 +419,7 @@ export class SqliteLog implements SiteLog {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = FULL');
       this.db.pragma('busy_timeout = 5000');
-      // The indexer thread checkpoints (TopicIndexer.checkpointRecords); this is only the
+      // The checkpointer thread checkpoints (checkpointer-worker.ts); this is only the
       // safety net for when appends outpace it, at full speed. It runs inside a commit and
       // stalls every caller waiting on it, 60-90 ms at 64 MiB.
       this.db.pragma('wal_autocheckpoint = 16384');
@@ -439,6 +469,24 @@ export class SqliteLog implements SiteLog {
         labelNames: ['code'],
         registers,
       }),
+      unindexed: new Gauge({
+        name: 'portcall_log_unindexed_records',
+        help: 'Records committed past the topic index, by stream: reads and duplicate checks scan them; the indexer thread (low priority) catches up when the CPU allows',
+        labelNames: ['stream'],
+        registers,
+        collect() {
+          if (self.closed) return;
+          for (const stream of self.streams.values()) this.set({ stream: stream.name }, Math.max(0, stream.nextPosition - 1 - self.indexedPosition(stream.id)));
+        },
+      }),
+      indexerNice: new Gauge({
+        name: 'portcall_log_indexer_nice',
+        help: 'Linux nice value the topic indexer thread runs at (default 10; 19 is the lowest priority); NaN until the thread has said',
+        registers,
+        collect() {
+          this.set(self.indexerNice ?? Number.NaN);
+        },
+      }),
       bytes: new Gauge({
         name: 'portcall_log_used_bytes',
         help: 'Bytes of the records file in use (excluding free pages)',
@@ -449,8 +497,10 @@ export class SqliteLog implements SiteLog {
       }),
     };
 
-    if ((options.indexer ?? 'thread') === 'thread') this.startWorker();
-    else this.inlineIndexer = new TopicIndexer({ recordsPath: this.path, indexPath: this.indexPath });
+    if ((options.indexer ?? 'thread') === 'thread') {
+      this.startWorker();
+      this.startCheckpointer();
+    } else this.inlineIndexer = new TopicIndexer({ recordsPath: this.path, indexPath: this.indexPath });
     const intervalMs = options.retentionIntervalMs ?? 1000;
     if (intervalMs > 0) {
       this.retentionTimer = setInterval(() => void this.runRetention().catch(() => undefined), intervalMs);
@@ -635,18 +685,44 @@ export class SqliteLog implements SiteLog {
   }
 
   private startWorker(): void {
-    const worker = new Worker(workerScript(), {
-      workerData: { recordsPath: this.path, indexPath: this.indexPath, durability: 'unsynced' } satisfies IndexerOptions,
+    const worker = new Worker(workerScript('indexer-worker'), {
+      workerData: {
+        recordsPath: this.path,
+        indexPath: this.indexPath,
+        durability: 'unsynced',
+        threadNice: this.options.indexerNice ?? DEFAULT_INDEXER_NICE,
+      } satisfies IndexerWorkerData,
     });
     worker.unref();
     worker.on('message', (message: IndexerReply) => {
       if (message.type === 'error') this.options.logger?.warn({ err: message.message }, 'topic indexer failed a pass; retrying');
+      if (message.type === 'priority') {
+        this.indexerNice = message.nice;
+        if (message.problem !== undefined) {
+          this.options.logger?.warn({ nice: message.nice, problem: message.problem }, 'topic indexer thread left at its priority; it competes with the gateway for the CPU');
+        }
+      }
     });
     worker.on('error', (error) => {
       this.options.logger?.error({ err: error.message }, 'topic indexer thread died; restarting it');
       if (!this.closed) setTimeout(() => !this.closed && this.startWorker(), 1000).unref();
     });
     this.worker = worker;
+  }
+
+  private startCheckpointer(): void {
+    const checkpointer = new Worker(workerScript('checkpointer-worker'), {
+      workerData: { recordsPath: this.path } satisfies CheckpointerWorkerData,
+    });
+    checkpointer.unref();
+    checkpointer.on('message', (message: CheckpointerReply) => {
+      if (message.type === 'error') this.options.logger?.warn({ err: message.message }, 'WAL checkpoint failed; retrying');
+    });
+    checkpointer.on('error', (error) => {
+      this.options.logger?.error({ err: error.message }, 'WAL checkpointer thread died; restarting it');
+      if (!this.closed) setTimeout(() => !this.closed && this.startCheckpointer(), 1000).unref();
+    });
+    this.checkpointer = checkpointer;
   }
 
   /**
@@ -1734,25 +1810,20 @@ export class SqliteLog implements SiteLog {
     await this.retentionRunning;
     this.closed = true;
     this.listeners.clear();
+    if (this.checkpointer !== undefined) {
+      const checkpointer = this.checkpointer;
+      this.checkpointer = undefined;
+      await stopThread(checkpointer, (message: CheckpointerReply) => message.type === 'stopped');
+    }
     let indexSynced = false;
     if (this.worker !== undefined) {
       const worker = this.worker;
       this.worker = undefined;
-      const stopped = new Promise<void>((resolve) => {
-        worker.on('message', (message: IndexerReply) => {
-          if (message.type !== 'stopped') return;
-          indexSynced = message.synced;
-          resolve();
-        });
-        worker.once('exit', () => resolve());
+      await stopThread(worker, (message: IndexerReply) => {
+        if (message.type !== 'stopped') return false;
+        indexSynced = message.synced;
+        return true;
       });
-      worker.postMessage({ type: 'stop' });
-      // The bound must not outlive the wait: a pending 5 s timer kept every process that
-      // closed its log alive for up to 5 s after it was done.
-      let bound: NodeJS.Timeout | undefined;
-      await Promise.race([stopped, new Promise((resolve) => (bound = setTimeout(resolve, 5000)))]);
-      clearTimeout(bound);
-      await worker.terminate();
     }
     // Only the owner of the indexer thread marks the file; an inline indexer wrote it synced.
     this.inlineIndexer?.close();

@@ -29,6 +29,7 @@ import { projectRoot } from '../build-layout/index.js';
 const ENTRIES: Readonly<Record<string, string>> = {
   portcall: 'cli/portcall.js',
   'indexer-worker': 'edge/log/indexer-worker.js',
+  'checkpointer-worker': 'edge/log/checkpointer-worker.js',
   'gateway-worker': 'edge/gateway/gateway-worker.js',
   'fleet-shard-worker': 'devices/emulator/fleet-shard-worker.js',
 };
