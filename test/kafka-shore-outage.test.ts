@@ -88,8 +88,13 @@ describeKafka('portcall shore on Kafka when the broker dies mid-transfer', () =>
     const restartAtMs = Date.now();
     await broker.restart();
     await until('readiness after the restart', () => health(url, '/readyz').catch(() => ({ httpStatus: 0, status: 'down' })), (h) => h.httpStatus === 200, 60_000);
+    const readyAtMs = Date.now();
     await until('transfers resumed', () => sender.position, (position) => position >= positionInOutage + 3_000, 60_000);
     const recoveredMs = Date.now() - restartAtMs;
+    // Every part of the site well again, the topic index included (an outage that left a
+    // transaction's outcome unknown sends it back to Kafka to catch up).
+    const healthy = await until('health ok after the restart', () => health(url, '/healthz'), (h) => h.status === 'ok', 60_000);
+    const healthyAfterReadyMs = Date.now() - readyAtMs;
 
     const limit = sender.finishAt();
     await Promise.race([
@@ -100,7 +105,7 @@ describeKafka('portcall shore on Kafka when the broker dies mid-transfer', () =>
     ]);
     expect(sender.stats.unexpected).toEqual([]);
     process.stderr.write(
-      `[kafka-outage] readiness 503 ${detectedMs} ms after the kill; transfers resumed ${recoveredMs} ms after the restart began; ` +
+      `[kafka-outage] readiness 503 ${detectedMs} ms after the kill; transfers resumed ${recoveredMs} ms after the restart began; health ok ${healthyAfterReadyMs} ms after readiness (${JSON.stringify(healthy.reasons ?? [])}); ` +
         `${limit} records, ${sender.stats.unavailable} refusals (503), ${sender.stats.duplicates} duplicates dropped\n`,
     );
 
