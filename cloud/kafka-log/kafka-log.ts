@@ -176,6 +176,12 @@ export interface KafkaLogOptions {
   readonly slowCommitMs?: number;
   /** How often an idle log checks that Kafka answers; default 2000. */
   readonly healthProbeIntervalMs?: number;
+  /**
+   * A failed catch-up of the topic index is tried again after this long, doubling up to
+   * `catchUpRetryMaxMs` (defaults 500 and 30000); when Kafka answers again after an outage, at once.
+   */
+  readonly catchUpRetryInitialMs?: number;
+  readonly catchUpRetryMaxMs?: number;
   readonly clientId?: string;
   /** kafkajs's own WARN and ERROR lines go here at warn; without a logger they are dropped. */
   readonly logger?: Logger;
@@ -337,6 +343,8 @@ interface ResolvedOptions {
   readonly maxPendingRecords: number;
   readonly slowCommitMs: number;
   readonly healthProbeIntervalMs: number;
+  readonly catchUpRetryInitialMs: number;
+  readonly catchUpRetryMaxMs: number;
 }
 
 function resolveOptions(options: KafkaLogOptions): ResolvedOptions {
@@ -428,6 +436,8 @@ function resolveOptions(options: KafkaLogOptions): ResolvedOptions {
     maxPendingRecords: integer('maxPendingRecords', options.maxPendingRecords, DEFAULT_MAX_PENDING_RECORDS, 1),
     slowCommitMs: integer('slowCommitMs', options.slowCommitMs, DEFAULT_SLOW_COMMIT_MS, 1),
     healthProbeIntervalMs: integer('healthProbeIntervalMs', options.healthProbeIntervalMs, DEFAULT_HEALTH_PROBE_INTERVAL_MS, 1),
+    catchUpRetryInitialMs: integer('catchUpRetryInitialMs', options.catchUpRetryInitialMs, CATCH_UP_RETRY_INITIAL_MS, 1),
+    catchUpRetryMaxMs: integer('catchUpRetryMaxMs', options.catchUpRetryMaxMs, CATCH_UP_RETRY_MAX_MS, 1),
   };
 }
 
@@ -639,6 +649,8 @@ export class KafkaLog implements SiteLog, HealthSource {
   private catchingUp: Promise<void> | undefined;
   private catchUpAgain = false;
   private indexError: string | undefined;
+  /** Ends the index catch-up's wait before its next try (set while it waits). */
+  private wakeCatchUp: (() => void) | undefined;
 
   private kafkaState: { status: 'ok' | 'unavailable'; reason?: string; sinceMs: number } = { status: 'ok', sinceMs: Date.now() };
   private lastHealth: { status: HealthStatus; reason: string | undefined; sinceMs: number } = {
@@ -1912,7 +1924,7 @@ export class KafkaLog implements SiteLog, HealthSource {
       return this.catchingUp;
     }
     this.catchingUp = (async () => {
-      let retryDelayMs = CATCH_UP_RETRY_INITIAL_MS;
+      let retryDelayMs = this.options.catchUpRetryInitialMs;
       do {
         this.catchUpAgain = false;
         if (this.rebuildIndex) {
@@ -1929,9 +1941,18 @@ export class KafkaLog implements SiteLog, HealthSource {
           this.indexError = `topic index cannot catch up with Kafka: ${describeError(error)}`;
           if (error instanceof CatchUpNotReadyError) this.options.logger?.info({ reason: error.message, retryInMs: retryDelayMs }, 'topic index catch-up waits for Kafka to settle');
           else this.options.logger?.warn({ err: error, retryInMs: retryDelayMs }, 'topic index catch-up failed; retrying');
-          // Backs off so a long Kafka outage does not log a warning every second.
-          await new Promise((resolve) => setTimeout(resolve, retryDelayMs).unref());
-          retryDelayMs = Math.min(retryDelayMs * 2, CATCH_UP_RETRY_MAX_MS);
+          // Backs off so a long Kafka outage does not log a warning every second, but tries
+          // again at once when Kafka answers again (markKafka): after a long outage the wait
+          // had grown to 30 s, and for that long reads waited and health said degraded.
+          const woken = await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(false), retryDelayMs).unref();
+            this.wakeCatchUp = () => {
+              clearTimeout(timer);
+              resolve(true);
+            };
+          });
+          this.wakeCatchUp = undefined;
+          retryDelayMs = woken ? this.options.catchUpRetryInitialMs : Math.min(retryDelayMs * 2, this.options.catchUpRetryMaxMs);
           this.catchUpAgain = true;
         }
       } while (this.catchUpAgain && !this.closed);
@@ -2497,6 +2518,7 @@ export class KafkaLog implements SiteLog, HealthSource {
     if (this.kafkaState.status === status && this.kafkaState.reason === reason) return;
     if (status === 'ok' && this.kafkaState.status === 'unavailable') {
       this.options.logger?.info({ after: this.kafkaState.reason }, 'Kafka answers again');
+      this.wakeCatchUp?.();
     } else if (status === 'unavailable' && this.kafkaState.status === 'ok') {
       this.options.logger?.warn({ reason }, 'Kafka unavailable; batches are refused (503) until it answers');
     }
@@ -2606,6 +2628,8 @@ export class KafkaLog implements SiteLog, HealthSource {
       return producer === undefined ? [] : [producer];
     });
     await Promise.allSettled([...producers.map((producer) => producer.disconnect()), ...this.retiring]);
+    // A catch-up waiting to try again would hold the close for up to catchUpRetryMaxMs.
+    this.wakeCatchUp?.();
     await this.catchingUp?.catch(() => {});
     await this.fetcher?.disconnect().catch(() => {});
     this.indexUpToDate()?.close();
