@@ -1,9 +1,9 @@
 /**
- * Worker thread that checkpoints the records file's WAL every CHECKPOINT_EVERY_MS, at the
- * process's own priority.
+ * Worker thread that checkpoints the records file's WAL every CHECKPOINT_EVERY_MS, and when
+ * the log says the indexer has ended a batch, at the process's own priority.
  *
  * Why a thread of its own: the indexer thread, which did this between its batches, runs at
- * the lowest priority (indexer-worker.ts), and on a machine whose cores are busy it can wait
+ * a lower priority (indexer-worker.ts), and on a machine whose cores are busy it can wait
  * for seconds. Checkpoints must keep their pace whatever the load: a WAL that is not copied
  * grows to the writer's safety-net checkpoint, which runs inside a commit (60-90 ms at 64
  * MiB). With them on the indexer thread at nice 19 and two busy processes beside the log,
