@@ -10,9 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, expect, it } from 'vitest';
 
 import { KafkaLog } from '../cloud/kafka-log/index.js';
-import type { LogRecord } from '../core/index.js';
 import { startKafkaBroker } from '../tools/kafka/index.js';
-import { describeKafka } from './support/kafka.js';
+import { containerRecord, describeKafka } from './support/kafka.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
@@ -22,18 +21,7 @@ afterAll(async () => {
 /** Far longer than the test may take: only the wake-up can end it in time. */
 const RETRY_WAIT_MS = 600_000;
 
-function rec(topic: string, offset: number): LogRecord {
-  return {
-    origin: 'AURORA',
-    stream: 'containers',
-    topic,
-    offset,
-    eventTimeMs: 1_763_769_600_000 + offset,
-    ingestTimeMs: 1_763_769_600_500 + offset,
-    headers: {},
-    payload: new Uint8Array(Buffer.from(JSON.stringify({ topic, offset }))),
-  };
-}
+const rec = containerRecord;
 
 async function until(what: string, done: () => boolean, timeoutMs: number, describe: () => unknown): Promise<number> {
   const startedAt = Date.now();

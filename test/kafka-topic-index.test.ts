@@ -12,7 +12,7 @@ import { afterAll, afterEach, expect, it } from 'vitest';
 
 import { KafkaLog, type KafkaLogOptions } from '../cloud/kafka-log/index.js';
 import { StoreUnavailableError, type LogRecord } from '../core/index.js';
-import { describeKafka, kafkaBootstrap } from './support/kafka.js';
+import { containerRecord, describeKafka, kafkaBootstrap } from './support/kafka.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'portcall-kafka-index-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -21,19 +21,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
 });
 
-function rec(topic: string, offset: number, payloadBytes = 64): LogRecord {
-  const body = JSON.stringify({ topic, offset });
-  return {
-    origin: 'AURORA',
-    stream: 'containers',
-    topic,
-    offset,
-    eventTimeMs: 1_763_769_600_000 + offset,
-    ingestTimeMs: 1_763_769_600_500 + offset,
-    headers: { seq: String(offset) },
-    payload: new Uint8Array(Buffer.from(body.padEnd(payloadBytes, '.'))),
-  };
-}
+const rec = containerRecord;
 
 async function open(options: Partial<KafkaLogOptions> & { siteId: string; topicPrefix: string }): Promise<KafkaLog> {
   const log = await KafkaLog.open({ brokers: [kafkaBootstrap()!], streams: ['containers'], partitions: 2, recoveryTimeoutMs: 20_000, ...options });

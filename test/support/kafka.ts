@@ -1,4 +1,5 @@
 import { describe, inject } from 'vitest';
+import type { LogRecord } from '../../core/index.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -15,3 +16,18 @@ export function kafkaBootstrap(): string | null {
 
 /** `describe` that skips its suite when no broker is available, so Kafka tests read like any other. */
 export const describeKafka = describe.skipIf(kafkaBootstrap() === null);
+
+/** A container's record from the ship AURORA, its JSON payload padded to `payloadBytes`, for the Kafka log's tests. */
+export function containerRecord(topic: string, offset: number, payloadBytes = 64): LogRecord {
+  const body = JSON.stringify({ topic, offset });
+  return {
+    origin: 'AURORA',
+    stream: 'containers',
+    topic,
+    offset,
+    eventTimeMs: 1_763_769_600_000 + offset,
+    ingestTimeMs: 1_763_769_600_500 + offset,
+    headers: { seq: String(offset) },
+    payload: new Uint8Array(Buffer.from(body.padEnd(payloadBytes, '.'))),
+  };
+}
