@@ -17,8 +17,7 @@ import { checkpointWal } from './wal-checkpoint.js';
 export interface CheckpointerWorkerData {
   readonly recordsPath: string;
 }
-/** `checkpoint`: now is a good moment (the indexer ended a batch), unless one just ran. */
-export type CheckpointerMessage = { type: 'stop' } | { type: 'checkpoint' };
+export type CheckpointerMessage = { type: 'stop' };
 export type CheckpointerReply = { type: 'error'; message: string } | { type: 'stopped' };
 
 /**
@@ -28,8 +27,6 @@ export type CheckpointerReply = { type: 'error'; message: string } | { type: 'st
  * 50,000 msg/s) PUBACK p99 at that rate fell further (docs/LOG.md).
  */
 const CHECKPOINT_EVERY_MS = 50;
-/** Asked for between batches, a checkpoint still waits this long after the last one. */
-const MIN_CHECKPOINT_GAP_MS = 5;
 /** After a failed checkpoint (a full disk, say), the next try waits this long. */
 const RETRY_AFTER_FAILURE_MS = 1000;
 
@@ -38,33 +35,20 @@ const { recordsPath } = workerData as CheckpointerWorkerData;
 const records = new Database(recordsPath, { fileMustExist: true });
 records.pragma('busy_timeout = 5000');
 let timer: NodeJS.Timeout | undefined;
-let lastCheckpointMs = 0;
-let failing = false;
 
 function tick(): void {
-  clearTimeout(timer);
   let delayMs = CHECKPOINT_EVERY_MS;
   try {
     checkpointWal(records);
-    failing = false;
   } catch (error) {
     port.postMessage({ type: 'error', message: (error as Error).message } satisfies CheckpointerReply);
-    failing = true;
     delayMs = RETRY_AFTER_FAILURE_MS;
   }
-  lastCheckpointMs = Date.now();
   timer = setTimeout(tick, delayMs);
 }
 
 port.on('message', (message: CheckpointerMessage) => {
-  if (message.type === 'checkpoint') {
-    // A checkpoint during an index batch copies only up to the batch's snapshot and cannot let
-    // the WAL restart; one right after it can. Measured at 100,000 msg/s without this: the WAL
-    // reached 19-57 MiB where checkpoints on the indexer's own thread, between its batches,
-    // kept it near 21 (docs/LOG.md).
-    if (!failing && Date.now() - lastCheckpointMs >= MIN_CHECKPOINT_GAP_MS) tick();
-    return;
-  }
+  if (message.type !== 'stop') return;
   clearTimeout(timer);
   records.close();
   port.postMessage({ type: 'stopped' } satisfies CheckpointerReply);

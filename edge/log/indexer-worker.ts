@@ -25,7 +25,6 @@ export interface IndexerWorkerData extends IndexerOptions {
 
 export type IndexerMessage = { type: 'poke' } | { type: 'stop' };
 export type IndexerReply =
-  /** A batch is indexed and its read transaction ended. */
   | { type: 'indexed'; records: number }
   | { type: 'error'; message: string }
   | { type: 'stopped'; synced: boolean }
@@ -81,17 +80,17 @@ async function loop(): Promise<void> {
     }
     try {
       poked = false;
+      let total = 0;
       for (;;) {
         const indexed = indexer.runOnce();
-        // Said after every batch: the log has the WAL checkpointed now, while no batch of
-        // ours holds a read transaction on the records file (checkpointer-worker.ts).
-        if (indexed > 0) port.postMessage({ type: 'indexed', records: indexed } satisfies IndexerReply);
+        total += indexed;
         // Only a full batch means more is waiting; otherwise sleep until the log wakes us
         // with the next batch's worth (or the idle poll), rather than chasing each commit
         // with a small batch that rewrites as many index pages as a large one.
         if (indexed < indexer.batchRecords || stopping) break;
       }
       indexer.reconcileRetention();
+      if (total > 0) port.postMessage({ type: 'indexed', records: total } satisfies IndexerReply);
     } catch (error) {
       port.postMessage({ type: 'error', message: (error as Error).message } satisfies IndexerReply);
       await new Promise((resolve) => setTimeout(resolve, IDLE_POLL_MS));

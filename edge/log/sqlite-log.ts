@@ -106,7 +106,7 @@ import {
 } from './schema.js';
 import { openIndexFile, TopicIndexer } from './topic-indexer.js';
 import { TopicTable } from './topic-table.js';
-import type { CheckpointerMessage, CheckpointerReply, CheckpointerWorkerData } from './checkpointer-worker.js';
+import type { CheckpointerReply, CheckpointerWorkerData } from './checkpointer-worker.js';
 import type { IndexerReply, IndexerWorkerData } from './indexer-worker.js';
 
 const DEFAULT_MAX_RECORDS = 1000;
@@ -696,7 +696,6 @@ export class SqliteLog implements SiteLog {
     worker.unref();
     worker.on('message', (message: IndexerReply) => {
       if (message.type === 'error') this.options.logger?.warn({ err: message.message }, 'topic indexer failed a pass; retrying');
-      if (message.type === 'indexed') this.checkpointer?.postMessage({ type: 'checkpoint' } satisfies CheckpointerMessage);
       if (message.type === 'priority') {
         this.indexerNice = message.nice;
         if (message.problem !== undefined) {
