@@ -1,6 +1,6 @@
 /**
- * Worker thread that checkpoints the records file's WAL every CHECKPOINT_EVERY_MS, and when
- * the log says the indexer has ended a batch, at the process's own priority.
+ * Worker thread that checkpoints the records file's WAL every CHECKPOINT_EVERY_MS, at the
+ * process's own priority.
  *
  * Why a thread of its own: the indexer thread, which did this between its batches, runs at
  * a lower priority (indexer-worker.ts), and on a machine whose cores are busy it can wait
