@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Kafka, logLevel, Partitioners, type Producer, type Transaction } from 'kafkajs';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 
 import { KafkaLog, type KafkaLogOptions } from '../cloud/kafka-log/index.js';
 import { highWaterTopicName } from '../cloud/kafka-log/codec.js';
@@ -82,13 +82,6 @@ function offsetsByTopic(read: readonly ReadMessage[]): Map<string, number[]> {
     byTopic.set(topic, [...(byTopic.get(topic) ?? []), Number(header(message, 'pc-offset'))]);
   }
   return byTopic;
-}
-
-/** What the tests of the prepared next group look at in a sender's lane (kafka-log.ts, SenderLane). */
-interface LaneInternals {
-  producer: Producer | undefined;
-  ahead: unknown;
-  prepared: { calls: unknown[] } | undefined;
 }
 
 function sequence(from: number, toExclusive: number): number[] {
@@ -519,109 +512,6 @@ describeKafka('KafkaLog on a real broker', () => {
     }
     expect(read).toHaveLength(19 * 5 + 5);
     expect(new Map([...offsetsByTopic(read)].sort(([a], [b]) => a.localeCompare(b)))).toEqual(expected);
-  });
-
-  describe('the next group, prepared while a transaction is at the broker', () => {
-    /**
-     * Holds the lane's next transaction at its first send until the test lets it go on, or
-     * fail there as a lost connection would. The broker and everything on it are real; only
-     * the moment is chosen, through the lane's producer.
-     */
-    function holdNextTransaction(log: KafkaLog, sender: string): { release(outcome: 'send' | 'fail'): void; lane: LaneInternals } {
-      const lane = (log as unknown as { lanes: Map<string, LaneInternals> }).lanes.get(sender);
-      if (lane?.producer === undefined) throw new Error(`lane ${sender} has no producer yet`);
-      let release!: (outcome: 'send' | 'fail') => void;
-      const gate = new Promise<'send' | 'fail'>((resolve) => (release = resolve));
-      const producer = lane.producer;
-      const begin = producer.transaction.bind(producer);
-      let held = false;
-      producer.transaction = async () => {
-        const transaction = await begin();
-        if (!held) {
-          held = true;
-          const send = transaction.sendBatch.bind(transaction);
-          transaction.sendBatch = async (batch) => {
-            if ((await gate) === 'fail') throw new Error('injected: connection to the broker lost before the send');
-            return send(batch);
-          };
-        }
-        return transaction;
-      };
-      return { release, lane };
-    }
-
-    function placement(from: number, to: number): { sender: string; placement: { stream: string; from: number; to: number; acked: number; incarnation: string } } {
-      return { sender: 'S1', placement: { stream: 'containers', from, to, acked: 0, incarnation: 'i1' } };
-    }
-
-    it('uses the plan once the transaction ahead commits', async () => {
-      const topicPrefix = uniquePrefix();
-      const log = await openLog({ topicPrefix });
-      await log.replicate(range('containers', 'W00', 0, 1), { sender: 'S1' }); // registers the lane
-      const { release, lane } = holdNextTransaction(log, 'S1');
-      const ahead = log.replicate(range('containers', 'P01', 0, 5), placement(0, 5));
-      await pollUntil('the transaction at the broker', async () => lane.ahead !== undefined, (atBroker) => atBroker);
-      const next = log.replicate(range('containers', 'P01', 5, 8), placement(5, 8));
-      const other = log.replicate(range('containers', 'P02', 0, 3), placement(8, 11));
-      expect(lane.prepared?.calls).toHaveLength(2);
-
-      release('send');
-      expect(await ahead).toMatchObject({ stored: 5, duplicates: 0 });
-      expect(await next).toMatchObject({ stored: 3, duplicates: 0 });
-      expect(await other).toMatchObject({ stored: 3, duplicates: 0 });
-      expect(log.health().details).toMatchObject({ groupsPreparedAhead: 1, preparedGroupsPlannedAgain: 0 });
-      expect(await log.senderPositions('S1', 'i1')).toEqual({ containers: 11 });
-      const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
-      expect(Object.fromEntries(offsetsByTopic(read))).toEqual({ W00: [0], P01: sequence(0, 8), P02: sequence(0, 3) });
-    });
-
-    it('plans it again when the transaction ahead fails: what followed it is a gap, refused, and nothing else is lost', async () => {
-      const topicPrefix = uniquePrefix();
-      const log = await openLog({ topicPrefix });
-      await log.replicate(range('containers', 'W00', 0, 1), { sender: 'S1' });
-      const { release, lane } = holdNextTransaction(log, 'S1');
-      const ahead = log.replicate(range('containers', 'P01', 0, 5), placement(0, 5));
-      await pollUntil('the transaction at the broker', async () => lane.ahead !== undefined, (atBroker) => atBroker);
-      const next = log.replicate(range('containers', 'P01', 5, 8), placement(5, 8));
-      const other = log.replicate(range('containers', 'P02', 0, 3), { sender: 'S1' });
-      expect(lane.prepared?.calls).toHaveLength(2);
-
-      release('fail');
-      await expect(ahead).rejects.toBeInstanceOf(StoreUnavailableError);
-      // Planned against records that were never stored, it would have left P01 with a gap.
-      await expect(next).rejects.toBeInstanceOf(OffsetGapError);
-      expect(await other).toMatchObject({ stored: 3, duplicates: 0 });
-      expect(log.health().details).toMatchObject({ groupsPreparedAhead: 1, preparedGroupsPlannedAgain: 1 });
-      expect(await log.highWater('containers', 'P01')).toBe(0);
-      expect(await log.senderPositions('S1', 'i1')).toEqual({});
-
-      // The sender sends again from the failed batch, and all of it is stored once.
-      expect(await log.replicate(range('containers', 'P01', 0, 8), placement(0, 8))).toMatchObject({ stored: 8, duplicates: 0 });
-      expect(await log.senderPositions('S1', 'i1')).toEqual({ containers: 8 });
-      const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
-      expect(Object.fromEntries(offsetsByTopic(read))).toEqual({ W00: [0], P02: sequence(0, 3), P01: sequence(0, 8) });
-    });
-
-    it('plans it again when another sender committed one of its topics meanwhile: stored once, not twice', async () => {
-      const topicPrefix = uniquePrefix();
-      const log = await openLog({ topicPrefix });
-      await log.replicate(range('containers', 'W00', 0, 1), { sender: 'S1' });
-      await log.replicate(range('containers', 'W01', 0, 1), { sender: 'S2' });
-      const { release, lane } = holdNextTransaction(log, 'S1');
-      const ahead = log.replicate(range('containers', 'P01', 0, 5), { sender: 'S1' });
-      await pollUntil('the transaction at the broker', async () => lane.ahead !== undefined, (atBroker) => atBroker);
-      const next = log.replicate(range('containers', 'T01', 0, 3), { sender: 'S1' });
-      expect(lane.prepared?.calls).toHaveLength(1);
-      // S1's transaction ahead does not hold T01, so S2 commits it in the meantime.
-      expect(await log.replicate(range('containers', 'T01', 0, 3), { sender: 'S2' })).toMatchObject({ stored: 3, duplicates: 0 });
-
-      release('send');
-      expect(await ahead).toMatchObject({ stored: 5, duplicates: 0 });
-      expect(await next).toMatchObject({ stored: 0, duplicates: 3 });
-      expect(log.health().details).toMatchObject({ groupsPreparedAhead: 1, preparedGroupsPlannedAgain: 1 });
-      const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
-      expect(Object.fromEntries(offsetsByTopic(read))).toEqual({ W00: [0], W01: [0], T01: sequence(0, 3), P01: sequence(0, 5) });
-    });
   });
 
   it('re-reads the high water from Kafka after a commit whose outcome it did not learn', async () => {

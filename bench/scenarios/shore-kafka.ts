@@ -275,9 +275,6 @@ function encodeBody(batch: Batch): Buffer {
 interface ShoreRun {
   readonly rate: number;
   readonly commits: number;
-  /** Of the commits, groups planned while the transaction before them was at the broker, and of those, planned again. */
-  readonly preparedAhead: number;
-  readonly plannedAgain: number;
   /** CPU over the measured stretch: the shore (or this process), the broker, the senders. */
   readonly cpu: CpuUse;
 }
@@ -292,27 +289,10 @@ function settleDisk(): void {
   spawnSync('sync', { stdio: 'ignore' });
 }
 
-type CommitCounts = Pick<ShoreRun, 'commits' | 'preparedAhead' | 'plannedAgain'>;
-
-/** "30 transactions, 14 of them prepared ahead (1 planned again)". */
-function describeCommits(run: CommitCounts): string {
-  const again = run.plannedAgain > 0 ? ` (${run.plannedAgain} planned again)` : '';
-  return `${run.commits} transactions, ${run.preparedAhead} of them prepared ahead${again}`;
-}
-
-/** Kafka transactions the log committed and how their groups were planned, from its health details. */
-function commitCounts(details: Record<string, unknown> | undefined): CommitCounts {
-  return {
-    commits: Number(details?.commits ?? 0),
-    preparedAhead: Number(details?.groupsPreparedAhead ?? 0),
-    plannedAgain: Number(details?.preparedGroupsPlannedAgain ?? 0),
-  };
-}
-
-/** The same, of the shore process, from its health report. */
-async function commitsOf(url: string): Promise<CommitCounts> {
-  const health = (await (await fetch(new URL('/healthz', url))).json()) as { components: { details?: Record<string, unknown> }[] };
-  return commitCounts(health.components[0]?.details);
+/** Kafka transactions the shore committed, from its health report. */
+async function commitsOf(url: string): Promise<number> {
+  const health = (await (await fetch(new URL('/healthz', url))).json()) as { components: { details?: { commits?: number } }[] };
+  return health.components[0]?.details?.commits ?? 0;
 }
 
 /** The origin log in its own order, in batches of LINK_BATCH_RECORDS, as one forwarder reads it. */
@@ -463,7 +443,7 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
       const used = cpu();
       // Each refusal made the link send again from the refused batch, as a forwarder does.
       for (const [what, count] of refusals) progress(`shore-kafka: link: ${count} × refused (${what}…), sent again`);
-      return { rate, ...(await commitsOf(url)), cpu: used };
+      return { rate, commits: await commitsOf(url), cpu: used };
     }
     progress(`shore-kafka: encoding ${records} records into batches of ${BATCH_RECORDS} for ${SENDERS} senders${manySites ? ' (one site each)' : ''}…`);
     // Encoded before the clock starts: the figure is the receiving side's.
@@ -506,7 +486,7 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
     );
     const rate = records / ((performance.now() - startedAt) / 1000);
     const used = cpu();
-    return { rate, ...(await commitsOf(url)), cpu: used };
+    return { rate, commits: await commitsOf(url), cpu: used };
   } finally {
     child.kill('SIGTERM');
     await new Promise((resolve) => child.once('exit', resolve));
@@ -542,7 +522,7 @@ async function measureReplicate(broker: KafkaBroker, records: number): Promise<S
       }),
     );
     const rate = records / ((performance.now() - startedAt) / 1000);
-    return { rate, ...commitCounts(log.health().details), cpu: cpu() };
+    return { rate, commits: Number(log.health().details?.commits ?? 0), cpu: cpu() };
   } finally {
     await log.close();
   }
@@ -678,7 +658,7 @@ export const shoreKafkaScenario: Scenario = {
         for (let run = 0; run < endpointRuns(); run++) {
           const one = await measureEndpoint(broker, records, context.progress, shape);
           context.progress(
-            `shore-kafka: ${label} ${Math.round(one.rate)} records/s in ${describeCommits(one)} (${Math.round(records / Math.max(1, one.commits))} records each; ${describeCpu(one.cpu, records)})`,
+            `shore-kafka: ${label} ${Math.round(one.rate)} records/s in ${one.commits} transactions (${Math.round(records / Math.max(1, one.commits))} records each; ${describeCpu(one.cpu, records)})`,
           );
           runs.push(one);
         }
@@ -711,7 +691,7 @@ export const shoreKafkaScenario: Scenario = {
       }
       if (parts.has('sites')) {
         const sites = await measureEndpoint(broker, records, context.progress, 'sites');
-        context.progress(`shore-kafka: ${SENDERS} sites ${Math.round(sites.rate)} records/s in ${describeCommits(sites)} (${describeCpu(sites.cpu, records)})`);
+        context.progress(`shore-kafka: ${SENDERS} sites ${Math.round(sites.rate)} records/s in ${sites.commits} transactions (${describeCpu(sites.cpu, records)})`);
         figures.push({
           scenario: 'shore-kafka',
           metric: `receiving endpoint → Kafka, transactional (${SENDERS} sending sites, a batch in flight each)`,
@@ -723,7 +703,7 @@ export const shoreKafkaScenario: Scenario = {
       }
       if (parts.has('replicate')) {
         const direct = await measureReplicate(broker, records);
-        context.progress(`shore-kafka: replicate ${Math.round(direct.rate)} records/s in ${describeCommits(direct)} (${describeCpu(direct.cpu, records)})`);
+        context.progress(`shore-kafka: replicate ${Math.round(direct.rate)} records/s in ${direct.commits} transactions (${describeCpu(direct.cpu, records)})`);
         figures.push({
           scenario: 'shore-kafka',
           metric: 'KafkaLog.replicate → Kafka, transactional (no HTTP, no decoding)',

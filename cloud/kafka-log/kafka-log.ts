@@ -306,43 +306,6 @@ interface AcceptedCall {
   readonly result: ReplicateResult;
 }
 
-/** A sender's cursor as staged for a transaction: the position it moves to. */
-type StagedCursor = { readonly log: string; readonly stream: string; readonly position: number };
-
-/**
- * What a lane's transaction at the broker will have made the committed state, if it commits:
- * the base the lane's next group is prepared against meanwhile (see prepareAhead).
- */
-interface TransactionAhead {
-  readonly staged: ReadonlyMap<string, StagedTopic>;
-  readonly stagedCursors: ReadonlyMap<string, StagedCursor>;
-}
-
-/**
- * A lane's next group, planned and its messages built while the transaction before it was at
- * the broker, against what that transaction would commit. Used only if, once it holds its
- * topics, the committed state is exactly what it assumed (`assumedHeld`, by identity: `held`
- * entries are replaced, never changed; `assumedCursors`, by value); otherwise its calls are
- * planned again from the committed state, as if never prepared.
- */
-interface PreparedGroup {
-  readonly ahead: TransactionAhead;
-  readonly calls: PendingReplicate[];
-  readonly accepted: AcceptedCall[];
-  /** Calls the plan refused; refused for real only if the plan holds. */
-  readonly refused: { readonly call: PendingReplicate; readonly error: unknown }[];
-  readonly staged: Map<string, StagedTopic>;
-  readonly stagedCursors: Map<string, StagedCursor>;
-  /** Per topicKey planned: the committed entry the plan took the topic to start from. */
-  readonly assumedHeld: Map<string, HeldTopic | undefined>;
-  /** Per cursorKey moved: the committed position the plan took it to start from. */
-  readonly assumedCursors: Map<string, { readonly log: string; readonly stream: string; readonly position: number | undefined }>;
-  /** The data records' messages, in the order of `accepted`'s stored records. */
-  readonly items: OutgoingItem[];
-  readonly partitionKeys: Set<string>;
-  payloadBytes: number;
-}
-
 /** A sending site's way into Kafka: its own transactional producer and queue. */
 interface SenderLane {
   readonly sender: string;
@@ -357,10 +320,6 @@ interface SenderLane {
   draining: Promise<void> | undefined;
   /** Transactions of this lane that failed because another instance registered its id. */
   fenced: number;
-  /** Set while the lane's transaction is at the broker: the base its next group is prepared against. */
-  ahead: TransactionAhead | undefined;
-  /** The next group, prepared against `ahead` (see prepareAhead). */
-  prepared: PreparedGroup | undefined;
 }
 
 type PartitionEnd = { kafkaTopic: string; partition: number; end: bigint };
@@ -514,14 +473,6 @@ interface OutgoingItem {
   readonly sizeBytes: number;
   /** Set for data records: the index learns their Kafka offset from the produce response. */
   readonly record?: LogRecord;
-}
-
-/** Payload bytes of a call, for the size of a transaction. */
-function payloadBytesOf(call: PendingReplicate): number {
-  let bytes = 0;
-  for (const record of call.records) bytes += record.payload?.byteLength ?? 0;
-  for (const record of call.newRecords ?? []) bytes += record.payload?.byteLength ?? 0;
-  return bytes;
 }
 
 /** Cuts a transaction's messages into sends that keep every partition's batch under the broker's limit. */
@@ -716,8 +667,6 @@ export class KafkaLog implements SiteLog, HealthSource {
   private refusedBusyTotal = 0;
   private fencedTotal = 0;
   private claimWaitsTotal = 0;
-  private preparedUsedTotal = 0;
-  private preparedReplannedTotal = 0;
 
   private constructor(options: ResolvedOptions) {
     this.options = options;
@@ -986,8 +935,6 @@ export class KafkaLog implements SiteLog, HealthSource {
         queue: [],
         draining: undefined,
         fenced: 0,
-        ahead: undefined,
-        prepared: undefined,
       };
       this.lanes.set(sender, lane);
     }
@@ -1129,9 +1076,6 @@ export class KafkaLog implements SiteLog, HealthSource {
         },
       });
       this.drain(lane);
-      // The lane's transaction is at the broker: this call's share of the next one is
-      // planned and built now, in time the lane would otherwise spend waiting.
-      if (lane.ahead !== undefined) this.prepareAhead(lane);
     });
   }
 
@@ -1171,9 +1115,6 @@ export class KafkaLog implements SiteLog, HealthSource {
         },
       });
       this.drain(lane);
-      // The lane's transaction is at the broker: this call's share of the next one is
-      // planned and built now, in time the lane would otherwise spend waiting.
-      if (lane.ahead !== undefined) this.prepareAhead(lane);
     });
   }
 
@@ -1183,106 +1124,18 @@ export class KafkaLog implements SiteLog, HealthSource {
     lane.draining = (async () => {
       // Lets every call made in this turn of the event loop join the first transaction.
       await new Promise((resolve) => setImmediate(resolve));
-      while (lane.queue.length > 0 || lane.prepared !== undefined) {
-        const prepared = lane.prepared;
-        lane.prepared = undefined;
-        const calls = prepared?.calls ?? this.takeGroup(lane);
+      while (lane.queue.length > 0) {
+        const calls = this.takeGroup(lane);
         // commitGroup settles every call itself; this only guards against a bug leaving one hanging.
-        await this.commitGroup(lane, calls, prepared).catch((error: unknown) => {
+        await this.commitGroup(lane, calls).catch((error: unknown) => {
           for (const call of calls) call.reject(error);
         });
       }
     })().finally(() => {
       lane.draining = undefined;
       // A call may have queued after the loop saw an empty queue but before this ran.
-      if (lane.queue.length > 0 || lane.prepared !== undefined) this.drain(lane);
+      if (lane.queue.length > 0) this.drain(lane);
     });
-  }
-
-  /** Whether the lane may plan against its committed state as it stands (else it registers and re-reads first). */
-  private laneReady(lane: SenderLane): boolean {
-    return lane.producer !== undefined && lane.registered && this.unsettled.size === 0 && !this.rereadNeeded;
-  }
-
-  /**
-   * Plans the queued calls into the lane's next group and builds their messages while its
-   * transaction is at the broker, against the state that transaction commits if it does
-   * (`lane.ahead`). Transactions of one sender go one after another (one transactional id, one
-   * open transaction), so without this the lane planned and built each group only after the
-   * one before had committed, with the broker idle meanwhile (docs/KAFKA.md, "Performance").
-   * Nothing is refused or answered here: commitGroup uses the plan only if, once it holds the
-   * group's topics, the committed state is exactly what the plan assumed; otherwise it plans
-   * the calls again, so a transaction ahead that fails, or another lane's commit meanwhile,
-   * cannot make a gap or a duplicate.
-   */
-  private prepareAhead(lane: SenderLane): void {
-    const ahead = lane.ahead;
-    if (ahead === undefined || this.closed || !this.laneReady(lane)) return;
-    let prepared = lane.prepared;
-    if (prepared !== undefined && prepared.ahead !== ahead) return;
-    while (lane.queue.length > 0) {
-      const call = lane.queue[0]!;
-      const callBytes = payloadBytesOf(call);
-      if (prepared !== undefined && prepared.calls.length > 0 && prepared.payloadBytes + callBytes > MAX_TRANSACTION_BYTES) break;
-      lane.queue.shift();
-      prepared ??= lane.prepared = {
-        ahead,
-        calls: [],
-        accepted: [],
-        refused: [],
-        staged: new Map(),
-        stagedCursors: new Map(),
-        assumedHeld: new Map(),
-        assumedCursors: new Map(),
-        items: [],
-        partitionKeys: new Set(),
-        payloadBytes: 0,
-      };
-      prepared.calls.push(call);
-      prepared.payloadBytes += callBytes;
-      const { assumedHeld, assumedCursors } = prepared;
-      const base = (key: string): HeldTopic | undefined => {
-        const entry = ahead.staged.get(key)?.held ?? this.held.get(key);
-        if (!assumedHeld.has(key)) assumedHeld.set(key, this.held.get(key));
-        return entry;
-      };
-      let accepted: AcceptedCall;
-      try {
-        accepted = this.plan(call, prepared.staged, base);
-      } catch (error) {
-        prepared.refused.push({ call, error });
-        continue;
-      }
-      prepared.accepted.push(accepted);
-      const placement = call.context?.placement;
-      if (placement !== undefined) {
-        const log = `${lane.sender}\u0000${placement.incarnation}`;
-        const key = cursorKey(lane.sender, placement.incarnation, placement.stream);
-        const committed = this.cursors.get(log)?.get(placement.stream);
-        if (!assumedCursors.has(key)) assumedCursors.set(key, { log, stream: placement.stream, position: committed });
-        const current = prepared.stagedCursors.get(key)?.position ?? ahead.stagedCursors.get(key)?.position ?? committed;
-        const position = advanceSenderPosition(current, placement);
-        if (position !== current) prepared.stagedCursors.set(key, { log, stream: placement.stream, position });
-      }
-      this.buildItems(accepted.stored, prepared.items, prepared.partitionKeys);
-    }
-  }
-
-  /**
-   * Whether a prepared group's plan still holds: the committed state of every topic and
-   * cursor it planned is what it assumed the transaction ahead would leave. `held` entries are
-   * replaced, never changed in place, so identity tells whether an entry is the one assumed.
-   */
-  private preparedPlanHolds(prepared: PreparedGroup): boolean {
-    for (const [key, assumed] of prepared.assumedHeld) {
-      const expected = prepared.ahead.staged.get(key)?.held ?? assumed;
-      if (this.held.get(key) !== expected) return false;
-    }
-    for (const [key, { log, stream, position }] of prepared.assumedCursors) {
-      const expected = prepared.ahead.stagedCursors.get(key)?.position ?? position;
-      if (this.cursors.get(log)?.get(stream) !== expected) return false;
-    }
-    return true;
   }
 
   /**
@@ -1293,7 +1146,9 @@ export class KafkaLog implements SiteLog, HealthSource {
     let bytes = 0;
     let count = 0;
     for (const call of lane.queue) {
-      const callBytes = payloadBytesOf(call);
+      let callBytes = 0;
+      for (const record of call.records) callBytes += record.payload?.byteLength ?? 0;
+      for (const record of call.newRecords ?? []) callBytes += record.payload?.byteLength ?? 0;
       if (count > 0 && bytes + callBytes > MAX_TRANSACTION_BYTES) break;
       bytes += callBytes;
       count += 1;
@@ -1441,13 +1296,9 @@ export class KafkaLog implements SiteLog, HealthSource {
     }
   }
 
-  /** `prepared`: the group as planned while the transaction before it was at the broker (prepareAhead), its calls being `group`. */
-  private async commitGroup(lane: SenderLane, group: readonly PendingReplicate[], prepared?: PreparedGroup): Promise<void> {
+  private async commitGroup(lane: SenderLane, group: readonly PendingReplicate[]): Promise<void> {
     let calls = group;
-    if (!this.laneReady(lane)) {
-      // The transaction ahead failed, or Kafka must be read again: planned afresh below.
-      if (prepared !== undefined) this.preparedReplannedTotal += 1;
-      prepared = undefined;
+    if (lane.producer === undefined || !lane.registered || this.unsettled.size > 0 || this.rereadNeeded) {
       // A resend of records already held is answered from memory, even while Kafka is away.
       calls = calls.filter((call) => !this.answerFromMemory(call));
       if (calls.length === 0) return;
@@ -1479,24 +1330,16 @@ export class KafkaLog implements SiteLog, HealthSource {
       }
       if (await this.claim(lane, keys)) break;
     }
-    // Holding its topics, the prepared plan either holds now and until this transaction ends,
-    // or never will.
-    if (prepared !== undefined && !this.preparedPlanHolds(prepared)) {
-      this.preparedReplannedTotal += 1;
-      prepared = undefined;
-    }
-    if (prepared !== undefined) this.preparedUsedTotal += 1;
     const partitions = new Set<string>();
     let outcome: 'none' | 'ok' | 'failed' | 'unknown' = 'none';
     let fencedOutcome = false;
     let leftOpen = false;
-    const staged = prepared?.staged ?? new Map<string, StagedTopic>();
+    const staged = new Map<string, StagedTopic>();
     const stagedForUncertainty = staged;
     try {
-      const stagedCursors = prepared?.stagedCursors ?? new Map<string, StagedCursor>();
-      const accepted: AcceptedCall[] = prepared?.accepted ?? [];
-      for (const { call, error } of prepared?.refused ?? []) call.reject(error);
-      for (const call of prepared === undefined ? calls : []) {
+      const stagedCursors = new Map<string, { log: string; stream: string; position: number }>();
+      const accepted: AcceptedCall[] = [];
+      for (const call of calls) {
         try {
           accepted.push(this.plan(call, staged));
         } catch (error) {
@@ -1518,19 +1361,10 @@ export class KafkaLog implements SiteLog, HealthSource {
       if (stored.length > 0 || stagedCursors.size > 0) {
         const startedAtMs = Date.now();
         let runs: { runs: Run[]; ends: Map<string, PartitionEnd>; journalEnds: Map<string, bigint> };
-        let built: { readonly items: readonly OutgoingItem[]; readonly partitionKeys: ReadonlySet<string> } | undefined = prepared;
-        if (built === undefined) {
-          const partitionKeys = new Set<string>();
-          built = { items: this.buildItems(stored, [], partitionKeys), partitionKeys };
-        }
-        lane.ahead = { staged, stagedCursors };
-        // After this transaction's first send is on its way: calls already queued are prepared then.
-        if (lane.queue.length > 0) setImmediate(() => this.prepareAhead(lane));
         try {
           // Marks the data partitions it writes in flight (in `partitions`) before it first waits.
-          runs = await this.writeTransaction(lane, built.items, built.partitionKeys, staged, stagedCursors, partitions);
+          runs = await this.writeTransaction(lane, stored, staged, stagedCursors, partitions);
         } catch (error) {
-          lane.ahead = undefined;
           outcome = (error as { commitSent?: boolean }).commitSent === true ? 'unknown' : 'failed';
           if (outcome === 'unknown') {
             // Kafka may have committed it; its markers, or the commit itself, may come after
@@ -1562,7 +1396,6 @@ export class KafkaLog implements SiteLog, HealthSource {
           for (const entry of accepted) entry.call.reject(failure);
           return;
         }
-        lane.ahead = undefined;
         outcome = 'ok';
         for (const [key, entry] of staged) this.held.set(key, entry.held);
         for (const { log, stream, position } of stagedCursors.values()) this.moveCursor(log, stream, position);
@@ -1582,7 +1415,6 @@ export class KafkaLog implements SiteLog, HealthSource {
       for (const entry of accepted) entry.call.resolve(entry.result, entry.stored);
       for (const stream of durableStreams) this.notifyDurable(stream);
     } finally {
-      if (lane.ahead?.staged === staged) lane.ahead = undefined;
       if (outcome === 'unknown' || leftOpen) this.uncertainEndings += 1;
       if (outcome === 'unknown') {
         // Kafka may hold this transaction: the index catches up from before it, and the maps
@@ -1633,8 +1465,8 @@ export class KafkaLog implements SiteLog, HealthSource {
    * Decides what one call stores, against the committed state plus what earlier calls of the
    * same group staged. Throws (and stages nothing) when the call is refused.
    */
-  private plan(call: PendingReplicate, staged: Map<string, StagedTopic>, base: (key: string) => HeldTopic | undefined = (key) => this.held.get(key)): AcceptedCall {
-    if (call.newRecords !== undefined) return this.planAppend(call, call.newRecords, staged, base);
+  private plan(call: PendingReplicate, staged: Map<string, StagedTopic>): AcceptedCall {
+    if (call.newRecords !== undefined) return this.planAppend(call, call.newRecords, staged);
     for (const record of call.records) this.validate(record);
     // Per logical topic this call touches: where it stands as committed plus staged plus this
     // call's records so far. One mutable entry per topic, not an object per record.
@@ -1648,7 +1480,7 @@ export class KafkaLog implements SiteLog, HealthSource {
         const key = topicKey(record.stream, record.topic);
         entry = own.get(key);
         if (entry === undefined) {
-          const held = staged.get(key)?.held ?? base(key);
+          const held = staged.get(key)?.held ?? this.held.get(key);
           entry = { stream: record.stream, topic: record.topic, nextOffset: held?.nextOffset ?? 0, origin: held?.origin, stores: false };
           own.set(key, entry);
         }
@@ -1678,19 +1510,14 @@ export class KafkaLog implements SiteLog, HealthSource {
   }
 
   /** This site's own records: each at its topic's next offset, as committed plus staged. */
-  private planAppend(
-    call: PendingReplicate,
-    newRecords: readonly NewRecord[],
-    staged: Map<string, StagedTopic>,
-    base: (key: string) => HeldTopic | undefined,
-  ): AcceptedCall {
+  private planAppend(call: PendingReplicate, newRecords: readonly NewRecord[], staged: Map<string, StagedTopic>): AcceptedCall {
     const own = new Map<string, StagedTopic>();
     const stored: LogRecord[] = [];
     const now = Date.now();
     for (const newRecord of newRecords) {
       if (newRecord === null || typeof newRecord !== 'object') throw new InvalidInputError('bad-record', 'append: each record must be an object');
       const key = topicKey(newRecord.stream, newRecord.topic);
-      const held = own.get(key)?.held ?? staged.get(key)?.held ?? base(key);
+      const held = own.get(key)?.held ?? staged.get(key)?.held ?? this.held.get(key);
       const record: LogRecord = {
         origin: this.siteId,
         stream: newRecord.stream,
@@ -1765,11 +1592,20 @@ export class KafkaLog implements SiteLog, HealthSource {
   }
 
   /**
-   * The messages of a transaction's data records, appended to `items` in their order, and the
-   * partitions they go to added to `partitionKeys`. Used for the group being committed, or
-   * ahead of time for the next one (prepareAhead): it reads nothing that a commit changes.
+   * Writes one transaction and returns, per logical topic, the Kafka positions its records
+   * got, from the broker's produce responses (base offset per partition per request; kafkajs
+   * keeps a partition's messages of one request in order).
    */
-  private buildItems(records: readonly LogRecord[], items: OutgoingItem[], partitionKeys: Set<string>): OutgoingItem[] {
+  private async writeTransaction(
+    lane: SenderLane,
+    records: readonly LogRecord[],
+    staged: ReadonlyMap<string, StagedTopic>,
+    cursors: ReadonlyMap<string, { position: number }>,
+    partitions: Set<string>,
+  ): Promise<{ runs: Run[]; ends: Map<string, PartitionEnd>; journalEnds: Map<string, bigint> }> {
+    const producer = lane.producer;
+    if (producer === undefined) throw new Error('no producer');
+    const items: OutgoingItem[] = new Array<OutgoingItem>(records.length);
     const preEncode = speedups.recordEncoder === 'installed';
     let stream: string | undefined;
     let topic = '';
@@ -1777,7 +1613,6 @@ export class KafkaLog implements SiteLog, HealthSource {
     let keys: string[] = [];
     let logicalTopic: string | undefined;
     let partition = 0;
-    let partitionKey = '';
     let template: TailTemplate | undefined;
     for (let i = 0; i < records.length; i++) {
       const record = records[i]!;
@@ -1792,8 +1627,12 @@ export class KafkaLog implements SiteLog, HealthSource {
       if (record.topic !== logicalTopic) {
         logicalTopic = record.topic;
         partition = this.layout.partitionFor(topic, record.topic);
-        partitionKey = keys[partition]!;
-        partitionKeys.add(partitionKey);
+      }
+      const partitionKey = keys[partition]!;
+      if (!partitions.has(partitionKey)) {
+        // Counted at once, so the caller's cleanup (which decrements `partitions`) always matches.
+        partitions.add(partitionKey);
+        this.partitionInFlight.set(partitionKey, (this.partitionInFlight.get(partitionKey) ?? 0) + 1);
       }
       if (preEncode) {
         // Key, value and headers are written straight into the produce request
@@ -1812,35 +1651,11 @@ export class KafkaLog implements SiteLog, HealthSource {
           portcallTailSize = recordTailSize(record, contentType);
           message = { key: record.topic, value: null, partition, portcallTailSize, portcallWriteTail: writeMessageTail, portcallRecord: record, portcallContentType: contentType } as Message;
         }
-        items.push({ topic, partitionKey, message, sizeBytes: portcallTailSize + RECORD_FRAMING_BYTES, record });
+        items[i] = { topic, partitionKey, message, sizeBytes: portcallTailSize + RECORD_FRAMING_BYTES, record };
       } else {
-        items.push({ topic, partitionKey, message: encodeRecord(record, contentType, partition), sizeBytes: encodedSizeBytes(record), record });
+        items[i] = { topic, partitionKey, message: encodeRecord(record, contentType, partition), sizeBytes: encodedSizeBytes(record), record };
       }
     }
-    return items;
-  }
-
-  /**
-   * Writes one transaction and returns, per logical topic, the Kafka positions its records
-   * got, from the broker's produce responses (base offset per partition per request; kafkajs
-   * keeps a partition's messages of one request in order).
-   */
-  private async writeTransaction(
-    lane: SenderLane,
-    items: readonly OutgoingItem[],
-    partitionKeys: ReadonlySet<string>,
-    staged: ReadonlyMap<string, StagedTopic>,
-    cursors: ReadonlyMap<string, { position: number }>,
-    partitions: Set<string>,
-  ): Promise<{ runs: Run[]; ends: Map<string, PartitionEnd>; journalEnds: Map<string, bigint> }> {
-    const producer = lane.producer;
-    if (producer === undefined) throw new Error('no producer');
-    for (const partitionKey of partitionKeys) {
-      // Counted at once, so the caller's cleanup (which decrements `partitions`) always matches.
-      partitions.add(partitionKey);
-      this.partitionInFlight.set(partitionKey, (this.partitionInFlight.get(partitionKey) ?? 0) + 1);
-    }
-    const preEncode = speedups.recordEncoder === 'installed';
     // Pre-encoded too, so that a request's messages all are and it is written in one piece.
     const withTail = (message: Message): Message =>
       preEncode ? ({ ...message, portcallTail: encodeKeyValueTail(String(message.key), String(message.value)) } as Message) : message;
@@ -2777,10 +2592,6 @@ export class KafkaLog implements SiteLog, HealthSource {
         senders: [...this.lanes.keys()].filter((sender) => sender !== ''),
         fencedTransactions: this.fencedTotal,
         waitsForAnotherSendersTopics: this.claimWaitsTotal,
-        // Groups planned while the transaction before them was at the broker, and those of
-        // them planned again because the state they assumed did not come to be (prepareAhead).
-        groupsPreparedAhead: this.preparedUsedTotal + this.preparedReplannedTotal,
-        preparedGroupsPlannedAgain: this.preparedReplannedTotal,
         lastCommitAt: this.lastCommitAtMs === undefined ? null : new Date(this.lastCommitAtMs).toISOString(),
         lastCommitDurationMs: this.lastCommitDurationMs ?? null,
         topics: this.held.size,
