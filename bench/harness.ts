@@ -25,6 +25,17 @@ export interface Scenario {
   run(context: BenchContext): Promise<Figure[]>;
 }
 
+/**
+ * A whole number a scenario reads from the environment (`PORTCALL_<SCENARIO>_…`), `fallback`
+ * when unset; anything else outside min..max stops the run with the variable named.
+ */
+export function wholeNumberFromEnvironment(name: string, fallback: number, min: number, max: number): number {
+  const text = process.env[name]?.trim() || String(fallback);
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name}: ${text} is not a whole number from ${min} to ${max}`);
+  return value;
+}
+
 function formatNumber(value: number): string {
   if (!Number.isFinite(value)) return String(value);
   if (Math.abs(value) >= 100) return Math.round(value).toLocaleString('en-US');

@@ -314,7 +314,10 @@ export function buildProgram(): Command {
     .option('--list', 'list the scenarios and exit')
     .addHelpText(
       'after',
-      '\nshore-kafka reads these from the environment (docs/KAFKA.md, "Performance"):\n' +
+      '\ningest reads this from the environment (docs/GATEWAY.md, "Measured"):\n' +
+        '  PORTCALL_INGEST_PACED_RUNS=5                paced latency runs per broker, taking turns; the run\n' +
+        '                                              with the median p99 reported (1-9)\n' +
+        '\nshore-kafka reads these from the environment (docs/KAFKA.md, "Performance"):\n' +
         '  PORTCALL_SHORE_KAFKA_PARTS=endpoint,link    only those parts (producer-performance, keyed-headers,\n' +
         '                                              transactions, endpoint, link, sites, replicate)\n' +
         '  PORTCALL_SHORE_KAFKA_ENDPOINT_RUNS=3        endpoint and link runs, median reported (1-9)\n' +

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatJsonLines, formatTable, type Figure } from '../bench/index.js';
+import { formatJsonLines, formatTable, wholeNumberFromEnvironment, type Figure } from '../bench/index.js';
 
 const figures: Figure[] = [
   { scenario: 'thin-path', metric: 'readings', value: 12_345.6, unit: 'readings/s', baseline: 'mosquitto', baselineValue: 24_691.2 },
@@ -20,5 +20,23 @@ describe('bench output', () => {
     expect(table.split('\n')[0]).toMatch(/^scenario\s+metric\s+value\s+baseline\s+baseline value\s+ratio$/);
     expect(table).toContain('12,346 readings/s');
     expect(table).toContain('0.50×');
+  });
+
+  it('reads a scenario\'s whole-number knob from the environment, naming the variable when it is out of range', () => {
+    const name = 'PORTCALL_TEST_BENCH_RUNS';
+    try {
+      delete process.env[name];
+      expect(wholeNumberFromEnvironment(name, 1, 1, 9)).toBe(1);
+      process.env[name] = ' ';
+      expect(wholeNumberFromEnvironment(name, 1, 1, 9)).toBe(1);
+      process.env[name] = '5';
+      expect(wholeNumberFromEnvironment(name, 1, 1, 9)).toBe(5);
+      for (const bad of ['0', '10', '2.5', 'many']) {
+        process.env[name] = bad;
+        expect(() => wholeNumberFromEnvironment(name, 1, 1, 9)).toThrow(`${name}: ${bad} is not a whole number from 1 to 9`);
+      }
+    } finally {
+      delete process.env[name];
+    }
   });
 });

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { parseSiteConfig, startSite, type RunningSite } from '../../site/index.js';
 import { startMosquitto } from '../../tools/mosquitto/index.js';
-import type { BenchContext, Figure, Scenario } from '../harness.js';
+import { wholeNumberFromEnvironment, type BenchContext, type Figure, type Scenario } from '../harness.js';
 import { runLoad, startAckSink, type LoadResult } from '../raw-load/index.js';
 
 const CONTAINERS = 1000;
@@ -24,6 +24,21 @@ const WINDOW_PER_CONNECTION = 1000;
 const WARMUP_SECONDS = 2;
 const PACED_SECONDS = 5;
 const TOPIC_PREFIX = 'bigblue/containers';
+
+/**
+ * How many times each broker's paced latency is measured (`PORTCALL_INGEST_PACED_RUNS`,
+ * default 1), the brokers taking turns, each run on a fresh broker; the run with the median
+ * p99 is reported. One 5 s window's p99 moved 3-4x between runs on the same machine
+ * (docs/GATEWAY.md), so a decision wants several.
+ */
+function pacedRuns(): number {
+  return wholeNumberFromEnvironment('PORTCALL_INGEST_PACED_RUNS', 1, 1, 9);
+}
+
+/** The run whose steady p99 is the median (the middle one of an odd count, the lower middle of an even one). */
+function medianRun(results: readonly LoadResult[]): LoadResult {
+  return [...results].sort((a, b) => a.steady!.p99Ms - b.steady!.p99Ms)[Math.floor((results.length - 1) / 2)]!;
+}
 
 interface Target {
   readonly name: string;
@@ -177,10 +192,21 @@ export const ingestScenario: Scenario = {
       };
     }
     const oneThread = await maxRate(portcallOneThread, 1, messages, repeats, context);
-    const latency: Record<string, LoadResult> = {};
-    for (const target of [mosquitto, portcall]) {
-      latency[target.name] = await pacedLatency(target, rates[target.name]![1] / 2, context);
+    const runs = pacedRuns();
+    const pacedResults: Record<string, LoadResult[]> = { [mosquitto.name]: [], [portcall.name]: [] };
+    // Taking turns, so a machine whose speed drifts during the runs moves both alike.
+    for (let run = 0; run < runs; run += 1) {
+      for (const target of [mosquitto, portcall]) pacedResults[target.name]!.push(await pacedLatency(target, rates[target.name]![1] / 2, context));
     }
+    const latency: Record<string, LoadResult> = {};
+    for (const [name, results] of Object.entries(pacedResults)) {
+      latency[name] = medianRun(results);
+      if (runs > 1) {
+        const p99s = results.map((result) => result.steady!.p99Ms.toFixed(1)).join(', ');
+        context.progress(`ingest: ${name} PUBACK p99 at half of own max over ${runs} runs: ${p99s} ms (median ${latency[name]!.steady!.p99Ms.toFixed(1)} ms)`);
+      }
+    }
+    const ofRuns = runs > 1 ? `; the run with the median p99 of ${runs}` : '';
 
     context.progress(`ingest: load average at end ${loadavg().map((load) => load.toFixed(2)).join(' ')}`);
     const versus = (metric: string, value: number, baselineValue: number, unit: string): Figure => ({
@@ -196,9 +222,9 @@ export const ingestScenario: Scenario = {
       versus('QoS 0 (portcall: until durable)', rates.portcall![0], rates.mosquitto![0], 'msg/s'),
       versus('QoS 1 (portcall: PUBACK after durable commit)', rates.portcall![1], rates.mosquitto![1], 'msg/s'),
       versus('QoS 1, gateway on the log\'s thread (mqtt.ownThread: false)', oneThread, rates.mosquitto![1], 'msg/s'),
-      versus(`PUBACK p50 at half of own max QoS 1 rate (${PACED_SECONDS} s after ${WARMUP_SECONDS} s at that rate)`, latency.portcall!.steady!.p50Ms, latency.mosquitto!.steady!.p50Ms, 'ms'),
-      versus(`PUBACK p99 at half of own max QoS 1 rate (${PACED_SECONDS} s after ${WARMUP_SECONDS} s at that rate)`, latency.portcall!.steady!.p99Ms, latency.mosquitto!.steady!.p99Ms, 'ms'),
-      versus('PUBACK p99 at half of own max QoS 1 rate, from a fresh start (whole run)', latency.portcall!.latencyP99Ms, latency.mosquitto!.latencyP99Ms, 'ms'),
+      versus(`PUBACK p50 at half of own max QoS 1 rate (${PACED_SECONDS} s after ${WARMUP_SECONDS} s at that rate${ofRuns})`, latency.portcall!.steady!.p50Ms, latency.mosquitto!.steady!.p50Ms, 'ms'),
+      versus(`PUBACK p99 at half of own max QoS 1 rate (${PACED_SECONDS} s after ${WARMUP_SECONDS} s at that rate${ofRuns})`, latency.portcall!.steady!.p99Ms, latency.mosquitto!.steady!.p99Ms, 'ms'),
+      versus(`PUBACK p99 at half of own max QoS 1 rate, from a fresh start (whole run${ofRuns})`, latency.portcall!.latencyP99Ms, latency.mosquitto!.latencyP99Ms, 'ms'),
     ];
   },
 };

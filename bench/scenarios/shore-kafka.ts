@@ -33,7 +33,7 @@ import type { LogRecord } from '../../core/index.js';
 import { BATCH_CONTENT_TYPE, Compression, CompressionV2, decodeBatch, encodeBatch, encodeBatchV2, Pacer, type Batch } from '../../edge/link/index.js';
 import { portcallEntry, sourceFile } from '../../tools/build-layout/index.js';
 import { ensureKafkaJars, startKafkaBroker, type KafkaBroker } from '../../tools/kafka/index.js';
-import type { BenchContext, Figure, Scenario } from '../harness.js';
+import { wholeNumberFromEnvironment, type BenchContext, type Figure, type Scenario } from '../harness.js';
 
 const RECORD_BYTES = 150;
 const PARTITIONS = 6;
@@ -49,13 +49,6 @@ function containerCount(): number {
   return (containersSetting ??= wholeNumberFromEnvironment('PORTCALL_SHORE_KAFKA_CONTAINERS', 1_000, 1, 100_000));
 }
 
-/** A whole-number knob of this scenario from the environment, refused with its name and range when out of it. */
-function wholeNumberFromEnvironment(name: string, fallback: number, min: number, max: number): number {
-  const text = process.env[name]?.trim() || String(fallback);
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name}: ${text} is not a whole number from ${min} to ${max}`);
-  return value;
-}
 const SENDERS = 4;
 /** Each of the SENDERS senders' batch size (half a link's default; see LINK_BATCH_RECORDS). */
 const BATCH_RECORDS = 5_000;
