@@ -2,6 +2,8 @@
  * Benchmark harness. A scenario measures the product and, in the same run, the alternative a
  * user would compare it with, and returns figures. Benchmarks report; they never assert.
  */
+import { ConfigError } from '../core/index.js';
+
 export interface Figure {
   readonly scenario: string;
   readonly metric: string;
@@ -27,12 +29,13 @@ export interface Scenario {
 
 /**
  * A whole number a scenario reads from the environment (`PORTCALL_<SCENARIO>_…`), `fallback`
- * when unset; anything else outside min..max stops the run with the variable named.
+ * when unset; anything else outside min..max stops the run with the variable named (a
+ * ConfigError: `portcall bench` prints its message, not a stack).
  */
 export function wholeNumberFromEnvironment(name: string, fallback: number, min: number, max: number): number {
   const text = process.env[name]?.trim() || String(fallback);
   const value = Number(text);
-  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name}: ${text} is not a whole number from ${min} to ${max}`);
+  if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(`${name}: ${text} is not a whole number from ${min} to ${max}`);
   return value;
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatJsonLines, formatTable, wholeNumberFromEnvironment, type Figure } from '../bench/index.js';
+import { ConfigError } from '../core/index.js';
 
 const figures: Figure[] = [
   { scenario: 'thin-path', metric: 'readings', value: 12_345.6, unit: 'readings/s', baseline: 'mosquitto', baselineValue: 24_691.2 },
@@ -33,6 +34,7 @@ describe('bench output', () => {
       expect(wholeNumberFromEnvironment(name, 1, 1, 9)).toBe(5);
       for (const bad of ['0', '10', '2.5', 'many']) {
         process.env[name] = bad;
+        expect(() => wholeNumberFromEnvironment(name, 1, 1, 9)).toThrow(ConfigError);
         expect(() => wholeNumberFromEnvironment(name, 1, 1, 9)).toThrow(`${name}: ${bad} is not a whole number from 1 to 9`);
       }
     } finally {

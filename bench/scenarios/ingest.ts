@@ -157,6 +157,8 @@ export const ingestScenario: Scenario = {
     // small part of the figure, for every broker alike.
     const messages = Math.round(500_000 * context.scale);
     const repeats = 2;
+    // Read first: a bad value stops the scenario before a minute of work, not after it.
+    const runs = pacedRuns();
     // Other processes on a 2-core machine move these figures; the load says how much.
     context.progress(`ingest: load average at start ${loadavg().map((load) => load.toFixed(2)).join(' ')}`);
 
@@ -192,7 +194,6 @@ export const ingestScenario: Scenario = {
       };
     }
     const oneThread = await maxRate(portcallOneThread, 1, messages, repeats, context);
-    const runs = pacedRuns();
     const pacedResults: Record<string, LoadResult[]> = { [mosquitto.name]: [], [portcall.name]: [] };
     // Taking turns, so a machine whose speed drifts during the runs moves both alike.
     for (let run = 0; run < runs; run += 1) {
