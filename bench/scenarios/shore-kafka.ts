@@ -29,7 +29,7 @@ import { KafkaLog } from '../../cloud/kafka-log/index.js';
 import { Kafka, logLevel } from 'kafkajs';
 import { stringify } from 'yaml';
 
-import type { LogRecord } from '../../core/index.js';
+import { ConfigError, type LogRecord } from '../../core/index.js';
 import { BATCH_CONTENT_TYPE, Compression, CompressionV2, decodeBatch, encodeBatch, encodeBatchV2, Pacer, type Batch } from '../../edge/link/index.js';
 import { portcallEntry, sourceFile } from '../../tools/build-layout/index.js';
 import { ensureKafkaJars, startKafkaBroker, type KafkaBroker } from '../../tools/kafka/index.js';
@@ -256,7 +256,7 @@ async function createTopics(bootstrap: string, topics: string[]): Promise<void> 
  */
 function wireVersion(): '1' | '2' {
   const version = process.env.PORTCALL_SHORE_KAFKA_WIRE?.trim() || '2';
-  if (version !== '1' && version !== '2') throw new Error(`PORTCALL_SHORE_KAFKA_WIRE: ${version} is not a wire format version (1 or 2)`);
+  if (version !== '1' && version !== '2') throw new ConfigError(`PORTCALL_SHORE_KAFKA_WIRE: ${version} is not a wire format version (1 or 2)`);
   return version;
 }
 
@@ -562,7 +562,7 @@ function partsToRun(): ReadonlySet<Part> {
   if (chosen === undefined || chosen === '') return new Set(PARTS);
   const names = chosen.split(',').map((name) => name.trim());
   const unknown = names.filter((name) => !(PARTS as readonly string[]).includes(name));
-  if (unknown.length > 0) throw new Error(`PORTCALL_SHORE_KAFKA_PARTS: unknown part(s) ${unknown.join(', ')}; the parts are ${PARTS.join(', ')}`);
+  if (unknown.length > 0) throw new ConfigError(`PORTCALL_SHORE_KAFKA_PARTS: unknown part(s) ${unknown.join(', ')}; the parts are ${PARTS.join(', ')}`);
   return new Set(names as Part[]);
 }
 
@@ -573,6 +573,10 @@ export const shoreKafkaScenario: Scenario = {
     const records = Math.round(300_000 * context.scale);
     const baselineRecords = Math.round(1_000_000 * context.scale);
     const parts = partsToRun();
+    // Every knob read before the broker starts: a bad one stops the run now, not minutes in.
+    containerCount();
+    endpointRuns();
+    wireVersion();
     const libsDir = await ensureKafkaJars({ onProgress: (line) => context.progress(`shore-kafka: ${line}`) });
     context.progress('shore-kafka: starting a Kafka broker (1 GiB heap)…');
     const broker = await startKafkaBroker({ heapMb: 1024 });
