@@ -314,9 +314,11 @@ export function buildProgram(): Command {
     .option('--list', 'list the scenarios and exit')
     .addHelpText(
       'after',
-      '\ningest reads this from the environment (docs/GATEWAY.md, "Measured"):\n' +
+      '\ningest reads these from the environment (docs/GATEWAY.md, "Measured"):\n' +
         '  PORTCALL_INGEST_PACED_RUNS=5                paced latency runs per broker, taking turns; the run\n' +
         '                                              with the median p99 reported (1-9)\n' +
+        '  PORTCALL_INGEST_PACED_RATE=80000            only the latency, both brokers at this many msg/s\n' +
+        '                                              (1000-1000000) instead of half of each one\'s maximum\n' +
         '\nshore-kafka reads these from the environment (docs/KAFKA.md, "Performance"):\n' +
         '  PORTCALL_SHORE_KAFKA_PARTS=endpoint,link    only those parts (producer-performance, keyed-headers,\n' +
         '                                              transactions, endpoint, link, sites, replicate)\n' +

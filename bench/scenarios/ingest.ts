@@ -35,6 +35,15 @@ function pacedRuns(): number {
   return wholeNumberFromEnvironment('PORTCALL_INGEST_PACED_RUNS', 1, 1, 9);
 }
 
+/**
+ * `PORTCALL_INGEST_PACED_RATE=80000`: only the paced latency, both brokers at that rate (msg/s)
+ * instead of half of each one's maximum, and no maximum runs; unset, the scenario as usual.
+ */
+function pacedRate(): number | undefined {
+  if ((process.env.PORTCALL_INGEST_PACED_RATE?.trim() ?? '') === '') return undefined;
+  return wholeNumberFromEnvironment('PORTCALL_INGEST_PACED_RATE', 0, 1_000, 1_000_000);
+}
+
 /** The run whose steady p99 is the median (the middle one of an odd count, the lower middle of an even one). */
 function medianRun(results: readonly LoadResult[]): LoadResult {
   return [...results].sort((a, b) => a.steady!.p99Ms - b.steady!.p99Ms)[Math.floor((results.length - 1) / 2)]!;
@@ -149,6 +158,40 @@ async function pacedLatency(target: Target, ratePerSecond: number, context: Benc
   }
 }
 
+/** Both brokers' paced PUBACK latency, `runs` times each, taking turns; the median run of each, and its figures. */
+async function pacedFigures(
+  runs: number,
+  rateOf: (target: Target) => number,
+  at: string,
+  context: BenchContext,
+): Promise<Figure[]> {
+  const results: Record<string, LoadResult[]> = { [mosquitto.name]: [], [portcall.name]: [] };
+  // Taking turns, so a machine whose speed drifts during the runs moves both alike.
+  for (let run = 0; run < runs; run += 1) {
+    for (const target of [mosquitto, portcall]) results[target.name]!.push(await pacedLatency(target, rateOf(target), context));
+  }
+  const latency: Record<string, LoadResult> = {};
+  for (const [name, ofTarget] of Object.entries(results)) {
+    latency[name] = medianRun(ofTarget);
+    if (runs > 1) {
+      const p99s = ofTarget.map((result) => result.steady!.p99Ms.toFixed(1)).join(', ');
+      context.progress(`ingest: ${name} PUBACK p99 at ${at} over ${runs} runs: ${p99s} ms (median ${latency[name]!.steady!.p99Ms.toFixed(1)} ms)`);
+    }
+  }
+  const ofRuns = runs > 1 ? `; the run with the median p99 of ${runs}` : '';
+  const portcallRun = latency[portcall.name]!;
+  const mosquittoRun = latency[mosquitto.name]!;
+  return [
+    versus(`PUBACK p50 at ${at} (${PACED_SECONDS} s after ${WARMUP_SECONDS} s at that rate${ofRuns})`, portcallRun.steady!.p50Ms, mosquittoRun.steady!.p50Ms, 'ms'),
+    versus(`PUBACK p99 at ${at} (${PACED_SECONDS} s after ${WARMUP_SECONDS} s at that rate${ofRuns})`, portcallRun.steady!.p99Ms, mosquittoRun.steady!.p99Ms, 'ms'),
+    versus(`PUBACK p99 at ${at}, from a fresh start (whole run${ofRuns})`, portcallRun.latencyP99Ms, mosquittoRun.latencyP99Ms, 'ms'),
+  ];
+}
+
+function versus(metric: string, value: number, baselineValue: number, unit: string): Figure {
+  return { scenario: 'ingest', metric, value, unit, baseline: 'mosquitto (in memory, default settings)', baselineValue };
+}
+
 export const ingestScenario: Scenario = {
   name: 'ingest',
   description: 'Gateway msgs/s (QoS 0, QoS 1 durable) and PUBACK p99 at half max rate, vs Mosquitto in memory, same raw-socket generator',
@@ -159,8 +202,15 @@ export const ingestScenario: Scenario = {
     const repeats = 2;
     // Read first: a bad value stops the scenario before a minute of work, not after it.
     const runs = pacedRuns();
+    const fixedRate = pacedRate();
     // Other processes on a 2-core machine move these figures; the load says how much.
     context.progress(`ingest: load average at start ${loadavg().map((load) => load.toFixed(2)).join(' ')}`);
+    if (fixedRate !== undefined) {
+      // Latency at a rate the user names (a fleet's, say), both brokers alike; no maximum runs.
+      const figures = await pacedFigures(runs, () => fixedRate, `${fixedRate.toLocaleString('en-US')} msg/s QoS 1`, context);
+      context.progress(`ingest: load average at end ${loadavg().map((load) => load.toFixed(2)).join(' ')}`);
+      return figures;
+    }
 
     context.progress(`ingest: generator ceiling against an ack-only sink (${messages} QoS 1 messages, ${CONNECTIONS} connections)…`);
     const sink = await startAckSink();
@@ -194,38 +244,15 @@ export const ingestScenario: Scenario = {
       };
     }
     const oneThread = await maxRate(portcallOneThread, 1, messages, repeats, context);
-    const pacedResults: Record<string, LoadResult[]> = { [mosquitto.name]: [], [portcall.name]: [] };
-    // Taking turns, so a machine whose speed drifts during the runs moves both alike.
-    for (let run = 0; run < runs; run += 1) {
-      for (const target of [mosquitto, portcall]) pacedResults[target.name]!.push(await pacedLatency(target, rates[target.name]![1] / 2, context));
-    }
-    const latency: Record<string, LoadResult> = {};
-    for (const [name, results] of Object.entries(pacedResults)) {
-      latency[name] = medianRun(results);
-      if (runs > 1) {
-        const p99s = results.map((result) => result.steady!.p99Ms.toFixed(1)).join(', ');
-        context.progress(`ingest: ${name} PUBACK p99 at half of own max over ${runs} runs: ${p99s} ms (median ${latency[name]!.steady!.p99Ms.toFixed(1)} ms)`);
-      }
-    }
-    const ofRuns = runs > 1 ? `; the run with the median p99 of ${runs}` : '';
+    const latency = await pacedFigures(runs, (target) => rates[target.name]![1] / 2, 'half of own max QoS 1 rate', context);
 
     context.progress(`ingest: load average at end ${loadavg().map((load) => load.toFixed(2)).join(' ')}`);
-    const versus = (metric: string, value: number, baselineValue: number, unit: string): Figure => ({
-      scenario: 'ingest',
-      metric,
-      value,
-      unit,
-      baseline: 'mosquitto (in memory, default settings)',
-      baselineValue,
-    });
     return [
       { scenario: 'ingest', metric: 'load generator ceiling (QoS 1, ack-only sink)', value: ceiling, unit: 'msg/s' },
       versus('QoS 0 (portcall: until durable)', rates.portcall![0], rates.mosquitto![0], 'msg/s'),
       versus('QoS 1 (portcall: PUBACK after durable commit)', rates.portcall![1], rates.mosquitto![1], 'msg/s'),
       versus('QoS 1, gateway on the log\'s thread (mqtt.ownThread: false)', oneThread, rates.mosquitto![1], 'msg/s'),
-      versus(`PUBACK p50 at half of own max QoS 1 rate (${PACED_SECONDS} s after ${WARMUP_SECONDS} s at that rate${ofRuns})`, latency.portcall!.steady!.p50Ms, latency.mosquitto!.steady!.p50Ms, 'ms'),
-      versus(`PUBACK p99 at half of own max QoS 1 rate (${PACED_SECONDS} s after ${WARMUP_SECONDS} s at that rate${ofRuns})`, latency.portcall!.steady!.p99Ms, latency.mosquitto!.steady!.p99Ms, 'ms'),
-      versus(`PUBACK p99 at half of own max QoS 1 rate, from a fresh start (whole run${ofRuns})`, latency.portcall!.latencyP99Ms, latency.mosquitto!.latencyP99Ms, 'ms'),
+      ...latency,
     ];
   },
 };
