@@ -33,7 +33,13 @@ export interface Scenario {
  * ConfigError: `portcall bench` prints its message, not a stack).
  */
 export function wholeNumberFromEnvironment(name: string, fallback: number, min: number, max: number): number {
-  const text = process.env[name]?.trim() || String(fallback);
+  return optionalWholeNumberFromEnvironment(name, min, max) ?? fallback;
+}
+
+/** The same for a knob with no default: undefined when unset (or blank). */
+export function optionalWholeNumberFromEnvironment(name: string, min: number, max: number): number | undefined {
+  const text = process.env[name]?.trim();
+  if (text === undefined || text === '') return undefined;
   const value = Number(text);
   if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(`${name}: ${text} is not a whole number from ${min} to ${max}`);
   return value;

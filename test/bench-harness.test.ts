@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatJsonLines, formatTable, wholeNumberFromEnvironment, type Figure } from '../bench/index.js';
+import { formatJsonLines, formatTable, optionalWholeNumberFromEnvironment, wholeNumberFromEnvironment, type Figure } from '../bench/index.js';
 import { ConfigError } from '../core/index.js';
 
 const figures: Figure[] = [
@@ -30,12 +30,15 @@ describe('bench output', () => {
       expect(wholeNumberFromEnvironment(name, 1, 1, 9)).toBe(1);
       process.env[name] = ' ';
       expect(wholeNumberFromEnvironment(name, 1, 1, 9)).toBe(1);
+      expect(optionalWholeNumberFromEnvironment(name, 1, 9)).toBeUndefined();
       process.env[name] = '5';
       expect(wholeNumberFromEnvironment(name, 1, 1, 9)).toBe(5);
+      expect(optionalWholeNumberFromEnvironment(name, 1, 9)).toBe(5);
       for (const bad of ['0', '10', '2.5', 'many']) {
         process.env[name] = bad;
         expect(() => wholeNumberFromEnvironment(name, 1, 1, 9)).toThrow(ConfigError);
         expect(() => wholeNumberFromEnvironment(name, 1, 1, 9)).toThrow(`${name}: ${bad} is not a whole number from 1 to 9`);
+        expect(() => optionalWholeNumberFromEnvironment(name, 1, 9)).toThrow(ConfigError);
       }
     } finally {
       delete process.env[name];

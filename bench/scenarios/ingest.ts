@@ -2,7 +2,8 @@
  * ingest: messages per second into the edge gateway, 150-byte JSON readings over 1,000
  * container topics, QoS 0 and QoS 1 — portcall acknowledging only after the durable commit —
  * against Debian's Mosquitto (in memory, default settings) driven by the same load generator
- * in the same run; then PUBACK latency at half of each broker's maximum QoS 1 rate.
+ * in the same run; then PUBACK latency at half of each broker's maximum QoS 1 rate (or, with
+ * PORTCALL_INGEST_PACED_RATE, only the latency, both brokers at the rate named).
  *
  * The generator (bench/raw-load) runs in its own process and sends pre-encoded packets over
  * several raw sockets; its ceiling is measured against a sink that only acknowledges, so a
@@ -14,7 +15,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { parseSiteConfig, startSite, type RunningSite } from '../../site/index.js';
 import { startMosquitto } from '../../tools/mosquitto/index.js';
-import { wholeNumberFromEnvironment, type BenchContext, type Figure, type Scenario } from '../harness.js';
+import { optionalWholeNumberFromEnvironment, wholeNumberFromEnvironment, type BenchContext, type Figure, type Scenario } from '../harness.js';
 import { runLoad, startAckSink, type LoadResult } from '../raw-load/index.js';
 
 const CONTAINERS = 1000;
@@ -40,8 +41,7 @@ function pacedRuns(): number {
  * instead of half of each one's maximum, and no maximum runs; unset, the scenario as usual.
  */
 function pacedRate(): number | undefined {
-  if ((process.env.PORTCALL_INGEST_PACED_RATE?.trim() ?? '') === '') return undefined;
-  return wholeNumberFromEnvironment('PORTCALL_INGEST_PACED_RATE', 0, 1_000, 1_000_000);
+  return optionalWholeNumberFromEnvironment('PORTCALL_INGEST_PACED_RATE', 1_000, 1_000_000);
 }
 
 /** The run whose steady p99 is the median (the middle one of an odd count, the lower middle of an even one). */
