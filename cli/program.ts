@@ -326,6 +326,7 @@ export function buildProgram(): Command {
         '  PORTCALL_SHORE_KAFKA_CONTAINERS=5000        containers the records spread over (default 1000)\n' +
         '  PORTCALL_SHORE_KAFKA_THREADS=1              CPU of each process by thread group\n' +
         '  PORTCALL_SHORE_KAFKA_WIRE=1                 senders use wire format 1 (default 2)\n' +
+        '  PORTCALL_SHORE_KAFKA_COMPRESSION=none       batches the shore writes: lz4 (default), gzip, none\n' +
         '  PORTCALL_SHORE_KAFKA_CPU_PROFILE_DIR=DIR    each shore started writes a V8 CPU profile into DIR\n',
     )
     .action(async (names: string[], options: { json?: boolean; scale: number; list?: boolean }) => {

@@ -284,6 +284,7 @@ export async function startSite(config: SiteConfig, options: StartSiteOptions): 
         ],
         indexPath: kafka.indexPath ?? join(config.dataDir, config.site, 'kafka-index.sqlite'),
         maxPendingRecords: kafka.maxPendingRecords,
+        compression: kafka.compression,
         logger: logger.child({ component: 'kafka-log' }),
       });
       closers.push(['the Kafka log', () => kafkaLog.close()]);

@@ -28,7 +28,14 @@ describe('log.kafka configuration', () => {
       retentionHours: 720,
       streams: { containers: { partitions: 12, retentionBytesPerPartition: 1_000_000_000 }, alerts: { contentType: 'application/vnd.portcall.alert+json' } },
       maxPendingRecords: 200_000,
+      compression: 'lz4',
     });
+  });
+
+  it('takes the compression of the batches written, and refuses one Kafka and this site do not both have, naming the field', () => {
+    expect(parseSiteConfig(kafkaSite({ compression: 'none' })).log.kafka?.compression).toBe('none');
+    expect(parseSiteConfig(kafkaSite({ compression: 'gzip' })).log.kafka?.compression).toBe('gzip');
+    expect(() => parseSiteConfig(kafkaSite({ compression: 'zstd' }), 'hq.yaml')).toThrow(/hq\.yaml: log\.kafka\.compression: .*"lz4"\|"gzip"\|"none"/);
   });
 
   it('refuses min.insync.replicas above the replication factor, naming where', () => {
@@ -50,7 +57,8 @@ describe('log.kafka configuration', () => {
       PORTCALL_LOG__KAFKA__MIN_INSYNC_REPLICAS: '1',
       PORTCALL_LOG__KAFKA__RETENTION_HOURS: '48',
       PORTCALL_LOG__KAFKA__MAX_PENDING_RECORDS: '5000',
+      PORTCALL_LOG__KAFKA__COMPRESSION: 'gzip',
     });
-    expect(parseSiteConfig(document).log.kafka).toMatchObject({ minInsyncReplicas: 1, retentionHours: 48, maxPendingRecords: 5000 });
+    expect(parseSiteConfig(document).log.kafka).toMatchObject({ minInsyncReplicas: 1, retentionHours: 48, maxPendingRecords: 5000, compression: 'gzip' });
   });
 });

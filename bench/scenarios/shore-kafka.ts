@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 // Before kafkajs: the Kafka log replaces some of kafkajs's internals as kafkajs loads them.
-import { KafkaLog } from '../../cloud/kafka-log/index.js';
+import { DEFAULT_KAFKA_COMPRESSION, KAFKA_COMPRESSIONS, KafkaLog, type KafkaCompression } from '../../cloud/kafka-log/index.js';
 import { Kafka, logLevel } from 'kafkajs';
 import { stringify } from 'yaml';
 
@@ -218,8 +218,8 @@ function keyedProducerSource(): string {
  * Kafka's Java producer with records shaped like the Kafka log's (key and nine headers), run
  * from its source file (Java 11+ compiles it in memory) against the broker's jars.
  */
-async function keyedProducer(libsDir: string, bootstrap: string, topic: string, records: number): Promise<number> {
-  const args = ['-cp', join(libsDir, '*'), keyedProducerSource(), bootstrap, topic, String(records), String(RECORD_BYTES), String(containerCount())];
+async function keyedProducer(libsDir: string, bootstrap: string, topic: string, records: number, producerProperties: readonly string[] = []): Promise<number> {
+  const args = ['-cp', join(libsDir, '*'), keyedProducerSource(), bootstrap, topic, String(records), String(RECORD_BYTES), String(containerCount()), ...producerProperties];
   return runJavaProducer('KeyedHeaderedProducer', args);
 }
 
@@ -258,6 +258,18 @@ function wireVersion(): '1' | '2' {
   const version = process.env.PORTCALL_SHORE_KAFKA_WIRE?.trim() || '2';
   if (version !== '1' && version !== '2') throw new ConfigError(`PORTCALL_SHORE_KAFKA_WIRE: ${version} is not a wire format version (1 or 2)`);
   return version;
+}
+
+/**
+ * How the shore (and `replicate`) compress the batches they write to Kafka
+ * (`PORTCALL_SHORE_KAFKA_COMPRESSION`: lz4, the site's default, gzip or none), to compare.
+ */
+function shoreCompression(): KafkaCompression {
+  const chosen = (process.env.PORTCALL_SHORE_KAFKA_COMPRESSION?.trim() || DEFAULT_KAFKA_COMPRESSION) as KafkaCompression;
+  if (!KAFKA_COMPRESSIONS.includes(chosen)) {
+    throw new ConfigError(`PORTCALL_SHORE_KAFKA_COMPRESSION: ${chosen} is not one of ${KAFKA_COMPRESSIONS.join(', ')}`);
+  }
+  return chosen;
 }
 
 function encodeBody(batch: Batch): Buffer {
@@ -392,7 +404,7 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
     stringify({
       site: `BENCH${run}`,
       dataDir,
-      log: { backend: 'kafka', kafka: { brokers: [broker.bootstrap], topicPrefix: `bench${run}`, partitions: PARTITIONS } },
+      log: { backend: 'kafka', kafka: { brokers: [broker.bootstrap], topicPrefix: `bench${run}`, partitions: PARTITIONS, compression: shoreCompression() } },
       http: { host: '127.0.0.1', port: 0 },
       ingest: { peers: (manySites ? SITES : ['AURORA']).map((site) => ({ site, token: `${TOKEN}-${site}` })) },
       // The endpoint into Kafka is what is measured: the portal (on by default at shore sites,
@@ -496,6 +508,7 @@ async function measureReplicate(broker: KafkaBroker, records: number): Promise<S
     topicPrefix: `benchdirect${run}`,
     streams: ['containers'],
     partitions: PARTITIONS,
+    compression: shoreCompression(),
   });
   try {
     // The records as the endpoint hands them to the log: each batch through the senders' wire
@@ -577,13 +590,14 @@ export const shoreKafkaScenario: Scenario = {
     containerCount();
     endpointRuns();
     wireVersion();
+    const compression = shoreCompression();
     const libsDir = await ensureKafkaJars({ onProgress: (line) => context.progress(`shore-kafka: ${line}`) });
     context.progress('shore-kafka: starting a Kafka broker (1 GiB heap)…');
     const broker = await startKafkaBroker({ heapMb: 1024 });
     const figures: Figure[] = [];
     const baseline = 'Kafka ProducerPerformance (Java, acks=all)';
     try {
-      await createTopics(broker.bootstrap, ['bench-pp-warmup', 'bench-pp', 'bench-pp-keyed', 'bench-pp-txn']);
+      await createTopics(broker.bootstrap, ['bench-pp-warmup', 'bench-pp', 'bench-pp-compressed', 'bench-pp-keyed', 'bench-pp-keyed-compressed', 'bench-pp-txn']);
       // A fresh broker runs its produce path interpreted and compiles it as it goes: measured
       // first, ProducerPerformance came out 1.4x below the transactional run that followed it
       // (2026-11-22). Warmed up, the baseline is the broker's real speed.
@@ -603,6 +617,18 @@ export const shoreKafkaScenario: Scenario = {
         context.progress(`shore-kafka: ProducerPerformance ${Math.round(plain)} records/s (${describeCpu(plainUse, baselineRecords)})`);
       }
       const against = (): Pick<Figure, 'baseline' | 'baselineValue'> => (plain === undefined ? {} : { baseline, baselineValue: plain });
+      let compressedFigure: Figure | undefined;
+      if (parts.has('producer-performance') && compression !== 'none') {
+        // The shore compresses; ProducerPerformance does not by default. Compressed, its random
+        // values shrink little, so the producer pays for compressing and gains little: the
+        // plain run stays the baseline, and this one shows it.
+        context.progress(`shore-kafka: ProducerPerformance with compression.type=${compression}…`);
+        settleDisk();
+        const compressedCpu = cpuMeter({ broker: broker.pid });
+        const rate = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp-compressed', baselineRecords, [`compression.type=${compression}`]);
+        context.progress(`shore-kafka: ProducerPerformance, ${compression}: ${Math.round(rate)} records/s (${describeCpu(compressedCpu(), baselineRecords)})`);
+        compressedFigure = { scenario: 'shore-kafka', metric: `ProducerPerformance with compression.type=${compression}`, value: rate, unit: 'records/s', ...against() };
+      }
       let keyedFigure: Figure | undefined;
       if (parts.has('keyed-headers')) {
         context.progress(`shore-kafka: Kafka's Java producer with records like the Kafka log's (key, nine headers), ${baselineRecords} records…`);
@@ -621,6 +647,22 @@ export const shoreKafkaScenario: Scenario = {
             ...(plainBrokerCpu === undefined ? {} : { baseline: 'broker CPU under ProducerPerformance', baselineValue: (plainBrokerCpu * CPU_PER_RECORDS) / baselineRecords }),
           });
         }
+      }
+      let keyedCompressedFigure: Figure | undefined;
+      if (parts.has('keyed-headers') && compression !== 'none') {
+        // Like for like with the shore: the same records, compressed as the shore compresses them.
+        context.progress(`shore-kafka: the keyed, headered Java producer with compression.type=${compression}…`);
+        settleDisk();
+        const keyedCpu = cpuMeter({ broker: broker.pid });
+        const keyed = await keyedProducer(libsDir, broker.bootstrap, 'bench-pp-keyed-compressed', baselineRecords, [`compression.type=${compression}`]);
+        context.progress(`shore-kafka: keyed, headered Java producer, ${compression}: ${Math.round(keyed)} records/s (${describeCpu(keyedCpu(), baselineRecords)})`);
+        keyedCompressedFigure = {
+          scenario: 'shore-kafka',
+          metric: `Kafka's Java producer, records with the Kafka log's key and nine headers, compression.type=${compression}`,
+          value: keyed,
+          unit: 'records/s',
+          ...against(),
+        };
       }
       let transactionalFigure: Figure | undefined;
       if (parts.has('transactions')) {
@@ -674,7 +716,7 @@ export const shoreKafkaScenario: Scenario = {
         await measureShape(
           'senders',
           'endpoint',
-          `receiving endpoint → Kafka, transactional (${SENDERS} senders × ${BATCH_RECORDS}-record batches, wire format ${wireVersion()}, ${PARTITIONS} partitions, ${containerCount()} containers`,
+          `receiving endpoint → Kafka, transactional (${SENDERS} senders × ${BATCH_RECORDS}-record batches, wire format ${wireVersion()}, ${PARTITIONS} partitions, ${containerCount()} containers, ${compression} batches`,
           '1 site',
         );
       }
@@ -682,7 +724,7 @@ export const shoreKafkaScenario: Scenario = {
         await measureShape(
           'link',
           'link',
-          `receiving endpoint → Kafka, transactional (one link as a forwarder sends: HTTP/2, ${LINK_IN_FLIGHT} × ${LINK_BATCH_RECORDS}-record batches in flight, wire format ${wireVersion()}, ${containerCount()} containers`,
+          `receiving endpoint → Kafka, transactional (one link as a forwarder sends: HTTP/2, ${LINK_IN_FLIGHT} × ${LINK_BATCH_RECORDS}-record batches in flight, wire format ${wireVersion()}, ${containerCount()} containers, ${compression} batches`,
           'one link',
         );
       }
@@ -710,6 +752,8 @@ export const shoreKafkaScenario: Scenario = {
         });
       }
       if (keyedFigure !== undefined) figures.push(keyedFigure);
+      if (keyedCompressedFigure !== undefined) figures.push(keyedCompressedFigure);
+      if (compressedFigure !== undefined) figures.push(compressedFigure);
       if (transactionalFigure !== undefined) figures.push(transactionalFigure);
       return figures;
     } finally {

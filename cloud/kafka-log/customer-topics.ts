@@ -73,6 +73,8 @@ export interface CustomerTopicWriterOptions {
   readonly retentionMs: number;
   readonly contentTypeOf: (stream: string) => string;
   readonly recoveryTimeoutMs: number;
+  /** kafkajs's codec number for the record batches written (the Kafka log's `compression`). */
+  readonly compressionCodec: number;
   readonly logger?: Logger;
 }
 
@@ -167,7 +169,11 @@ export class KafkaCustomerTopicWriter {
     try {
       transaction = await producer.transaction();
       for (const send of sends) {
-        await transaction.sendBatch({ topicMessages: [...send].map(([topic, messages]) => ({ topic, messages })), acks: -1 });
+        await transaction.sendBatch({
+          topicMessages: [...send].map(([topic, messages]) => ({ topic, messages })),
+          acks: -1,
+          compression: this.options.compressionCodec,
+        });
       }
       await transaction.commit();
     } catch (error) {

@@ -16,10 +16,11 @@
  *    record object per message (an object spread), an encoder per record, concatenates them
  *    into the batch, copies the batch three more times on its way into the request, and
  *    computes the batch's CRC-32C a byte at a time. When every message of a request carries
- *    its tail (`TailedMessage`: all of the Kafka log's do) and it is uncompressed, this one
- *    writes the whole request into one buffer, each data record's tail written straight into
- *    it (no buffer of its own), and computes the CRC-32C natively (below). Any other
- *    request is kafkajs's own.
+ *    its tail (`TailedMessage`: all of the Kafka log's do), this one writes the whole
+ *    request into one buffer, each data record's tail written straight into it (no buffer of
+ *    its own), and computes the CRC-32C natively (below). A compressed request's records
+ *    sections are written one buffer each and compressed with kafkajs's own codec, all at
+ *    once. Any other request is kafkajs's own.
  * 4. The request framing (protocol/request): kafkajs copies every encoded request twice, into
  *    growing encoders, to put its header and size in front; this one writes header and body
  *    into one buffer of the exact size (one copy of the request instead of two and the
@@ -35,6 +36,8 @@
  * release, so the modules replaced here no longer change under them.
  */
 import { createRequire } from 'node:module';
+
+import { codecFor } from './compression.js';
 
 const require = createRequire(import.meta.url);
 
@@ -329,27 +332,80 @@ const FRAMING_HEADROOM = 256;
 /** An encoder whose `buf` is a view starting `FRAMING_HEADROOM` bytes into `portcallHeadroom`. */
 type HeadroomEncoder = EncoderLike & { portcallHeadroom?: Buffer };
 
+/** Bytes of a partition's records (a batch's records section as kafkajs writes it), or undefined when one cannot be written here. */
+function recordsSize(messages: readonly ProduceMessage[]): number | undefined {
+  let size = 0;
+  for (let i = 0; i < messages.length; i++) {
+    const message = messages[i]!;
+    if (!hasTail(message) || message.timestamp != null) return undefined;
+    const body = 1 + 1 + sizeOfUVarInt(zigZag(i)) + tailSize(message);
+    size += sizeOfUVarInt(zigZag(body)) + body;
+  }
+  return size;
+}
+
+function writeRecords(buf: Buffer, at: number, messages: readonly ProduceMessage[]): number {
+  for (let i = 0; i < messages.length; i++) {
+    const message = messages[i]!;
+    at = writeUVarInt(buf, at, zigZag(1 + 1 + sizeOfUVarInt(zigZag(i)) + tailSize(message)));
+    buf[at++] = 0; // attributes
+    buf[at++] = 0; // timestamp delta: every record of the batch has the batch's time
+    at = writeUVarInt(buf, at, zigZag(i));
+    at = writeTail(message, buf, at);
+  }
+  return at;
+}
+
 /**
  * The produce request kafkajs would encode for these arguments, written directly: one
  * buffer, each record's tail written (or its pre-encoded tail copied) once. Undefined when it
- * cannot (a message without a tail of ours, a timestamp of its own, compression), and
- * kafkajs's own encode is used.
+ * cannot (a message without a tail of ours, a timestamp of its own, compression: see
+ * `encodeCompressedProduceRequest`), and kafkajs's own encode is used.
  */
 export function encodeProduceRequest(args: ProduceArgs, encoderPrototype: object, now = Date.now()): EncoderLike | undefined {
   if ((args.compression ?? 0) !== 0) return undefined;
+  return writeProduceRequest(args, encoderPrototype, now, undefined);
+}
+
+/**
+ * The same for a compressed request: each partition's records section is written into a
+ * buffer of its own and compressed with kafkajs's codec for `args.compression` (the same
+ * function kafkajs would call on the same bytes, so the request is byte for byte kafkajs's),
+ * all partitions' at once, so a codec that works off the main thread (LZ4, gzip) uses the
+ * other cores. Undefined when a message cannot be written here or kafkajs has no such codec.
+ */
+export async function encodeCompressedProduceRequest(args: ProduceArgs, encoderPrototype: object, now = Date.now()): Promise<EncoderLike | undefined> {
+  const codec = codecFor(args.compression ?? 0);
+  if (codec === undefined) return undefined;
+  const sections: Buffer[] = [];
+  for (const { partitions } of args.topicData) {
+    for (const { messages } of partitions) {
+      const size = recordsSize(messages);
+      if (size === undefined) return undefined;
+      const section = Buffer.allocUnsafe(size);
+      if (writeRecords(section, 0, messages) !== size) throw new Error('produce request: records section size');
+      sections.push(section);
+    }
+  }
+  const compressed = await Promise.all(sections.map((section) => codec.compress({ buffer: section })));
+  return writeProduceRequest(args, encoderPrototype, now, compressed);
+}
+
+/**
+ * Writes the request; each batch's records are written in place, or, given `bodies` (one per
+ * partition in request order), are those compressed bytes with the codec in the attributes.
+ */
+function writeProduceRequest(args: ProduceArgs, encoderPrototype: object, now: number, bodies: readonly Buffer[] | undefined): EncoderLike | undefined {
   const transactionalId = args.transactionalId ?? null;
   const idBytes = transactionalId === null ? 0 : Buffer.byteLength(transactionalId, 'utf8');
   let size = 2 + idBytes + 2 + 4 + 4;
+  let bodyIndex = 0;
   for (const { topic, partitions } of args.topicData) {
     size += 2 + Buffer.byteLength(topic, 'utf8') + 4;
     for (const { messages } of partitions) {
-      size += 4 + 4 + BATCH_HEADER_BYTES;
-      for (let i = 0; i < messages.length; i++) {
-        const message = messages[i]!;
-        if (!hasTail(message) || message.timestamp != null) return undefined;
-        const body = 1 + 1 + sizeOfUVarInt(zigZag(i)) + tailSize(message);
-        size += sizeOfUVarInt(zigZag(body)) + body;
-      }
+      const records = bodies === undefined ? recordsSize(messages) : bodies[bodyIndex++]!.length;
+      if (records === undefined) return undefined;
+      size += 4 + 4 + BATCH_HEADER_BYTES + records;
     }
   }
   const full = Buffer.allocUnsafe(FRAMING_HEADROOM + size);
@@ -365,7 +421,9 @@ export function encodeProduceRequest(args: ProduceArgs, encoderPrototype: object
   at = buf.writeInt32BE(args.topicData.length, at);
   const producerId = bigIntOf(args.producerId);
   // kafkajs marks the batch transactional for a non-empty id only.
-  const attributes = transactionalId === null || transactionalId === '' ? 0 : 16;
+  const transactional = transactionalId === null || transactionalId === '' ? 0 : 16;
+  const attributes = transactional | (bodies === undefined ? 0 : (args.compression ?? 0) & 0x07);
+  bodyIndex = 0;
   for (const { topic, partitions } of args.topicData) {
     const topicBytes = Buffer.byteLength(topic, 'utf8');
     at = buf.writeInt16BE(topicBytes, at);
@@ -392,14 +450,7 @@ export function encodeProduceRequest(args: ProduceArgs, encoderPrototype: object
       at = buf.writeInt16BE(args.producerEpoch ?? 0, at);
       at = buf.writeInt32BE(firstSequence ?? 0, at);
       at = buf.writeInt32BE(messages.length, at);
-      for (let i = 0; i < messages.length; i++) {
-        const message = messages[i]!;
-        at = writeUVarInt(buf, at, zigZag(1 + 1 + sizeOfUVarInt(zigZag(i)) + tailSize(message)));
-        buf[at++] = 0; // attributes
-        buf[at++] = 0; // timestamp delta: every record of the batch has the batch's time
-        at = writeUVarInt(buf, at, zigZag(i));
-        at = writeTail(message, buf, at);
-      }
+      at = bodies === undefined ? writeRecords(buf, at, messages) : at + bodies[bodyIndex++]!.copy(buf, at);
       buf.writeInt32BE(at - lengthAt - 4, lengthAt);
       buf.writeUInt32BE(crc32c(buf, crcStart, at), crcAt);
       buf.writeInt32BE(at - batchStart, sizeAt);
@@ -419,7 +470,8 @@ export function createProduceRequest(original: ProduceRequestFactory, encoderPro
     const request = original(args);
     const kafkajsEncode = request.encode;
     return Object.assign(request, {
-      encode: async () => encodeProduceRequest(args, encoderPrototype) ?? kafkajsEncode(),
+      encode: async () =>
+        ((args.compression ?? 0) === 0 ? encodeProduceRequest(args, encoderPrototype) : await encodeCompressedProduceRequest(args, encoderPrototype)) ?? kafkajsEncode(),
     });
   };
 }

@@ -37,6 +37,7 @@ const ENTRIES: Readonly<Record<string, string>> = {
 const EXTERNAL = [
   'better-sqlite3',
   '@node-rs/crc32',
+  'lz4-napi',
   'kafkajs',
   'mqtt-packet',
   'aedes',
