@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import { Kafka, logLevel } from 'kafkajs';
+import { registerLz4Codec } from '../cloud/kafka-log/index.js';
 import { startPortcall, writeYaml, type PortcallProcess } from './support/portcall-process.js';
 import { kafkaBootstrap } from './support/kafka.js';
 
@@ -125,6 +126,8 @@ describe('thin path: sensor → gateway → log → forwarder → link → inges
       expect(latest).toMatchObject({ origin: 'AURORA', topic: container, offset: READINGS_PER_CONTAINER - 1 });
     }
 
+    // The site writes LZ4 batches; a kafkajs consumer needs an LZ4 codec for them, as any third party's does.
+    expect(registerLz4Codec()).toBe(true);
     const kafka = new Kafka({ clientId: 'thin-path-test', brokers: [bootstrap], logLevel: logLevel.NOTHING });
     const consumer = kafka.consumer({ groupId: `thin-path-${topicPrefix}`, readUncommitted: false });
     await consumer.connect();

@@ -19,8 +19,6 @@
  */
 import { createRequire } from 'node:module';
 
-import { compressFrame, decompressFrame } from 'lz4-napi';
-
 const require = createRequire(import.meta.url);
 
 /** How the Kafka log compresses the record batches it writes. */
@@ -39,10 +37,25 @@ export interface KafkajsCodec {
   decompress(buffer: Buffer): Promise<Buffer>;
 }
 
-const lz4Codec: KafkajsCodec = {
-  compress: async (encoder) => compressFrame(encoder.buffer),
-  decompress: async (buffer) => decompressFrame(buffer),
-};
+interface Lz4Napi {
+  compressFrame(data: Uint8Array): Promise<Buffer>;
+  decompressFrame(data: Uint8Array): Promise<Buffer>;
+}
+
+/**
+ * lz4-napi ships prebuilt binaries for the usual platforms; where none loads, LZ4 is missing
+ * (the reason kept for the error), and a log configured for it refuses to open.
+ */
+const lz4 = ((): Lz4Napi | Error => {
+  try {
+    return require('lz4-napi') as Lz4Napi;
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
+})();
+
+/** Why this process cannot write or read LZ4 batches, or undefined when it can. */
+export const lz4Unavailable: string | undefined = lz4 instanceof Error ? lz4.message.split('\n')[0] : undefined;
 
 interface CompressionModule {
   readonly Codecs: Record<number, () => KafkajsCodec>;
@@ -51,7 +64,27 @@ interface CompressionModule {
 
 /** kafkajs's codec table: the same object `kafkajs.CompressionCodecs` is. */
 const compressionModule = require('kafkajs/src/protocol/message/compression/index.js') as CompressionModule;
-compressionModule.Codecs[COMPRESSION_CODEC_IDS.lz4] = () => lz4Codec;
+const lz4Codec: KafkajsCodec | undefined =
+  lz4 instanceof Error
+    ? undefined
+    : {
+        compress: async (encoder) => lz4.compressFrame(encoder.buffer),
+        decompress: async (buffer) => lz4.decompressFrame(buffer),
+      };
+
+/**
+ * Puts the LZ4 codec in kafkajs's codec table (done when this module loads, for the Kafka
+ * log). Any other kafkajs client in the process reading the Kafka log's topics needs it too,
+ * as a third party's kafkajs consumer needs a codec package: tools/kafka/readback.ts calls it.
+ * Returns false when LZ4 is unavailable here (`lz4Unavailable` says why).
+ */
+export function registerLz4Codec(): boolean {
+  if (lz4Codec === undefined) return false;
+  compressionModule.Codecs[COMPRESSION_CODEC_IDS.lz4] = () => lz4Codec;
+  return true;
+}
+
+registerLz4Codec();
 
 /** The codec kafkajs would use for a record batch's codec number, if it has one. */
 export function codecFor(codecId: number): KafkajsCodec | undefined {

@@ -10,4 +10,4 @@ import './kafkajs-speedups.js';
 
 export { KafkaLog, type KafkaLogOptions, type StreamTopicOptions } from './kafka-log.js';
 export { KafkaCustomerTopicWriter, customerCursorTopicName } from './customer-topics.js';
-export { DEFAULT_KAFKA_COMPRESSION, KAFKA_COMPRESSIONS, type KafkaCompression } from './compression.js';
+export { DEFAULT_KAFKA_COMPRESSION, KAFKA_COMPRESSIONS, lz4Unavailable, registerLz4Codec, type KafkaCompression } from './compression.js';

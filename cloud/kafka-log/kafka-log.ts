@@ -112,7 +112,7 @@ import {
   writeRecordTail,
   type HeldTopic,
 } from './codec.js';
-import { COMPRESSION_CODEC_IDS, DEFAULT_KAFKA_COMPRESSION, KAFKA_COMPRESSIONS, type KafkaCompression } from './compression.js';
+import { COMPRESSION_CODEC_IDS, DEFAULT_KAFKA_COMPRESSION, KAFKA_COMPRESSIONS, lz4Unavailable, type KafkaCompression } from './compression.js';
 import { openTransactionEnds, readCompacted, waitUntilStable } from './highwater-reader.js';
 import { KafkaCustomerTopicWriter } from './customer-topics.js';
 import { OffsetOutOfRangeError, PartitionFetcher, type FetchedPartition } from './kafkajs-fetch.js';
@@ -430,6 +430,9 @@ function resolveOptions(options: KafkaLogOptions): ResolvedOptions {
   const compression = options.compression ?? DEFAULT_KAFKA_COMPRESSION;
   if (!KAFKA_COMPRESSIONS.includes(compression)) {
     throw new ConfigError(`KafkaLog: compression must be one of ${KAFKA_COMPRESSIONS.join(', ')}, got ${String(options.compression)}`);
+  }
+  if (compression === 'lz4' && lz4Unavailable !== undefined) {
+    throw new ConfigError(`KafkaLog: compression lz4 needs lz4-napi, which did not load here (${lz4Unavailable}); set compression to gzip or none`);
   }
   // The high-water topic is compacted, so retention does not apply to it.
   const layout = new TopicLayout(topicPrefix, streams, { ...base, retentionMs: -1, retentionBytes: -1 });

@@ -9,6 +9,12 @@ import { randomUUID } from 'node:crypto';
 
 import { Kafka, logLevel, Partitioners, type KafkaMessage } from 'kafkajs';
 
+import { lz4Unavailable, registerLz4Codec } from '../../cloud/kafka-log/index.js';
+
+// The Kafka log writes LZ4 batches by default, and kafkajs has no LZ4 codec of its own: a
+// third party's kafkajs consumer adds one (a codec package), and so does this one.
+if (!registerLz4Codec()) throw new Error(`reading back needs the LZ4 codec: ${lz4Unavailable ?? 'not registered'}`);
+
 export interface ReadMessage {
   readonly partition: number;
   readonly message: KafkaMessage;
