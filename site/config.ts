@@ -167,7 +167,8 @@ const kafkaConfig = z
     maxPendingRecords: z.number().int().positive().default(200_000),
     /**
      * How the record batches the site writes to Kafka are compressed (docs/KAFKA.md): lz4 costs
-     * the broker far less CPU per record than none; every Kafka client reads all three.
+     * the broker far less CPU per record than none; Java and librdkafka clients read all three,
+     * a kafkajs consumer needs an LZ4 codec registered.
      */
     compression: z.enum(['lz4', 'gzip', 'none']).default('lz4'),
     /**

@@ -198,7 +198,8 @@ export interface KafkaLogOptions {
   /**
    * How the record batches this log writes are compressed: 'lz4' (the default), 'gzip' or
    * 'none'. Compressed batches cost the broker far less CPU per record (compression.ts says
-   * why); every Kafka client reads all three.
+   * why). Java and librdkafka clients read all three; kafkajs needs an LZ4 codec registered
+   * (`registerLz4Codec`).
    */
   readonly compression?: KafkaCompression;
 }
