@@ -10,11 +10,11 @@
 import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 
 import { KafkaLog } from '../cloud/kafka-log/index.js';
 import type { LogRecord } from '../core/index.js';
-import { describeKafka, kafkaBootstrap } from './support/kafka.js';
+import { containerRecord, describeKafka, kafkaBootstrap } from './support/kafka.js';
 import { header, readBackCommitted } from './support/kafka-readback.js';
 
 type Codec = { compress(encoder: { buffer: Buffer }): Promise<Buffer>; decompress(buffer: Buffer): Promise<Buffer> };
@@ -45,32 +45,9 @@ afterAll(() => {
   for (const [id, original] of originals) codecTable[id] = original;
 });
 
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
-});
-
-function bootstrap(): string {
-  const value = kafkaBootstrap();
-  if (value === null) throw new Error('describeKafka ran without a broker');
-  return value;
-}
-
-function reading(topic: string, offset: number): LogRecord {
-  return {
-    origin: 'AURORA',
-    stream: 'containers',
-    topic,
-    offset,
-    eventTimeMs: 1_763_769_600_000 + offset,
-    ingestTimeMs: 1_763_769_600_500 + offset,
-    headers: { 'mqtt-topic': `bigblue/containers/${topic}/reefer` },
-    payload: new TextEncoder().encode(JSON.stringify({ tempC: 4.5 + (offset % 7) / 10, setpointC: 4, humidity: 0.8 })),
-  };
-}
-
 describeKafka('Kafka log compression', () => {
   it('writes LZ4, gzip or uncompressed batches as configured, and a topic holding all three reads back whole', { timeout: 60_000 }, async () => {
+    const bootstrap = kafkaBootstrap()!;
     const topicPrefix = `compress-${randomUUID().slice(0, 8)}`;
     const siteId = `TOKYO-${randomUUID().slice(0, 6)}`;
     const containers = ['MSKU0000001', 'MSKU0000002', 'MSKU0000003'];
@@ -78,21 +55,23 @@ describeKafka('Kafka log compression', () => {
     /** What reading the whole data topic back decompresses, per codec. */
     const readWhole = async (): Promise<{ records: number; gzip: number; lz4: number }> => {
       const before = { ...decompressed };
-      const read = await readBackCommitted(bootstrap(), `${topicPrefix}.containers`);
+      const read = await readBackCommitted(bootstrap, `${topicPrefix}.containers`);
       return { records: read.length, gzip: decompressed[GZIP] - before[GZIP], lz4: decompressed[LZ4] - before[LZ4] };
     };
 
     const seen: { records: number; gzip: number; lz4: number }[] = [];
     for (const [phase, compression] of (['lz4', 'gzip', 'none'] as const).entries()) {
-      const log = await KafkaLog.open({ siteId, brokers: [bootstrap()], streams: ['containers'], partitions: 2, topicPrefix, compression });
-      cleanups.push(() => log.close());
-      // Two calls a phase, so a phase writes more than one transaction's batches.
-      for (const half of [0, 1]) {
-        const records = containers.flatMap((topic) => Array.from({ length: 50 }, (_, i) => reading(topic, phase * 100 + half * 50 + i)));
-        expect(await log.replicate(records)).toMatchObject({ stored: records.length, duplicates: 0 });
-        written.push(...records);
+      const log = await KafkaLog.open({ siteId, brokers: [bootstrap], streams: ['containers'], partitions: 2, topicPrefix, compression });
+      try {
+        // Two calls a phase, so a phase writes more than one transaction's batches.
+        for (const half of [0, 1]) {
+          const records = containers.flatMap((topic) => Array.from({ length: 50 }, (_, i) => containerRecord(topic, phase * 100 + half * 50 + i, 150)));
+          expect(await log.replicate(records)).toMatchObject({ stored: records.length, duplicates: 0 });
+          written.push(...records);
+        }
+      } finally {
+        await log.close();
       }
-      await log.close();
       seen.push(await readWhole());
     }
 
@@ -106,15 +85,18 @@ describeKafka('Kafka log compression', () => {
     expect(afterNone).toEqual({ ...afterGzip, records: 900 });
 
     // Headers survive compression: each record's identity is where a consumer looks for it.
-    const read = await readBackCommitted(bootstrap(), `${topicPrefix}.containers`);
+    const read = await readBackCommitted(bootstrap, `${topicPrefix}.containers`);
     const identities = read.map(({ message }) => `${header(message, 'pc-topic') ?? '?'}@${header(message, 'pc-offset') ?? '?'}`).sort();
     expect(identities).toEqual(written.map((record) => `${record.topic}@${record.offset}`).sort());
 
     // A new instance rebuilds its topic index from all three kinds of batch and reads each container whole.
-    const reader = await KafkaLog.open({ siteId: `${siteId}-reader`, brokers: [bootstrap()], streams: ['containers'], topicPrefix });
-    cleanups.push(() => reader.close());
-    for (const topic of containers) {
-      expect(await reader.readTopic('containers', topic, 0, { maxRecords: 1000 })).toEqual(written.filter((record) => record.topic === topic));
+    const reader = await KafkaLog.open({ siteId: `${siteId}-reader`, brokers: [bootstrap], streams: ['containers'], topicPrefix });
+    try {
+      for (const topic of containers) {
+        expect(await reader.readTopic('containers', topic, 0, { maxRecords: 1000 })).toEqual(written.filter((record) => record.topic === topic));
+      }
+    } finally {
+      await reader.close();
     }
   });
 });
