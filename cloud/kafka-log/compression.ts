@@ -1,7 +1,7 @@
 /**
  * Compression of the record batches the Kafka log writes, and the LZ4 codec kafkajs lacks.
  *
- * Why compress on the shore's own loopback: the broker validates every record of an
+ * Why compress at all: the broker validates every record of an
  * uncompressed batch by parsing it whole, key and each of our nine headers included, which
  * made records of our shape cost it 1.6-2x the CPU of ProducerPerformance's bare ones. A
  * compressed batch it keeps as it came (the topic's `compression.type` is `producer`), and
