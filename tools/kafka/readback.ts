@@ -11,10 +11,6 @@ import { Kafka, logLevel, Partitioners, type KafkaMessage } from 'kafkajs';
 
 import { lz4Unavailable, registerLz4Codec } from '../../cloud/kafka-log/index.js';
 
-// The Kafka log writes LZ4 batches by default, and kafkajs has no LZ4 codec of its own: a
-// third party's kafkajs consumer adds one (a codec package), and so does this one.
-if (!registerLz4Codec()) throw new Error(`reading back needs the LZ4 codec: ${lz4Unavailable ?? 'not registered'}`);
-
 export interface ReadMessage {
   readonly partition: number;
   readonly message: KafkaMessage;
@@ -27,6 +23,10 @@ export function header(message: KafkaMessage, name: string): string | undefined 
 }
 
 export async function readBackCommitted(brokers: string, topic: string, timeoutMs = 30_000): Promise<ReadMessage[]> {
+  // The Kafka log writes LZ4 batches by default, and kafkajs has no LZ4 codec of its own: a
+  // third party's kafkajs consumer adds one (a codec package), and so does this one. Checked
+  // here, not on import, so a process that only starts a broker never needs LZ4.
+  if (!registerLz4Codec()) throw new Error(`reading back needs the LZ4 codec: ${lz4Unavailable ?? 'not registered'}`);
   const kafka = new Kafka({ clientId: 'portcall-readback', brokers: [brokers], logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
