@@ -45,6 +45,17 @@ export function optionalWholeNumberFromEnvironment(name: string, min: number, ma
   return value;
 }
 
+/**
+ * One of `choices` a scenario reads from the environment, `fallback` when unset (or blank);
+ * anything else stops the run with the variable and the choices named (a ConfigError).
+ */
+export function choiceFromEnvironment<T extends string>(name: string, choices: readonly T[], fallback: T): T {
+  const text = process.env[name]?.trim();
+  if (text === undefined || text === '') return fallback;
+  if (!(choices as readonly string[]).includes(text)) throw new ConfigError(`${name}: ${text} is not one of ${choices.join(', ')}`);
+  return text as T;
+}
+
 function formatNumber(value: number): string {
   if (!Number.isFinite(value)) return String(value);
   if (Math.abs(value) >= 100) return Math.round(value).toLocaleString('en-US');

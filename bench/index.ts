@@ -8,7 +8,7 @@ import { devicesScenario } from './scenarios/devices.js';
 import { portalScenario } from './scenarios/portal.js';
 import { customerLinkScenario } from './scenarios/customer-link.js';
 
-export { formatTable, formatJsonLines, optionalWholeNumberFromEnvironment, wholeNumberFromEnvironment, type Figure, type Scenario, type BenchContext } from './harness.js';
+export { choiceFromEnvironment, formatTable, formatJsonLines, optionalWholeNumberFromEnvironment, wholeNumberFromEnvironment, type Figure, type Scenario, type BenchContext } from './harness.js';
 
 /** Every named scenario `portcall bench` knows, in the order `all` runs them. */
 export const SCENARIOS: readonly Scenario[] = [thinPathScenario, logScenario, ingestScenario, shoreKafkaScenario, uplinkScenario, devicesScenario, portalScenario, customerLinkScenario];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatJsonLines, formatTable, optionalWholeNumberFromEnvironment, wholeNumberFromEnvironment, type Figure } from '../bench/index.js';
+import { choiceFromEnvironment, formatJsonLines, formatTable, optionalWholeNumberFromEnvironment, wholeNumberFromEnvironment, type Figure } from '../bench/index.js';
 import { ConfigError } from '../core/index.js';
 
 const figures: Figure[] = [
@@ -40,6 +40,22 @@ describe('bench output', () => {
         expect(() => wholeNumberFromEnvironment(name, 1, 1, 9)).toThrow(`${name}: ${bad} is not a whole number from 1 to 9`);
         expect(() => optionalWholeNumberFromEnvironment(name, 1, 9)).toThrow(ConfigError);
       }
+    } finally {
+      delete process.env[name];
+    }
+  });
+
+  it('reads a scenario\'s choice from the environment, naming the variable and the choices when it is none of them', () => {
+    const name = 'PORTCALL_TEST_BENCH_CODEC';
+    const choices = ['none', 'gzip', 'lz4'] as const;
+    try {
+      delete process.env[name];
+      expect(choiceFromEnvironment(name, choices, 'lz4')).toBe('lz4');
+      process.env[name] = ' gzip ';
+      expect(choiceFromEnvironment(name, choices, 'lz4')).toBe('gzip');
+      process.env[name] = 'zstd';
+      expect(() => choiceFromEnvironment(name, choices, 'lz4')).toThrow(ConfigError);
+      expect(() => choiceFromEnvironment(name, choices, 'lz4')).toThrow(`${name}: zstd is not one of none, gzip, lz4`);
     } finally {
       delete process.env[name];
     }

@@ -33,7 +33,7 @@ import { ConfigError, type LogRecord } from '../../core/index.js';
 import { BATCH_CONTENT_TYPE, Compression, CompressionV2, decodeBatch, encodeBatch, encodeBatchV2, Pacer, type Batch } from '../../edge/link/index.js';
 import { portcallEntry, sourceFile } from '../../tools/build-layout/index.js';
 import { ensureKafkaJars, startKafkaBroker, type KafkaBroker } from '../../tools/kafka/index.js';
-import { wholeNumberFromEnvironment, type BenchContext, type Figure, type Scenario } from '../harness.js';
+import { choiceFromEnvironment, wholeNumberFromEnvironment, type BenchContext, type Figure, type Scenario } from '../harness.js';
 
 const RECORD_BYTES = 150;
 const PARTITIONS = 6;
@@ -255,9 +255,7 @@ async function createTopics(bootstrap: string, topics: string[]): Promise<void> 
  * until 2026-11-22 17:00). Uncompressed either way: the figure is the receiving side's.
  */
 function wireVersion(): '1' | '2' {
-  const version = process.env.PORTCALL_SHORE_KAFKA_WIRE?.trim() || '2';
-  if (version !== '1' && version !== '2') throw new ConfigError(`PORTCALL_SHORE_KAFKA_WIRE: ${version} is not a wire format version (1 or 2)`);
-  return version;
+  return choiceFromEnvironment('PORTCALL_SHORE_KAFKA_WIRE', ['1', '2'] as const, '2');
 }
 
 /**
@@ -265,11 +263,7 @@ function wireVersion(): '1' | '2' {
  * (`PORTCALL_SHORE_KAFKA_COMPRESSION`: lz4, the site's default, gzip or none), to compare.
  */
 function shoreCompression(): KafkaCompression {
-  const chosen = (process.env.PORTCALL_SHORE_KAFKA_COMPRESSION?.trim() || DEFAULT_KAFKA_COMPRESSION) as KafkaCompression;
-  if (!KAFKA_COMPRESSIONS.includes(chosen)) {
-    throw new ConfigError(`PORTCALL_SHORE_KAFKA_COMPRESSION: ${chosen} is not one of ${KAFKA_COMPRESSIONS.join(', ')}`);
-  }
-  return chosen;
+  return choiceFromEnvironment('PORTCALL_SHORE_KAFKA_COMPRESSION', KAFKA_COMPRESSIONS, DEFAULT_KAFKA_COMPRESSION);
 }
 
 function encodeBody(batch: Batch): Buffer {
@@ -605,16 +599,24 @@ export const shoreKafkaScenario: Scenario = {
         context.progress(`shore-kafka: warming the broker up (ProducerPerformance, ${WARMUP_RECORDS} records, not measured)…`);
         await producerPerformance(libsDir, broker.bootstrap, 'bench-pp-warmup', WARMUP_RECORDS, []);
       }
+      /** One Java producer run, measured on a quiet disk with the broker's CPU, announced before and after. */
+      const measureJava = async (starting: string, done: string, run: () => Promise<number>): Promise<{ rate: number; brokerCpu: number | undefined }> => {
+        context.progress(`shore-kafka: ${starting}…`);
+        settleDisk();
+        const cpu = cpuMeter({ broker: broker.pid });
+        const rate = await run();
+        const use = cpu();
+        context.progress(`shore-kafka: ${done} ${Math.round(rate)} records/s (${describeCpu(use, baselineRecords)})`);
+        return { rate, brokerCpu: use.broker };
+      };
       let plain: number | undefined;
       let plainBrokerCpu: number | undefined;
       if (parts.has('producer-performance')) {
-        context.progress(`shore-kafka: ProducerPerformance, ${baselineRecords} records of ${RECORD_BYTES} bytes, acks=all…`);
-        settleDisk();
-        const plainCpu = cpuMeter({ broker: broker.pid });
-        plain = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp', baselineRecords, []);
-        const plainUse = plainCpu();
-        plainBrokerCpu = plainUse.broker;
-        context.progress(`shore-kafka: ProducerPerformance ${Math.round(plain)} records/s (${describeCpu(plainUse, baselineRecords)})`);
+        ({ rate: plain, brokerCpu: plainBrokerCpu } = await measureJava(
+          `ProducerPerformance, ${baselineRecords} records of ${RECORD_BYTES} bytes, acks=all`,
+          'ProducerPerformance',
+          () => producerPerformance(libsDir, broker.bootstrap, 'bench-pp', baselineRecords, []),
+        ));
       }
       const against = (): Pick<Figure, 'baseline' | 'baselineValue'> => (plain === undefined ? {} : { baseline, baselineValue: plain });
       let compressedFigure: Figure | undefined;
@@ -622,27 +624,24 @@ export const shoreKafkaScenario: Scenario = {
         // The shore compresses; ProducerPerformance does not by default. Compressed, its random
         // values shrink little, so the producer pays for compressing and gains little: the
         // plain run stays the baseline, and this one shows it.
-        context.progress(`shore-kafka: ProducerPerformance with compression.type=${compression}…`);
-        settleDisk();
-        const compressedCpu = cpuMeter({ broker: broker.pid });
-        const rate = await producerPerformance(libsDir, broker.bootstrap, 'bench-pp-compressed', baselineRecords, [`compression.type=${compression}`]);
-        context.progress(`shore-kafka: ProducerPerformance, ${compression}: ${Math.round(rate)} records/s (${describeCpu(compressedCpu(), baselineRecords)})`);
+        const { rate } = await measureJava(`ProducerPerformance with compression.type=${compression}`, `ProducerPerformance, ${compression}:`, () =>
+          producerPerformance(libsDir, broker.bootstrap, 'bench-pp-compressed', baselineRecords, [`compression.type=${compression}`]),
+        );
         compressedFigure = { scenario: 'shore-kafka', metric: `ProducerPerformance with compression.type=${compression}`, value: rate, unit: 'records/s', ...against() };
       }
       let keyedFigure: Figure | undefined;
       if (parts.has('keyed-headers')) {
-        context.progress(`shore-kafka: Kafka's Java producer with records like the Kafka log's (key, nine headers), ${baselineRecords} records…`);
-        settleDisk();
-        const keyedCpu = cpuMeter({ broker: broker.pid });
-        const keyed = await keyedProducer(libsDir, broker.bootstrap, 'bench-pp-keyed', baselineRecords);
-        const keyedUse = keyedCpu();
-        context.progress(`shore-kafka: keyed, headered Java producer ${Math.round(keyed)} records/s (${describeCpu(keyedUse, baselineRecords)})`);
+        const { rate: keyed, brokerCpu: keyedBrokerCpu } = await measureJava(
+          `Kafka's Java producer with records like the Kafka log's (key, nine headers), ${baselineRecords} records`,
+          'keyed, headered Java producer',
+          () => keyedProducer(libsDir, broker.bootstrap, 'bench-pp-keyed', baselineRecords),
+        );
         keyedFigure = { scenario: 'shore-kafka', metric: "Kafka's Java producer, records with the Kafka log's key and nine headers (acks=all)", value: keyed, unit: 'records/s', ...against() };
-        if (keyedUse.broker !== undefined) {
+        if (keyedBrokerCpu !== undefined) {
           figures.push({
             scenario: 'shore-kafka',
             metric: `broker CPU per ${CPU_PER_RECORDS.toLocaleString('en-US')} records (Java producer, key and nine headers)`,
-            value: (keyedUse.broker * CPU_PER_RECORDS) / baselineRecords,
+            value: (keyedBrokerCpu * CPU_PER_RECORDS) / baselineRecords,
             unit: 'CPU-s',
             ...(plainBrokerCpu === undefined ? {} : { baseline: 'broker CPU under ProducerPerformance', baselineValue: (plainBrokerCpu * CPU_PER_RECORDS) / baselineRecords }),
           });
@@ -651,11 +650,11 @@ export const shoreKafkaScenario: Scenario = {
       let keyedCompressedFigure: Figure | undefined;
       if (parts.has('keyed-headers') && compression !== 'none') {
         // Like for like with the shore: the same records, compressed as the shore compresses them.
-        context.progress(`shore-kafka: the keyed, headered Java producer with compression.type=${compression}…`);
-        settleDisk();
-        const keyedCpu = cpuMeter({ broker: broker.pid });
-        const keyed = await keyedProducer(libsDir, broker.bootstrap, 'bench-pp-keyed-compressed', baselineRecords, [`compression.type=${compression}`]);
-        context.progress(`shore-kafka: keyed, headered Java producer, ${compression}: ${Math.round(keyed)} records/s (${describeCpu(keyedCpu(), baselineRecords)})`);
+        const { rate: keyed } = await measureJava(
+          `the keyed, headered Java producer with compression.type=${compression}`,
+          `keyed, headered Java producer, ${compression}:`,
+          () => keyedProducer(libsDir, broker.bootstrap, 'bench-pp-keyed-compressed', baselineRecords, [`compression.type=${compression}`]),
+        );
         keyedCompressedFigure = {
           scenario: 'shore-kafka',
           metric: `Kafka's Java producer, records with the Kafka log's key and nine headers, compression.type=${compression}`,
