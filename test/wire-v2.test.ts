@@ -112,6 +112,29 @@ describe('batch wire format v2', () => {
     expect(offsetsOf('C00007')).toEqual(Array.from({ length: 10 }, (_unused, index) => index));
   });
 
+  it('gives decoded payloads memory of their own: a kept record holds a piece of at most 64 KiB alive, never the body', () => {
+    // 3 containers x 1,000 binary 200-byte payloads: each container's payloads lie one after
+    // another in the body (200 KB a container), copied out in pieces of at most 64 KiB.
+    const records: LogRecord[] = Array.from({ length: 3000 }, (_unused, index) => ({
+      origin: 'AURORA',
+      stream: 'containers',
+      topic: `C0000${index % 3}`,
+      offset: Math.floor(index / 3),
+      eventTimeMs: 1_763_769_600_000 + index,
+      ingestTimeMs: 1_763_769_600_000 + index,
+      headers: {},
+      payload: Buffer.from(Array.from({ length: 200 }, (_byte, at) => (index * 7 + at * 13) & 0xff)),
+    }));
+    const body = encodeBatchV2({ sender: 'AURORA', records }, { compression: CompressionV2.None });
+    const decoded = decodeBatch(body, limits);
+    body.fill(0xaa);
+    expect(canonical(decoded.records)).toEqual(canonical(records));
+    for (const record of decoded.records) {
+      expect(record.payload.buffer).not.toBe(body.buffer);
+      expect(record.payload.buffer.byteLength).toBeLessThanOrEqual(64 * 1024);
+    }
+  });
+
   it('carries the standard fleet in at most 4 bytes a reading on a satellite link, 10,000-reading batches, at least 4 times smaller than gzip of JSON lines', () => {
     const source = fleetRecords({ containers: 2000 });
     take(source, 2000); // the first minute: every container's first reading

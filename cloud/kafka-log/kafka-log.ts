@@ -1373,7 +1373,9 @@ export class KafkaLog implements SiteLog, HealthSource {
           if (position !== current) stagedCursors.set(key, { log, stream: placement.stream, position });
         }
       }
-      const stored = accepted.flatMap((entry) => entry.stored);
+      // A loop, not flatMap: V8's generic flatMap cost a visible share of a group's planning.
+      const stored: LogRecord[] = [];
+      for (const entry of accepted) for (const record of entry.stored) stored.push(record);
       const durableStreams: string[] = [];
       // A resend of records already held needs a transaction only to move its sender's cursor.
       if (stored.length > 0 || stagedCursors.size > 0) {
