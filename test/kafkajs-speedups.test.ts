@@ -90,6 +90,13 @@ it('puts a pre-encoded message with a partition in that partition without asking
   expect(asked).toEqual([entry, plain]);
 });
 
+/** Offsets and times as the Kafka log writes them in headers: decimal digits at every length, and the edges of the 32-bit and 10^8 splits. */
+const identityNumber = fc.oneof(
+  fc.nat({ max: 2 ** 40 }),
+  fc.maxSafeNat(),
+  fc.constantFrom(0, 9, 10, 99_999_999, 100_000_000, 999_999_999, 1_000_000_000, 2 ** 31 - 1, 2 ** 31, 1_763_769_600_000, 10 ** 15 - 1, 10 ** 15, Number.MAX_SAFE_INTEGER),
+);
+
 it('writes a pre-encoded Kafka log record exactly as kafkajs writes the same record from its message', () => {
   const name = fc.oneof(fc.string({ minLength: 1, maxLength: 20 }), fc.string({ unit: 'binary', minLength: 1, maxLength: 70 }));
   fc.assert(
@@ -98,9 +105,9 @@ it('writes a pre-encoded Kafka log record exactly as kafkajs writes the same rec
         origin: name,
         stream: fc.constantFrom('containers', 'alerts', 'telemetry'),
         topic: name,
-        offset: fc.nat({ max: 2 ** 40 }),
-        eventTimeMs: fc.integer({ min: 0, max: 2 ** 45 }),
-        ingestTimeMs: fc.integer({ min: 0, max: 2 ** 45 }),
+        offset: identityNumber,
+        eventTimeMs: fc.oneof(identityNumber, fc.integer({ min: -(2 ** 45), max: -1 })),
+        ingestTimeMs: identityNumber,
         headers: fc.dictionary(fc.oneof(name, fc.constant('content-type'), fc.constant('__proto__')), fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 90 })), { maxKeys: 4 }),
         payload: fc.uint8Array({ maxLength: 400 }),
       }),
@@ -131,9 +138,9 @@ it('writes the tails of a run of records from one TailTemplate exactly as writeR
   const name = fc.oneof(fc.string({ minLength: 1, maxLength: 20 }), fc.string({ unit: 'binary', minLength: 1, maxLength: 70 }));
   const headers = fc.dictionary(fc.oneof(name, fc.constant('content-type'), fc.constant('__proto__')), fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 90 })), { maxKeys: 4 });
   const varying = fc.record({
-    offset: fc.nat({ max: 2 ** 40 }),
-    eventTimeMs: fc.oneof(fc.integer({ min: 0, max: 2 ** 45 }), fc.integer({ min: -(2 ** 45), max: -1 })),
-    ingestTimeMs: fc.integer({ min: 0, max: 2 ** 45 }),
+    offset: identityNumber,
+    eventTimeMs: fc.oneof(identityNumber, fc.integer({ min: -(2 ** 45), max: -1 })),
+    ingestTimeMs: identityNumber,
     payload: fc.uint8Array({ maxLength: 400 }),
   });
   fc.assert(

@@ -360,11 +360,17 @@ function writeString(buf: Buffer, offset: number, text: string): number {
   return offset;
 }
 
-/** Decimal digits of a safe non-negative integer (offsets and times), as `String(value)` has. */
+/** 10^0 .. 10^15: a safe integer has at most 16 decimal digits. */
+const POWERS_OF_TEN: readonly number[] = Array.from({ length: 16 }, (_unused, power) => 10 ** power);
+
+/**
+ * Decimal digits of a safe non-negative integer (offsets and times), as `String(value)` has.
+ * By comparison, not division: three of these per record, 13 digits for a time in ms.
+ */
 function digitsOf(value: number): number {
   if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER) || !Number.isInteger(value)) return -1;
   let digits = 1;
-  for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits += 1;
+  while (digits < 16 && value >= POWERS_OF_TEN[digits]!) digits += 1;
   return digits;
 }
 
@@ -374,18 +380,34 @@ function numberSize(value: number): number {
   return digits < 0 ? stringSize(String(value)) : varIntSize(digits) + digits;
 }
 
-/** `writeString(buf, offset, String(value))`, without making the string for the common case. */
+/** Writes the `count` lowest decimal digits of `value` (an int32) ending just before `end`, in 32-bit integer steps. */
+function writeSmallDigits(buf: Buffer, end: number, value: number, count: number): void {
+  let rest = value | 0;
+  for (let at = end - 1; at >= end - count; at--) {
+    const next = (rest / 10) | 0;
+    buf[at] = 0x30 + rest - next * 10;
+    rest = next;
+  }
+}
+
+/**
+ * `writeString(buf, offset, String(value))`, without making the string for the common case.
+ * A time in ms is past 2^31: its last 8 digits and the rest are written as two 32-bit integers,
+ * so one floating-point division remains of the thirteen a digit-by-digit loop made.
+ */
 function writeNumber(buf: Buffer, offset: number, value: number): number {
   const digits = digitsOf(value);
   if (digits < 0) return writeString(buf, offset, String(value));
   offset = writeVarInt(buf, offset, digits);
-  let rest = value;
-  for (let at = offset + digits - 1; at >= offset; at--) {
-    const next = Math.floor(rest / 10);
-    buf[at] = 0x30 + (rest - next * 10);
-    rest = next;
+  const end = offset + digits;
+  if (digits <= 9) {
+    writeSmallDigits(buf, end, value, digits);
+  } else {
+    const high = Math.floor(value / 1e8);
+    writeSmallDigits(buf, end, value - high * 1e8, 8);
+    writeSmallDigits(buf, end - 8, high, digits - 8);
   }
-  return offset + digits;
+  return end;
 }
 
 const IDENTITY_HEADER_NAMES = [
