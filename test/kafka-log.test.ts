@@ -205,6 +205,29 @@ describeKafka('KafkaLog on a real broker', () => {
     expect(new Set([...keys].map(producersPartition)).size).toBeGreaterThan(1);
   });
 
+  it("writes each record's own headers when a container's encoding kept from an earlier transaction no longer fits it", async () => {
+    const topicPrefix = uniquePrefix();
+    const log = await openLog({ topicPrefix, siteId: 'SINGAPORE' });
+    // Transactions in turn, each a run of Y01: the same headers twice (the second reuses what the
+    // first encoded), changed headers, none, one record alone, and the first headers again.
+    const headersOf = (offset: number): Record<string, string> =>
+      offset < 6 ? { 'mqtt-topic': 'bigblue/Y01/reefer' } : offset < 9 ? { 'mqtt-topic': 'bigblue/Y01/door' } : offset < 11 ? {} : { 'mqtt-topic': 'bigblue/Y01/reefer' };
+    const withHeaders = (records: LogRecord[]) => records.map((record) => ({ ...record, headers: headersOf(record.offset) }));
+    for (const [from, to] of [[0, 3], [3, 6], [6, 9], [9, 11], [11, 12], [12, 15]] as const) {
+      expect(await log.replicate(withHeaders(range('containers', 'Y01', from, to)))).toMatchObject({ stored: to - from });
+    }
+    const read = await readBack(bootstrap(), `${topicPrefix}.containers`);
+    expect(read.map(({ message }) => Number(header(message, 'pc-offset')))).toEqual(sequence(0, 15));
+    for (const { message } of read) {
+      const offset = Number(header(message, 'pc-offset'));
+      expect(header(message, 'h-mqtt-topic'), `offset ${offset}`).toBe(headersOf(offset)['mqtt-topic']);
+      expect(header(message, 'h-seq')).toBeUndefined();
+      expect(header(message, 'pc-origin')).toBe('TOKYO');
+      expect(header(message, 'pc-event-time-ms')).toBe(String(1_700_000_000_000 + offset));
+      expect(message.value?.toString()).toBe(JSON.stringify({ topic: 'Y01', offset, tempC: 4 + (offset % 3) }));
+    }
+  });
+
   it('stores a call larger than the broker accepts in one batch, in one transaction', async () => {
     const topicPrefix = uniquePrefix();
     const log = await openLog({ topicPrefix });

@@ -220,6 +220,11 @@ const DEFAULT_MAX_SPAN_KAFKA_OFFSETS = 2_000;
 const DEFAULT_MAX_PENDING_RECORDS = 200_000;
 const DEFAULT_SLOW_COMMIT_MS = 5_000;
 const DEFAULT_HEALTH_PROBE_INTERVAL_MS = 2_000;
+/**
+ * Tail templates kept across transactions, one per logical topic (a container's next records
+ * carry the same origin, stream and headers as its last). Past this many, the map starts over.
+ */
+const MAX_TAIL_TEMPLATES = 20_000;
 /** Streams the product knows carry JSON (the gateway validates it); anything else is opaque bytes. */
 const JSON_STREAMS = new Set(['containers', 'ships', 'alerts', 'manifests']);
 /**
@@ -609,6 +614,8 @@ export class KafkaLog implements SiteLog, HealthSource {
   private rebuildIndex = false;
   private readonly lanes = new Map<string, SenderLane>();
   private readonly partitionKeyCache = new Map<string, string[]>();
+  /** By topicKey: what `writeTransaction` last encoded a topic's records with (MAX_TAIL_TEMPLATES). */
+  private readonly tailTemplates = new Map<string, TailTemplate>();
   private readonly retiring = new Set<Promise<void>>();
   private pendingRecords = 0;
   /** Logical topics claimed by a transaction in flight, and by which lane. */
@@ -1657,11 +1664,12 @@ export class KafkaLog implements SiteLog, HealthSource {
       if (preEncode) {
         // Key, value and headers are written straight into the produce request
         // (kafkajs-speedups.ts): sized now, written when kafkajs encodes the request. A run of
-        // a container's records (wire format 2 sends them so) shares one TailTemplate: what
-        // the records' tails have in common is encoded once, and copied.
+        // a container's records (wire format 2 sends them so) shares one TailTemplate, kept for
+        // its next runs too: what the records' tails have in common is encoded once, and copied.
         // `key` and `value` stay set because kafkajs checks them; `value` only for being set.
-        if (template !== undefined && !template.matches(record, contentType)) template = undefined;
-        if (template === undefined && records[i + 1]?.topic === record.topic) template = new TailTemplate(record, contentType);
+        if (template === undefined || !template.matches(record, contentType)) {
+          template = this.tailTemplateFor(record, contentType, records[i + 1]?.topic === record.topic);
+        }
         let message: Message;
         let portcallTailSize: number;
         if (template !== undefined) {
@@ -1751,6 +1759,21 @@ export class KafkaLog implements SiteLog, HealthSource {
     }
     if (placed === undefined) throw new Error('a committed transaction has its placements');
     return { runs: placed.runs, ends: placed.ends, journalEnds };
+  }
+
+  /**
+   * The topic's kept template if `record` matches it; else, where a run of the topic's records
+   * follows (`runFollows`), a new one, kept in its place; else none (the record is written alone).
+   */
+  private tailTemplateFor(record: LogRecord, contentType: string, runFollows: boolean): TailTemplate | undefined {
+    const key = topicKey(record.stream, record.topic);
+    const kept = this.tailTemplates.get(key);
+    if (kept !== undefined && kept.matches(record, contentType)) return kept;
+    if (!runFollows) return undefined;
+    const template = new TailTemplate(record, contentType);
+    if (kept === undefined && this.tailTemplates.size >= MAX_TAIL_TEMPLATES) this.tailTemplates.clear();
+    this.tailTemplates.set(key, template);
+    return template;
   }
 
   /**
