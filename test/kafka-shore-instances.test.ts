@@ -124,7 +124,7 @@ describeKafka('two portcall shore instances of one site on one Kafka cluster', (
     const [a, b] = await Promise.all([start('a'), start('b')]);
     // Run from the bundle (support/portcall-process.ts), a shore has kafkajs's speedups: each
     // entry of the bundle runs cli/preload.ts before anything loads kafkajs.
-    expect((await health(a)).kafkajsSpeedups).toEqual({ recordEncoder: 'installed', grouping: 'installed', produceRequest: 'installed', framing: 'installed' });
+    expect((await health(a)).kafkajsSpeedups).toEqual({ recordEncoder: 'installed', grouping: 'installed', produceRequest: 'installed', framing: 'installed', recordDecoder: 'installed' });
     const ship = `ship-${run}`;
     const port = `port-${run}`;
 

@@ -6,11 +6,13 @@
  * one piece from pre-encoded messages is byte for byte the one kafkajs encodes from the same
  * messages, uncompressed or compressed (gzip, LZ4), so installing them changes only speed.
  */
+import { createRequire } from 'node:module';
+
 import fc from 'fast-check';
 import { afterEach, expect, it, vi } from 'vitest';
 
 import { TailTemplate, encodeKeyValueTail, encodeRecord, encodeRecordTail, recordTailSize, writeRecordTail } from '../cloud/kafka-log/codec.js';
-import { crc32c, crc32cImplementation, crc32cInJavaScript, createCoordinatorCache, createFraming, createRecordEncoder, encodeCompressedProduceRequest, encodeProduceRequest, groupMessagesPerPartition, kafkajsOriginals, speedups } from '../cloud/kafka-log/kafkajs-speedups.js';
+import { crc32c, crc32cImplementation, crc32cInJavaScript, createCoordinatorCache, createFraming, createRecordDecoder, createRecordEncoder, encodeCompressedProduceRequest, encodeProduceRequest, groupMessagesPerPartition, kafkajsOriginals, speedups } from '../cloud/kafka-log/kafkajs-speedups.js';
 
 const { encode: original, prototype } = kafkajsOriginals();
 const fast = createRecordEncoder(original, prototype);
@@ -171,6 +173,50 @@ it('writes the tails of a run of records from one TailTemplate exactly as writeR
     ),
     { numRuns: 1_000 },
   );
+});
+
+it('decodes every record as kafkajs does: headers folded in order, repeated names as arrays, __proto__ and inherited names alike', () => {
+  const requireFromHere = createRequire(import.meta.url);
+  const Decoder = requireFromHere('kafkajs/src/protocol/decoder.js') as new (buffer: Buffer) => { readVarIntBytes(): Buffer };
+  const { decodeRecord: kafkajsDecode } = kafkajsOriginals();
+  const decode = createRecordDecoder();
+  const headerName = fc.oneof(text, fc.constantFrom('__proto__', 'constructor', 'toString', 'hasOwnProperty', 'pc-origin', 'h-mqtt-topic'));
+  // What each decoder makes of the record, with the headers as own entries in order and their prototype.
+  const seen = (decoded: unknown) => {
+    const { headers, ...rest } = decoded as { headers: Record<string, unknown> };
+    return { rest, headers: Object.getOwnPropertyNames(headers).map((name) => [name, headers[name]]), prototype: Object.getPrototypeOf(headers) as unknown };
+  };
+  fc.assert(
+    fc.property(
+      fc.record({
+        offsetDelta: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        timestampDelta: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+        key: fc.oneof(text, bytes, fc.constant(null)),
+        value: fc.oneof(text, bytes, fc.constant(null)),
+        headers: fc.array(fc.tuple(headerName, fc.oneof(headerValue, fc.array(headerValue, { minLength: 1, maxLength: 3 }))), { maxLength: 12 }),
+      }),
+      fc.record({
+        firstOffset: fc.bigInt({ min: 0n, max: 2n ** 62n }).map(String),
+        firstTimestamp: fc.bigInt({ min: 0n, max: 2n ** 50n }).map(String),
+        magicByte: fc.constant(2),
+        isControlBatch: fc.boolean(),
+        timestampType: fc.constantFrom(0, 1),
+        maxTimestamp: fc.bigInt({ min: 0n, max: 2n ** 50n }).map(String),
+      }),
+      (record, batchContext) => {
+        // Built with defineProperty: a header named __proto__ must reach the encoder as a name.
+        const headers: Record<string, unknown> = {};
+        for (const [name, value] of record.headers) Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
+        const encoded = bytesOf(original({ ...record, headers } as Parameters<typeof original>[0]));
+        const theirs = kafkajsDecode(new Decoder(new Decoder(encoded).readVarIntBytes()) as never, batchContext);
+        const ours = decode(new Decoder(new Decoder(encoded).readVarIntBytes()) as never, batchContext);
+        expect(seen(ours)).toEqual(seen(theirs));
+      },
+    ),
+    { numRuns: 1_000 },
+  );
+  // Installed in place of kafkajs's, so fetches (reads of the Kafka log) decode with it.
+  expect(speedups.recordDecoder).toBe('installed');
 });
 
 afterEach(() => {

@@ -27,6 +27,13 @@
  *    reallocations), and a produce request written by 3 has room left in front for the
  *    header, so it is not copied at all.
  *
+ * 5. The record decoder (protocol/recordBatch/record/v0/decoder), on the read path. kafkajs
+ *    folds a record's headers into an object by copying the object once per header
+ *    (`{...obj, [key]: value}`): with our nine headers, nine growing copies per record read.
+ *    Reading one container from Kafka decodes whole record batches, every record of them, and
+ *    this fold was the largest single cost of a Kafka-backed site serving reads (profiled
+ *    during the voyage's verification, 2026-11-24). This one folds into one object, with the
+ *    same result (repeated names become arrays; a header named `__proto__` stays a property).
  * How they are installed: by replacing the modules' entries in Node's require cache before
  * the kafkajs modules that `require` them are loaded. The grouping is required when kafkajs
  * itself is first loaded, so this module is imported first by cloud/kafka-log/index.ts; the
@@ -89,6 +96,11 @@ const PRODUCE_REQUEST_MODULES = [3, 4, 5, 6, 7].map((version) => `kafkajs/src/pr
 const PRODUCE_V3_MODULE = PRODUCE_REQUEST_MODULES[0]!;
 const PRODUCE_V3_USERS = PRODUCE_REQUEST_MODULES.slice(1);
 const FRAMING_MODULE = 'kafkajs/src/protocol/request.js';
+const RECORD_DECODER_MODULE = 'kafkajs/src/protocol/recordBatch/record/v0/decoder.js';
+const RECORD_DECODER_USERS = ['kafkajs/src/protocol/recordBatch/v0/decoder.js'];
+const LONG_MODULE = 'kafkajs/src/utils/long.js';
+const HEADER_DECODER_MODULE = 'kafkajs/src/protocol/recordBatch/header/v0/decoder.js';
+const TIMESTAMP_TYPES_MODULE = 'kafkajs/src/protocol/timestampTypes.js';
 const FRAMING_USERS = ['kafkajs/src/network/connection.js'];
 
 function sizeOfUVarInt(value: number): number {
@@ -549,6 +561,62 @@ const produceV3Path = require.resolve(PRODUCE_V3_MODULE);
 const produceModulesLoaded = PRODUCE_REQUEST_MODULES.some((name) => require.cache[require.resolve(name)] !== undefined);
 const framingPath = require.resolve(FRAMING_MODULE);
 const kafkajsFraming = require(framingPath) as Framing;
+const recordDecoderPath = require.resolve(RECORD_DECODER_MODULE);
+const kafkajsRecordDecoder = require(recordDecoderPath) as RecordDecoder;
+
+/** kafkajs's Decoder, as far as the record decoder uses it. */
+interface DecoderLike {
+  readInt8(): number;
+  readVarLong(): unknown;
+  readVarInt(): number;
+  readVarIntBytes(): Buffer | null;
+  readVarIntArray<T>(decode: (decoder: DecoderLike) => T): T[];
+}
+interface RecordBatchContext {
+  readonly firstOffset?: string;
+  readonly firstTimestamp?: string;
+  readonly magicByte?: number;
+  readonly isControlBatch?: boolean;
+  readonly timestampType?: number;
+  readonly maxTimestamp?: string;
+}
+type RecordDecoder = (decoder: DecoderLike, batchContext?: RecordBatchContext) => unknown;
+interface LongLike {
+  add(other: unknown): LongLike;
+  toString(): string;
+}
+
+/**
+ * kafkajs's record decoder, step for step, but for the headers: folded into one object
+ * instead of a copy of it per header. A repeated name becomes an array of its values in
+ * order, as kafkajs's fold makes it, including its reading of inherited names (a first
+ * `constructor` header becomes `[Object, value]` there, and here); `__proto__` is defined as
+ * an own property, as kafkajs's computed key in an object literal defines it.
+ */
+export function createRecordDecoder(): RecordDecoder {
+  const Long = require(LONG_MODULE) as { fromValue(value: unknown): LongLike };
+  const decodeHeader = require(HEADER_DECODER_MODULE) as (decoder: DecoderLike) => { key: string; value: Buffer | null };
+  const { LOG_APPEND_TIME } = require(TIMESTAMP_TYPES_MODULE) as { LOG_APPEND_TIME: number };
+  return (decoder, batchContext = {}) => {
+    const { firstOffset, firstTimestamp, magicByte, isControlBatch = false, timestampType, maxTimestamp } = batchContext;
+    const attributes = decoder.readInt8();
+    const timestampDelta = decoder.readVarLong();
+    const timestamp = timestampType === LOG_APPEND_TIME && maxTimestamp ? maxTimestamp : Long.fromValue(firstTimestamp).add(timestampDelta).toString();
+    const offsetDelta = decoder.readVarInt();
+    const offset = Long.fromValue(firstOffset).add(offsetDelta).toString();
+    const key = decoder.readVarIntBytes();
+    const value = decoder.readVarIntBytes();
+    const headers: Record<string, unknown> = {};
+    for (const header of decoder.readVarIntArray(decodeHeader)) {
+      const name = header.key;
+      const current = headers[name];
+      const next = current === undefined ? header.value : Array.isArray(current) ? current.concat([header.value]) : [current, header.value];
+      if (name === '__proto__') Object.defineProperty(headers, name, { value: next, writable: true, enumerable: true, configurable: true });
+      else headers[name] = next;
+    }
+    return { magicByte, attributes, timestamp, offset, key, value, headers, isControlRecord: isControlBatch, batchContext };
+  };
+}
 
 function replaceModule(path: string, users: readonly string[], replacement: unknown): InstallResult {
   const cached = require.cache[path];
@@ -565,6 +633,7 @@ export const speedups: {
   readonly grouping: InstallResult;
   readonly produceRequest: InstallResult;
   readonly framing: InstallResult;
+  readonly recordDecoder: InstallResult;
 } = {
   recordEncoder: replaceModule(recordPath, PRODUCE_REQUEST_MODULES, createRecordEncoder(kafkajsRecordEncoder, kafkajsEncoderPrototype)),
   grouping: replaceModule(groupingPath, GROUPING_USERS, groupMessagesPerPartition),
@@ -575,6 +644,7 @@ export const speedups: {
     return replaceModule(produceV3Path, PRODUCE_V3_USERS, createProduceRequest(kafkajsProduceV3, kafkajsEncoderPrototype));
   })(),
   framing: replaceModule(framingPath, FRAMING_USERS, createFraming(kafkajsEncoderPrototype)),
+  recordDecoder: replaceModule(recordDecoderPath, RECORD_DECODER_USERS, createRecordDecoder()),
 };
 
 /** kafkajs's own implementations, for tests that compare. */
@@ -584,8 +654,9 @@ export function kafkajsOriginals(): {
   grouping: Grouping;
   produceRequest: ProduceRequestFactory | undefined;
   framing: Framing;
+  decodeRecord: RecordDecoder;
 } {
-  return { encode: kafkajsRecordEncoder, prototype: kafkajsEncoderPrototype, grouping: kafkajsGrouping, produceRequest: kafkajsProduceV3, framing: kafkajsFraming };
+  return { encode: kafkajsRecordEncoder, prototype: kafkajsEncoderPrototype, grouping: kafkajsGrouping, produceRequest: kafkajsProduceV3, framing: kafkajsFraming, decodeRecord: kafkajsRecordDecoder };
 }
 
 /** How long a transaction coordinator found is used without asking again. */
