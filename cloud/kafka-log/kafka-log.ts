@@ -737,8 +737,8 @@ export class KafkaLog implements SiteLog, HealthSource {
     // before that, the last stable offset would stop short of entries committed a moment
     // later; so every sender's id is registered, and the topics read again from where this
     // read stopped, before that sender's first transaction here.
-    if (speedups.recordEncoder !== 'installed' || speedups.grouping !== 'installed') {
-      this.options.logger?.info({ speedups }, 'kafkajs was loaded before the Kafka log; some of its own (slower) produce code stays in use');
+    if (speedups.recordEncoder !== 'installed' || speedups.grouping !== 'installed' || speedups.recordDecoder !== 'installed') {
+      this.options.logger?.info({ speedups }, 'kafkajs was loaded before the Kafka log; some of its own (slower) produce or read code stays in use');
     }
     // Registers the id of calls without a sender (and fences an older instance's), then reads
     // both compacted topics; each sender's id is registered before its first transaction.

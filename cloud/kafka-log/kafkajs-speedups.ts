@@ -1,6 +1,7 @@
 /**
- * Two drop-in replacements for kafkajs internals on the produce path, found by profiling
- * `KafkaLog.replicate` (bench shore-kafka); each writes exactly what kafkajs's own writes.
+ * Drop-in replacements for kafkajs internals, four on the produce path (found by profiling
+ * `KafkaLog.replicate`, bench shore-kafka) and one on the read path; each writes, or decodes,
+ * exactly what kafkajs's own does.
  *
  * 1. The record encoder (protocol/recordBatch/record/v0). kafkajs encodes each record into a
  *    fresh `Encoder` (a zero-filled 512-byte `Buffer.alloc`), each header into another one,
