@@ -2162,6 +2162,7 @@ export class KafkaLog implements SiteLog, HealthSource {
     // The span's endpoints are exact positions: its last record (what latest() wants) is one fetch.
     let kafkaOffset = from === span.lastOffset ? span.lastKafkaOffset : span.firstKafkaOffset;
     let markersDeadlineMs: number | undefined;
+    const topicBytes = Buffer.from(span.topic, 'utf8');
     while (kafkaOffset <= span.lastKafkaOffset) {
       let fetched;
       try {
@@ -2177,6 +2178,9 @@ export class KafkaLog implements SiteLog, HealthSource {
       }
       for (const message of fetched.messages) {
         if (BigInt(message.offset) > span.lastKafkaOffset) return true;
+        // The key is the logical topic (codec.ts): other containers' records sharing the
+        // partition are skipped without decoding their headers (the decoder's are lazy).
+        if (message.key === null || !message.key.equals(topicBytes)) continue;
         const identity = peekIdentity(message);
         if (identity === undefined || identity.stream !== span.stream || identity.topic !== span.topic || identity.offset < from) continue;
         const record = decodeRecord(message);

@@ -33,8 +33,10 @@
  *    (`{...obj, [key]: value}`): with our nine headers, nine growing copies per record read.
  *    Reading one container from Kafka decodes whole record batches, every record of them, and
  *    this fold was the largest single cost of a Kafka-backed site serving reads (profiled
- *    during the voyage's verification, 2026-11-24). This one folds into one object, with the
- *    same result (repeated names become arrays; a header named `__proto__` stays a property).
+ *    during the voyage's verification, 2026-11-24). This one decodes a record's headers only
+ *    when they are read (the reader skips other containers' records by their key), and folds
+ *    them into one object, with the same result (repeated names become arrays; a header
+ *    named `__proto__` stays a property).
  * How they are installed: by replacing the modules' entries in Node's require cache before
  * the kafkajs modules that `require` them are loaded. The grouping is required when kafkajs
  * itself is first loaded, so this module is imported first by cloud/kafka-log/index.ts; the
@@ -100,6 +102,7 @@ const FRAMING_MODULE = 'kafkajs/src/protocol/request.js';
 const RECORD_DECODER_MODULE = 'kafkajs/src/protocol/recordBatch/record/v0/decoder.js';
 const RECORD_DECODER_USERS = ['kafkajs/src/protocol/recordBatch/v0/decoder.js'];
 const LONG_MODULE = 'kafkajs/src/utils/long.js';
+const DECODER_MODULE = 'kafkajs/src/protocol/decoder.js';
 const HEADER_DECODER_MODULE = 'kafkajs/src/protocol/recordBatch/header/v0/decoder.js';
 const TIMESTAMP_TYPES_MODULE = 'kafkajs/src/protocol/timestampTypes.js';
 const FRAMING_USERS = ['kafkajs/src/network/connection.js'];
@@ -567,6 +570,8 @@ const kafkajsRecordDecoder = require(recordDecoderPath) as RecordDecoder;
 
 /** kafkajs's Decoder, as far as the record decoder uses it. */
 interface DecoderLike {
+  buffer: Buffer;
+  offset: number;
   readInt8(): number;
   readVarLong(): unknown;
   readVarInt(): number;
@@ -587,26 +592,40 @@ interface LongLike {
   toString(): string;
 }
 
+/** Marks a lazily decoded field not read yet (undefined is a value a caller may assign). */
+const UNREAD: unique symbol = Symbol('unread');
+
 /**
- * kafkajs's record decoder, step for step, but for the headers: folded into one object
- * instead of a copy of it per header. A repeated name becomes an array of its values in
- * order, as kafkajs's fold makes it, including its reading of inherited names (a first
- * `constructor` header becomes `[Object, value]` there, and here); `__proto__` is defined as
- * an own property, as kafkajs's computed key in an object literal defines it.
+ * kafkajs's record decoder with the same result, but lazy where kafkajs is eager:
+ *
+ * - The headers are decoded when first read, not when the record is: a read of one container
+ *   decodes whole record batches, and most of their records belong to other containers, so
+ *   most records' headers are never looked at. The record's bytes are its own buffer
+ *   (kafkajs's record batch decoder gives each record a decoder of its own), which its key
+ *   and value already keep alive.
+ * - When read, they are folded into one object instead of a copy of it per header (kafkajs's
+ *   `{...obj, [key]: value}`: with our nine headers, nine growing copies per record). A
+ *   repeated name becomes an array of its values in order, as kafkajs's fold makes it,
+ *   including its reading of inherited names (a first `constructor` header becomes
+ *   `[Object, value]` there, and here); `__proto__` is defined as an own property, as
+ *   kafkajs's computed key in an object literal defines it.
+ * - The timestamp (a 64-bit sum turned into a string) is computed when first read, too.
+ * - The offset is computed in doubles while it is a safe integer, which it is for any Kafka
+ *   partition short of 2^53 records, instead of parsing the batch's first offset once per
+ *   record into a 64-bit Long.
+ *
+ * `headers` and `timestamp` are own, enumerable accessor properties, in kafkajs's order, so a
+ * spread, `Object.keys` or `JSON.stringify` of a record sees what it sees of kafkajs's; they
+ * can be assigned, as kafkajs's can.
  */
 export function createRecordDecoder(): RecordDecoder {
   const Long = require(LONG_MODULE) as { fromValue(value: unknown): LongLike };
+  const Decoder = require(DECODER_MODULE) as new (buffer: Buffer) => DecoderLike;
   const decodeHeader = require(HEADER_DECODER_MODULE) as (decoder: DecoderLike) => { key: string; value: Buffer | null };
   const { LOG_APPEND_TIME } = require(TIMESTAMP_TYPES_MODULE) as { LOG_APPEND_TIME: number };
-  return (decoder, batchContext = {}) => {
-    const { firstOffset, firstTimestamp, magicByte, isControlBatch = false, timestampType, maxTimestamp } = batchContext;
-    const attributes = decoder.readInt8();
-    const timestampDelta = decoder.readVarLong();
-    const timestamp = timestampType === LOG_APPEND_TIME && maxTimestamp ? maxTimestamp : Long.fromValue(firstTimestamp).add(timestampDelta).toString();
-    const offsetDelta = decoder.readVarInt();
-    const offset = Long.fromValue(firstOffset).add(offsetDelta).toString();
-    const key = decoder.readVarIntBytes();
-    const value = decoder.readVarIntBytes();
+  const foldHeaders = (buffer: Buffer, offset: number): Record<string, unknown> => {
+    const decoder = new Decoder(buffer);
+    decoder.offset = offset;
     const headers: Record<string, unknown> = {};
     for (const header of decoder.readVarIntArray(decodeHeader)) {
       const name = header.key;
@@ -615,7 +634,46 @@ export function createRecordDecoder(): RecordDecoder {
       if (name === '__proto__') Object.defineProperty(headers, name, { value: next, writable: true, enumerable: true, configurable: true });
       else headers[name] = next;
     }
-    return { magicByte, attributes, timestamp, offset, key, value, headers, isControlRecord: isControlBatch, batchContext };
+    return headers;
+  };
+  return (decoder, batchContext = {}) => {
+    const { firstOffset, firstTimestamp, magicByte, isControlBatch = false, timestampType, maxTimestamp } = batchContext;
+    const attributes = decoder.readInt8();
+    const timestampDelta = decoder.readVarLong();
+    const offsetDelta = decoder.readVarInt();
+    const first = Number(firstOffset);
+    const offset = Number.isSafeInteger(first) && Number.isSafeInteger(first + offsetDelta) ? String(first + offsetDelta) : Long.fromValue(firstOffset).add(offsetDelta).toString();
+    const key = decoder.readVarIntBytes();
+    const value = decoder.readVarIntBytes();
+    const buffer = decoder.buffer;
+    const headersAt = decoder.offset;
+    let timestamp: unknown = UNREAD;
+    let headers: unknown = UNREAD;
+    return {
+      magicByte,
+      attributes,
+      get timestamp(): unknown {
+        if (timestamp === UNREAD) {
+          timestamp = timestampType === LOG_APPEND_TIME && maxTimestamp ? maxTimestamp : Long.fromValue(firstTimestamp).add(timestampDelta).toString();
+        }
+        return timestamp;
+      },
+      set timestamp(assigned: unknown) {
+        timestamp = assigned;
+      },
+      offset,
+      key,
+      value,
+      get headers(): unknown {
+        if (headers === UNREAD) headers = foldHeaders(buffer, headersAt);
+        return headers;
+      },
+      set headers(assigned: unknown) {
+        headers = assigned;
+      },
+      isControlRecord: isControlBatch,
+      batchContext,
+    };
   };
 }
 
