@@ -107,6 +107,39 @@ describeKafka('Kafka log as a StreamSource', () => {
     expect([...middle.records, ...rest.records].map((r) => `${r.topic}@${r.offset}`)).toEqual(records.map((r) => `${r.topic}@${r.offset}`));
   });
 
+  it('reads a transaction larger than a page in small pages: every record once, in the order of one large read, each batch fetched once', { timeout: 120_000 }, async () => {
+    const log = await openLog({ topicPrefix: `ss-${randomUUID().slice(0, 8)}` });
+    // One call, one transaction: 40 containers interleaved, 300 readings each.
+    const records: LogRecord[] = [];
+    for (let offset = 0; offset < 300; offset += 1) for (let container = 0; container < 40; container += 1) records.push(rec(`Z${container}`, offset, 'AURORA'));
+    await log.replicate(records, { sender: 'AURORA' });
+    const whole = await log.readStream('containers', 0, { maxRecords: 100_000 });
+    expect(whole.records).toHaveLength(records.length);
+    const order = whole.records.map((r) => `${r.topic}@${r.offset}`);
+
+    // The log's fetches of record ranges, counted (what a page leaves of a fetch serves the next).
+    const fetchRange = (log as unknown as { fetchRange: (...args: unknown[]) => Promise<unknown> }).fetchRange.bind(log);
+    let rangeFetches = 0;
+    (log as unknown as { fetchRange: unknown }).fetchRange = (...args: unknown[]) => {
+      rangeFetches += 1;
+      return fetchRange(...args);
+    };
+    const paged = await readAll(log, 'containers', 97);
+    expect(paged.records.map((r) => `${r.topic}@${r.offset}`)).toEqual(order);
+    expect(paged.records.map((r) => Buffer.from(r.payload).toString())).toEqual(whole.records.map((r) => Buffer.from(r.payload).toString()));
+    expect(paged.end).toBe(whole.nextPosition);
+    // 124 pages over 4 partitions: fetching again for each page would take 124 or more.
+    expect(rangeFetches).toBeLessThan(40);
+
+    // A reader that starts in the middle of the entry, where no page left anything, and one
+    // that reads the same positions again, get the same records.
+    const from = (await log.readStream('containers', 0, { maxRecords: 5_555 })).nextPosition;
+    const again = await readAll(log, 'containers', 1_000, from);
+    expect(again.records.map((r) => `${r.topic}@${r.offset}`)).toEqual(order.slice(5_555));
+    const twice = await log.readStream('containers', from, { maxRecords: 10 });
+    expect(twice.records.map((r) => `${r.topic}@${r.offset}`)).toEqual(order.slice(5_555, 5_565));
+  });
+
   it('never returns an aborted transaction\'s records; the resend after it is read once', { timeout: 60_000 }, async () => {
     const log = await openLog({ topicPrefix: `ss-${randomUUID().slice(0, 8)}` });
     await log.replicate([rec('Y01', 0, 'AURORA'), rec('Y02', 0, 'AURORA')], { sender: 'AURORA' });

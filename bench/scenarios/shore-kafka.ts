@@ -515,6 +515,19 @@ async function measureEndpoint(broker: KafkaBroker, records: number, progress: (
   }
 }
 
+/**
+ * The records as the endpoint hands them to the log: each batch through the senders' wire
+ * format and back, decoded before the clock starts. Wire format 2 groups a batch's records by
+ * topic, as links send them; `senderBatches` interleaves the containers, and fed that order
+ * the log built no tail template and hashed a partition per record: 10.4-14.6 µs/record in
+ * this process against 6.7-9.2 for the endpoint's shore (2026-11-24).
+ */
+function decodedSenderBatches(records: number): (readonly LogRecord[])[][] {
+  return senderBatches(records).map((batches) =>
+    batches.map((batch) => decodeBatch(encodeBody({ sender: 'AURORA', records: batch }), { maxDecompressedBytes: 1 << 30, maxRecords: batch.length }).records),
+  );
+}
+
 /** KafkaLog.replicate in this process, no HTTP and no batch decoding: the Kafka write path alone. */
 async function measureReplicate(broker: KafkaBroker, records: number): Promise<ShoreRun> {
   const run = randomBytes(3).toString('hex');
@@ -527,14 +540,7 @@ async function measureReplicate(broker: KafkaBroker, records: number): Promise<S
     compression: shoreCompression(),
   });
   try {
-    // The records as the endpoint hands them to the log: each batch through the senders' wire
-    // format and back, decoded before the clock starts. Wire format 2 groups a batch's records
-    // by topic, as links send them; `senderBatches` interleaves the containers, and fed that
-    // order the log built no tail template and hashed a partition per record: 10.4-14.6
-    // µs/record in this process against 6.7-9.2 for the endpoint's shore (2026-11-24).
-    const perSender = senderBatches(records).map((batches) =>
-      batches.map((batch) => decodeBatch(encodeBody({ sender: 'AURORA', records: batch }), { maxDecompressedBytes: 1 << 30, maxRecords: batch.length }).records),
-    );
+    const perSender = decodedSenderBatches(records);
     settleDisk();
     const cpu = cpuMeter({ replicate: undefined, broker: broker.pid });
     const startedAt = performance.now();
@@ -547,6 +553,125 @@ async function measureReplicate(broker: KafkaBroker, records: number): Promise<S
     return { rate, commits: Number(log.health().details?.commits ?? 0), cpu: cpu() };
   } finally {
     await log.close();
+  }
+}
+
+/** Containers read at once in the read part, as a portal's users ask for theirs. */
+const READERS = 4;
+
+interface ReadRuns {
+  /** Every container's whole history through `readTopic`, READERS at a time. */
+  readonly histories: { readonly rate: number; readonly cpu: CpuUse };
+  /** The stream in the site's commit order through `readStream` (forwarding onward, customer topics). */
+  readonly stream: { readonly rate: number; readonly cpu: CpuUse };
+  /** Kafka's ConsumerPerformance reading the whole data topic, read_committed (the baseline). */
+  readonly consumerPerformance: number;
+}
+
+/**
+ * Reads back what a Kafka-backed site holds, the ways a site reads: each container's history
+ * (the portal, replication onward: the topic index's spans, then fetches that decode every
+ * record of the batches they return, other containers' too) and the whole stream in commit
+ * order (the journals). The records are written first by `replicate`, not measured. Every
+ * read is checked for its count: a rate of a short read would be no figure at all.
+ */
+async function measureReads(broker: KafkaBroker, libsDir: string, records: number, progress: (line: string) => void): Promise<ReadRuns> {
+  const run = randomBytes(3).toString('hex');
+  const topicPrefix = `benchread${run}`;
+  const log = await KafkaLog.open({
+    siteId: `BENCHREAD${run}`,
+    brokers: [broker.bootstrap],
+    topicPrefix,
+    streams: ['containers'],
+    partitions: PARTITIONS,
+    compression: shoreCompression(),
+  });
+  try {
+    progress(`shore-kafka: writing ${records} records to read back (replicate, not measured)…`);
+    await Promise.all(
+      decodedSenderBatches(records).map(async (batches) => {
+        for (const batch of batches) await log.replicate(batch);
+      }),
+    );
+    const topics = log.listTopics('containers').map((entry) => entry.topic);
+    const expectCount = (what: string, count: number) => {
+      if (count !== records) throw new Error(`shore-kafka: ${what} read ${count} records of the ${records} written`);
+    };
+
+    progress(`shore-kafka: reading ${topics.length} containers' histories, ${READERS} at a time…`);
+    settleDisk();
+    let cpu = cpuMeter({ shore: undefined, broker: broker.pid });
+    let startedAt = performance.now();
+    let historyRecords = 0;
+    const queue = [...topics];
+    await Promise.all(
+      Array.from({ length: READERS }, async () => {
+        for (let topic = queue.shift(); topic !== undefined; topic = queue.shift()) {
+          for (let from = 0; ; ) {
+            const page = await log.readTopic('containers', topic, from);
+            if (page.length === 0) break;
+            historyRecords += page.length;
+            from = page[page.length - 1]!.offset + 1;
+          }
+        }
+      }),
+    );
+    const histories = { rate: historyRecords / ((performance.now() - startedAt) / 1000), cpu: cpu() };
+    expectCount('the container histories', historyRecords);
+
+    progress('shore-kafka: reading the stream in commit order…');
+    settleDisk();
+    cpu = cpuMeter({ shore: undefined, broker: broker.pid });
+    startedAt = performance.now();
+    let streamRecords = 0;
+    for (let position = 0; ; ) {
+      const page = await log.readStream('containers', position);
+      if (page.records.length === 0) break;
+      streamRecords += page.records.length;
+      position = page.nextPosition;
+    }
+    const stream = { rate: streamRecords / ((performance.now() - startedAt) / 1000), cpu: cpu() };
+    expectCount('the stream', streamRecords);
+
+    progress('shore-kafka: ConsumerPerformance reading the same topic, read_committed…');
+    settleDisk();
+    const consumerRate = await consumerPerformance(libsDir, broker.bootstrap, `${topicPrefix}.containers`, records);
+    return { histories, stream, consumerPerformance: consumerRate };
+  } finally {
+    await log.close();
+  }
+}
+
+/**
+ * Runs Kafka's ConsumerPerformance over a whole topic, read_committed, and returns its
+ * fetch.nMsg.sec: records/s while fetching, without the consumer group's join before it.
+ */
+async function consumerPerformance(libsDir: string, bootstrap: string, topic: string, records: number): Promise<number> {
+  const configDir = mkdtempSync(join(tmpdir(), 'portcall-consumer-perf-'));
+  try {
+    const config = join(configDir, 'consumer.properties');
+    writeFileSync(config, 'isolation.level=read_committed\n');
+    const output = await new Promise<string>((resolve, reject) => {
+      const args = ['-cp', join(libsDir, '*'), 'org.apache.kafka.tools.ConsumerPerformance', '--bootstrap-server', bootstrap, '--topic', topic, '--messages', String(records), '--consumer.config', config, '--timeout', '30000'];
+      const child = spawn('java', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      child.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      child.once('error', reject);
+      child.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`ConsumerPerformance exited ${String(code)}:\n${text.slice(-2000)}`))));
+    });
+    // A header line naming the columns, then one line of values.
+    const lines = output.split('\n').map((line) => line.trim());
+    const headerIndex = lines.findIndex((line) => line.startsWith('start.time'));
+    const names = (lines[headerIndex] ?? '').split(',').map((name) => name.trim());
+    const values = (lines[headerIndex + 1] ?? '').split(',').map((value) => value.trim());
+    const consumed = Number(values[names.indexOf('data.consumed.in.nMsg')]);
+    const rate = Number(values[names.indexOf('fetch.nMsg.sec')]);
+    if (headerIndex < 0 || !Number.isFinite(rate) || rate <= 0) throw new Error(`no summary in ConsumerPerformance output:\n${output.slice(-2000)}`);
+    if (consumed !== records) throw new Error(`ConsumerPerformance read ${consumed} records of the ${records} written`);
+    return rate;
+  } finally {
+    rmSync(configDir, { recursive: true, force: true });
   }
 }
 
@@ -583,7 +708,7 @@ function endpointRuns(): number {
 }
 
 /** The parts of the scenario, all by default; `PORTCALL_SHORE_KAFKA_PARTS=endpoint,sites` runs only those (for profiling one). */
-const PARTS = ['producer-performance', 'keyed-headers', 'transactions', 'endpoint', 'link', 'sites', 'replicate'] as const;
+const PARTS = ['producer-performance', 'keyed-headers', 'transactions', 'endpoint', 'link', 'sites', 'replicate', 'read'] as const;
 type Part = (typeof PARTS)[number];
 
 function partsToRun(): ReadonlySet<Part> {
@@ -771,6 +896,32 @@ export const shoreKafkaScenario: Scenario = {
           unit: 'records/s',
           ...against(),
         });
+      }
+      if (parts.has('read')) {
+        const reads = await measureReads(broker, libsDir, records, context.progress);
+        context.progress(
+          `shore-kafka: read ${Math.round(reads.histories.rate)} records/s of container histories (${describeCpu(reads.histories.cpu, records)}), ` +
+            `${Math.round(reads.stream.rate)} records/s of the stream in commit order (${describeCpu(reads.stream.cpu, records)}); ConsumerPerformance ${Math.round(reads.consumerPerformance)} records/s`,
+        );
+        const consumerBaseline = { baseline: 'Kafka ConsumerPerformance (Java, read_committed, the whole topic)', baselineValue: reads.consumerPerformance };
+        figures.push(
+          {
+            scenario: 'shore-kafka',
+            metric: `reading every container's history from Kafka (KafkaLog.readTopic, ${READERS} containers at a time, ${containerCount()} containers, ${compression} batches)`,
+            value: reads.histories.rate,
+            unit: 'records/s',
+            ...consumerBaseline,
+          },
+          { scenario: 'shore-kafka', metric: 'reading the stream in commit order from Kafka (KafkaLog.readStream)', value: reads.stream.rate, unit: 'records/s', ...consumerBaseline },
+        );
+        if (reads.histories.cpu.shore !== undefined) {
+          figures.push({
+            scenario: 'shore-kafka',
+            metric: `reading process CPU per ${CPU_PER_RECORDS.toLocaleString('en-US')} records (container histories)`,
+            value: (reads.histories.cpu.shore * CPU_PER_RECORDS) / records,
+            unit: 'CPU-s',
+          });
+        }
       }
       if (keyedFigure !== undefined) figures.push(keyedFigure);
       if (keyedCompressedFigure !== undefined) figures.push(keyedCompressedFigure);
