@@ -33,9 +33,10 @@
  *    (`{...obj, [key]: value}`): with our nine headers, nine growing copies per record read.
  *    Reading one container from Kafka decodes whole record batches, every record of them, and
  *    this fold was the largest single cost of a Kafka-backed site serving reads (profiled
- *    during the voyage's verification, 2026-11-24). This one decodes a record's headers only
- *    when they are read (the reader skips other containers' records by their key), and folds
- *    them into one object, with the same result (repeated names become arrays; a header
+ *    during the voyage's verification, 2026-11-24). This one decodes a record's key, value,
+ *    timestamp and headers only when they are read (a reader drops most records of a fetch
+ *    unread: before the fetched offset, or another container's by its key), and folds the
+ *    headers into one object, with the same result (repeated names become arrays; a header
  *    named `__proto__` stays a property).
  * How they are installed: by replacing the modules' entries in Node's require cache before
  * the kafkajs modules that `require` them are loaded. The grouping is required when kafkajs
@@ -595,39 +596,59 @@ interface LongLike {
 /** Marks a lazily decoded field not read yet (undefined is a value a caller may assign). */
 const UNREAD: unique symbol = Symbol('unread');
 
+/** Steps a decoder over a varint without computing it (what kafkajs's readVarLong reads, without its Longs). */
+function skipVarInt(decoder: DecoderLike): void {
+  const buffer = decoder.buffer;
+  while ((buffer[decoder.offset++] ?? 0) >= 0x80);
+}
+
+/** Steps a decoder over a length-prefixed byte string (null is length -1) without copying it. */
+function skipVarIntBytes(decoder: DecoderLike): void {
+  const length = decoder.readVarInt();
+  if (length > 0) decoder.offset += length;
+}
+
 /**
  * kafkajs's record decoder with the same result, but lazy where kafkajs is eager:
  *
- * - The headers are decoded when first read, not when the record is: a read of one container
- *   decodes whole record batches, and most of their records belong to other containers, so
- *   most records' headers are never looked at. The record's bytes are its own buffer
- *   (kafkajs's record batch decoder gives each record a decoder of its own), which its key
- *   and value already keep alive.
- * - When read, they are folded into one object instead of a copy of it per header (kafkajs's
- *   `{...obj, [key]: value}`: with our nine headers, nine growing copies per record). A
- *   repeated name becomes an array of its values in order, as kafkajs's fold makes it,
- *   including its reading of inherited names (a first `constructor` header becomes
+ * - Key, value, timestamp and headers are decoded when first read, not when the record is: a
+ *   read of one container decodes whole record batches, and most of their records belong to
+ *   other containers or lie before the fetched offset, so most records are dropped unread.
+ *   The decoder only steps over them (varint lengths) to find where each starts. The record's
+ *   bytes are its own buffer (kafkajs's record batch decoder gives each record a decoder of
+ *   its own), which the record keeps.
+ * - When read, the headers are folded into one object instead of a copy of it per header
+ *   (kafkajs's `{...obj, [key]: value}`: with our nine headers, nine growing copies per
+ *   record). A repeated name becomes an array of its values in order, as kafkajs's fold makes
+ *   it, including its reading of inherited names (a first `constructor` header becomes
  *   `[Object, value]` there, and here); `__proto__` is defined as an own property, as
  *   kafkajs's computed key in an object literal defines it.
- * - The timestamp (a 64-bit sum turned into a string) is computed when first read, too.
- * - The offset is computed in doubles while it is a safe integer, which it is for any Kafka
- *   partition short of 2^53 records, instead of parsing the batch's first offset once per
- *   record into a 64-bit Long.
+ * - The timestamp (a 64-bit sum turned into a string) is computed when first read, and the
+ *   offset in doubles while it is a safe integer, which it is for any Kafka partition short
+ *   of 2^53 records, instead of parsing the batch's first offset once per record into a
+ *   64-bit Long.
  *
- * `headers` and `timestamp` are own, enumerable accessor properties, in kafkajs's order, so a
- * spread, `Object.keys` or `JSON.stringify` of a record sees what it sees of kafkajs's; they
- * can be assigned, as kafkajs's can.
+ * A record is an instance of a class whose lazy fields are accessors on its prototype, and
+ * can be assigned, as kafkajs's plain fields can. A first version made them own accessor
+ * properties of an object literal, so that a spread or `Object.keys` saw what it sees of
+ * kafkajs's; V8 builds such a literal with new closures through its runtime, 1.1 µs a record
+ * against 80 ns for a class instance (measured, Node 20), and it was the largest self time of
+ * a Kafka-backed site reading container histories. Neither kafkajs (2.2.4, its last release)
+ * nor the Kafka log spreads or enumerates a decoded record; they read its fields by name.
  */
 export function createRecordDecoder(): RecordDecoder {
   const Long = require(LONG_MODULE) as { fromValue(value: unknown): LongLike };
   const Decoder = require(DECODER_MODULE) as new (buffer: Buffer) => DecoderLike;
   const decodeHeader = require(HEADER_DECODER_MODULE) as (decoder: DecoderLike) => { key: string; value: Buffer | null };
   const { LOG_APPEND_TIME } = require(TIMESTAMP_TYPES_MODULE) as { LOG_APPEND_TIME: number };
-  const foldHeaders = (buffer: Buffer, offset: number): Record<string, unknown> => {
+  const decoderAt = (buffer: Buffer, offset: number): DecoderLike => {
     const decoder = new Decoder(buffer);
     decoder.offset = offset;
+    return decoder;
+  };
+  const foldHeaders = (buffer: Buffer, offset: number): Record<string, unknown> => {
     const headers: Record<string, unknown> = {};
-    for (const header of decoder.readVarIntArray(decodeHeader)) {
+    for (const header of decoderAt(buffer, offset).readVarIntArray(decodeHeader)) {
       const name = header.key;
       const current = headers[name];
       const next = current === undefined ? header.value : Array.isArray(current) ? current.concat([header.value]) : [current, header.value];
@@ -636,45 +657,83 @@ export function createRecordDecoder(): RecordDecoder {
     }
     return headers;
   };
-  return (decoder, batchContext = {}) => {
-    const { firstOffset, firstTimestamp, magicByte, isControlBatch = false, timestampType, maxTimestamp } = batchContext;
-    const attributes = decoder.readInt8();
-    const timestampDelta = decoder.readVarLong();
-    const offsetDelta = decoder.readVarInt();
-    const first = Number(firstOffset);
-    const offset = Number.isSafeInteger(first) && Number.isSafeInteger(first + offsetDelta) ? String(first + offsetDelta) : Long.fromValue(firstOffset).add(offsetDelta).toString();
-    const key = decoder.readVarIntBytes();
-    const value = decoder.readVarIntBytes();
-    const buffer = decoder.buffer;
-    const headersAt = decoder.offset;
-    let timestamp: unknown = UNREAD;
-    let headers: unknown = UNREAD;
-    return {
-      magicByte,
-      attributes,
-      get timestamp(): unknown {
-        if (timestamp === UNREAD) {
-          timestamp = timestampType === LOG_APPEND_TIME && maxTimestamp ? maxTimestamp : Long.fromValue(firstTimestamp).add(timestampDelta).toString();
-        }
-        return timestamp;
-      },
-      set timestamp(assigned: unknown) {
-        timestamp = assigned;
-      },
-      offset,
-      key,
-      value,
-      get headers(): unknown {
-        if (headers === UNREAD) headers = foldHeaders(buffer, headersAt);
-        return headers;
-      },
-      set headers(assigned: unknown) {
-        headers = assigned;
-      },
-      isControlRecord: isControlBatch,
-      batchContext,
-    };
-  };
+
+  class DecodedRecord {
+    readonly magicByte: number | undefined;
+    readonly attributes: number;
+    readonly offset: string;
+    readonly isControlRecord: boolean;
+    readonly batchContext: RecordBatchContext;
+    readonly #buffer: Buffer;
+    /** Where the timestamp delta, the key and the value start in the record's bytes. */
+    readonly #timestampAt: number;
+    readonly #keyAt: number;
+    readonly #valueAt: number;
+    #timestamp: unknown = UNREAD;
+    #key: unknown = UNREAD;
+    #value: unknown = UNREAD;
+    #headers: unknown = UNREAD;
+
+    constructor(decoder: DecoderLike, batchContext: RecordBatchContext) {
+      const { firstOffset, magicByte, isControlBatch = false } = batchContext;
+      this.magicByte = magicByte;
+      this.attributes = decoder.readInt8();
+      this.#timestampAt = decoder.offset;
+      skipVarInt(decoder);
+      const offsetDelta = decoder.readVarInt();
+      const first = Number(firstOffset);
+      this.offset = Number.isSafeInteger(first) && Number.isSafeInteger(first + offsetDelta) ? String(first + offsetDelta) : Long.fromValue(firstOffset).add(offsetDelta).toString();
+      this.isControlRecord = isControlBatch;
+      this.batchContext = batchContext;
+      this.#buffer = decoder.buffer;
+      this.#keyAt = decoder.offset;
+      skipVarIntBytes(decoder);
+      this.#valueAt = decoder.offset;
+      skipVarIntBytes(decoder);
+    }
+
+    get timestamp(): unknown {
+      if (this.#timestamp === UNREAD) {
+        const { timestampType, maxTimestamp, firstTimestamp } = this.batchContext;
+        this.#timestamp =
+          timestampType === LOG_APPEND_TIME && maxTimestamp ? maxTimestamp : Long.fromValue(firstTimestamp).add(decoderAt(this.#buffer, this.#timestampAt).readVarLong()).toString();
+      }
+      return this.#timestamp;
+    }
+    set timestamp(assigned: unknown) {
+      this.#timestamp = assigned;
+    }
+
+    get key(): unknown {
+      if (this.#key === UNREAD) this.#key = decoderAt(this.#buffer, this.#keyAt).readVarIntBytes();
+      return this.#key;
+    }
+    set key(assigned: unknown) {
+      this.#key = assigned;
+    }
+
+    get value(): unknown {
+      if (this.#value === UNREAD) this.#value = decoderAt(this.#buffer, this.#valueAt).readVarIntBytes();
+      return this.#value;
+    }
+    set value(assigned: unknown) {
+      this.#value = assigned;
+    }
+
+    get headers(): unknown {
+      if (this.#headers === UNREAD) {
+        const decoder = decoderAt(this.#buffer, this.#valueAt);
+        skipVarIntBytes(decoder);
+        this.#headers = foldHeaders(this.#buffer, decoder.offset);
+      }
+      return this.#headers;
+    }
+    set headers(assigned: unknown) {
+      this.#headers = assigned;
+    }
+  }
+
+  return (decoder, batchContext = {}) => new DecodedRecord(decoder, batchContext);
 }
 
 function replaceModule(path: string, users: readonly string[], replacement: unknown): InstallResult {
