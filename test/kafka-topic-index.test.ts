@@ -210,6 +210,34 @@ describeKafka('Kafka log topic index', () => {
     expect(counter.fetches).toBeLessThanOrEqual(4);
   });
 
+  it('reads a container with a span in every transaction in a few fetches, not one per span', { timeout: 90_000 }, async () => {
+    const names = unique();
+    // Small spans, so that each container's records make many of them.
+    const log = await open({ ...names, partitions: 1, maxSpanKafkaOffsets: 300 });
+    const containers = range(0, 40).map((i) => `BUSY${i}`);
+    for (let batch = 0; batch < 30; batch++) {
+      await log.replicate(containers.flatMap((topic) => range(batch * 5, batch * 5 + 5).map((offset) => rec(topic, offset))));
+    }
+    const spans = (log as unknown as { index: { db: { prepare(sql: string): { get(...args: unknown[]): { n: number } } } } }).index.db
+      .prepare(`SELECT count(*) AS n FROM spans WHERE topic = ?`)
+      .get('BUSY7').n;
+    expect(spans).toBeGreaterThanOrEqual(10);
+
+    const counter = countFetches(log);
+    const whole = await log.readTopic('containers', 'BUSY7', 0);
+    expect(offsets(whole)).toEqual(range(0, 150));
+    expect(whole.every((record) => record.topic === 'BUSY7' && Buffer.from(record.payload).toString().startsWith('{"topic":"BUSY7","offset":'))).toBe(true);
+    expect(counter.fetches).toBeLessThanOrEqual(3);
+
+    // From the middle of a span, a page that ends in the middle of another, and the last record.
+    counter.fetches = 0;
+    expect(offsets(await log.readTopic('containers', 'BUSY7', 37, { maxRecords: 41 }))).toEqual(range(37, 78));
+    expect(counter.fetches).toBeLessThanOrEqual(2);
+    counter.fetches = 0;
+    expect(await log.latest('containers', 'BUSY7')).toMatchObject({ offset: 149 });
+    expect(counter.fetches).toBe(1);
+  });
+
   it('reads its own writes at once: a read right after a commit waits for the commit markers', { timeout: 60_000 }, async () => {
     const log = await open({ ...unique(), partitions: 3 });
     for (let offset = 0; offset < 40; offset++) {

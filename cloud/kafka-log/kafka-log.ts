@@ -282,6 +282,9 @@ const MIN_STRETCH_FETCH_BYTES = 16 * 1024;
  */
 const MAX_LEFTOVER_SLOTS = 50_000;
 
+/** Most spans a topic read fetches together (spansReadTogether); the page's size bounds it first. */
+const MAX_SPANS_READ_TOGETHER = 1_000;
+
 const leftoverKey = (range: JournalRange, from: bigint): string => `${range.kafkaTopic}#${range.partition}@${from}`;
 
 function stretchFetchBytes(offsets: bigint): number {
@@ -2154,7 +2157,8 @@ export class KafkaLog implements SiteLog, HealthSource {
         if (span === undefined) break;
         next = span.firstOffset;
       }
-      const full = await this.readSpan(fetcher, span, next, (record) => {
+      const spans = this.spansReadTogether(index, span, next, maxRecords - records.length);
+      const full = await this.readSpans(fetcher, spans, next, (record) => {
         if (records.length > 0 && bytes + record.payload.byteLength > maxBytes) return false;
         records.push(record);
         bytes += record.payload.byteLength;
@@ -2162,42 +2166,93 @@ export class KafkaLog implements SiteLog, HealthSource {
         return records.length < maxRecords;
       });
       if (!full) break;
-      if (next <= span.lastOffset) {
-        // The span did not hold what the index said (records deleted by retention under it).
-        next = span.lastOffset + 1;
+      const last = spans[spans.length - 1]!;
+      if (next <= last.lastOffset) {
+        // The spans did not hold what the index said (records deleted by retention under them).
+        next = last.lastOffset + 1;
       }
     }
     return records;
   }
 
-  /** Feeds `take` the span's records from `from` on; false once `take` wants no more. */
-  private async readSpan(fetcher: PartitionFetcher, span: Span, from: number, take: (record: LogRecord) => boolean): Promise<boolean> {
+  /**
+   * The span, and the spans after it that one read takes with it: the topic's next records
+   * (as many as the page may still take), in the same partition, each starting at most
+   * `maxSpanKafkaOffsets` after the one before ends. A container that reports in every
+   * transaction has a span in every transaction's batch of its partition, a batch apart;
+   * fetching them together reads the same batches as fetching each (a fetch returns whole
+   * batches) in a fraction of the fetches. Between them lie other containers' records, as
+   * within a span, and the same bound holds: a read scans at most that many records of
+   * others between two of its own.
+   */
+  private spansReadTogether(index: TopicIndex, first: Span, from: number, maxRecords: number): Span[] {
+    const spans = [first];
+    let records = first.lastOffset - Math.max(from, first.firstOffset) + 1;
+    const maxGap = BigInt(this.options.maxSpanKafkaOffsets);
+    while (records < maxRecords && spans.length < MAX_SPANS_READ_TOGETHER) {
+      const previous = spans[spans.length - 1]!;
+      const following = index.spanAfter(first.stream, first.topic, previous.lastOffset);
+      if (
+        following === undefined ||
+        following.firstOffset !== previous.lastOffset + 1 ||
+        following.kafkaTopic !== previous.kafkaTopic ||
+        following.partition !== previous.partition ||
+        following.firstKafkaOffset <= previous.lastKafkaOffset ||
+        following.firstKafkaOffset - previous.lastKafkaOffset > maxGap
+      ) {
+        break;
+      }
+      spans.push(following);
+      records += following.lastOffset - following.firstOffset + 1;
+    }
+    return spans;
+  }
+
+  /**
+   * Feeds `take` the records of consecutive spans of one partition (spansReadTogether) from
+   * logical offset `from` on, fetching from the first span's start to the last one's end and
+   * stepping over a gap between two spans that a fetch ends in; false once `take` wants no more.
+   */
+  private async readSpans(fetcher: PartitionFetcher, spans: readonly Span[], from: number, take: (record: LogRecord) => boolean): Promise<boolean> {
+    const first = spans[0]!;
+    const lastKafkaOffset = spans[spans.length - 1]!.lastKafkaOffset;
     // The span's endpoints are exact positions: its last record (what latest() wants) is one fetch.
-    let kafkaOffset = from === span.lastOffset ? span.lastKafkaOffset : span.firstKafkaOffset;
+    let kafkaOffset = from === first.lastOffset ? first.lastKafkaOffset : first.firstKafkaOffset;
     let markersDeadlineMs: number | undefined;
-    const topicBytes = Buffer.from(span.topic, 'utf8');
-    while (kafkaOffset <= span.lastKafkaOffset) {
+    const topicBytes = Buffer.from(first.topic, 'utf8');
+    /** The span the reader is in, and the next logical offset it takes (an overlap never yields a record twice). */
+    let current = 0;
+    let wanted = from;
+    const enterSpanAt = (offset: bigint): void => {
+      while (current < spans.length - 1 && offset > spans[current]!.lastKafkaOffset) current += 1;
+    };
+    while (kafkaOffset <= lastKafkaOffset) {
       let fetched;
       try {
-        fetched = await fetcher.fetch(span.kafkaTopic, span.partition, kafkaOffset, stretchFetchBytes(span.lastKafkaOffset + 1n - kafkaOffset));
+        fetched = await fetcher.fetch(first.kafkaTopic, first.partition, kafkaOffset, stretchFetchBytes(lastKafkaOffset + 1n - kafkaOffset));
       } catch (error) {
         if (error instanceof OffsetOutOfRangeError) {
-          const low = await this.logStartOffset(span.kafkaTopic, span.partition);
-          if (low <= kafkaOffset || low > span.lastKafkaOffset) return true;
+          const low = await this.logStartOffset(first.kafkaTopic, first.partition);
+          if (low <= kafkaOffset || low > lastKafkaOffset) return true;
           kafkaOffset = low;
           continue;
         }
-        throw asStoreError(`cannot read ${span.stream}/${span.topic} from Kafka`, error);
+        throw asStoreError(`cannot read ${first.stream}/${first.topic} from Kafka`, error);
       }
       for (const message of fetched.messages) {
-        if (BigInt(message.offset) > span.lastKafkaOffset) return true;
+        const offset = BigInt(message.offset);
+        if (offset > lastKafkaOffset) return true;
+        enterSpanAt(offset);
+        // Between two spans: other containers' records only.
+        if (offset < spans[current]!.firstKafkaOffset) continue;
         // The key is the logical topic (codec.ts): other containers' records sharing the
-        // partition are skipped without decoding their headers (the decoder's are lazy).
+        // partition are skipped without decoding the rest of them (the decoder is lazy).
         if (message.key === null || !message.key.equals(topicBytes)) continue;
         const identity = peekIdentity(message);
-        if (identity === undefined || identity.stream !== span.stream || identity.topic !== span.topic || identity.offset < from) continue;
+        if (identity === undefined || identity.stream !== first.stream || identity.topic !== first.topic || identity.offset < wanted) continue;
         const record = decodeRecord(message);
         if (record === undefined) continue;
+        wanted = record.offset + 1;
         if (!take(record)) return false;
       }
       if (fetched.nextOffset <= kafkaOffset) {
@@ -2207,13 +2262,15 @@ export class KafkaLog implements SiteLog, HealthSource {
         if (fetched.lastStableOffset > kafkaOffset) return true;
         if (Date.now() > (markersDeadlineMs ??= Date.now() + COMMIT_MARKER_WAIT_MS)) {
           throw new StoreUnavailableError(
-            `${span.stream}/${span.topic}: committed records at ${span.kafkaTopic}/${span.partition}@${kafkaOffset} are not readable after ${COMMIT_MARKER_WAIT_MS} ms`,
+            `${first.stream}/${first.topic}: committed records at ${first.kafkaTopic}/${first.partition}@${kafkaOffset} are not readable after ${COMMIT_MARKER_WAIT_MS} ms`,
           );
         }
         await new Promise((resolve) => setTimeout(resolve, 10));
         continue;
       }
       kafkaOffset = fetched.nextOffset;
+      enterSpanAt(kafkaOffset);
+      if (kafkaOffset < spans[current]!.firstKafkaOffset) kafkaOffset = spans[current]!.firstKafkaOffset;
     }
     return true;
   }
