@@ -210,6 +210,8 @@ export function committedMessages(
 ): { withinOffset: FetchedMessage[]; committed: FetchedMessage[] } {
   const from = fetchedOffset <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(fetchedOffset) : fetchedOffset;
   const withinOffset = messages.filter((message) => offsetValue(message.offset) >= from);
+  // The usual case: nothing aborted in the range, only the markers to drop.
+  if (abortedTransactions.length === 0) return { withinOffset, committed: withinOffset.filter((message) => !message.isControlRecord) };
   const remaining = abortedTransactions.map((transaction) => ({ producerId: transaction.producerId, firstOffset: offsetValue(transaction.firstOffset) }));
   // Producers whose aborted transaction the messages have stepped into and not yet left (by its ABORT marker).
   const inAborted = new Set<string | undefined>();
