@@ -280,7 +280,8 @@ const MIN_STRETCH_FETCH_BYTES = 16 * 1024;
 
 /**
  * Fetched messages of journal ranges that stream pages left unread, kept for the pages after
- * them (readEntry), at most this many in all: a fetch returns whole record batches, and
+ * them (readEntry), at most this many slots in all (counting whole fetched arrays, read part
+ * included, since that is what they hold in memory): a fetch returns whole record batches, and
  * without them a large transaction read in pages of 1,000 fetched and decoded its batches
  * again for every page (measured, bench shore-kafka `read`: 1,399 records/s).
  */
@@ -667,8 +668,8 @@ export class KafkaLog implements SiteLog, HealthSource {
   private cursorProducer: Promise<Producer> | undefined;
   /** Per stream, the last count of records after a position (links' lag), and where it was counted. */
   private readonly lagCache = new Map<string, { end: bigint; records: number; countedAtMs: number }>();
-  /** What stream pages left of their journal ranges' fetches, for the next page (readEntry). */
-  private readonly rangeLeftovers = new Map<string, (FetchedMessage | undefined)[]>();
+  /** What stream pages left of their journal ranges' fetches (from `head` on), for the next page (readEntry). */
+  private readonly rangeLeftovers = new Map<string, { readonly slots: (FetchedMessage | undefined)[]; readonly head: number }>();
   private leftoverSlots = 0;
   private readonly lagCounting = new Set<string>();
   /** Partitions the index is catching up on, with the Kafka offset it must reach. */
@@ -2405,8 +2406,9 @@ export class KafkaLog implements SiteLog, HealthSource {
         const range = ranges[r]!;
         if (heads[r]! >= buffered[r]!.length) {
           const from = range.firstKafkaOffset + BigInt(used[r]!);
-          buffered[r] = this.takeLeftovers(range, from) ?? (await this.fetchRange(fetcher, range, from));
-          heads[r] = 0;
+          const left = this.takeLeftovers(range, from);
+          buffered[r] = left?.slots ?? (await this.fetchRange(fetcher, range, from));
+          heads[r] = left?.head ?? 0;
         }
         const message = buffered[r]![heads[r]!];
         const record = message === undefined ? undefined : decodeRecord(message);
@@ -2430,26 +2432,28 @@ export class KafkaLog implements SiteLog, HealthSource {
       const range = ranges[r]!;
       const key = leftoverKey(range, range.firstKafkaOffset + BigInt(used[r]!));
       const previous = this.rangeLeftovers.get(key);
-      if (previous !== undefined) this.leftoverSlots -= previous.length;
+      if (previous !== undefined) this.leftoverSlots -= previous.slots.length;
       this.rangeLeftovers.delete(key);
-      this.rangeLeftovers.set(key, buffered[r]!.slice(heads[r]!));
-      this.leftoverSlots += left;
+      // The fetched array itself, from where the page stopped: a copy of the rest per page made
+      // reading a large range in small pages quadratic.
+      this.rangeLeftovers.set(key, { slots: buffered[r]!, head: heads[r]! });
+      this.leftoverSlots += buffered[r]!.length;
     }
     // Oldest first: a reader that went away leaves its pages' leftovers behind.
-    for (const [key, slots] of this.rangeLeftovers) {
+    for (const [key, left] of this.rangeLeftovers) {
       if (this.leftoverSlots <= MAX_LEFTOVER_SLOTS) break;
       this.rangeLeftovers.delete(key);
-      this.leftoverSlots -= slots.length;
+      this.leftoverSlots -= left.slots.length;
     }
   }
 
-  private takeLeftovers(range: JournalRange, from: bigint): (FetchedMessage | undefined)[] | undefined {
+  private takeLeftovers(range: JournalRange, from: bigint): { readonly slots: (FetchedMessage | undefined)[]; readonly head: number } | undefined {
     const key = leftoverKey(range, from);
-    const slots = this.rangeLeftovers.get(key);
-    if (slots === undefined) return undefined;
+    const left = this.rangeLeftovers.get(key);
+    if (left === undefined) return undefined;
     this.rangeLeftovers.delete(key);
-    this.leftoverSlots -= slots.length;
-    return slots;
+    this.leftoverSlots -= left.slots.length;
+    return left;
   }
 
   /**
