@@ -278,6 +278,12 @@ const COMMIT_MARKER_WAIT_MS = 5_000;
 const FETCH_BYTES_PER_OFFSET = { compressed: 128, uncompressed: 512 } as const;
 const MIN_STRETCH_FETCH_BYTES = 16 * 1024;
 
+function stretchFetchBytes(offsets: bigint, bytesPerOffset: number): number {
+  return Math.min(READ_FETCH_BYTES, Math.max(MIN_STRETCH_FETCH_BYTES, Number(offsets) * bytesPerOffset));
+}
+/** Bytes asked for per fetch of a stream journal (entries are a few hundred bytes). */
+const JOURNAL_FETCH_BYTES = 256 * 1024;
+
 /**
  * Fetched messages of journal ranges that stream pages left unread, kept for the pages after
  * them (readEntry), at most this many slots in all (counting whole fetched arrays, read part
@@ -292,11 +298,6 @@ const MAX_SPANS_READ_TOGETHER = 1_000;
 
 const leftoverKey = (range: JournalRange, from: bigint): string => `${range.kafkaTopic}#${range.partition}@${from}`;
 
-function stretchFetchBytes(offsets: bigint, bytesPerOffset: number): number {
-  return Math.min(READ_FETCH_BYTES, Math.max(MIN_STRETCH_FETCH_BYTES, Number(offsets) * bytesPerOffset));
-}
-/** Bytes asked for per fetch of a stream journal (entries are a few hundred bytes). */
-const JOURNAL_FETCH_BYTES = 256 * 1024;
 /** A link's lag at one position is counted again at most this often. */
 const LAG_RECOUNT_MS = 1_000;
 /** How often, while someone listens, the journals' ends are checked for other instances' commits. */
