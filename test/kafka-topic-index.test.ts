@@ -12,7 +12,7 @@ import { afterAll, afterEach, expect, it } from 'vitest';
 
 import { KafkaLog, type KafkaLogOptions } from '../cloud/kafka-log/index.js';
 import { StoreUnavailableError, type LogRecord } from '../core/index.js';
-import { containerRecord, describeKafka, kafkaBootstrap } from './support/kafka.js';
+import { containerRecord, countFetches, describeKafka, kafkaBootstrap } from './support/kafka.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'portcall-kafka-index-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -32,20 +32,6 @@ async function open(options: Partial<KafkaLogOptions> & { siteId: string; topicP
 function unique(): { siteId: string; topicPrefix: string } {
   const run = randomBytes(3).toString('hex');
   return { siteId: `IX${run}`, topicPrefix: `ix${run}` };
-}
-
-/** Counts the Kafka fetches a log makes (the only private state a test here touches). */
-function countFetches(log: KafkaLog): { fetches: number; messages: number } {
-  const counter = { fetches: 0, messages: 0 };
-  const fetcher = (log as unknown as { fetcher: { fetch: (...args: unknown[]) => Promise<{ messages: unknown[] }> } }).fetcher;
-  const original = fetcher.fetch.bind(fetcher);
-  fetcher.fetch = async (...args: unknown[]) => {
-    const result = await original(...args);
-    counter.fetches += 1;
-    counter.messages += result.messages.length;
-    return result;
-  };
-  return counter;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { describe, inject } from 'vitest';
+import type { KafkaLog } from '../../cloud/kafka-log/index.js';
 import type { LogRecord } from '../../core/index.js';
 
 declare module 'vitest' {
@@ -30,4 +31,21 @@ export function containerRecord(topic: string, offset: number, payloadBytes = 64
     headers: { seq: String(offset) },
     payload: new Uint8Array(Buffer.from(body.padEnd(payloadBytes, '.'))),
   };
+}
+
+/**
+ * Counts the Kafka fetches a log makes from here on, and the messages they returned: how a
+ * test tells how much of Kafka a read touched (the only private state such a test touches).
+ */
+export function countFetches(log: KafkaLog): { fetches: number; messages: number } {
+  const counter = { fetches: 0, messages: 0 };
+  const fetcher = (log as unknown as { fetcher: { fetch: (...args: unknown[]) => Promise<{ messages: unknown[] }> } }).fetcher;
+  const original = fetcher.fetch.bind(fetcher);
+  fetcher.fetch = async (...args: unknown[]) => {
+    const result = await original(...args);
+    counter.fetches += 1;
+    counter.messages += result.messages.length;
+    return result;
+  };
+  return counter;
 }
